@@ -1,0 +1,271 @@
+"""Build configuration: one YAML file says everything about a build.
+
+Every model is pydantic with ``extra="forbid"`` so that a misspelled key is an error naming the
+key and the file, never a silently ignored setting. Relative paths in a config file are resolved
+against the folder of that file, so a config works from any working directory. The environment
+is read here and nowhere else: API keys are looked up by the variable name the config gives and
+are never stored on a model, written to a file or put in a message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+class ConfigError(Exception):
+    """A config problem, phrased as one line that names the file and the key."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Prices(Strict):
+    """USD per million tokens (and per generated image for image models)."""
+
+    input: float = Field(0.0, ge=0)
+    output: float = Field(0.0, ge=0)
+    per_image: float = Field(0.0, ge=0)
+
+
+class ModelSpec(Strict):
+    """One model behind an OpenAI-compatible endpoint (OpenAI, vLLM, SGLang, ...)."""
+
+    model: str
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    concurrency: int = Field(16, ge=1, le=4096)
+    rpm: int | None = Field(None, ge=1)
+    tpm: int | None = Field(None, ge=1)
+    max_retries: int = Field(5, ge=0, le=50)
+    timeout: float = Field(120.0, gt=0)
+    temperature: float = Field(0.0, ge=0, le=2)
+    seed: int | None = None
+    max_tokens: int = Field(1024, ge=1)
+    prices: Prices = Prices()
+    detail: Literal["auto", "low", "high"] = "auto"
+    max_image_side: int = Field(1024, ge=64)
+    size: str = "1024x1024"
+
+    def api_key(self) -> str | None:
+        """The key from the environment variable this model names; None when unset."""
+        return os.environ.get(self.api_key_env) or None
+
+
+class ModelsConfig(Strict):
+    text: ModelSpec = ModelSpec(model="gpt-4o-mini")
+    vision: ModelSpec = ModelSpec(model="gpt-4o")
+    judges: list[ModelSpec] = Field(default_factory=lambda: [ModelSpec(model="gpt-4o")])
+    image: ModelSpec = ModelSpec(model="gpt-image-1")
+
+    @field_validator("judges")
+    @classmethod
+    def _at_least_one_judge(cls, judges: list[ModelSpec]) -> list[ModelSpec]:
+        if not judges:
+            raise ValueError("at least one judge model is needed")
+        return judges
+
+
+class ShippedConcepts(Strict):
+    """A folder (or file) of curated concept pairs in YAML."""
+
+    kind: Literal["shipped"] = "shipped"
+    path: Path
+
+
+class QueryFileConcepts(Strict):
+    """A JSONL or CSV file of harmful queries; a text model extracts two objects from each."""
+
+    kind: Literal["queries_file"] = "queries_file"
+    path: Path
+    column: str = "query"
+    limit: int | None = Field(None, ge=1)
+
+
+class HFDatasetConcepts(Strict):
+    """A Hugging Face dataset (name or local path) with a text column of harmful queries."""
+
+    kind: Literal["hf_dataset"] = "hf_dataset"
+    name: str
+    config: str | None = None
+    split: str = "train"
+    column: str = "query"
+    limit: int | None = Field(None, ge=1)
+
+
+class ImageFolderConcepts(Strict):
+    """A folder of unsafe images; a vision model names the objects in each."""
+
+    kind: Literal["image_folder"] = "image_folder"
+    path: Path
+    limit: int | None = Field(None, ge=1)
+
+
+ConceptSource = Annotated[
+    ShippedConcepts | QueryFileConcepts | HFDatasetConcepts | ImageFolderConcepts,
+    Field(discriminator="kind"),
+]
+
+
+class ConceptsConfig(Strict):
+    sources: list[ConceptSource] = Field(min_length=1)
+    max_per_sub_category: int | None = Field(None, ge=1)
+    sub_categories: list[str] | None = None
+
+
+class ImagesConfig(Strict):
+    source: Literal["typography", "t2i", "folder", "hf_dataset"] = "typography"
+    max_side: int = Field(1024, ge=64, le=8192)
+    typography_size: int = Field(512, ge=64, le=4096)
+    folder: Path | None = None
+    hf_dataset: str | None = None
+    hf_split: str = "train"
+    hf_image_column: str = "image"
+    hf_label_column: str = "label"
+    critique: bool = True
+    max_pixels: int = Field(64_000_000, ge=1)
+
+
+class InstructionsConfig(Strict):
+    image_ref_style: Literal["ordinal", "index"] = "ordinal"
+    min_chars: int = Field(30, ge=1)
+    max_chars: int = Field(300, ge=10)
+    giveaway_phrases: Path = Path("giveaway_phrases.yaml")
+
+
+class JudgingConfig(Strict):
+    """How judge votes become a split; the judge models themselves are under ``models.judges``."""
+
+    real_pool: Path | None = None
+    real_count: int = Field(100, ge=0)
+
+
+class LabelsConfig(Strict):
+    for_test: bool = False
+    min_chars: int = Field(200, ge=1)
+    max_chars: int = Field(4000, ge=10)
+    harm_check: bool | None = None
+
+
+class SplitsConfig(Strict):
+    val_size: float = Field(0.0, ge=0.0, lt=1.0)
+    quotas: dict[str, int] | None = None
+
+
+class BuildConfig(Strict):
+    name: str = "mis"
+    seed: int = 0
+    backend: Literal["offline", "openai"] = "offline"
+    models: ModelsConfig = ModelsConfig()
+    taxonomy: Path = Path("taxonomy.yaml")
+    prompts_dir: Path = Path("../prompts")
+    concepts: ConceptsConfig
+    images: ImagesConfig = ImagesConfig()
+    instructions: InstructionsConfig = InstructionsConfig()
+    judging: JudgingConfig = JudgingConfig()
+    labels: LabelsConfig = LabelsConfig()
+    splits: SplitsConfig = SplitsConfig()
+    exports: list[Literal["mis", "internvl", "llamafactory", "hf"]] = Field(
+        default_factory=lambda: ["mis", "internvl", "llamafactory", "hf"]
+    )
+    license: str = "cc-by-nc-4.0"
+
+    def model_specs(self) -> list[ModelSpec]:
+        """Every model this build may call, for key checks and cost reports."""
+        return [self.models.text, self.models.vision, *self.models.judges, self.models.image]
+
+    def generation_hash(self) -> str:
+        """Hash of everything that changes what the models are asked.
+
+        Splits and exports are left out: they can be regenerated from a finished run, so
+        changing them must not make the run folder refuse the config.
+        """
+        data = self.model_dump(mode="json", exclude={"splits", "exports", "name", "license"})
+        return sha256_text(json.dumps(data, sort_keys=True))
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_yaml(path: Path) -> Any:
+    """Parse a YAML file, turning every failure into a one-line ConfigError."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: file not found")
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
+
+
+def describe_validation_error(path: Path, error: ValidationError) -> str:
+    """One line naming every bad key with its reason, e.g. ``concepts.max_per_sub: unknown key``."""
+    problems = []
+    for item in error.errors():
+        location = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        message = "unknown key" if item["type"] == "extra_forbidden" else item["msg"]
+        problems.append(f"{location}: {message}")
+    return f"{path}: " + "; ".join(problems)
+
+
+def _resolve(base: Path, value: Path | None) -> Path | None:
+    if value is None:
+        return None
+    return value if value.is_absolute() else (base / value).resolve()
+
+
+def resolve_paths(config: BuildConfig, base: Path) -> BuildConfig:
+    """Make every path in the config absolute, relative to the config file's folder."""
+    update: dict[str, Any] = {
+        "taxonomy": _resolve(base, config.taxonomy),
+        "prompts_dir": _resolve(base, config.prompts_dir),
+    }
+    sources = []
+    for source in config.concepts.sources:
+        if hasattr(source, "path"):
+            source = source.model_copy(update={"path": _resolve(base, source.path)})
+        elif isinstance(source, HFDatasetConcepts) and (base / source.name).exists():
+            source = source.model_copy(update={"name": str((base / source.name).resolve())})
+        sources.append(source)
+    update["concepts"] = config.concepts.model_copy(update={"sources": sources})
+    images = config.images
+    update["images"] = images.model_copy(update={"folder": _resolve(base, images.folder)})
+    update["instructions"] = config.instructions.model_copy(
+        update={"giveaway_phrases": _resolve(base, config.instructions.giveaway_phrases)}
+    )
+    update["judging"] = config.judging.model_copy(
+        update={"real_pool": _resolve(base, config.judging.real_pool)}
+    )
+    return config.model_copy(update=update)
+
+
+def load_config(path: Path, overrides: dict[str, Any] | None = None) -> BuildConfig:
+    """Load, override (``--seed`` etc.), validate and resolve a build config."""
+    path = Path(path)
+    data = read_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings at the top level")
+    data.update({key: value for key, value in (overrides or {}).items() if value is not None})
+    try:
+        config = BuildConfig.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(describe_validation_error(path, error)) from None
+    return resolve_paths(config, path.resolve().parent)

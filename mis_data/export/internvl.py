@@ -1,0 +1,56 @@
+"""InternVL chat fine-tuning data: a JSONL of multi-image records plus the meta JSON.
+
+FORMATS.md §1: ``image`` is a list of paths relative to the meta ``root``; the human turn
+carries one ``<image>`` per image (``Image-1: <image>\\nImage-2: <image>\\n`` then the question,
+InternVL's own multi-image convention); every turn uses ``value``; ``width_list`` and
+``height_list`` are the real image sizes. Paths in the meta are relative to this folder, so the
+export is the same bytes wherever the run lives.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mis_data.export.common import place_image, write_json, write_jsonl
+from mis_data.images.store import ImageStore
+from mis_data.records import scrub_template_tokens
+from mis_data.splits import Sample
+
+USER_PREFIX = "Image-1: <image>\nImage-2: <image>\n"
+
+
+def record_for(sample: Sample, image_paths: list[str]) -> dict:
+    return {
+        "id": sample.id,
+        "image": image_paths,
+        "width_list": [sample.image1.width, sample.image2.width],
+        "height_list": [sample.image1.height, sample.image2.height],
+        "category": sample.category,
+        "sub_category": sample.sub_category,
+        "conversations": [
+            {"from": "human", "value": USER_PREFIX + scrub_template_tokens(sample.question)},
+            {"from": "gpt", "value": scrub_template_tokens(sample.label or "")},
+        ],
+    }
+
+
+def export_internvl(splits: dict[str, list[Sample]], store: ImageStore, out: Path) -> None:
+    meta = {}
+    for split in ("train", "val"):
+        samples = sorted(splits.get(split, []), key=lambda s: s.id)
+        if not samples and split == "val":
+            continue
+        rows = []
+        for sample in samples:
+            paths = []
+            for slot, image in ((1, sample.image1), (2, sample.image2)):
+                relative = f"{sample.id}/object{slot}.png"
+                place_image(store, image.sha256, out / "images" / relative)
+                paths.append(relative)
+            rows.append(record_for(sample, paths))
+        annotation = f"mis_{split}.jsonl"
+        write_jsonl(out / annotation, rows)
+        meta[f"mis_{split}"] = {"root": "images/", "annotation": annotation,
+                                "data_augment": False, "max_dynamic_patch": 6,
+                                "repeat_time": 1, "length": len(rows)}
+    write_json(out / "meta.json", meta)

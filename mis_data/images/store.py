@@ -1,0 +1,110 @@
+"""The content-addressed image store: every image normalized once, stored by its sha256.
+
+Normalizing (EXIF orientation applied, RGB, longest side capped, PNG) happens before hashing, so
+the same picture from two sources is stored once and records refer to it by hash. Anything
+Pillow cannot turn into a sane RGB image raises ``BadImage`` with a short reason, which the
+calling stage records as a reject instead of crashing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from mis_data.rundir import write_bytes_atomic
+
+
+class BadImage(Exception):
+    """An input image that cannot be used; the message is the one-line reason."""
+
+
+@dataclass(frozen=True)
+class StoredImage:
+    sha256: str
+    width: int
+    height: int
+    path: Path
+
+
+def normalize_image(data: bytes, max_side: int, max_pixels: int = 64_000_000) -> bytes:
+    """Decode, orient, convert to RGB, cap the longest side, and encode as PNG."""
+    if not data:
+        raise BadImage("empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                if image.width * image.height > max_pixels:
+                    raise BadImage(
+                        f"too large: {image.width}x{image.height} pixels exceeds {max_pixels}"
+                    )
+                image.seek(0)  # animated images: the first frame only
+                image.load()
+                image = ImageOps.exif_transpose(image)
+                image = _to_rgb(image)
+    except BadImage:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise BadImage(f"decompression bomb: {error}") from None
+    except UnidentifiedImageError:
+        raise BadImage("not an image Pillow can read") from None
+    except (OSError, ValueError, SyntaxError) as error:
+        raise BadImage(f"unreadable image: {error}") from None
+    if max(image.size) > max_side:
+        image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=False)
+    return buffer.getvalue()
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """RGB with transparency flattened on white; 16-bit and CMYK converted faithfully."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        image = image.point(lambda value: value / 256).convert("L")
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA"):
+        background = Image.new("RGB", image.size, (255, 255, 255))
+        background.paste(image, mask=image.getchannel("A"))
+        return background
+    return image.convert("RGB")
+
+
+class ImageStore:
+    """Normalized PNGs under ``images/ab/<sha256>.png``."""
+
+    def __init__(self, root: Path, max_side: int = 1024, max_pixels: int = 64_000_000) -> None:
+        self.root = Path(root)
+        self.max_side = max_side
+        self.max_pixels = max_pixels
+
+    def path_for(self, sha256: str) -> Path:
+        return self.root / sha256[:2] / f"{sha256}.png"
+
+    def put(self, data: bytes) -> StoredImage:
+        """Normalize and store image bytes; storing the same content twice is free."""
+        png = normalize_image(data, self.max_side, self.max_pixels)
+        return self.put_png(png)
+
+    def put_png(self, png: bytes) -> StoredImage:
+        """Store bytes that are already a normalized PNG (e.g. the typography renderer's)."""
+        sha256 = hashlib.sha256(png).hexdigest()
+        path = self.path_for(sha256)
+        if not path.exists() or path.stat().st_size != len(png):
+            write_bytes_atomic(path, png)
+        with Image.open(io.BytesIO(png)) as image:
+            width, height = image.size
+        return StoredImage(sha256=sha256, width=width, height=height, path=path)
+
+    def read(self, sha256: str) -> bytes:
+        return self.path_for(sha256).read_bytes()
+
+    def verify(self, sha256: str) -> bool:
+        """True when the stored file exists and still has the content its name promises."""
+        path = self.path_for(sha256)
+        return path.exists() and hashlib.sha256(path.read_bytes()).hexdigest() == sha256

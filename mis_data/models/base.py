@@ -1,0 +1,258 @@
+"""The one model interface: a stage sends a structured request and gets a validated object back.
+
+A stage never knows which backend answered. It builds a ``StructuredRequest`` (chat messages whose
+image parts name images by sha256, the pydantic model it wants, and an optional ``check`` that
+applies the stage's own filters) and receives a ``ModelResult``: either a value or a rejection
+with a reason code. Both backends share ``answer_with_feedback``, so the rule "a failed
+validation is sent back to the model once, then the item is rejected" holds everywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ValidationError
+
+from mis_data.records import RejectReason
+
+
+@dataclass(frozen=True)
+class TextPart:
+    text: str
+
+
+@dataclass(frozen=True)
+class ImagePart:
+    """An image of the run's store, named by hash; bytes are attached only at send time."""
+
+    sha256: str
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    role: str
+    parts: tuple[TextPart | ImagePart, ...]
+
+    @classmethod
+    def text(cls, role: str, text: str) -> ChatMessage:
+        return cls(role=role, parts=(TextPart(text),))
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A failed check: the reason code for the reject and a sentence to send back to the model."""
+
+    reason: RejectReason
+    detail: str
+
+
+Check = Callable[[BaseModel], Problem | None]
+
+
+@dataclass
+class StructuredRequest:
+    """What a stage asks of a model.
+
+    ``facts`` carries the record fields the request was built from. Real backends never send
+    it (the messages say everything); the offline backend answers from it, because it has no
+    language model to read the messages with.
+    """
+
+    task: str
+    role: str
+    item_id: str
+    messages: list[ChatMessage]
+    response_model: type[BaseModel]
+    facts: dict[str, Any] = field(default_factory=dict)
+    check: Check | None = None
+    sub_category: str | None = None
+    stage: str = ""
+
+
+@dataclass
+class ImageRequest:
+    """A text-to-image request for one slot of one sample."""
+
+    item_id: str
+    prompt: str
+    facts: dict[str, Any] = field(default_factory=dict)
+    stage: str = "images"
+
+
+@dataclass
+class ModelResult:
+    value: BaseModel | None = None
+    reason: RejectReason | None = None
+    detail: str = ""
+    model: str = ""
+    attempts: int = 1
+
+    @property
+    def ok(self) -> bool:
+        return self.value is not None
+
+
+@dataclass
+class ImageResult:
+    data: bytes | None = None
+    reason: RejectReason | None = None
+    detail: str = ""
+    model: str = ""
+
+
+@dataclass
+class Usage:
+    requests: int = 0
+    cached: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    images: int = 0
+    cost_usd: float = 0.0
+    refusals: int = 0
+
+    def add(self, other: Usage) -> None:
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+@dataclass
+class UsageMeter:
+    """Tokens, requests and cost per (stage, model), and refusals per sub-category."""
+
+    by_stage_model: dict[tuple[str, str], Usage] = field(default_factory=dict)
+    refusals_by_sub_category: dict[str, int] = field(default_factory=dict)
+
+    def record(self, stage: str, model: str, usage: Usage) -> None:
+        self.by_stage_model.setdefault((stage, model), Usage()).add(usage)
+
+    def refusal(self, sub_category: str | None) -> None:
+        key = sub_category or "(none)"
+        self.refusals_by_sub_category[key] = self.refusals_by_sub_category.get(key, 0) + 1
+
+    @property
+    def total(self) -> Usage:
+        total = Usage()
+        for usage in self.by_stage_model.values():
+            total.add(usage)
+        return total
+
+    def as_dict(self) -> dict[str, Any]:
+        rows = [
+            {"stage": stage, "model": model, **vars(usage)}
+            for (stage, model), usage in sorted(self.by_stage_model.items())
+        ]
+        return {
+            "by_stage_model": rows,
+            "total": vars(self.total),
+            "refusals_by_sub_category": dict(sorted(self.refusals_by_sub_category.items())),
+        }
+
+
+class ModelClient(Protocol):
+    """What every backend provides; stages depend on this and nothing else."""
+
+    name: str
+    usage: UsageMeter
+
+    async def structured(self, request: StructuredRequest) -> ModelResult: ...
+
+    async def generate_image(self, request: ImageRequest) -> ImageResult: ...
+
+    def model_name(self, role: str) -> str: ...
+
+    async def aclose(self) -> None: ...
+
+
+class BudgetExceeded(Exception):
+    """The next request would pass ``--max-cost``; the build stops cleanly before it."""
+
+
+# A reply is either text to parse, a refusal, or a failure that ends the item.
+@dataclass
+class RawReply:
+    text: str | None = None
+    refusal: str | None = None
+    parsed: BaseModel | None = None
+    failure: RejectReason | None = None
+    detail: str = ""
+
+
+def extract_json(text: str) -> Any:
+    """Find the JSON object in a reply: bare, in a code fence, or with prose around it."""
+    stripped = text.strip()
+    fence = re.search(r"```(?:json)?\s*(.*?)```", stripped, re.DOTALL)
+    candidates = [stripped]
+    if fence:
+        candidates.insert(0, fence.group(1).strip())
+    start, end = stripped.find("{"), stripped.rfind("}")
+    if 0 <= start < end:
+        candidates.append(stripped[start : end + 1])
+    for candidate in candidates:
+        try:
+            return json.loads(candidate)
+        except json.JSONDecodeError:
+            continue
+    raise ValueError("no JSON object found in the reply")
+
+
+def parse_reply(text: str, response_model: type[BaseModel]) -> BaseModel:
+    """Validate reply text against the wanted model; raises ValueError with a short reason."""
+    try:
+        return response_model.model_validate(extract_json(text))
+    except ValidationError as error:
+        first = error.errors()[0]
+        location = ".".join(str(part) for part in first["loc"]) or "reply"
+        raise ValueError(f"{location}: {first['msg']} ({error.error_count()} error(s))") from None
+
+
+def feedback_message(problem: str) -> ChatMessage:
+    return ChatMessage.text(
+        "user",
+        "Your previous answer was not usable: "
+        f"{problem}\nAnswer again, following every instruction, as a single JSON object.",
+    )
+
+
+Attempt = Callable[[list[ChatMessage]], Awaitable[RawReply]]
+
+
+async def answer_with_feedback(
+    request: StructuredRequest, attempt: Attempt, model: str
+) -> ModelResult:
+    """Ask, validate, run the stage's check; on failure send the problem back once.
+
+    Refusals and transport failures end the item at once: asking again in a loop would only
+    spend money on the same answer.
+    """
+    messages = list(request.messages)
+    last_problem = Problem(RejectReason.invalid_output, "no answer")
+    for attempt_number in (1, 2):
+        reply = await attempt(messages)
+        if reply.failure is not None:
+            return ModelResult(reason=reply.failure, detail=reply.detail, model=model,
+                               attempts=attempt_number)
+        if reply.refusal:
+            return ModelResult(reason=RejectReason.refused, detail=reply.refusal[:300],
+                               model=model, attempts=attempt_number)
+        value = reply.parsed
+        if value is None:
+            try:
+                value = parse_reply(reply.text or "", request.response_model)
+            except ValueError as error:
+                last_problem = Problem(RejectReason.invalid_output, str(error))
+                value = None
+        if value is not None:
+            problem = request.check(value) if request.check else None
+            if problem is None:
+                return ModelResult(value=value, model=model, attempts=attempt_number)
+            last_problem = problem
+        if attempt_number == 1:
+            if reply.text:
+                messages.append(ChatMessage.text("assistant", reply.text))
+            messages.append(feedback_message(last_problem.detail))
+    return ModelResult(reason=last_problem.reason, detail=last_problem.detail, model=model,
+                       attempts=2)

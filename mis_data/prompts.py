@@ -1,0 +1,54 @@
+"""Prompt files: the text a researcher edits, versioned by sha256.
+
+Prompts live in ``prompts/`` as files, never in code. Each use is recorded, so the run's
+resolved config lists the hash of every prompt that shaped its data. Placeholders use
+``$name`` (``string.Template``) so that JSON examples with braces need no escaping.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from string import Template
+from typing import Any
+
+import yaml
+
+from mis_data.config import ConfigError, sha256_text
+
+
+@dataclass(frozen=True)
+class Prompt:
+    name: str
+    text: str
+    sha256: str
+
+    def render(self, **values: Any) -> str:
+        try:
+            return Template(self.text).substitute({k: str(v) for k, v in values.items()})
+        except KeyError as error:
+            raise ConfigError(f"prompt {self.name}: no value for placeholder ${error.args[0]}") from None
+
+
+@dataclass
+class PromptLibrary:
+    """Loads prompt files on first use and remembers the hash of each one used."""
+
+    root: Path
+    used: dict[str, str] = field(default_factory=dict)
+    _cache: dict[str, Prompt] = field(default_factory=dict)
+
+    def get(self, name: str) -> Prompt:
+        if name not in self._cache:
+            path = self.root / name
+            if not path.is_file():
+                raise ConfigError(f"{path}: prompt file not found")
+            text = path.read_text(encoding="utf-8")
+            self._cache[name] = Prompt(name=name, text=text, sha256=sha256_text(text))
+        prompt = self._cache[name]
+        self.used[name] = prompt.sha256
+        return prompt
+
+    def data(self, name: str) -> Any:
+        """A YAML prompt file (e.g. the offline backend's templates), parsed."""
+        return yaml.safe_load(self.get(name).text)

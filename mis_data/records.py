@@ -1,0 +1,234 @@
+"""The records that flow through a build, one model per stage, and the reasons a record is dropped.
+
+Every record has a stable ``id``: the sample id is derived from the build seed and the
+normalized concept pair, never from time or random state, so two builds of the same config agree
+on every id. Validators here are the filters that need no configuration (template tokens, empty
+text, malformed hashes); filters that depend on the config live in their stage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from enum import Enum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+# Strings that multimodal training frameworks read as image/video slots (FORMATS.md §0, §8).
+# Generated text must never contain them: exporters insert the placeholders themselves.
+TEMPLATE_TOKEN_PATTERN = re.compile(
+    r"<\s*/?\s*(image|video|audio|img|IMG_CONTEXT)\s*>|<\|[^|>]{1,40}\|>", re.IGNORECASE
+)
+
+_ARTICLES = {"a", "an", "the", "some", "of"}
+
+
+class RejectReason(str, Enum):
+    """Why a record was dropped. One enum so counts never drift from their meaning."""
+
+    duplicate_concept = "duplicate_concept"
+    unknown_category = "unknown_category"
+    invalid_concept = "invalid_concept"
+    bad_source = "bad_source"
+    missing_image_ref = "missing_image_ref"
+    object_leak = "object_leak"
+    not_detoxified = "not_detoxified"
+    too_short = "too_short"
+    too_long = "too_long"
+    template_token = "template_token"
+    invalid_output = "invalid_output"
+    refused = "refused"
+    api_error = "api_error"
+    bad_image = "bad_image"
+    image_unusable = "image_unusable"
+    missing_image = "missing_image"
+    discarded_by_judge = "discarded_by_judge"
+    judge_tie = "judge_tie"
+    label_no_perception = "label_no_perception"
+    label_format = "label_format"
+    label_apology = "label_apology"
+    harmful_label = "harmful_label"
+    near_duplicate = "near_duplicate"
+
+
+# Reasons that come from a passing fault rather than from the item: a rerun tries them again.
+RETRYABLE_REASONS = frozenset({RejectReason.api_error})
+
+
+def normalize_object(text: str) -> str:
+    """Case-, article- and plural-insensitive form of an object phrase, for duplicate checks."""
+    words = re.findall(r"[a-z0-9]+", text.casefold())
+    kept = []
+    for word in words:
+        if word in _ARTICLES:
+            continue
+        if len(word) > 3 and word.endswith("ies"):
+            word = word[:-3] + "y"
+        elif len(word) > 3 and word.endswith("es") and word[-3] in "sxz":
+            word = word[:-2]
+        elif len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
+            word = word[:-1]
+        kept.append(word)
+    return " ".join(kept)
+
+
+def concept_key(object1: str, object2: str) -> str:
+    """Order-insensitive key of a concept pair; two samples with the same key are duplicates."""
+    return " | ".join(sorted((normalize_object(object1), normalize_object(object2))))
+
+
+def stable_id(*parts: object) -> str:
+    joined = "\x1f".join(str(part) for part in parts)
+    return hashlib.sha256(joined.encode("utf-8")).hexdigest()[:16]
+
+
+def sample_id(seed: int, sub_category: str, object1: str, object2: str) -> str:
+    """The id every record of one sample shares, from concept to label."""
+    return stable_id(
+        "sample", seed, sub_category, normalize_object(object1), normalize_object(object2)
+    )
+
+
+def find_template_token(text: str) -> str | None:
+    match = TEMPLATE_TOKEN_PATTERN.search(text)
+    return match.group(0) if match else None
+
+
+def scrub_template_tokens(text: str) -> str:
+    """Remove template tokens from generated text before export (FORMATS.md §0)."""
+    return re.sub(r"[ \t]{2,}", " ", TEMPLATE_TOKEN_PATTERN.sub("", text)).strip()
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(min_length=1)
+
+
+def _no_template_tokens(text: str) -> str:
+    token = find_template_token(text)
+    if token:
+        raise ValueError(f"contains template token {token!r}")
+    return text
+
+
+class ConceptRecord(Record):
+    """Two depictable things whose combination carries a risk (MIS step 1)."""
+
+    category: str
+    sub_category: str
+    object1: str = Field(min_length=1, max_length=120)
+    object2: str = Field(min_length=1, max_length=120)
+    kind1: str = "object"
+    kind2: str = "object"
+    source: str
+    rationale: str = ""
+
+    @field_validator("object1", "object2")
+    @classmethod
+    def _clean_object(cls, value: str) -> str:
+        value = " ".join(value.split())
+        if not normalize_object(value):
+            raise ValueError("object is empty after normalization")
+        return _no_template_tokens(value)
+
+    @property
+    def key(self) -> str:
+        return concept_key(self.object1, self.object2)
+
+
+class ImageRecord(Record):
+    """One normalized image for one slot of a sample, with how it was made."""
+
+    sample_id: str
+    slot: Literal[1, 2]
+    object: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    width: int = Field(gt=0)
+    height: int = Field(gt=0)
+    source: str
+    model: str | None = None
+    prompt: str | None = None
+    prompt_sha256: str | None = None
+    rounds: int = Field(1, ge=1)
+
+
+class ImageRef(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    width: int = Field(gt=0)
+    height: int = Field(gt=0)
+    source: str
+
+
+class PairRecord(Record):
+    """A concept joined with its two images: the visual half of a sample."""
+
+    image1: ImageRef
+    image2: ImageRef
+    variant: Literal["generated", "real"] = "generated"
+
+
+class InstructionRecord(Record):
+    """The neutral multi-image instruction of a sample (MIS step 2), with its drafts."""
+
+    question: str = Field(min_length=1)
+    draft: str = ""
+    refined: str = ""
+    model: str
+    prompt_sha256: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("question")
+    @classmethod
+    def _no_tokens(cls, value: str) -> str:
+        return _no_template_tokens(value)
+
+
+class Vote(BaseModel):
+    """One judge's view of a sample; every vote is kept on the judgement."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    judge: str
+    text_unsafe: bool
+    images_harmful: bool
+    combination_harmful: bool
+    meaningful: bool
+    sub_category: str
+    reason: str = ""
+    route: Literal["train", "easy", "hard", "discard"]
+
+
+class JudgementRecord(Record):
+    """Where the judges send a sample: train, easy or hard (MIS step 4)."""
+
+    route: Literal["train", "easy", "hard"]
+    sub_category: str
+    category: str
+    moved_from: str | None = None
+    votes: list[Vote] = Field(min_length=1)
+
+
+class LabelRecord(Record):
+    """The safety chain-of-thought answer: perception, risk reasoning, safe answer (MIS step 5)."""
+
+    text: str = Field(min_length=1)
+    model: str
+    prompt_sha256: str
+
+    @field_validator("text")
+    @classmethod
+    def _no_tokens(cls, value: str) -> str:
+        return _no_template_tokens(value)
+
+
+class RejectRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    stage: str
+    id: str
+    reason: RejectReason
+    detail: str = ""
+    sub_category: str | None = None

@@ -1,0 +1,172 @@
+"""Step 1: concept pairs (two depictable things whose combination carries a risk).
+
+Input: the concept sources of the config. Output: ``concepts.jsonl`` (ConceptRecord).
+Drops: ``unknown_category`` (not in the taxonomy), ``invalid_concept`` (empty or identical
+objects), ``duplicate_concept`` (same pair after normalizing case, articles, plurals, order).
+
+Unlike later stages this one is decided as a whole: duplicates and per-sub-category quotas
+depend on every candidate, so candidates are gathered in config order, filtered in that order,
+and the file is written once, atomically. A rerun with the file present does nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from mis_data.config import ConfigError, ShippedConcepts, read_yaml
+from mis_data.records import (
+    ConceptRecord,
+    RejectReason,
+    RejectRecord,
+    sample_id,
+)
+from mis_data.rundir import write_text_atomic
+from mis_data.stages.base import BuildContext, Rejection, StageStats, log_rejection
+from mis_data.taxonomy import Taxonomy
+
+STAGE = "concepts"
+REQUIRED_FIELDS = ("sub_category", "object1", "object2")
+
+
+def concept_files(path: Path) -> list[Path]:
+    """The YAML files of a shipped source, sorted so the order never depends on the disk."""
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        files = sorted([*path.glob("*.yaml"), *path.glob("*.yml")])
+        if files:
+            return files
+        raise ConfigError(f"{path}: no concept files (*.yaml) in this folder")
+    raise ConfigError(f"{path}: concept source not found")
+
+
+def shipped_entries(source: ShippedConcepts) -> list[tuple[str, dict[str, Any]]]:
+    """(where, entry) for every entry of every file of a shipped source."""
+    entries = []
+    for file in concept_files(source.path):
+        data = read_yaml(file)
+        items = data.get("concepts") if isinstance(data, dict) else data
+        if not isinstance(items, list):
+            raise ConfigError(f"{file}: expected a 'concepts' list")
+        for index, entry in enumerate(items):
+            entries.append((f"{file.name}[{index}]", entry))
+    return entries
+
+
+def concept_from_entry(
+    entry: Any, where: str, source: str, taxonomy: Taxonomy, seed: int
+) -> ConceptRecord | RejectRecord:
+    """Validate one concept entry against the taxonomy and the record rules."""
+    if not isinstance(entry, dict) or any(not entry.get(key) for key in REQUIRED_FIELDS):
+        missing = [key for key in REQUIRED_FIELDS if not isinstance(entry, dict) or not entry.get(key)]
+        return RejectRecord(stage=STAGE, id=where, reason=RejectReason.invalid_concept,
+                            detail=f"{where}: missing or empty {', '.join(missing)}")
+    sub_category = taxonomy.canonical(str(entry["sub_category"]))
+    if sub_category is None:
+        return RejectRecord(stage=STAGE, id=where, reason=RejectReason.unknown_category,
+                            detail=f"{where}: sub-category {entry['sub_category']!r} is not in the taxonomy")
+    category = taxonomy.category_of(sub_category)
+    if entry.get("category") and str(entry["category"]).casefold() != category.casefold():
+        return RejectRecord(stage=STAGE, id=where, reason=RejectReason.unknown_category,
+                            detail=f"{where}: category {entry['category']!r} does not contain "
+                                   f"{sub_category!r} (expected {category!r})")
+    object1, object2 = str(entry["object1"]), str(entry["object2"])
+    try:
+        concept = ConceptRecord(
+            id=sample_id(seed, sub_category, object1, object2),
+            category=category, sub_category=sub_category,
+            object1=object1, object2=object2,
+            kind1=str(entry.get("kind1", "object")), kind2=str(entry.get("kind2", "object")),
+            source=source, rationale=str(entry.get("rationale", "")),
+        )
+    except ValidationError as error:
+        message = error.errors()[0]["msg"]
+        return RejectRecord(stage=STAGE, id=where, reason=RejectReason.invalid_concept,
+                            detail=f"{where}: {message}")
+    if len(set(concept.key.split(" | "))) < 2:
+        return RejectRecord(stage=STAGE, id=where, reason=RejectReason.invalid_concept,
+                            detail=f"{where}: object1 and object2 are the same thing")
+    return concept
+
+
+Candidate = tuple[str, ConceptRecord | RejectRecord]
+
+
+async def gather_candidates(ctx: BuildContext) -> list[Candidate]:
+    """(where, candidate) from every source, in config order; ``where`` names the entry."""
+    candidates: list[Candidate] = []
+    for source in ctx.config.concepts.sources:
+        if isinstance(source, ShippedConcepts):
+            label = f"shipped:{source.path.name}"
+            for where, entry in shipped_entries(source):
+                candidates.append(
+                    (where, concept_from_entry(entry, where, label, ctx.taxonomy, ctx.config.seed))
+                )
+        else:
+            raise ConfigError(f"concept source kind {source.kind!r} is not available in this build")
+    return candidates
+
+
+def seeded_rank(seed: int, item_id: str) -> str:
+    return hashlib.sha256(f"quota\x1f{seed}\x1f{item_id}".encode()).hexdigest()
+
+
+def apply_filters(
+    candidates: list[Candidate], ctx: BuildContext
+) -> tuple[list[ConceptRecord], list[RejectRecord]]:
+    """Drop duplicates and unwanted sub-categories, then apply the per-sub-category quota."""
+    wanted = ctx.config.concepts.sub_categories
+    allowed = {ctx.taxonomy.canonical(name) for name in wanted} if wanted else None
+    seen: dict[str, str] = {}
+    kept: list[ConceptRecord] = []
+    rejects: list[RejectRecord] = []
+    for where, candidate in candidates:
+        if isinstance(candidate, RejectRecord):
+            rejects.append(candidate)
+            continue
+        if allowed is not None and candidate.sub_category not in allowed:
+            continue
+        if candidate.key in seen:
+            rejects.append(RejectRecord(
+                stage=STAGE, id=where, reason=RejectReason.duplicate_concept,
+                detail=f"{where}: {candidate.object1!r} + {candidate.object2!r} repeats the pair "
+                       f"from {seen[candidate.key]}",
+                sub_category=candidate.sub_category))
+            continue
+        seen[candidate.key] = where
+        kept.append(candidate)
+    quota = ctx.config.concepts.max_per_sub_category
+    if quota:
+        by_sub: dict[str, list[ConceptRecord]] = defaultdict(list)
+        for concept in kept:
+            by_sub[concept.sub_category].append(concept)
+        chosen = {
+            concept.id
+            for group in by_sub.values()
+            for concept in sorted(group, key=lambda c: seeded_rank(ctx.config.seed, c.id))[:quota]
+        }
+        kept = [concept for concept in kept if concept.id in chosen]
+    return kept, rejects
+
+
+async def build_concepts(ctx: BuildContext) -> StageStats:
+    stats = StageStats(stage=STAGE)
+    path = ctx.run.stage_file(STAGE)
+    if path.exists():
+        stats.already_done = True
+        return stats
+    kept, rejects = apply_filters(await gather_candidates(ctx), ctx)
+    for reject in rejects:
+        ctx.run.reject(reject)
+        log_rejection(STAGE, reject.id, Rejection(reject.reason, reject.detail))
+    stats.pending = len(kept) + len(rejects)
+    stats.kept = len(kept)
+    stats.dropped = Counter(reject.reason.value for reject in rejects)
+    kept.sort(key=lambda concept: concept.id)
+    write_text_atomic(path, "".join(concept.model_dump_json() + "\n" for concept in kept))
+    return stats

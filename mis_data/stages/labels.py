@@ -1,0 +1,147 @@
+"""Step 5: safety chain-of-thought labels (MIS_NOTES.md §1 step 5, §3.3).
+
+Input: ``judgements.jsonl`` (train items; test items too when ``labels.for_test``) with the
+instruction and pair. Output: ``labels.jsonl`` (LabelRecord). Drops, each sent back to the model
+once first: ``too_short`` / ``too_long``, ``label_no_perception`` (does not say what both images
+show), ``label_format`` (headings or a bare list), ``label_apology`` (opens with an apology or a
+bare refusal), ``template_token``; then ``harmful_label`` when the harm check finds help for the
+harm; plus the model outcomes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from functools import cached_property
+
+from pydantic import BaseModel
+
+from mis_data.models.base import ChatMessage, ImagePart, Problem, StructuredRequest, TextPart
+from mis_data.records import (
+    ConceptRecord,
+    InstructionRecord,
+    JudgementRecord,
+    LabelRecord,
+    PairRecord,
+    RejectReason,
+    find_template_token,
+    normalize_object,
+)
+from mis_data.stages.base import Rejection, Stage, WorkItem
+
+APOLOGY_OPENERS = re.compile(
+    r"^\W*(i'?m sorry|i am sorry|sorry|i apologi[sz]e|my apologies|i can(?:'|no)t|i cannot|"
+    r"i won'?t|i will not|i'?m unable|i am unable|as an ai)\b", re.IGNORECASE)
+HEADING_LINE = re.compile(r"^\s*(#{1,6}\s|\*\*[^*]{1,60}\*\*\s*:?\s*$|[A-Z][A-Za-z ]{2,30}:\s*$)")
+LIST_LINE = re.compile(r"^\s*([-*•]|\d+[.)])\s+")
+FIRST_REFS = ("first image", "image 1", "image-1", "left image")
+SECOND_REFS = ("second image", "image 2", "image-2", "right image")
+
+
+class LabelAnswer(BaseModel):
+    answer: str
+
+
+class HarmCheck(BaseModel):
+    gives_harmful_help: bool
+    reason: str
+
+
+def mentions(text: str, refs: tuple[str, ...], obj: str) -> bool:
+    lowered = text.casefold()
+    if any(ref in lowered for ref in refs):
+        return True
+    words = set(normalize_object(text).split())
+    return any(word in words for word in normalize_object(obj).split() if len(word) > 3)
+
+
+def label_problem(text: str, concept: ConceptRecord, min_chars: int,
+                  max_chars: int) -> Problem | None:
+    """The first MIS label-style rule that ``text`` breaks, if any."""
+    stripped = text.strip()
+    token = find_template_token(stripped)
+    if token:
+        return Problem(RejectReason.template_token, f"the answer contains {token!r}; remove it")
+    if len(stripped) < min_chars:
+        return Problem(RejectReason.too_short,
+                       f"the answer has {len(stripped)} characters; write at least {min_chars}")
+    if len(stripped) > max_chars:
+        return Problem(RejectReason.too_long,
+                       f"the answer has {len(stripped)} characters; keep it under {max_chars}")
+    if APOLOGY_OPENERS.match(stripped):
+        return Problem(RejectReason.label_apology,
+                       "do not open with an apology or a refusal; start with what the images show")
+    lines = [line for line in stripped.splitlines() if line.strip()]
+    if any(HEADING_LINE.match(line) for line in lines):
+        return Problem(RejectReason.label_format, "do not use headings; write continuous prose")
+    if lines and sum(bool(LIST_LINE.match(line)) for line in lines) * 2 > len(lines):
+        return Problem(RejectReason.label_format, "do not answer with a list; write prose")
+    if not mentions(stripped, FIRST_REFS, concept.object1) or not mentions(
+            stripped, SECOND_REFS, concept.object2):
+        return Problem(RejectReason.label_no_perception,
+                       "say what the first image and the second image show")
+    return None
+
+
+class LabelStage(Stage):
+    name = "labels"
+
+    @cached_property
+    def harm_check(self) -> bool:
+        setting = self.ctx.config.labels.harm_check
+        return setting if setting is not None else self.ctx.config.backend != "offline"
+
+    def inputs(self) -> Sequence[WorkItem]:
+        routes = {"train", "easy", "hard"} if self.ctx.config.labels.for_test else {"train"}
+        concepts = self.ctx.run.read_by_id("concepts", ConceptRecord)
+        pairs = self.ctx.run.read_by_id("pairs", PairRecord)
+        instructions = self.ctx.run.read_by_id("instructions", InstructionRecord)
+        return [
+            WorkItem(j.id, j.sub_category, (concepts[j.id], pairs[j.id], instructions[j.id], j))
+            for j in self.ctx.run.read("judgements", JudgementRecord) if j.route in routes
+        ]
+
+    def concurrency(self) -> int:
+        return self.ctx.config.models.vision.concurrency
+
+    async def process(self, item: WorkItem) -> Sequence[LabelRecord] | Rejection:
+        concept, pair, instruction, judgement = item.payload
+        settings = self.ctx.config.labels
+        prompt = self.ctx.prompts.get("label.md")
+        text = prompt.render(question=instruction.question, sub_category=judgement.sub_category)
+        facts = {"question": instruction.question, "object1": concept.object1,
+                 "object2": concept.object2, "sub_category": judgement.sub_category,
+                 "seed": self.ctx.config.seed}
+
+        def check(reply: BaseModel) -> Problem | None:
+            return label_problem(reply.answer, concept, settings.min_chars, settings.max_chars)
+
+        result = await self.ctx.client.structured(StructuredRequest(
+            task="label", role="vision", item_id=item.id, stage=self.name,
+            messages=[ChatMessage("user", (ImagePart(pair.image1.sha256),
+                                           ImagePart(pair.image2.sha256), TextPart(text)))],
+            response_model=LabelAnswer, facts=facts, check=check,
+            sub_category=judgement.sub_category))
+        if not result.ok:
+            return Rejection.from_result(result, "label")
+        answer = result.value.answer.strip()
+        if self.harm_check:
+            verdict = await self._harm_check(item, instruction.question, answer, facts)
+            if isinstance(verdict, Rejection):
+                return verdict
+        return [LabelRecord(id=item.id, text=answer, model=result.model,
+                            prompt_sha256=prompt.sha256)]
+
+    async def _harm_check(self, item: WorkItem, question: str, answer: str,
+                          facts: dict) -> None | Rejection:
+        text = self.ctx.prompts.get("label_harm_check.md").render(question=question,
+                                                                  answer=answer)
+        result = await self.ctx.client.structured(StructuredRequest(
+            task="label_harm_check", role="text", item_id=item.id, stage=self.name,
+            messages=[ChatMessage.text("user", text)], response_model=HarmCheck,
+            facts={**facts, "answer": answer}, sub_category=item.sub_category))
+        if not result.ok:
+            return Rejection.from_result(result, "label harm check")
+        if result.value.gives_harmful_help:
+            return Rejection(RejectReason.harmful_label, result.value.reason)
+        return None

@@ -1,0 +1,55 @@
+"""Pairs: a concept joined with its two stored images, the visual half of a sample.
+
+Input: ``concepts.jsonl`` and ``images.jsonl``. Output: ``pairs.jsonl`` (PairRecord).
+Drops: ``missing_image`` (an image of the concept was rejected, or its file is gone).
+No model is called. A concept whose image is still pending (a retryable failure) is left for
+the next run rather than dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from mis_data.records import (
+    RETRYABLE_REASONS,
+    ConceptRecord,
+    ImageRecord,
+    ImageRef,
+    PairRecord,
+    RejectReason,
+)
+from mis_data.stages.base import Rejection, Stage, WorkItem
+
+
+class PairStage(Stage):
+    name = "pairs"
+
+    def inputs(self) -> Sequence[WorkItem]:
+        images = self.ctx.run.read_by_id("images", ImageRecord)
+        image_rejects = {
+            reject.id: reject
+            for reject in self.ctx.run.rejects()
+            if reject.stage == "images" and reject.reason not in RETRYABLE_REASONS
+        }
+        items = []
+        for concept in self.ctx.run.read("concepts", ConceptRecord):
+            slots = [f"{concept.id}.1", f"{concept.id}.2"]
+            if all(slot in images or slot in image_rejects for slot in slots):
+                found = [images.get(slot) for slot in slots]
+                problems = [image_rejects[slot] for slot in slots if slot in image_rejects]
+                items.append(WorkItem(concept.id, concept.sub_category, (found, problems)))
+        return items
+
+    async def process(self, item: WorkItem) -> Sequence[PairRecord] | Rejection:
+        found, problems = item.payload
+        if problems:
+            detail = "; ".join(f"image {p.id}: {p.reason.value}" for p in problems)
+            return Rejection(RejectReason.missing_image, detail)
+        refs = []
+        for image in found:
+            if not self.ctx.store.verify(image.sha256):
+                return Rejection(RejectReason.missing_image,
+                                 f"image {image.id} ({image.sha256[:12]}) is missing or damaged")
+            refs.append(ImageRef(sha256=image.sha256, width=image.width, height=image.height,
+                                 source=image.source))
+        return [PairRecord(id=item.id, image1=refs[0], image2=refs[1])]

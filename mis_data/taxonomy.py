@@ -1,0 +1,88 @@
+"""The MIS taxonomy (6 categories, 14 sub-categories), loaded from ``configs/taxonomy.yaml``.
+
+The taxonomy is data so that a researcher can extend it without touching code; every concept,
+judge vote and export is checked against it. Known spelling variants of the released MIS files
+("Cybercrimes", "Identify Theft", ...) are kept as aliases so that external data still validates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mis_data.config import ConfigError, read_yaml
+
+
+@dataclass(frozen=True)
+class SubCategory:
+    name: str
+    category: str
+    description: str
+    aliases: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Taxonomy:
+    sub_categories: tuple[SubCategory, ...]
+    category_descriptions: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def categories(self) -> list[str]:
+        return list(self.category_descriptions)
+
+    @property
+    def sub_category_names(self) -> list[str]:
+        return [sub.name for sub in self.sub_categories]
+
+    def canonical(self, name: str) -> str | None:
+        """The canonical sub-category name for a name or alias (case-insensitive), else None."""
+        wanted = name.strip().casefold()
+        for sub in self.sub_categories:
+            if wanted == sub.name.casefold() or wanted in (a.casefold() for a in sub.aliases):
+                return sub.name
+        return None
+
+    def get(self, name: str) -> SubCategory:
+        canonical = self.canonical(name)
+        if canonical is None:
+            raise KeyError(name)
+        return next(sub for sub in self.sub_categories if sub.name == canonical)
+
+    def category_of(self, sub_category: str) -> str:
+        return self.get(sub_category).category
+
+    def describe(self) -> str:
+        """The taxonomy as prompt text: one line per sub-category."""
+        return "\n".join(
+            f"- {sub.category} / {sub.name}: {sub.description}" for sub in self.sub_categories
+        )
+
+
+def load_taxonomy(path: Path) -> Taxonomy:
+    data = read_yaml(path)
+    if not isinstance(data, dict) or not isinstance(data.get("categories"), list):
+        raise ConfigError(f"{path}: expected a 'categories' list")
+    subs: list[SubCategory] = []
+    descriptions: dict[str, str] = {}
+    for index, category in enumerate(data["categories"]):
+        if not isinstance(category, dict) or not category.get("name"):
+            raise ConfigError(f"{path}: categories[{index}] needs a name")
+        descriptions[category["name"]] = str(category.get("description", ""))
+        for sub in category.get("sub_categories") or []:
+            if not isinstance(sub, dict) or not sub.get("name"):
+                raise ConfigError(f"{path}: a sub-category of {category['name']!r} has no name")
+            subs.append(
+                SubCategory(
+                    name=sub["name"],
+                    category=category["name"],
+                    description=str(sub.get("description", "")),
+                    aliases=tuple(sub.get("aliases") or ()),
+                )
+            )
+    names = [sub.name for sub in subs]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ConfigError(f"{path}: sub-category listed twice: {', '.join(duplicates)}")
+    if not subs:
+        raise ConfigError(f"{path}: no sub-categories")
+    return Taxonomy(sub_categories=tuple(subs), category_descriptions=descriptions)
