@@ -50,13 +50,13 @@ def guarded(verbose: bool, action: Callable[[], T]) -> T:
 
 def print_summary(stats: list[Any], manifest: dict[str, Any]) -> None:
     typer.echo("")
-    typer.echo(f"{'stage':<14}{'status':<16}{'records':>9}{'rejected':>10}  rejects by reason")
+    typer.echo(f"{'stage':<14}{'status':<26}{'records':>9}{'rejected':>10}  rejects by reason")
     for stage, counts in manifest["stages"].items():
         stat = next((s for s in stats if s.stage == stage), None)
-        status = "already done" if stat and stat.already_done else (
-            f"ran {stat.pending}" if stat else "")
+        status = (stat.note or ("already done" if stat.already_done else f"ran {stat.pending}")
+                  if stat else "")
         reasons = ", ".join(f"{k}={v}" for k, v in counts["rejects_by_reason"].items())
-        typer.echo(f"{stage:<14}{status:<16}{counts['records']:>9}{counts['rejected']:>10}"
+        typer.echo(f"{stage:<14}{status:<26}{counts['records']:>9}{counts['rejected']:>10}"
                    f"  {reasons}")
     typer.echo("")
     splits = manifest["splits"]
@@ -104,3 +104,130 @@ def info(run_dir: RunDirArg, verbose: Verbose = False) -> None:
 def main() -> None:  # pragma: no cover - entry point for `python -m mis_data`
     app(prog_name="mis-data")
     sys.exit(0)
+
+
+# -- after a build: splits, exports, validation, upload (no model is called) ----------------
+
+def parse_formats(text: str | None) -> list[str] | None:
+    """``mis,hf`` -> ["mis", "hf"]; an unknown name is a one-line config error."""
+    from mis_data.export import EXPORTERS
+
+    if not text:
+        return None
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in EXPORTERS]
+    if unknown:
+        raise ConfigError(f"unknown format(s) {', '.join(unknown)} (known: {', '.join(EXPORTERS)})")
+    return names
+
+
+def print_exported(manifest: dict[str, Any], formats: list[str]) -> None:
+    files = manifest.get("exported_files", {})
+    for name in formats:
+        count = sum(1 for path in files if path.startswith(f"{name}/"))
+        typer.echo(f"export/{name}: {count} files")
+
+
+@app.command()
+def split(
+    run_dir: RunDirArg,
+    seed: Annotated[int | None, typer.Option(help="Split seed (default: the run's seed).")] = None,
+    val_size: Annotated[float | None, typer.Option(
+        help="Fraction of train moved to validation (default: the run's splits.val_size).")] = None,
+    verbose: Verbose = False,
+) -> None:
+    """Regenerate the splits of a finished run and rewrite its exports; no model is called."""
+    from mis_data.pipeline import finish_run, open_finished_run
+
+    def action() -> None:
+        if val_size is not None and not 0.0 <= val_size < 1.0:
+            raise ConfigError(f"--val-size {val_size}: must be at least 0 and below 1")
+        run, config, store = open_finished_run(run_dir)
+        manifest = finish_run(run, config, store, seed=seed, val_size=val_size)
+        plan = manifest["split_plan"]
+        typer.echo("splits: " + ", ".join(f"{k}={v}" for k, v in plan["counts"].items()))
+        excluded = plan["excluded_by_reason"]
+        typer.echo("excluded: " + (", ".join(f"{k}={v}" for k, v in excluded.items()) or "none"))
+        print_exported(manifest, list(config.exports))
+
+    guarded(verbose, action)
+
+
+@app.command()
+def export(
+    run_dir: RunDirArg,
+    format: Annotated[str | None, typer.Option(
+        "--format", "-f", help="Comma-separated: mis,internvl,llamafactory,hf (default: all).")] = None,
+    verbose: Verbose = False,
+) -> None:
+    """Rewrite exports from the current splits and update the manifest's file hashes."""
+    from mis_data.export import EXPORTERS
+    from mis_data.pipeline import finish_run, open_finished_run
+
+    def action() -> None:
+        formats = parse_formats(format) or list(EXPORTERS)
+        run, config, store = open_finished_run(run_dir)
+        manifest = finish_run(run, config, store, formats=formats, resplit=False)
+        print_exported(manifest, formats)
+
+    guarded(verbose, action)
+
+
+@app.command()
+def validate(
+    path: Annotated[Path, typer.Argument(help="An export folder (or a run folder with --format).",
+                                         exists=True)],
+    format: Annotated[str | None, typer.Option(
+        "--format", "-f", help="mis | internvl | llamafactory | hf (default: guessed).")] = None,
+    taxonomy: Annotated[Path | None, typer.Option(
+        help="Taxonomy for MIS category checks (default: the shipped configs/taxonomy.yaml).")] = None,
+    media_dir: Annotated[Path | None, typer.Option(
+        help="LLaMA-Factory media_dir for image paths (default: the dataset_info folder).")] = None,
+    verbose: Verbose = False,
+) -> None:
+    """Check a folder against a format's loading rules; list every problem, exit 1 if any."""
+    from mis_data.export.validate import FORMATS
+    from mis_data.export.validate import validate as run_validate
+    from mis_data.taxonomy import load_taxonomy
+
+    def action() -> int:
+        if format is not None and format not in FORMATS:
+            raise ConfigError(f"--format {format!r}: expected one of {', '.join(FORMATS)}")
+        shipped = Path(__file__).resolve().parent.parent / "configs" / "taxonomy.yaml"
+        wanted = taxonomy or (shipped if shipped.is_file() else None)
+        fmt, report = run_validate(path, format, load_taxonomy(wanted) if wanted else None, media_dir)
+        for problem in report.problems:
+            typer.echo(problem)
+        if report.problems:
+            typer.echo(f"{len(report.problems)} problem(s) in {report.records} {fmt} records", err=True)
+            return 1
+        typer.echo(f"ok: {report.records} records checked ({fmt})")
+        return 0
+
+    code = guarded(verbose, action)
+    if code:
+        raise typer.Exit(code)
+
+
+@app.command()
+def push(
+    run_dir: RunDirArg,
+    repo: Annotated[str, typer.Option(help="The dataset repository, OWNER/NAME.")],
+    private: Annotated[bool, typer.Option(help="Create the repository as private.")] = False,
+    dry_run: Annotated[bool, typer.Option(help="List what would be uploaded; upload nothing.")] = False,
+    verbose: Verbose = False,
+) -> None:
+    """Upload export/hf to the Hugging Face Hub (token from HF_TOKEN only)."""
+    from mis_data.hub import push as push_folder
+
+    def action() -> None:
+        result = push_folder(run_dir, repo, private=private, dry_run=dry_run)
+        for name, size in result.files:
+            typer.echo(f"{size:>12,}  {name}")
+        typer.echo(f"{result.total_bytes:>12,}  total, {len(result.files)} files")
+        if result.uploaded:
+            typer.echo(f"uploaded to {result.url}")
+        else:
+            typer.echo(f"dry run: nothing uploaded to {repo}")
+
+    guarded(verbose, action)

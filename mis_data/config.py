@@ -140,11 +140,38 @@ class InstructionsConfig(Strict):
     giveaway_phrases: Path = Path("giveaway_phrases.yaml")
 
 
-class JudgingConfig(Strict):
-    """How judge votes become a split; the judge models themselves are under ``models.judges``."""
+class DedupConfig(Strict):
+    """Near-duplicate samples: both images perceptually alike and the instruction nearly the same.
 
-    real_pool: Path | None = None
-    real_count: int = Field(100, ge=0)
+    Either signal alone is only flagged: MIS instructions are templated on purpose, and the
+    same object may rightly appear in two samples.
+    """
+
+    enabled: bool = True
+    image_hash_distance: int = Field(4, ge=0, le=64)
+    text_jaccard: float = Field(0.85, ge=0.0, le=1.0)
+
+
+class RealPoolConfig(Strict):
+    """Real photos for MIS-real: a folder of ``<object>.png`` or a dataset with a label column."""
+
+    folder: Path | None = None
+    hf_dataset: str | None = None
+    hf_split: str = "train"
+    image_column: str = "image"
+    label_column: str = "label"
+    count: int = Field(100, ge=1)
+
+
+class GeneralMixConfig(Strict):
+    """General multi-image instruction data mixed into train (MIS used 500 from M4-Instruct).
+
+    A JSONL file whose rows have two image paths (``images`` or ``image``, relative to the file)
+    and either ``question`` + ``answer`` or a two-turn ``conversations`` list.
+    """
+
+    path: Path
+    count: int = Field(500, ge=1)
 
 
 class LabelsConfig(Strict):
@@ -169,7 +196,9 @@ class BuildConfig(Strict):
     concepts: ConceptsConfig
     images: ImagesConfig = ImagesConfig()
     instructions: InstructionsConfig = InstructionsConfig()
-    judging: JudgingConfig = JudgingConfig()
+    dedup: DedupConfig = DedupConfig()
+    real: RealPoolConfig | None = None
+    general: GeneralMixConfig | None = None
     labels: LabelsConfig = LabelsConfig()
     splits: SplitsConfig = SplitsConfig()
     exports: list[Literal["mis", "internvl", "llamafactory", "hf"]] = Field(
@@ -247,13 +276,22 @@ def resolve_paths(config: BuildConfig, base: Path) -> BuildConfig:
         sources.append(source)
     update["concepts"] = config.concepts.model_copy(update={"sources": sources})
     images = config.images
-    update["images"] = images.model_copy(update={"folder": _resolve(base, images.folder)})
+    hf_images = images.hf_dataset
+    update["images"] = images.model_copy(update={
+        "folder": _resolve(base, images.folder),
+        "hf_dataset": str((base / hf_images).resolve())
+        if hf_images and (base / hf_images).exists() else hf_images})
     update["instructions"] = config.instructions.model_copy(
         update={"giveaway_phrases": _resolve(base, config.instructions.giveaway_phrases)}
     )
-    update["judging"] = config.judging.model_copy(
-        update={"real_pool": _resolve(base, config.judging.real_pool)}
-    )
+    if config.real is not None:
+        hf = config.real.hf_dataset
+        update["real"] = config.real.model_copy(update={
+            "folder": _resolve(base, config.real.folder),
+            "hf_dataset": str((base / hf).resolve()) if hf and (base / hf).exists() else hf})
+    if config.general is not None:
+        update["general"] = config.general.model_copy(
+            update={"path": _resolve(base, config.general.path)})
     return config.model_copy(update=update)
 
 

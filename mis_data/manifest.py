@@ -15,7 +15,8 @@ from mis_data.config import BuildConfig, sha256_file
 from mis_data.rundir import RunDir, complete_lines
 from mis_data.splits import SPLITS, Sample
 
-STAGES = ("concepts", "images", "pairs", "instructions", "judgements", "labels")
+STAGES = ("concepts", "images", "pairs", "instructions", "dedup", "judgements", "labels", "real",
+          "general")
 PACKAGES = ("mis-data", "openai", "datasets", "pillow", "pydantic", "huggingface_hub")
 
 
@@ -36,7 +37,10 @@ def stage_counts(run: RunDir) -> dict[str, Any]:
         rejects[reject.stage][reject.reason.value] += 1
     counts = {}
     for stage in STAGES:
-        records = sum(1 for _ in complete_lines(run.stage_file(stage)))
+        if stage == "dedup":  # a filter with no file of its own: what passed it
+            records = counts["instructions"]["records"] - sum(rejects[stage].values())
+        else:
+            records = sum(1 for _ in complete_lines(run.stage_file(stage)))
         counts[stage] = {"records": records, "rejected": sum(rejects[stage].values()),
                          "rejects_by_reason": dict(sorted(rejects[stage].items()))}
     return counts

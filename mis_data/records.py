@@ -21,7 +21,7 @@ TEMPLATE_TOKEN_PATTERN = re.compile(
     r"<\s*/?\s*(image|video|audio|img|IMG_CONTEXT)\s*>|<\|[^|>]{1,40}\|>", re.IGNORECASE
 )
 
-_ARTICLES = {"a", "an", "the", "some", "of"}
+_ARTICLES = {"a", "an", "the", "some"}
 
 
 class RejectReason(str, Enum):
@@ -222,6 +222,16 @@ class LabelRecord(Record):
     @classmethod
     def _no_tokens(cls, value: str) -> str:
         return _no_template_tokens(value)
+
+
+class GeneralRecord(Record):
+    """A general (not safety) two-image instruction sample mixed into train, as MIS did."""
+
+    question: str = Field(min_length=1)
+    answer: str = Field(min_length=1)
+    image1: ImageRef
+    image2: ImageRef
+    source: str
 
 
 class RejectRecord(BaseModel):

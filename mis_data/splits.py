@@ -1,31 +1,57 @@
-"""Splits: which sample goes to train, easy, hard (and real, val), written as sorted JSONL.
+"""Splits: which sample goes to train, val, easy, hard and real, written as sorted JSONL.
 
 Membership comes from the judgements: the judges' route decides train versus test and easy
 versus hard. A train sample needs its safety label; a sample whose label was rejected is left
-out (its reject is in ``rejects.jsonl``). Files are sorted by id and written atomically, so the
-same run and seed give the same bytes.
+out (its reject is in ``rejects.jsonl``).
+
+On top of the routes, three seeded, order-independent decisions are made here:
+
+* **Leakage.** Samples are grouped (union-find) when they share a concept pair
+  (``records.concept_key``, order-insensitive) or an image sha256. A group that mixes
+  train-routed and test-routed samples goes to the side of its majority (ties: test), and the
+  samples that cannot move are excluded with reason ``split_leakage``: a test item has no
+  label so cannot train, a train item has unsafe text so cannot be a test item. So no concept
+  pair and no image is ever on both sides.
+* **Quotas** (``splits.quotas``): at most N easy+hard items per sub-category; a seeded choice
+  keeps N, the rest are excluded as ``over_quota``. The real split is not counted (in MIS it
+  reuses easy/hard questions with real photos; the paper's Table 3 counts easy+hard only).
+* **Validation** (``splits.val_size``): whole train groups move to val, sub-category by
+  sub-category, so val never shares a pair or an image with train either.
+
+Every excluded sample is listed in ``splits/manifest.json`` with its reason: nothing is dropped
+silently. Files are sorted by id and written atomically, so the same run and seed give the
+same bytes.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
 from mis_data.records import (
     ConceptRecord,
+    GeneralRecord,
     ImageRef,
     InstructionRecord,
     JudgementRecord,
     LabelRecord,
     PairRecord,
     Vote,
+    concept_key,
 )
 from mis_data.rundir import RunDir, dump_json, write_text_atomic
 
 SPLITS = ("train", "val", "easy", "hard", "real")
 TEST_SPLITS = ("easy", "hard", "real")
+GENERAL = "General"  # category and sub-category of general (non-safety) samples mixed into train
+QUOTA_SPLITS = ("easy", "hard")
+SPLIT_LEAKAGE = "split_leakage"
+OVER_QUOTA = "over_quota"
 
 
 class Sample(BaseModel):
@@ -48,6 +74,34 @@ class Sample(BaseModel):
     moved_from: str | None = None
     votes: list[Vote] = []
 
+    @property
+    def side(self) -> str:
+        """``train`` for train/val, ``test`` for easy/hard/real."""
+        return "test" if self.split in TEST_SPLITS else "train"
+
+
+@dataclass
+class Exclusion:
+    """A judged sample kept out of every split, and why."""
+
+    id: str
+    route: str
+    sub_category: str
+    reason: str
+    detail: str = ""
+
+    def as_dict(self) -> dict[str, str]:
+        return {"id": self.id, "route": self.route, "sub_category": self.sub_category,
+                "reason": self.reason, "detail": self.detail}
+
+
+@dataclass
+class SplitPlan:
+    """The outcome of :func:`assign_splits`: members per split and every exclusion."""
+
+    splits: dict[str, list[Sample]]
+    excluded: list[Exclusion] = field(default_factory=list)
+
 
 def join_samples(run: RunDir) -> list[Sample]:
     """Every judged sample with its concept, images, instruction and (if any) label."""
@@ -55,46 +109,186 @@ def join_samples(run: RunDir) -> list[Sample]:
     pairs = run.read_by_id("pairs", PairRecord)
     instructions = run.read_by_id("instructions", InstructionRecord)
     labels = run.read_by_id("labels", LabelRecord)
+    real_pairs = run.read_by_id("real", PairRecord)
     samples = []
     for judgement in run.read("judgements", JudgementRecord):
         concept, pair = concepts[judgement.id], pairs[judgement.id]
         label = labels.get(judgement.id)
         if judgement.route == "train" and label is None:
             continue
+        split = "real" if pair.variant == "real" and judgement.route != "train" else judgement.route
         samples.append(Sample(
-            id=judgement.id, split=judgement.route, category=judgement.category,
+            id=judgement.id, split=split, category=judgement.category,
             sub_category=judgement.sub_category, question=instructions[judgement.id].question,
             object1=concept.object1, object2=concept.object2,
             image1=pair.image1, image2=pair.image2, label=label.text if label else None,
-            concept_source=concept.source, moved_from=judgement.moved_from,
+            source=pair.variant, concept_source=concept.source, moved_from=judgement.moved_from,
             votes=judgement.votes,
         ))
+        real = real_pairs.get(f"{judgement.id}.real")
+        if real is not None and judgement.route != "train":
+            samples.append(samples[-1].model_copy(update={
+                "id": real.id, "split": "real", "image1": real.image1, "image2": real.image2,
+                "source": "real"}))
+    for record in run.read("general", GeneralRecord):
+        samples.append(Sample(
+            id=record.id, split="train", category=GENERAL, sub_category=GENERAL,
+            question=record.question, object1="", object2="", image1=record.image1,
+            image2=record.image2, label=record.answer, source="general",
+            concept_source=record.source))
     return sorted(samples, key=lambda sample: sample.id)
 
+
+# -- assignment ------------------------------------------------------------------------------
+
+def seeded_rank(seed: int, purpose: str, key: str) -> str:
+    """A stable pseudo-random sort key: independent of input order and of Python's hash seed."""
+    return hashlib.sha256(f"{seed}\x1f{purpose}\x1f{key}".encode()).hexdigest()
+
+
+def leakage_groups(samples: list[Sample]) -> list[list[Sample]]:
+    """Samples connected by a shared concept pair or a shared image, each group sorted by id."""
+    parent = list(range(len(samples)))
+
+    def find(index: int) -> int:
+        while parent[index] != index:
+            parent[index] = parent[parent[index]]
+            index = parent[index]
+        return index
+
+    first_owner: dict[str, int] = {}
+    for index, sample in enumerate(samples):
+        keys = ("image:" + sample.image1.sha256, "image:" + sample.image2.sha256)
+        if sample.source != "general":  # general samples have no concept pair
+            keys = ("pair:" + concept_key(sample.object1, sample.object2), *keys)
+        for key in keys:
+            owner = first_owner.setdefault(key, index)
+            parent[find(index)] = find(owner)
+    groups: dict[int, list[Sample]] = defaultdict(list)
+    for index, sample in enumerate(samples):
+        groups[find(index)].append(sample)
+    return sorted((sorted(group, key=lambda s: s.id) for group in groups.values()),
+                  key=lambda group: group[0].id)
+
+
+def resolve_leakage(groups: list[list[Sample]]) -> tuple[list[list[Sample]], list[Exclusion]]:
+    """Keep each mixed group on its majority side (ties: test); exclude the others."""
+    kept_groups, excluded = [], []
+    for group in groups:
+        sides = Counter(sample.side for sample in group)
+        if len(sides) == 1:
+            kept_groups.append(group)
+            continue
+        side = "train" if sides["train"] > sides["test"] else "test"
+        kept = [sample for sample in group if sample.side == side]
+        shared_with = ", ".join(sample.id for sample in kept[:5])
+        for sample in group:
+            if sample.side != side:
+                excluded.append(Exclusion(
+                    sample.id, sample.split, sample.sub_category, SPLIT_LEAKAGE,
+                    f"shares a concept pair or image with {side} sample(s) {shared_with}"))
+        kept_groups.append(kept)
+    return kept_groups, excluded
+
+
+def apply_quotas(test: list[Sample], quotas: dict[str, int], seed: int
+                 ) -> tuple[list[Sample], list[Exclusion]]:
+    """At most ``quotas[sub_category]`` easy+hard items per sub-category, chosen by seed."""
+    by_sub: dict[str, list[Sample]] = defaultdict(list)
+    kept: list[Sample] = []
+    for sample in test:
+        if sample.split in QUOTA_SPLITS and sample.sub_category in quotas:
+            by_sub[sample.sub_category].append(sample)
+        else:
+            kept.append(sample)
+    excluded = []
+    for sub_category, members in sorted(by_sub.items()):
+        members.sort(key=lambda s: seeded_rank(seed, "quota", s.id))
+        limit = quotas[sub_category]
+        kept.extend(members[:limit])
+        excluded.extend(Exclusion(s.id, s.split, s.sub_category, OVER_QUOTA,
+                                  f"quota {limit} for {sub_category}") for s in members[limit:])
+    return kept, excluded
+
+
+def carve_val(groups: list[list[Sample]], val_size: float, seed: int) -> set[str]:
+    """Ids of the train groups moved to val, stratified by sub-category.
+
+    Each sub-category gets a target of ``round(val_size * n)`` items (at most ``n - 1``).
+    Groups are visited in seeded order and a group moves only if no sub-category in it
+    overshoots its target, so a singleton-rich pool lands exactly on target and shared-pair
+    groups never straddle.
+    """
+    if val_size <= 0:
+        return set()
+    totals = Counter(sample.sub_category for group in groups for sample in group)
+    # Round half up, but never move a sub-category's last train item.
+    targets = {sub: min(int(val_size * count + 0.5), count - 1) for sub, count in totals.items()}
+    taken: Counter[str] = Counter()
+    chosen: set[str] = set()
+    for group in sorted(groups, key=lambda g: seeded_rank(seed, "val", g[0].id)):
+        need = Counter(sample.sub_category for sample in group)
+        if all(taken[sub] + count <= targets[sub] for sub, count in need.items()):
+            taken.update(need)
+            chosen.update(sample.id for sample in group)
+    return chosen
+
+
+def assign_splits(samples: list[Sample], seed: int, val_size: float = 0.0,
+                  quotas: dict[str, int] | None = None) -> SplitPlan:
+    """Final split membership from the judged samples; pure, so tests can call it directly."""
+    kept_groups, excluded = resolve_leakage(leakage_groups(samples))
+    train_groups = [group for group in kept_groups if group[0].side == "train"]
+    test = [sample for group in kept_groups if group[0].side == "test" for sample in group]
+    if quotas:
+        test, over = apply_quotas(test, quotas, seed)
+        excluded += over
+    val_ids = carve_val(train_groups, val_size, seed)
+    splits: dict[str, list[Sample]] = {split: [] for split in SPLITS}
+    for group in train_groups:
+        for sample in group:
+            if sample.id in val_ids:
+                sample = sample.model_copy(update={"split": "val"})
+            splits[sample.split].append(sample)
+    for sample in test:
+        splits[sample.split].append(sample)
+    for members in splits.values():
+        members.sort(key=lambda sample: sample.id)
+    return SplitPlan(splits, sorted(excluded, key=lambda e: e.id))
+
+
+# -- files -----------------------------------------------------------------------------------
 
 def split_file(run: RunDir, split: str) -> Path:
     return run.splits_dir / f"{split}.jsonl"
 
 
-def write_splits(run: RunDir, samples: list[Sample], seed: int) -> dict[str, list[Sample]]:
-    """Write one JSONL per split and ``splits/manifest.json`` (ids, split, file hashes)."""
-    by_split: dict[str, list[Sample]] = {split: [] for split in SPLITS}
-    for sample in samples:
-        by_split[sample.split].append(sample)
+def write_splits(run: RunDir, samples: list[Sample], seed: int, val_size: float = 0.0,
+                 quotas: dict[str, int] | None = None) -> SplitPlan:
+    """Assign, then write one JSONL per split and ``splits/manifest.json``.
+
+    The manifest lists every id with its split, every excluded id with its reason, and the
+    sha256 of each split file.
+    """
+    plan = assign_splits(samples, seed, val_size, quotas)
     hashes = {}
-    for split, members in by_split.items():
-        members.sort(key=lambda sample: sample.id)
+    for split, members in plan.splits.items():
         text = "".join(sample.model_dump_json() + "\n" for sample in members)
         write_text_atomic(split_file(run, split), text)
         hashes[f"{split}.jsonl"] = hashlib.sha256(text.encode("utf-8")).hexdigest()
-    manifest = {
+    manifest: dict[str, Any] = {
         "seed": seed,
-        "counts": {split: len(members) for split, members in by_split.items()},
+        "val_size": val_size,
+        "quotas": dict(sorted((quotas or {}).items())),
+        "counts": {split: len(members) for split, members in plan.splits.items()},
         "files": hashes,
-        "ids": {sample.id: sample.split for sample in sorted(samples, key=lambda s: s.id)},
+        "ids": {sample.id: sample.split for sample in
+                sorted((s for members in plan.splits.values() for s in members), key=lambda s: s.id)},
+        "excluded": [exclusion.as_dict() for exclusion in plan.excluded],
+        "excluded_by_reason": dict(sorted(Counter(e.reason for e in plan.excluded).items())),
     }
     write_text_atomic(run.splits_dir / "manifest.json", dump_json(manifest))
-    return by_split
+    return plan
 
 
 def read_splits(run: RunDir) -> dict[str, list[Sample]]:

@@ -1,32 +1,46 @@
-"""Exporters: each writes one format from the same split records, into ``export/<format>/``."""
+"""Exporters: each writes one format from the same split records, into ``export/<format>/``.
+
+Every exporter has the same signature, ``(splits, store, folder, info)``, and writes into a
+fresh folder that is swapped into place only when complete (``build_atomically``).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
 
-from mis_data.export.common import build_atomically
+from mis_data.export.common import RunInfo, build_atomically
+from mis_data.export.hf import export_hf
 from mis_data.export.internvl import export_internvl
+from mis_data.export.llamafactory import export_llamafactory
 from mis_data.export.mis import export_mis
 from mis_data.images.store import ImageStore
 from mis_data.splits import Sample
 
-Exporter = Callable[[dict[str, list[Sample]], ImageStore, Path], None]
+Exporter = Callable[[dict[str, list[Sample]], ImageStore, Path, RunInfo | None], None]
 
 EXPORTERS: dict[str, Exporter] = {
     "mis": export_mis,
     "internvl": export_internvl,
+    "llamafactory": export_llamafactory,
+    "hf": export_hf,
 }
 
 
 def run_exports(splits: dict[str, list[Sample]], store: ImageStore, export_dir: Path,
-                formats: list[str]) -> list[str]:
-    """Write each requested format atomically; returns the formats written."""
+                formats: list[str], info: RunInfo | None = None) -> list[str]:
+    """Write each requested format atomically; returns the formats written.
+
+    An unknown format is an error, not a silent skip: the CLI and config both name formats.
+    """
+    unknown = [name for name in formats if name not in EXPORTERS]
+    if unknown:
+        raise ValueError(f"unknown export format(s): {', '.join(unknown)} "
+                         f"(known: {', '.join(EXPORTERS)})")
     written = []
     for name in formats:
-        exporter = EXPORTERS.get(name)
-        if exporter is None:
-            continue
-        build_atomically(export_dir / name, lambda folder, e=exporter: e(splits, store, folder))
+        exporter = EXPORTERS[name]
+        build_atomically(export_dir / name,
+                         lambda folder, e=exporter: e(splits, store, folder, info))
         written.append(name)
     return written

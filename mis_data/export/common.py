@@ -10,10 +10,42 @@ import json
 import os
 import shutil
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mis_data.images.store import ImageStore
+from mis_data.splits import Sample
+
+# The system turn of the chat-style exports. Short and neutral: the safety behaviour must come
+# from the labels, not from a system prompt the evaluation will not use.
+SYSTEM_PROMPT = "You are a helpful and harmless assistant."
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What an export may say about the run that made it (the dataset card needs all of it).
+
+    Built by the pipeline from the run's ``config.yaml``, rejects and split plan, so exporters
+    never read the run folder themselves and stay testable with hand-made samples.
+    """
+
+    name: str = "mis"
+    backend: str = "offline"
+    models: dict[str, Any] = field(default_factory=dict)
+    prompt_sha256: dict[str, str] = field(default_factory=dict)
+    seed: int = 0
+    split_seed: int = 0
+    val_size: float = 0.0
+    license: str = "cc-by-nc-4.0"
+    image_source: str = "typography"
+    rejects: dict[str, dict[str, int]] = field(default_factory=dict)
+    excluded: dict[str, int] = field(default_factory=dict)
+    formats: tuple[str, ...] = ("mis", "internvl", "llamafactory", "hf")
+
+    @property
+    def offline(self) -> bool:
+        return self.backend == "offline"
 
 
 def place_image(store: ImageStore, sha256: str, destination: Path) -> None:
@@ -26,6 +58,16 @@ def place_image(store: ImageStore, sha256: str, destination: Path) -> None:
         os.link(source, destination)
     except OSError:
         shutil.copyfile(source, destination)
+
+
+def place_sample_images(store: ImageStore, sample: Sample, folder: Path, prefix: str) -> list[str]:
+    """Place both images of a sample at ``<prefix>/<id>/object{1,2}.png`` under ``folder``."""
+    paths = []
+    for slot, image in ((1, sample.image1), (2, sample.image2)):
+        relative = f"{prefix}/{sample.id}/object{slot}.png" if prefix else f"{sample.id}/object{slot}.png"
+        place_image(store, image.sha256, folder / relative)
+        paths.append(relative)
+    return paths
 
 
 def write_json(path: Path, data: Any) -> None:

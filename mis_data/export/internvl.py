@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mis_data.export.common import place_image, write_json, write_jsonl
+from mis_data.export.common import RunInfo, place_sample_images, write_json, write_jsonl
 from mis_data.images.store import ImageStore
 from mis_data.records import scrub_template_tokens
 from mis_data.splits import Sample
@@ -27,6 +27,7 @@ def record_for(sample: Sample, image_paths: list[str]) -> dict:
         "height_list": [sample.image1.height, sample.image2.height],
         "category": sample.category,
         "sub_category": sample.sub_category,
+        "source": sample.source,
         "conversations": [
             {"from": "human", "value": USER_PREFIX + scrub_template_tokens(sample.question)},
             {"from": "gpt", "value": scrub_template_tokens(sample.label or "")},
@@ -34,20 +35,16 @@ def record_for(sample: Sample, image_paths: list[str]) -> dict:
     }
 
 
-def export_internvl(splits: dict[str, list[Sample]], store: ImageStore, out: Path) -> None:
+def export_internvl(splits: dict[str, list[Sample]], store: ImageStore, out: Path,
+                    info: RunInfo | None = None) -> None:
+    """``meta.json`` plus ``mis_train.jsonl`` (and ``mis_val.jsonl`` when val exists)."""
     meta = {}
     for split in ("train", "val"):
         samples = sorted(splits.get(split, []), key=lambda s: s.id)
         if not samples and split == "val":
             continue
-        rows = []
-        for sample in samples:
-            paths = []
-            for slot, image in ((1, sample.image1), (2, sample.image2)):
-                relative = f"{sample.id}/object{slot}.png"
-                place_image(store, image.sha256, out / "images" / relative)
-                paths.append(relative)
-            rows.append(record_for(sample, paths))
+        rows = [record_for(sample, place_sample_images(store, sample, out / "images", ""))
+                for sample in samples]
         annotation = f"mis_{split}.jsonl"
         write_jsonl(out / annotation, rows)
         meta[f"mis_{split}"] = {"root": "images/", "annotation": annotation,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mis_data.export.common import place_image, write_json
+from mis_data.export.common import RunInfo, place_image, write_json
 from mis_data.images.store import ImageStore
 from mis_data.records import scrub_template_tokens
 from mis_data.splits import Sample
@@ -28,6 +28,7 @@ def write_split(samples: list[Sample], split: str, folder: Path, store: ImageSto
             relative = f"{split}_image/{number}/object{slot}.png"
             place_image(store, image.sha256, folder / relative)
             paths.append(relative)
+        # The released field names, in the released order (MIS_NOTES.md §3.1).
         item = {"id": number, "category": sample.category, "sub_category": sample.sub_category,
                 "question": scrub_template_tokens(sample.question),
                 "image_path1": paths[0], "image_path2": paths[1]}
@@ -39,7 +40,9 @@ def write_split(samples: list[Sample], split: str, folder: Path, store: ImageSto
     return numbers
 
 
-def export_mis(splits: dict[str, list[Sample]], store: ImageStore, out: Path) -> None:
+def export_mis(splits: dict[str, list[Sample]], store: ImageStore, out: Path,
+               info: RunInfo | None = None) -> None:
+    """Easy and hard always (the eval scripts expect both files), real only when it exists."""
     id_map = {}
     for split in ("easy", "hard", "real"):
         if splits.get(split) or split != "real":

@@ -66,6 +66,7 @@ class StageStats:
     kept: int = 0
     dropped: Counter[str] = field(default_factory=Counter)
     already_done: bool = False
+    note: str = ""
 
 
 class Stage(ABC):

@@ -1,8 +1,11 @@
 """Step 1: concept pairs (two depictable things whose combination carries a risk).
 
-Input: the concept sources of the config. Output: ``concepts.jsonl`` (ConceptRecord).
-Drops: ``unknown_category`` (not in the taxonomy), ``invalid_concept`` (empty or identical
-objects), ``duplicate_concept`` (same pair after normalizing case, articles, plurals, order).
+Input: the concept sources of the config: the shipped list, a JSONL/CSV file of harmful queries,
+a Hugging Face dataset of queries, or a folder of unsafe images (a model names two objects for
+each query or image, constrained to the taxonomy). Output: ``concepts.jsonl`` (ConceptRecord).
+Drops: ``unknown_category`` (not in the taxonomy), ``invalid_concept`` (empty, vague or identical
+objects), ``duplicate_concept`` (same pair after normalizing case, articles, plurals, order),
+``bad_image`` / ``bad_source`` (an unusable image or query), and the model outcomes.
 
 Unlike later stages this one is decided as a whole: duplicates and per-sub-category quotas
 depend on every candidate, so candidates are gathered in config order, filtered in that order,
@@ -11,26 +14,35 @@ and the file is written once, atomically. A rerun with the file present does not
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError, create_model
 
 from mis_data.config import ConfigError, ShippedConcepts, read_yaml
+from mis_data.models.base import ChatMessage, ImagePart, Problem, StructuredRequest, TextPart
 from mis_data.records import (
     ConceptRecord,
     RejectReason,
     RejectRecord,
+    concept_key,
+    normalize_object,
     sample_id,
 )
 from mis_data.rundir import write_text_atomic
+from mis_data.sources import ConceptInput, concept_inputs
 from mis_data.stages.base import BuildContext, Rejection, StageStats, log_rejection
 from mis_data.taxonomy import Taxonomy
 
 STAGE = "concepts"
 REQUIRED_FIELDS = ("sub_category", "object1", "object2")
+# Words that name no depictable thing (MIS step 1: "vague terms are not allowed").
+VAGUE_WORDS = {"behavior", "behaviour", "activity", "activities", "content", "action", "actions",
+               "thing", "things", "stuff", "information", "situation", "harm", "crime", "intent",
+               "violence", "danger", "risk", "something", "substances", "material"}
 
 
 def concept_files(path: Path) -> list[Path]:
@@ -97,6 +109,17 @@ def concept_from_entry(
 Candidate = tuple[str, ConceptRecord | RejectRecord]
 
 
+async def extracted_candidates(ctx: BuildContext, inputs: list[ConceptInput]) -> list[Candidate]:
+    """Ask the model for a concept per query or image; results keep the input order."""
+    limit = asyncio.Semaphore(ctx.config.models.text.concurrency)
+
+    async def one(item: ConceptInput) -> Candidate:
+        async with limit:
+            return item.where, await extract_concept(ctx, item)
+
+    return list(await asyncio.gather(*(one(item) for item in inputs)))
+
+
 async def gather_candidates(ctx: BuildContext) -> list[Candidate]:
     """(where, candidate) from every source, in config order; ``where`` names the entry."""
     candidates: list[Candidate] = []
@@ -108,8 +131,68 @@ async def gather_candidates(ctx: BuildContext) -> list[Candidate]:
                     (where, concept_from_entry(entry, where, label, ctx.taxonomy, ctx.config.seed))
                 )
         else:
-            raise ConfigError(f"concept source kind {source.kind!r} is not available in this build")
+            inputs, problems = concept_inputs(source, ctx.store)
+            candidates.extend((p.id, p) for p in problems)
+            candidates.extend(await extracted_candidates(ctx, inputs))
     return candidates
+
+
+def concept_reply_model(taxonomy: Taxonomy) -> type[BaseModel]:
+    """The extraction answer, with category and sub-category constrained to the taxonomy."""
+    return create_model(
+        "ConceptReply",
+        category=(Literal[tuple(taxonomy.categories)], ...),
+        sub_category=(Literal[tuple(taxonomy.sub_category_names)], ...),
+        object1=(str, ...), object2=(str, ...), rationale=(str, ...),
+    )
+
+
+def extraction_problem(reply: Any, taxonomy: Taxonomy) -> Problem | None:
+    """Objects must be concrete, depictable and distinct; the sub-category must fit the category."""
+    if taxonomy.category_of(reply.sub_category) != reply.category:
+        return Problem(RejectReason.unknown_category,
+                       f"{reply.sub_category!r} belongs to {taxonomy.category_of(reply.sub_category)!r}, "
+                       f"not {reply.category!r}")
+    for obj in (reply.object1, reply.object2):
+        words = normalize_object(obj).split()
+        if not 1 <= len(words) <= 6:
+            return Problem(RejectReason.invalid_concept,
+                           f"object {obj!r} must be a short noun phrase (1-6 words)")
+        if words[-1] in VAGUE_WORDS or all(word in VAGUE_WORDS for word in words):
+            return Problem(RejectReason.invalid_concept,
+                           f"object {obj!r} is vague; name something that can be drawn")
+    if concept_key(reply.object1, reply.object2).split(" | ")[0] == concept_key(
+            reply.object1, reply.object2).split(" | ")[1]:
+        return Problem(RejectReason.invalid_concept, "object1 and object2 must differ")
+    return None
+
+
+async def extract_concept(ctx: BuildContext, item: ConceptInput) -> ConceptRecord | RejectRecord:
+    """One model call: two objects and a sub-category for a query or an image."""
+    taxonomy = ctx.taxonomy
+    if item.text is not None:
+        prompt = ctx.prompts.get("concept_from_query.md").render(
+            query=item.text, taxonomy=taxonomy.describe())
+        parts: tuple[Any, ...] = (TextPart(prompt),)
+        task, role = "concept_from_query", "text"
+    else:
+        prompt = ctx.prompts.get("concept_from_image.md").render(taxonomy=taxonomy.describe())
+        parts = (ImagePart(item.image_sha256 or ""), TextPart(prompt))
+        task, role = "concept_from_image", "vision"
+    request = StructuredRequest(
+        task=task, role=role, item_id=item.where, stage=STAGE,
+        messages=[ChatMessage("user", parts)], response_model=concept_reply_model(taxonomy),
+        facts={"query": item.text, "file_stem": item.file_stem, "seed": ctx.config.seed,
+               "taxonomy": [(s.category, s.name, s.description) for s in taxonomy.sub_categories]},
+        check=lambda reply: extraction_problem(reply, taxonomy))
+    result = await ctx.client.structured(request)
+    if not result.ok:
+        return RejectRecord(stage=STAGE, id=item.where, reason=result.reason or RejectReason.invalid_output,
+                            detail=f"{item.where}: {result.detail}")
+    reply = result.value
+    entry = {"category": reply.category, "sub_category": reply.sub_category,
+             "object1": reply.object1, "object2": reply.object2, "rationale": reply.rationale}
+    return concept_from_entry(entry, item.where, item.source, taxonomy, ctx.config.seed)
 
 
 def seeded_rank(seed: int, item_id: str) -> str:

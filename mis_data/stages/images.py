@@ -6,19 +6,25 @@ Drops: ``image_unusable`` (the critic rejected the image after one refinement ro
 ``invalid_output`` (the image or critique model failed).
 
 Sources: ``typography`` renders the object's name (offline, no model); ``t2i`` asks the image
-model, then a vision critic, and regenerates once with the critic's improved prompt (MIS step 3).
+model, then a vision critic, and regenerates once with the critic's improved prompt (MIS step 3);
+``folder`` takes ``<object>.png`` (any image suffix) from a local folder, refusing links that
+lead outside it; ``hf_dataset`` takes the image whose label column names the object. Every image
+is normalized by the store, so a broken file is a ``bad_image`` reject naming the file.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cached_property
 
 from pydantic import BaseModel
 
+from mis_data.config import ConfigError
 from mis_data.images.store import BadImage, StoredImage
 from mis_data.images.typography import render_typography
 from mis_data.models.base import ChatMessage, ImagePart, ImageRequest, StructuredRequest, TextPart
 from mis_data.records import ConceptRecord, ImageRecord, RejectReason
+from mis_data.sources import ObjectImages
 from mis_data.stages.base import Rejection, Stage, WorkItem
 
 
@@ -53,7 +59,29 @@ class ImageStage(Stage):
             return [self._record(item, concept, slot, obj, stored, "typography")]
         if source == "t2i":
             return await self._generate(item, concept, slot, obj, kind)
-        raise NotImplementedError(f"image source {source!r}")
+        data, origin = self._local_image(obj)
+        if data is None:
+            return Rejection(RejectReason.missing_image, origin)
+        try:
+            stored = self.ctx.store.put(data)
+        except BadImage as error:
+            return Rejection(RejectReason.bad_image, f"{origin}: {error}")
+        return [self._record(item, concept, slot, obj, stored, f"{source}:{origin}")]
+
+    @cached_property
+    def local_images(self) -> ObjectImages:
+        settings = self.ctx.config.images
+        if settings.source == "folder" and settings.folder is None:
+            raise ConfigError("images.source is 'folder' but images.folder is not set")
+        if settings.source == "hf_dataset" and not settings.hf_dataset:
+            raise ConfigError("images.source is 'hf_dataset' but images.hf_dataset is not set")
+        return ObjectImages(folder=settings.folder if settings.source == "folder" else None,
+                            hf_dataset=settings.hf_dataset, hf_split=settings.hf_split,
+                            image_column=settings.hf_image_column,
+                            label_column=settings.hf_label_column)
+
+    def _local_image(self, obj: str) -> tuple[bytes | None, str]:
+        return self.local_images.lookup(obj)
 
     def _record(self, item: WorkItem, concept: ConceptRecord, slot: int, obj: str,
                 stored: StoredImage, source: str, model: str | None = None,

@@ -80,10 +80,12 @@ class JudgeStage(Stage):
     def inputs(self) -> Sequence[WorkItem]:
         concepts = self.ctx.run.read_by_id("concepts", ConceptRecord)
         pairs = self.ctx.run.read_by_id("pairs", PairRecord)
+        near_duplicates = {r.id for r in self.ctx.run.rejects() if r.stage == "dedup"}
         return [
             WorkItem(instruction.id, concepts[instruction.id].sub_category,
                      (concepts[instruction.id], pairs[instruction.id], instruction))
             for instruction in self.ctx.run.read("instructions", InstructionRecord)
+            if instruction.id not in near_duplicates
         ]
 
     def concurrency(self) -> int:

@@ -1,0 +1,221 @@
+"""Reading outside inputs safely: query files, Hugging Face datasets and image folders.
+
+Everything a researcher points the build at is untrusted: a CSV with an empty row, a dataset
+without the named column, a folder holding a symlink to ``/etc`` or an image that is really a
+text file. A broken *source* (missing file, missing column) is a ConfigError before any work; a
+broken *item* becomes a reject naming the item and the reason, and every other item goes on.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mis_data.config import ConfigError, HFDatasetConcepts, ImageFolderConcepts, QueryFileConcepts
+from mis_data.images.store import BadImage, ImageStore
+from mis_data.records import RejectReason, RejectRecord, normalize_object
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff")
+STAGE = "concepts"
+
+
+@dataclass(frozen=True)
+class ConceptInput:
+    """One query or image a model turns into a concept; ``where`` names it in messages."""
+
+    where: str
+    source: str
+    text: str | None = None
+    image_sha256: str | None = None
+    file_stem: str | None = None
+
+
+def inside(folder: Path, path: Path) -> bool:
+    """True when ``path`` (after following links) stays inside ``folder``."""
+    try:
+        return path.resolve().is_relative_to(folder.resolve())
+    except OSError:
+        return False
+
+
+def folder_images(folder: Path) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Image files of a folder (recursive, sorted) and (name, reason) for those refused."""
+    if not folder.is_dir():
+        raise ConfigError(f"{folder}: image folder not found")
+    files, refused = [], []
+    for path in sorted(folder.rglob("*")):
+        if path.suffix.lower() not in IMAGE_SUFFIXES or path.is_dir():
+            continue
+        name = path.relative_to(folder).as_posix()
+        if not inside(folder, path):
+            refused.append((name, "path escapes the source folder (link to outside)"))
+        elif not path.is_file():
+            refused.append((name, "missing file (broken link)"))
+        else:
+            files.append(path)
+    return files, refused
+
+
+def read_query_file(source: QueryFileConcepts) -> list[tuple[str, Any]]:
+    """(where, text) from a JSONL or CSV file; ``text`` is None for an unusable row."""
+    path = source.path
+    if not path.is_file():
+        raise ConfigError(f"{path}: query file not found")
+    raw = path.read_text(encoding="utf-8", errors="replace")
+    rows: list[tuple[str, Any]] = []
+    if path.suffix.lower() == ".csv":
+        reader = csv.DictReader(io.StringIO(raw))
+        if source.column not in (reader.fieldnames or []):
+            raise ConfigError(f"{path}: no column {source.column!r} (columns: "
+                              f"{', '.join(reader.fieldnames or [])})")
+        for number, row in enumerate(reader, start=2):
+            rows.append((f"{path.name}:{number}", row.get(source.column)))
+    else:
+        for number, line in enumerate(raw.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError:
+                rows.append((f"{path.name}:{number}", None))
+                continue
+            rows.append((f"{path.name}:{number}",
+                         value.get(source.column) if isinstance(value, dict) else None))
+    return rows[: source.limit] if source.limit else rows
+
+
+def read_hf_texts(source: HFDatasetConcepts) -> list[tuple[str, Any]]:
+    """(where, text) from a Hugging Face dataset (hub name or local folder) loaded with datasets."""
+    import datasets
+
+    try:
+        dataset = datasets.load_dataset(source.name, source.config, split=source.split)
+    except Exception as error:  # datasets raises many types; all mean "cannot load this source"
+        raise ConfigError(f"dataset {source.name!r}: cannot load split {source.split!r}: "
+                          f"{str(error).splitlines()[0][:200]}") from None
+    if source.column not in dataset.column_names:
+        raise ConfigError(f"dataset {source.name!r}: no column {source.column!r} "
+                          f"(columns: {', '.join(dataset.column_names)})")
+    texts = dataset[source.column]
+    rows = [(f"{Path(source.name).name}[{index}]", text) for index, text in enumerate(texts)]
+    return rows[: source.limit] if source.limit else rows
+
+
+def text_inputs(rows: list[tuple[str, Any]], label: str) -> tuple[list[ConceptInput], list[RejectRecord]]:
+    inputs, problems = [], []
+    for where, text in rows:
+        if not isinstance(text, str) or not text.strip():
+            problems.append(RejectRecord(stage=STAGE, id=where, reason=RejectReason.bad_source,
+                                         detail=f"{where}: empty or unreadable query"))
+        else:
+            inputs.append(ConceptInput(where=where, source=label, text=" ".join(text.split())))
+    return inputs, problems
+
+
+def image_inputs(source: ImageFolderConcepts, store: ImageStore
+                 ) -> tuple[list[ConceptInput], list[RejectRecord]]:
+    files, refused = folder_images(source.path)
+    problems = [RejectRecord(stage=STAGE, id=name, reason=RejectReason.bad_image,
+                             detail=f"{name}: {reason}") for name, reason in refused]
+    inputs = []
+    for path in files[: source.limit] if source.limit else files:
+        name = path.relative_to(source.path).as_posix()
+        try:
+            stored = store.put(path.read_bytes())
+        except (BadImage, OSError) as error:
+            problems.append(RejectRecord(stage=STAGE, id=name, reason=RejectReason.bad_image,
+                                         detail=f"{name}: {error}"))
+            continue
+        inputs.append(ConceptInput(where=name, source=f"image_folder:{source.path.name}",
+                                   image_sha256=stored.sha256, file_stem=path.stem))
+    return inputs, problems
+
+
+def concept_inputs(source: Any, store: ImageStore) -> tuple[list[ConceptInput], list[RejectRecord]]:
+    """What a model must look at for one non-shipped concept source."""
+    if isinstance(source, QueryFileConcepts):
+        return text_inputs(read_query_file(source), f"queries:{source.path.name}")
+    if isinstance(source, HFDatasetConcepts):
+        return text_inputs(read_hf_texts(source), f"hf:{Path(source.name).name}")
+    if isinstance(source, ImageFolderConcepts):
+        return image_inputs(source, store)
+    raise ConfigError(f"unknown concept source kind {getattr(source, 'kind', source)!r}")
+
+
+def object_slug(text: str) -> str:
+    """File-name form of an object: ``Kitchen Knives`` -> ``kitchen_knife``."""
+    return normalize_object(text).replace(" ", "_")
+
+
+def find_object_image(folder: Path, obj: str) -> tuple[Path | None, str]:
+    """The image of ``obj`` in a folder of images named by object, or None and why not."""
+    wanted = object_slug(obj)
+    files, refused = folder_images(folder)
+    for name, reason in refused:
+        if object_slug(Path(name).stem) == wanted:
+            return None, f"{name}: {reason}"
+    for path in files:
+        if object_slug(path.stem) == wanted:
+            return path, ""
+    return None, f"no image named {wanted}.* in {folder}"
+
+
+def hf_image_index(name: str, split: str, image_column: str, label_column: str) -> dict[str, bytes]:
+    """Image bytes by normalized label from a Hugging Face dataset (first row per label wins)."""
+    import datasets
+
+    try:
+        dataset = datasets.load_dataset(name, split=split)
+    except Exception as error:  # any load failure means the source is unusable
+        raise ConfigError(f"dataset {name!r}: {str(error).splitlines()[0][:200]}") from None
+    for column in (image_column, label_column):
+        if column not in dataset.column_names:
+            raise ConfigError(f"dataset {name!r}: no column {column!r} "
+                              f"(columns: {', '.join(dataset.column_names)})")
+    dataset = dataset.cast_column(image_column, datasets.Image(decode=False))
+    index: dict[str, bytes] = {}
+    for row in dataset:
+        label = normalize_object(str(row[label_column]))
+        image = row[image_column] or {}
+        data = image.get("bytes") or (Path(image["path"]).read_bytes() if image.get("path") else b"")
+        index.setdefault(label, data)
+    return index
+
+
+@dataclass
+class ObjectImages:
+    """Images named by object, from a folder or a labelled dataset: the lookup both the image
+    stage and the MIS-real swap use."""
+
+    folder: Path | None = None
+    hf_dataset: str | None = None
+    hf_split: str = "train"
+    image_column: str = "image"
+    label_column: str = "label"
+
+    def __post_init__(self) -> None:
+        self._index: dict[str, bytes] | None = None
+
+    def lookup(self, obj: str) -> tuple[bytes | None, str]:
+        """(bytes, origin) of the object's image, or (None, why not)."""
+        if self.folder is not None:
+            path, reason = find_object_image(self.folder, obj)
+            if path is None:
+                return None, reason
+            try:
+                return path.read_bytes(), path.name
+            except OSError as error:
+                return None, f"{path.name}: cannot read ({error.strerror})"
+        if not self.hf_dataset:
+            raise ConfigError("an image source needs a folder or a hf_dataset")
+        if self._index is None:
+            self._index = hf_image_index(self.hf_dataset, self.hf_split, self.image_column,
+                                         self.label_column)
+        data = self._index.get(normalize_object(obj))
+        if data is None:
+            return None, f"no row labelled {obj!r} in {self.hf_dataset}"
+        return data, f"{Path(self.hf_dataset).name}:{object_slug(obj)}"

@@ -1,0 +1,120 @@
+"""General multi-image data mixed into train (MIS mixed 500 M4-Instruct samples, 11.11 %).
+
+Input: the JSONL file of ``general:`` in the config. Output: ``general.jsonl`` (GeneralRecord,
+``source: general``); the splits put these samples in train beside the safety samples, so a
+model keeps its general multi-image skills. Drops: ``bad_source`` (a row without exactly two
+images, a question and an answer, or with an image path outside the file's folder),
+``bad_image`` (an image that cannot be used). Template tokens such as ``<image>`` in the source
+text are removed: the exporters insert their own placeholders.
+
+Rows are ranked by a seeded hash and taken in order until ``count`` are kept, so the same seed
+mixes in the same samples. Decided as a whole and written once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from mis_data.config import ConfigError
+from mis_data.images.store import BadImage
+from mis_data.records import (
+    GeneralRecord,
+    ImageRef,
+    RejectReason,
+    RejectRecord,
+    scrub_template_tokens,
+    stable_id,
+)
+from mis_data.rundir import write_text_atomic
+from mis_data.sources import inside
+from mis_data.stages.base import BuildContext, StageStats
+
+STAGE = "general"
+
+
+def question_and_answer(row: dict[str, Any]) -> tuple[str, str]:
+    """(question, answer) from either flat fields or a human/gpt conversation."""
+    if "conversations" in row:
+        turns = [turn.get("value", "") for turn in row["conversations"] if isinstance(turn, dict)]
+        return (turns[0], turns[1]) if len(turns) >= 2 else ("", "")
+    return str(row.get("question", "")), str(row.get("answer", ""))
+
+
+def read_rows(path: Path) -> list[tuple[str, dict[str, Any] | None]]:
+    if not path.is_file():
+        raise ConfigError(f"{path}: general data file not found")
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError:
+            value = None
+        rows.append((f"{path.name}:{number}", value if isinstance(value, dict) else None))
+    return rows
+
+
+def convert(ctx: BuildContext, where: str, row: dict[str, Any] | None,
+            folder: Path) -> GeneralRecord | RejectRecord:
+    def reject(reason: RejectReason, detail: str) -> RejectRecord:
+        return RejectRecord(stage=STAGE, id=where, reason=reason, detail=f"{where}: {detail}")
+
+    if row is None:
+        return reject(RejectReason.bad_source, "not a JSON object")
+    images = row.get("images", row.get("image"))
+    if not isinstance(images, list) or len(images) != 2:
+        return reject(RejectReason.bad_source, "needs exactly two images")
+    question, answer = (scrub_template_tokens(text) for text in question_and_answer(row))
+    if not question or not answer:
+        return reject(RejectReason.bad_source, "needs a question and an answer")
+    refs = []
+    for relative in images:
+        path = folder / str(relative)
+        if Path(str(relative)).is_absolute() or not inside(folder, path):
+            return reject(RejectReason.bad_source, f"image path {relative!r} escapes {folder}")
+        try:
+            stored = ctx.store.put(path.read_bytes())
+        except FileNotFoundError:
+            return reject(RejectReason.missing_image, f"image {relative!r} not found")
+        except (BadImage, OSError) as error:
+            return reject(RejectReason.bad_image, f"image {relative!r}: {error}")
+        refs.append(ImageRef(sha256=stored.sha256, width=stored.width, height=stored.height,
+                             source=f"general:{relative}"))
+    return GeneralRecord(id=stable_id("general", ctx.config.seed, where, question),
+                         question=question, answer=answer, image1=refs[0], image2=refs[1],
+                         source=f"general:{Path(where).name}")
+
+
+def build_general(ctx: BuildContext) -> StageStats:
+    stats = StageStats(stage=STAGE)
+    settings = ctx.config.general
+    path = ctx.run.stage_file(STAGE)
+    if settings is None:
+        stats.note = "not configured (general:)"
+        return stats
+    if path.exists():
+        stats.already_done = True
+        return stats
+    rows = read_rows(settings.path)
+    ranked = sorted(rows, key=lambda item: hashlib.sha256(
+        f"general\x1f{ctx.config.seed}\x1f{item[0]}".encode()).hexdigest())
+    kept: list[GeneralRecord] = []
+    dropped: Counter[str] = Counter()
+    for where, row in ranked:
+        if len(kept) >= settings.count:
+            break
+        result = convert(ctx, where, row, settings.path.parent)
+        if isinstance(result, RejectRecord):
+            ctx.run.reject(result)
+            dropped[result.reason.value] += 1
+        else:
+            kept.append(result)
+    kept.sort(key=lambda record: record.id)
+    write_text_atomic(path, "".join(record.model_dump_json() + "\n" for record in kept))
+    stats.pending, stats.kept, stats.dropped = len(rows), len(kept), dropped
+    return stats
