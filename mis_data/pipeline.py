@@ -29,7 +29,7 @@ from mis_data.images.store import ImageStore
 from mis_data.manifest import build_manifest, stage_counts
 from mis_data.models import check_api_keys, make_client
 from mis_data.prompts import PromptLibrary
-from mis_data.rundir import RunDir, dump_json, read_json_or_none, write_text_atomic
+from mis_data.rundir import RunDir, cut_partial_tail, dump_json, read_json_or_none, write_text_atomic
 from mis_data.splits import join_samples, read_splits, write_splits
 from mis_data.stages.base import BuildContext, StageStats, run_stage
 from mis_data.stages.concepts import build_concepts, concept_files
@@ -133,6 +133,8 @@ def prepare(config_path: Path, run_dir: Path | None = None, seed: int | None = N
     check_run_folder(run, identity)
     run.path.mkdir(parents=True, exist_ok=True)
     run.stage_file("rejects").touch()  # present even when nothing is rejected: readers expect it
+    for stage_file in run.path.glob("*.jsonl"):
+        cut_partial_tail(stage_file)  # a line a crash left half-written is never data
     write_text_atomic(run.config_path,
                       yaml.safe_dump(resolved_config(config, hashes), sort_keys=True))
     prompts = PromptLibrary(config.prompts_dir)

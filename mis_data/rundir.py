@@ -154,17 +154,12 @@ class RunDir:
 
     # -- reading -------------------------------------------------------------------------
     def read(self, stage: str, model: type[RecordT]) -> list[RecordT]:
-        """All records of a stage, first occurrence of each id kept, in file order."""
-        seen: set[str] = set()
-        records: list[RecordT] = []
+        """All records of a stage in first-seen order; a redone id keeps its latest record."""
+        by_id: dict[object, RecordT] = {}
         for line in complete_lines(self.stage_file(stage)):
             record = model.model_validate_json(line)
-            record_id = getattr(record, "id", None)
-            if record_id in seen:
-                continue
-            seen.add(record_id)
-            records.append(record)
-        return records
+            by_id[getattr(record, "id", len(by_id))] = record
+        return list(by_id.values())
 
     def read_by_id(self, stage: str, model: type[RecordT]) -> dict[str, RecordT]:
         return {record.id: record for record in self.read(stage, model)}  # type: ignore[attr-defined]

@@ -25,11 +25,13 @@ def test_partial_last_line_is_ignored_then_cut(tmp_path: Path) -> None:
     assert run.stage_file("labels").read_text().count("\n") == 3
 
 
-def test_duplicate_ids_keep_the_first(tmp_path: Path) -> None:
+def test_a_redone_id_keeps_its_latest_record(tmp_path: Path) -> None:
     run = RunDir(tmp_path)
-    run.append("labels", [label("a"), label("a")])
+    newer = LabelRecord(id="a", text="The first image shows a newer answer", model="m",
+                        prompt_sha256="x")
+    run.append("labels", [label("a"), label("b"), newer])
     run.close()
-    assert len(run.read("labels", LabelRecord)) == 1
+    assert run.read("labels", LabelRecord) == [newer, label("b")]
 
 
 def test_done_ids_include_final_rejects_but_not_retryable_ones(tmp_path: Path) -> None:

@@ -18,6 +18,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from mis_data.rundir import write_bytes_atomic
 
+PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+
 
 class BadImage(Exception):
     """An input image that cannot be used; the message is the one-line reason."""
@@ -103,6 +105,19 @@ class ImageStore:
 
     def read(self, sha256: str) -> bytes:
         return self.path_for(sha256).read_bytes()
+
+    def looks_complete(self, sha256: str) -> bool:
+        """Cheap check (no hashing): the file exists and ends with PNG's IEND chunk.
+
+        Writes are atomic, so only outside damage (a truncated copy, a deleted file) fails it.
+        """
+        path = self.path_for(sha256)
+        try:
+            with open(path, "rb") as handle:
+                handle.seek(-12, 2)
+                return handle.read(12) == PNG_END
+        except OSError:
+            return False
 
     def verify(self, sha256: str) -> bool:
         """True when the stored file exists and still has the content its name promises."""

@@ -88,6 +88,10 @@ class Stage(ABC):
     def concurrency(self) -> int:
         return 64
 
+    def redo_ids(self) -> set[str]:
+        """Done ids whose output is damaged and must be made again (default: none)."""
+        return set()
+
 
 def log_rejection(stage: str, item_id: str, rejection: Rejection) -> None:
     log.warning("%s %s rejected: %s (%s)", stage, item_id, rejection.reason.value,
@@ -98,7 +102,7 @@ async def run_stage(stage: Stage) -> StageStats:
     """Process every pending item of ``stage``, writing results as they complete."""
     ctx = stage.ctx
     stats = StageStats(stage=stage.name)
-    done = ctx.run.done_ids(stage.name)
+    done = ctx.run.done_ids(stage.name) - stage.redo_ids()
     pending = [item for item in stage.inputs() if item.id not in done]
     stats.pending = len(pending)
     if not pending:

@@ -47,6 +47,11 @@ class ImageStage(Stage):
     def concurrency(self) -> int:
         return self.ctx.config.models.image.concurrency
 
+    def redo_ids(self) -> set[str]:
+        """Images whose stored file is missing or truncated: made again (model calls are cached)."""
+        return {image.id for image in self.ctx.run.read("images", ImageRecord)
+                if not self.ctx.store.looks_complete(image.sha256)}
+
     async def process(self, item: WorkItem) -> Sequence[ImageRecord] | Rejection:
         concept, slot = item.payload
         obj = concept.object1 if slot == 1 else concept.object2
