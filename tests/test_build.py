@@ -134,3 +134,14 @@ def test_info_lists_counts_and_rejects(demo_run: Path) -> None:
     assert "backend: offline" in result.output
     assert "instructions" in result.output and "splits:" in result.output
     assert "train=" in result.output and "easy=" in result.output
+
+
+def test_a_run_folder_from_another_version_is_refused(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    run = tmp_path / "run"
+    assert run_cli("build", "--config", config, "--run-dir", run, "--no-progress").exit_code == 0
+    resolved = (run / "config.yaml").read_text()
+    (run / "config.yaml").write_text(resolved.replace("format_version: 1", "format_version: 0"))
+    result = run_cli("build", "--config", config, "--run-dir", run, "--no-progress")
+    assert result.exit_code == 2
+    assert "format 0" in result.output and "new --run-dir" in result.output
