@@ -83,6 +83,15 @@ def stable_id(*parts: object) -> str:
     return hashlib.sha256(joined.encode("utf-8")).hexdigest()[:16]
 
 
+def seeded_rank(seed: int, purpose: str, key: str) -> str:
+    """A stable pseudo-random sort key: independent of input order and of Python's hash seed.
+
+    Every seeded choice of the build (quotas, MIS-real picks, the general mix, validation
+    groups) sorts by this, so the same seed always chooses the same items.
+    """
+    return hashlib.sha256(f"{seed}\x1f{purpose}\x1f{key}".encode()).hexdigest()
+
+
 def sample_id(seed: int, sub_category: str, object1: str, object2: str) -> str:
     """The id every record of one sample shares, from concept to label."""
     return stable_id(

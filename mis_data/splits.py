@@ -43,6 +43,7 @@ from mis_data.records import (
     PairRecord,
     Vote,
     concept_key,
+    seeded_rank,
 )
 from mis_data.rundir import RunDir, dump_json, write_text_atomic
 
@@ -140,11 +141,6 @@ def join_samples(run: RunDir) -> list[Sample]:
 
 
 # -- assignment ------------------------------------------------------------------------------
-
-def seeded_rank(seed: int, purpose: str, key: str) -> str:
-    """A stable pseudo-random sort key: independent of input order and of Python's hash seed."""
-    return hashlib.sha256(f"{seed}\x1f{purpose}\x1f{key}".encode()).hexdigest()
-
 
 def leakage_groups(samples: list[Sample]) -> list[list[Sample]]:
     """Samples connected by a shared concept pair or a shared image, each group sorted by id."""

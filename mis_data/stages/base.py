@@ -14,6 +14,7 @@ from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import BaseModel
@@ -67,6 +68,16 @@ class StageStats:
     dropped: Counter[str] = field(default_factory=Counter)
     already_done: bool = False
     note: str = ""
+
+
+def nothing_to_do(stage: str, settings: object | None, output: Path, config_key: str
+                  ) -> StageStats | None:
+    """For steps decided as a whole: the stats to return at once when there is no work."""
+    if settings is None:
+        return StageStats(stage=stage, note=f"not configured ({config_key}:)")
+    if output.exists():
+        return StageStats(stage=stage, already_done=True)
+    return None
 
 
 class Stage(ABC):

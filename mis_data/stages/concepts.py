@@ -15,7 +15,6 @@ and the file is written once, atomically. A rerun with the file present does not
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any, Literal
@@ -31,6 +30,7 @@ from mis_data.records import (
     concept_key,
     normalize_object,
     sample_id,
+    seeded_rank,
 )
 from mis_data.rundir import write_text_atomic
 from mis_data.sources import ConceptInput, concept_inputs
@@ -195,10 +195,6 @@ async def extract_concept(ctx: BuildContext, item: ConceptInput) -> ConceptRecor
     return concept_from_entry(entry, item.where, item.source, taxonomy, ctx.config.seed)
 
 
-def seeded_rank(seed: int, item_id: str) -> str:
-    return hashlib.sha256(f"quota\x1f{seed}\x1f{item_id}".encode()).hexdigest()
-
-
 def apply_filters(
     candidates: list[Candidate], ctx: BuildContext
 ) -> tuple[list[ConceptRecord], list[RejectRecord]]:
@@ -228,11 +224,10 @@ def apply_filters(
         by_sub: dict[str, list[ConceptRecord]] = defaultdict(list)
         for concept in kept:
             by_sub[concept.sub_category].append(concept)
-        chosen = {
-            concept.id
-            for group in by_sub.values()
-            for concept in sorted(group, key=lambda c: seeded_rank(ctx.config.seed, c.id))[:quota]
-        }
+        def rank(concept: ConceptRecord) -> str:
+            return seeded_rank(ctx.config.seed, "concept-quota", concept.id)
+
+        chosen = {concept.id for group in by_sub.values() for concept in sorted(group, key=rank)[:quota]}
         kept = [concept for concept in kept if concept.id in chosen]
     return kept, rejects
 

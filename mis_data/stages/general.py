@@ -13,7 +13,6 @@ mixes in the same samples. Decided as a whole and written once.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import Counter
 from pathlib import Path
@@ -27,11 +26,12 @@ from mis_data.records import (
     RejectReason,
     RejectRecord,
     scrub_template_tokens,
+    seeded_rank,
     stable_id,
 )
 from mis_data.rundir import write_text_atomic
 from mis_data.sources import inside
-from mis_data.stages.base import BuildContext, StageStats
+from mis_data.stages.base import BuildContext, StageStats, nothing_to_do
 
 STAGE = "general"
 
@@ -91,18 +91,13 @@ def convert(ctx: BuildContext, where: str, row: dict[str, Any] | None,
 
 
 def build_general(ctx: BuildContext) -> StageStats:
+    settings, path = ctx.config.general, ctx.run.stage_file(STAGE)
+    idle = nothing_to_do(STAGE, settings, path, "general")
+    if idle is not None or settings is None:
+        return idle or StageStats(stage=STAGE)
     stats = StageStats(stage=STAGE)
-    settings = ctx.config.general
-    path = ctx.run.stage_file(STAGE)
-    if settings is None:
-        stats.note = "not configured (general:)"
-        return stats
-    if path.exists():
-        stats.already_done = True
-        return stats
     rows = read_rows(settings.path)
-    ranked = sorted(rows, key=lambda item: hashlib.sha256(
-        f"general\x1f{ctx.config.seed}\x1f{item[0]}".encode()).hexdigest())
+    ranked = sorted(rows, key=lambda item: seeded_rank(ctx.config.seed, "general", item[0]))
     kept: list[GeneralRecord] = []
     dropped: Counter[str] = Counter()
     for where, row in ranked:

@@ -13,39 +13,38 @@ written once, like the concepts.
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 
 from mis_data.images.store import BadImage
-from mis_data.records import ConceptRecord, ImageRef, JudgementRecord, PairRecord, RejectReason, RejectRecord
+from mis_data.records import (
+    ConceptRecord,
+    ImageRef,
+    JudgementRecord,
+    PairRecord,
+    RejectReason,
+    RejectRecord,
+    seeded_rank,
+)
 from mis_data.rundir import write_text_atomic
 from mis_data.sources import ObjectImages
-from mis_data.stages.base import BuildContext, StageStats
+from mis_data.stages.base import BuildContext, StageStats, nothing_to_do
 
 STAGE = "real"
 
 
-def real_rank(seed: int, item_id: str) -> str:
-    return hashlib.sha256(f"real\x1f{seed}\x1f{item_id}".encode()).hexdigest()
-
-
 def build_real_pairs(ctx: BuildContext) -> StageStats:
+    settings, path = ctx.config.real, ctx.run.stage_file(STAGE)
+    idle = nothing_to_do(STAGE, settings, path, "real")
+    if idle is not None or settings is None:
+        return idle or StageStats(stage=STAGE)
     stats = StageStats(stage=STAGE)
-    settings = ctx.config.real
-    path = ctx.run.stage_file(STAGE)
-    if settings is None:
-        stats.note = "not configured (real:)"
-        return stats
-    if path.exists():
-        stats.already_done = True
-        return stats
     pool = ObjectImages(folder=settings.folder, hf_dataset=settings.hf_dataset,
                         hf_split=settings.hf_split, image_column=settings.image_column,
                         label_column=settings.label_column)
     concepts = ctx.run.read_by_id("concepts", ConceptRecord)
     tests = [j for j in ctx.run.read("judgements", JudgementRecord) if j.route in ("easy", "hard")]
     chosen: list[PairRecord] = []
-    for judgement in sorted(tests, key=lambda j: real_rank(ctx.config.seed, j.id)):
+    for judgement in sorted(tests, key=lambda j: seeded_rank(ctx.config.seed, "real", j.id)):
         if len(chosen) >= settings.count:
             break
         concept = concepts[judgement.id]
