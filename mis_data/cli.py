@@ -101,6 +101,32 @@ def info(run_dir: RunDirArg, verbose: Verbose = False) -> None:
     guarded(verbose, lambda: typer.echo(info_text(run_dir)))
 
 
+@app.command()
+def stats(run_dir: RunDirArg, verbose: Verbose = False) -> None:
+    """Counts per split and sub-category, rejects, refusal rates, tokens and cost, plus a plot."""
+    from mis_data.stats import write_stats
+
+    def action() -> None:
+        result = write_stats(run_dir)
+        typer.echo(result.text)
+        typer.echo(f"plot: {result.plot}")
+
+    guarded(verbose, action)
+
+
+@app.command()
+def review(
+    run_dir: RunDirArg,
+    out: Annotated[Path | None, typer.Option(
+        help="Where the HTML goes (default: RUN_DIR/review/index.html).")] = None,
+    verbose: Verbose = False,
+) -> None:
+    """Write a static HTML gallery of every sample and reject, filterable, to open in a browser."""
+    from mis_data.review import write_review
+
+    guarded(verbose, lambda: typer.echo(f"review: {write_review(run_dir, out)}"))
+
+
 def main() -> None:  # pragma: no cover - entry point for `python -m mis_data`
     app(prog_name="mis-data")
     sys.exit(0)

@@ -35,7 +35,7 @@ def render_typography(text: str, style_seed: str, size: int = 512) -> bytes:
     while True:
         font = ImageFont.load_default(size=font_size)
         width_chars = max(6, int((size - 2 * margin) / (font_size * 0.55)))
-        lines = textwrap.wrap(text, width=width_chars) or [text]
+        lines = textwrap.wrap(text, width=width_chars, break_long_words=False) or [text]
         boxes = [draw.textbbox((0, 0), line, font=font) for line in lines]
         widest = max(box[2] - box[0] for box in boxes)
         line_height = int(font_size * 1.25)
