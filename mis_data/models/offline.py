@@ -95,15 +95,19 @@ class OfflineClient:
     async def aclose(self) -> None:
         return None
 
-    async def structured(self, request: StructuredRequest) -> ModelResult:
+    def answer(self, task: str, facts: dict[str, Any]) -> dict[str, Any]:
+        """The JSON answer the offline backend gives to a task, before validation."""
         handler: Callable[[dict[str, Any]], dict[str, Any]] | None = getattr(
-            self, f"_answer_{request.task}", None)
+            self, f"_answer_{task}", None)
         if handler is None:
-            raise ValueError(f"the offline backend has no answer for task {request.task!r}")
+            raise ValueError(f"the offline backend has no answer for task {task!r}")
+        return handler(facts)
 
+    async def structured(self, request: StructuredRequest) -> ModelResult:
         async def attempt(messages: list[ChatMessage]) -> RawReply:
             self.usage.record(request.stage or request.task, OFFLINE_MODEL, Usage(requests=1))
-            return RawReply(parsed=request.response_model.model_validate(handler(request.facts)))
+            answer = self.answer(request.task, request.facts)
+            return RawReply(parsed=request.response_model.model_validate(answer))
 
         return await answer_with_feedback(request, attempt, OFFLINE_MODEL)
 
