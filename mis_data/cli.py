@@ -163,7 +163,7 @@ def split(
     verbose: Verbose = False,
 ) -> None:
     """Regenerate the splits of a finished run and rewrite its exports; no model is called."""
-    from mis_data.pipeline import finish_run, open_finished_run
+    from mis_data.finish import finish_run, open_finished_run
 
     def action() -> None:
         if val_size is not None and not 0.0 <= val_size < 1.0:
@@ -188,7 +188,7 @@ def export(
 ) -> None:
     """Rewrite exports from the current splits and update the manifest's file hashes."""
     from mis_data.export import EXPORTERS
-    from mis_data.pipeline import finish_run, open_finished_run
+    from mis_data.finish import finish_run, open_finished_run
 
     def action() -> None:
         formats = parse_formats(format) or list(EXPORTERS)

@@ -1,0 +1,138 @@
+"""Finishing a run: splits, exports and manifest from whatever the stages have produced.
+
+Shared by ``build`` (after the stages), ``split`` (new membership, no model call) and
+``export`` (current membership, chosen formats). Everything here reads the run folder and its
+``config.yaml`` alone, so a finished run can be re-split and re-exported years later, with the
+prompt hashes it was built with rather than today's prompt files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mis_data.config import BuildConfig, ConfigError, sha256_file
+from mis_data.export import run_exports
+from mis_data.export.common import RunInfo
+from mis_data.images.store import ImageStore
+from mis_data.manifest import build_manifest, stage_counts
+from mis_data.rundir import RunDir, dump_json, read_json_or_none, write_text_atomic
+from mis_data.splits import join_samples, read_splits, write_splits
+from mis_data.taxonomy import Taxonomy, load_taxonomy
+
+
+def prompt_hashes(prompts_dir: Path) -> dict[str, str]:
+    """sha256 of every prompt file, so the run records exactly which texts shaped it."""
+    if not prompts_dir.is_dir():
+        raise ConfigError(f"{prompts_dir}: prompts folder not found")
+    return {
+        path.relative_to(prompts_dir).as_posix(): sha256_file(path)
+        for path in sorted(prompts_dir.rglob("*")) if path.is_file()
+    }
+
+
+def merge_usage(run: RunDir, session: dict[str, Any]) -> dict[str, Any]:
+    """Add this session's usage to what earlier sessions of the run spent."""
+    path = run.path / "usage.json"
+    previous = read_json_or_none(path) or {"sessions": []}
+    if session["total"]["requests"]:
+        previous["sessions"].append(session)
+    total: dict[str, float] = {}
+    for entry in previous["sessions"]:
+        for key, value in entry["total"].items():
+            total[key] = total.get(key, 0) + value
+    previous["total"] = total
+    write_text_atomic(path, dump_json(previous))
+    return previous
+
+
+def open_finished_run(path: Path) -> tuple[RunDir, BuildConfig, ImageStore]:
+    """A run folder's resolved config and image store, read from its ``config.yaml`` alone."""
+    run = RunDir(path)
+    if not run.exists():
+        raise ConfigError(f"{path}: not a run folder (no config.yaml)")
+    resolved = yaml.safe_load(run.config_path.read_text(encoding="utf-8")) or {}
+    try:
+        config = BuildConfig.model_validate(resolved.get("config") or {})
+    except ValueError as error:
+        raise ConfigError(f"{run.config_path}: unreadable resolved config: "
+                          f"{str(error).splitlines()[0]}") from None
+    if not run.stage_file("judgements").exists():
+        raise ConfigError(f"{path}: the build has not judged anything yet; run `mis-data build`")
+    store = ImageStore(run.images_dir, config.images.max_side, config.images.max_pixels)
+    return run, config, store
+
+
+def recorded_prompt_hashes(run: RunDir, config: BuildConfig) -> dict[str, str]:
+    """The prompt hashes the run was built with (config.yaml), not today's prompt files."""
+    resolved = yaml.safe_load(run.config_path.read_text(encoding="utf-8")) or {}
+    return resolved.get("prompt_sha256") or prompt_hashes(config.prompts_dir)
+
+
+def canonical_quotas(config: BuildConfig, taxonomy: Taxonomy | None) -> dict[str, int] | None:
+    """Quota keys may be aliases; splits compare canonical sub-category names."""
+    quotas = config.splits.quotas
+    if not quotas:
+        return None
+    if taxonomy is None:
+        try:
+            taxonomy = load_taxonomy(config.taxonomy)
+        except ConfigError:
+            return dict(quotas)
+    return {taxonomy.canonical(name) or name: limit for name, limit in quotas.items()}
+
+
+def run_info(run: RunDir, config: BuildConfig, split_manifest: dict[str, Any],
+             formats: list[str]) -> RunInfo:
+    """What the exports (the dataset card) say about the run.
+
+    ``formats`` is every format of the run (config and this call), so an export written alone
+    still knows its siblings (LLaMA-Factory's entry pointing at the InternVL file).
+    """
+    if config.backend == "offline":
+        models = {"all": "offline (templates and rules, no language model)"}
+    else:
+        models = {"text": config.models.text.model, "vision": config.models.vision.model,
+                  "judges": ", ".join(judge.model for judge in config.models.judges),
+                  "image": config.models.image.model}
+    rejects = {stage: data["rejects_by_reason"] for stage, data in stage_counts(run).items()}
+    return RunInfo(
+        name=config.name, backend=config.backend, models=models,
+        prompt_sha256=dict(sorted(recorded_prompt_hashes(run, config).items())),
+        image_source=config.images.source, seed=config.seed,
+        split_seed=int(split_manifest.get("seed", config.seed)),
+        val_size=float(split_manifest.get("val_size", 0.0)), license=config.license,
+        rejects=rejects, excluded=dict(split_manifest.get("excluded_by_reason", {})),
+        formats=tuple(dict.fromkeys([*config.exports, *formats])),
+    )
+
+
+def finish_run(run: RunDir, config: BuildConfig, store: ImageStore, *, seed: int | None = None,
+               val_size: float | None = None, formats: list[str] | None = None,
+               taxonomy: Taxonomy | None = None, resplit: bool = True) -> dict[str, Any]:
+    """(Re)write splits (unless ``resplit`` is off), the given exports and the manifest.
+
+    ``seed`` and ``val_size`` default to the run's config. With ``resplit=False`` the current
+    split files are exported as they are (``mis-data export``).
+    """
+    formats = list(formats or config.exports)
+    if resplit:
+        seed = config.seed if seed is None else seed
+        val_size = config.splits.val_size if val_size is None else val_size
+        plan = write_splits(run, join_samples(run), seed, val_size,
+                            canonical_quotas(config, taxonomy))
+        splits = plan.splits
+    else:
+        if not (run.splits_dir / "manifest.json").exists():
+            raise ConfigError(f"{run.path}: no splits yet; run `mis-data split` first")
+        splits = read_splits(run)
+    split_manifest = read_json_or_none(run.splits_dir / "manifest.json") or {}
+    run_exports(splits, store, run.export_dir, formats, run_info(run, config, split_manifest, formats))
+    usage = read_json_or_none(run.path / "usage.json") or {"sessions": [], "total": {}}
+    manifest = build_manifest(run, config, splits, usage, recorded_prompt_hashes(run, config))
+    manifest["split_plan"] = {key: split_manifest.get(key) for key in
+                              ("seed", "val_size", "quotas", "counts", "excluded_by_reason")}
+    write_text_atomic(run.manifest_path, dump_json(manifest))
+    return manifest
