@@ -16,6 +16,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from mis_data.config import ConfigError
+from mis_data.models.base import BudgetExceeded
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Build multi-image safety (MIS) datasets for vision-language models.")
@@ -38,6 +39,9 @@ def guarded(verbose: bool, action: Callable[[], T]) -> T:
             traceback.print_exc()
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
+    except BudgetExceeded as error:
+        typer.echo(f"stopped: {error}", err=True)
+        raise typer.Exit(3) from None
     except KeyboardInterrupt:
         typer.echo("interrupted: run the same command again to continue", err=True)
         raise typer.Exit(130) from None

@@ -105,7 +105,8 @@ class JudgeStage(Stage):
         if not text_result.ok:
             return Rejection.from_result(text_result, f"judge {index} (text)")
         image_text = prompts.get("judge_images.md").render(
-            question=instruction.question, taxonomy=self.ctx.taxonomy.describe())
+            question=instruction.question, taxonomy=self.ctx.taxonomy.describe(),
+            sub_category=concept.sub_category)
         image_result = await self.ctx.client.structured(StructuredRequest(
             task="judge_images", role=role, item_id=item.id, stage=self.name,
             messages=[ChatMessage("user", (ImagePart(pair.image1.sha256),

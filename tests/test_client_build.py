@@ -1,0 +1,89 @@
+"""``mis-data build`` with ``backend: openai`` against the loopback server, faults included."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from conftest import CONFIGS, run_cli, write_config
+from loopback import LoopbackServer
+
+from mis_data.records import ConceptRecord, ImageRecord, InstructionRecord
+from mis_data.rundir import RunDir
+from mis_data.stages.instructions import IMAGE_REFS, InstructionChecker
+
+KEY = "sk-test-SECRET-123"
+STAGE_INPUTS = {"images": "concepts", "pairs": "concepts", "instructions": "pairs",
+                "judgements": "instructions"}
+
+
+def api_config(folder: Path, url: str, per_sub: int = 2, **extra: object) -> Path:
+    spec = {"model": "loopback-vlm", "base_url": url, "api_key_env": "MIS_LOOPBACK_KEY",
+            "concurrency": 8, "max_retries": 4, "timeout": 10,
+            "prices": {"input": 1.0, "output": 2.0, "per_image": 0.01}}
+    return write_config(folder, backend="openai",
+                        models={"text": spec, "vision": spec, "judges": [spec], "image": spec},
+                        concepts={"sources": [{"kind": "shipped", "path": str(CONFIGS / "concepts")}],
+                                  "max_per_sub_category": per_sub},
+                        images={"source": "t2i"}, **extra)
+
+
+@pytest.fixture(autouse=True)
+def _key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MIS_LOOPBACK_KEY", KEY)
+
+
+def test_api_build_end_to_end_and_rerun_asks_nothing(tmp_path: Path) -> None:
+    with LoopbackServer() as server:
+        config = api_config(tmp_path, server.url)
+        result = run_cli("build", "--config", config, "--run-dir", tmp_path / "run", "--no-progress")
+        assert result.exit_code == 0, result.output
+        counts = json.loads((tmp_path / "run/splits/manifest.json").read_text())["counts"]
+        assert counts["train"] > 0 and counts["easy"] > 0 and counts["hard"] > 0
+        assert all(r.images == 2 for r in server.state.received
+                   if "Write the assistant's answer" in json.dumps(r.body))
+        run = RunDir(tmp_path / "run")
+        checker = InstructionChecker(IMAGE_REFS["ordinal"], [], 30, 300)
+        concepts = run.read_by_id("concepts", ConceptRecord)
+        for instruction in run.read("instructions", InstructionRecord):
+            assert checker.problem(instruction.question, concepts[instruction.id]) is None
+        images = run.read("images", ImageRecord)
+        assert len({i.sha256 for i in images}) == len(list((tmp_path / "run/images").rglob("*.png")))
+        manifest = json.loads((tmp_path / "run/manifest.json").read_text())
+        assert manifest["backend"] == "openai" and manifest["usage"]["total"]["cost_usd"] > 0
+        sent = len(server.state.received)
+        again = run_cli("build", "--config", config, "--run-dir", tmp_path / "run", "--no-progress")
+        assert again.exit_code == 0 and len(server.state.received) == sent
+
+
+def test_faults_lose_nothing_and_the_key_is_nowhere(tmp_path: Path) -> None:
+    rates = {"429": 0.10, "500": 0.05, "malformed": 0.05, "refusal": 0.05}
+    with LoopbackServer(rates=rates, retry_after=0.01) as server:
+        config = api_config(tmp_path, server.url, per_sub=3)
+        result = run_cli("build", "--config", config, "--run-dir", tmp_path / "run", "--no-progress")
+        assert result.exit_code == 0, result.output
+        faults = dict(server.state.faults_sent)
+    run = RunDir(tmp_path / "run")
+    rejects = run.rejects()
+    assert Counter(r.reason.value for r in rejects)["refused"] > 0
+    for stage, source in STAGE_INPUTS.items():
+        inputs = run.output_ids(source)
+        if stage == "images":
+            inputs = {f"{i}.{slot}" for i in inputs for slot in (1, 2)}
+        if stage == "judgements":
+            inputs -= {r.id for r in rejects if r.stage == "dedup"}
+        outputs = run.output_ids(stage)
+        rejected = {r.id for r in rejects if r.stage == stage}
+        if stage == "pairs":  # a pair waits for both images; missing ones are rejected as pairs
+            assert outputs | rejected == inputs, stage
+        assert outputs.isdisjoint(rejected), stage
+        assert outputs | rejected == inputs, stage
+        lines = (run.path / f"{stage}.jsonl").read_text().splitlines()
+        assert len(lines) == len(outputs), f"{stage}: duplicated records"
+    assert faults.get("429", 0) > 0 and faults.get("500", 0) > 0 and faults.get("malformed", 0) > 0
+    for path in (tmp_path / "run").rglob("*"):
+        if path.is_file():
+            assert KEY.encode() not in path.read_bytes(), path
+    assert KEY not in result.output
