@@ -25,7 +25,7 @@ from openai.lib._pydantic import to_strict_json_schema
 from PIL import Image
 from pydantic import BaseModel
 
-from mis_data.config import BuildConfig, ModelSpec
+from mis_data.config import BuildConfig, ConfigError, ModelSpec
 from mis_data.images.store import ImageStore
 from mis_data.models.base import (
     BudgetExceeded,
@@ -76,7 +76,8 @@ class OpenAIClient:
                  max_cost: float | None = None, batch: bool = False,
                  rate_window: float = 60.0) -> None:
         if batch:
-            raise NotImplementedError("--batch is not available yet; run without it")
+            raise ConfigError("--batch (the Batch API) is not available in this version; "
+                              "run without it (requests then go out concurrently)")
         self.config = config
         self.store = store
         self.cache = ResponseCache(cache_path)
