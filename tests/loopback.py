@@ -48,6 +48,9 @@ class LoopbackState:
     slow_seconds: float = 2.0
     reject_modes: set[str] = field(default_factory=set)  # response_format types answered with 400
     keep_bodies: bool = True
+    batch_polls: int = 2  # a batch reports in_progress this many times, then completed
+    files: dict[str, bytes] = field(default_factory=dict)
+    batches: dict[str, dict[str, Any]] = field(default_factory=dict)
     received: list[Received] = field(default_factory=list)
     faults_sent: dict[str, int] = field(default_factory=dict)
     in_flight: int = 0
@@ -111,9 +114,71 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        state = self.state
+        with state.lock:
+            state.received.append(Received(self.path, time.monotonic(), 0, {}))
+        parts = self.path.rstrip("/").split("/")
+        if "files" in parts and parts[-1] == "content":
+            data = state.files[parts[-2]]
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        elif "batches" in parts:
+            self.send_json(200, self.poll_batch(parts[-1]))
+        else:
+            self.send_json(404, {"error": {"message": "not found"}})
+
+    def poll_batch(self, batch_id: str) -> dict[str, Any]:
+        """Count a poll; once enough polls passed, answer every line (shuffled) and complete."""
+        state = self.state
+        batch = state.batches[batch_id]
+        batch["polls"] += 1
+        if batch["status"] == "in_progress" and batch["polls"] > state.batch_polls:
+            lines = [json.loads(line) for line in state.files[batch["input_file_id"]].splitlines()]
+            rows = [{"id": f"req_{i}", "custom_id": line["custom_id"], "error": None,
+                     "response": {"status_code": 200, "request_id": f"r{i}",
+                                  "body": completion(json.dumps(state.responder(line["body"])))}}
+                    for i, line in enumerate(lines)]
+            state.rng.shuffle(rows)
+            output_id = f"file-out-{batch_id}"
+            state.files[output_id] = "".join(json.dumps(row) + "\n" for row in rows).encode()
+            batch.update(status="completed", output_file_id=output_id)
+        return {key: value for key, value in batch.items() if key != "polls"}
+
+    def upload(self, raw: bytes) -> dict[str, Any]:
+        boundary = self.headers["Content-Type"].split("boundary=")[1].strip('"').encode()
+        for part in raw.split(b"--" + boundary):
+            head, _, content = part.partition(b"\r\n\r\n")
+            if b'name="file"' in head:
+                file_id = f"file-{len(self.state.files)}"
+                self.state.files[file_id] = content.removesuffix(b"\r\n")
+                return {"id": file_id, "object": "file", "bytes": len(content), "created_at": 0,
+                        "filename": "batch.jsonl", "purpose": "batch", "status": "processed"}
+        raise ValueError("no file part")
+
     def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
         state = self.state
-        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+        raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if self.path.endswith("/files"):
+            with state.lock:
+                state.received.append(Received(self.path, time.monotonic(), 0, {}))
+                self.send_json(200, self.upload(raw))
+            return
+        body = json.loads(raw or b"{}")
+        if self.path.endswith("/batches"):
+            with state.lock:
+                state.received.append(Received(self.path, time.monotonic(), 0, body))
+                batch_id = f"batch_{len(state.batches)}"
+                state.batches[batch_id] = {
+                    "id": batch_id, "object": "batch", "endpoint": body["endpoint"], "errors": None,
+                    "input_file_id": body["input_file_id"], "completion_window": "24h",
+                    "status": "in_progress", "output_file_id": None, "error_file_id": None,
+                    "created_at": 0, "polls": 0}
+                self.send_json(200, self.poll_batch(batch_id) | {"status": "validating"})
+            return
         with state.lock:
             state.received.append(Received(self.path, time.monotonic(), count_images(body),
                                            body if state.keep_bodies else {}))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -222,3 +223,46 @@ def test_durations_and_delays() -> None:
     assert retry_delay(1, {"retry-after-ms": "250"}) == 0.25
     assert retry_delay(1, {"x-ratelimit-reset-requests": "2s"}) == 2.0
     assert 0 < retry_delay(3, {}) <= 2.0
+
+
+def test_a_batch_completes_with_results_out_of_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with LoopbackServer(lambda body: {"answer": body["messages"][0]["content"][2]["text"]}) as server:
+        monkeypatch.setenv("MIS_TEST_KEY", KEY)
+        client, shas = make_client(tmp_path, server.url, monkeypatch)
+        batched = OpenAIClient(client.config, client.store, tmp_path / "cache-b.sqlite", batch=True,
+                               batch_poll_seconds=0.02)
+        results = ask(batched, *(request(shas, str(i)) for i in range(12)))
+        run(client.aclose())
+        assert [r.value.answer for r in results] == [f"Describe both images ({i})." for i in range(12)]
+        assert server.state.chat_requests == 0 and len(server.state.batches) == 1
+        sent = [json.loads(line)["custom_id"] for line in server.state.files["file-0"].splitlines()]
+        answered = [json.loads(line)["custom_id"]
+                    for line in server.state.files["file-out-batch_0"].splitlines()]
+        assert sorted(answered) == sorted(sent) and answered != sent  # matched back out of order
+        state = json.loads((tmp_path / "batches.json").read_text())
+        assert state["batches"]["batch_0"]["status"] == "completed"
+        again = OpenAIClient(client.config, client.store, tmp_path / "cache-b.sqlite", batch=True,
+                             batch_poll_seconds=0.02)
+        assert all(r.ok for r in ask(again, *(request(shas, str(i)) for i in range(12))))
+        assert len(server.state.batches) == 1  # answered from the cache: nothing paid twice
+
+
+def test_a_rerun_resumes_polling_a_submitted_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with LoopbackServer(answer_with("ok"), batch_polls=1000) as server:
+        client, shas = make_client(tmp_path, server.url, monkeypatch)
+        first = OpenAIClient(client.config, client.store, tmp_path / "c.sqlite", batch=True,
+                             batch_poll_seconds=0.01)
+
+        async def interrupted() -> None:
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(first.structured(request(shas, "x")), 0.5)
+            await first.aclose()
+
+        run(interrupted())
+        assert len(server.state.batches) == 1
+        server.state.batch_polls = 0
+        second = OpenAIClient(client.config, client.store, tmp_path / "c.sqlite", batch=True,
+                              batch_poll_seconds=0.01)
+        [result] = ask(second, request(shas, "x"))
+        run(client.aclose())
+        assert result.ok and len(server.state.batches) == 1

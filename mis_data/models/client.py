@@ -5,7 +5,8 @@ cap, the model's concurrency semaphore and RPM/TPM limiter, then the call with o
 (the SDK's are off so that ``Retry-After`` and ``x-ratelimit-reset-*`` are honoured and counted).
 Structured output asks for a strict ``json_schema``; a server that rejects it is asked with
 ``json_object``, then plain text, and the mode that worked is remembered per model. Refusals end
-the item at once. Images travel as base64 data URLs built at send time, never stored.
+the item at once. Images travel as base64 data URLs built at send time, never stored. With
+``--batch``, chat requests go through the Batch API instead (``batch.py``), cached the same way.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from openai.lib._pydantic import to_strict_json_schema
 from PIL import Image
 from pydantic import BaseModel
 
-from mis_data.config import BuildConfig, ConfigError, ModelSpec
+from mis_data.config import BuildConfig, ModelSpec
 from mis_data.images.store import ImageStore
 from mis_data.models.base import (
     BudgetExceeded,
@@ -40,6 +41,7 @@ from mis_data.models.base import (
     UsageMeter,
     answer_with_feedback,
 )
+from mis_data.models.batch import BatchRunner
 from mis_data.models.cache import CachedReply, ResponseCache, cache_key
 from mis_data.models.limits import RateLimiter, image_tokens, retry_delay
 from mis_data.records import RejectReason
@@ -74,11 +76,9 @@ class OpenAIClient:
 
     def __init__(self, config: BuildConfig, store: ImageStore, cache_path: Path,
                  max_cost: float | None = None, batch: bool = False,
-                 rate_window: float = 60.0) -> None:
-        if batch:
-            raise ConfigError("--batch (the Batch API) is not available in this version; "
-                              "run without it (requests then go out concurrently)")
+                 rate_window: float = 60.0, batch_poll_seconds: float = 10.0) -> None:
         self.config = config
+        self.batching = batch
         self.store = store
         self.cache = ResponseCache(cache_path)
         self.max_cost = max_cost
@@ -98,12 +98,17 @@ class OpenAIClient:
                                            timeout=spec.timeout)
             self.lanes[role] = ModelLane(spec, clients[key], rate_window)
         self._clients = list(clients.values())
+        self.batches = {id(c): BatchRunner(c, cache_path.parent / "batches.json",
+                                           poll_seconds=batch_poll_seconds)
+                        for c in self._clients} if batch else {}
         self._inflight: dict[str, asyncio.Future[CachedReply]] = {}
 
     def model_name(self, role: str) -> str:
         return self.lanes[role].spec.model
 
     async def aclose(self) -> None:
+        for runner in self.batches.values():
+            await runner.aclose()
         for client in self._clients:
             await client.close()
         self.cache.close()
@@ -208,7 +213,10 @@ class OpenAIClient:
         future: asyncio.Future[CachedReply] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         try:
-            reply = await self.send(lane, request, messages, schema)
+            if self.batching:
+                reply = await self.send_in_batch(lane, request, messages, schema, key)
+            else:
+                reply = await self.send(lane, request, messages, schema)
             self.cache.put(key, reply)
             future.set_result(reply)
             return reply
@@ -244,16 +252,40 @@ class OpenAIClient:
                 lane.mode_index += 1
                 log.warning("%s rejects %s; falling back to %s", spec.model, mode,
                             MODES[lane.mode_index])
-        choice = completion.choices[0]
-        usage = completion.usage
-        input_tokens = usage.prompt_tokens if usage else 0
-        output_tokens = usage.completion_tokens if usage else 0
+        return self.to_reply(request, spec, completion.model_dump())
+
+    async def send_in_batch(self, lane: ModelLane, request: StructuredRequest,
+                            messages: list[ChatMessage], schema: dict[str, Any], key: str) -> CachedReply:
+        """The same request through the Batch API; the result arrives when the batch completes."""
+        spec = lane.spec
+        wire, tokens = self.wire_messages(messages, spec)
+        self.check_budget((tokens * spec.prices.input + spec.max_tokens * spec.prices.output) / 1e6)
+        body: dict[str, Any] = {
+            "model": spec.model, "messages": wire, "temperature": spec.temperature,
+            "max_tokens": spec.max_tokens,
+            "response_format": {"type": "json_schema", "json_schema": {
+                "name": request.response_model.__name__, "strict": True, "schema": schema}}}
+        if spec.seed is not None:
+            body["seed"] = spec.seed
+        result = await self.batches[id(lane.client)].result(key, body)
+        if result.body is None:
+            raise TransportFailure(short(result.error or "batch request failed"))
+        return self.to_reply(request, spec, result.body)
+
+    def to_reply(self, request: StructuredRequest, spec: ModelSpec, completion: dict[str, Any]
+                 ) -> CachedReply:
+        """Usage, cost and refusal detection for one chat completion (sent or batched)."""
+        choice = (completion.get("choices") or [{}])[0]
+        message = choice.get("message") or {}
+        usage = completion.get("usage") or {}
+        input_tokens = int(usage.get("prompt_tokens") or 0)
+        output_tokens = int(usage.get("completion_tokens") or 0)
         self.usage.record(request.stage, spec.model, Usage(
             requests=1, input_tokens=input_tokens, output_tokens=output_tokens,
             cost_usd=(input_tokens * spec.prices.input + output_tokens * spec.prices.output) / 1e6))
-        text = choice.message.content
-        refusal = getattr(choice.message, "refusal", None)
-        if choice.finish_reason == "content_filter":
+        text = message.get("content")
+        refusal = message.get("refusal")
+        if choice.get("finish_reason") == "content_filter":
             refusal = refusal or "blocked by the server's content filter"
         elif text and "{" not in text and DECLINE.match(text):
             refusal = text

@@ -144,7 +144,9 @@ async def run_stage(stage: Stage) -> StageStats:
             bar.update(1)
             bar.set_postfix(cost=f"${ctx.client.usage.total.cost_usd:.4f}", refresh=False)
 
-    workers = [asyncio.create_task(worker()) for _ in range(min(stage.concurrency(), len(pending)))]
+    # With the Batch API every pending item should be queued at once, so they share one batch.
+    width = len(pending) if getattr(ctx.client, "batching", False) else stage.concurrency()
+    workers = [asyncio.create_task(worker()) for _ in range(min(width, len(pending)))]
     try:
         await asyncio.gather(*workers)
     finally:

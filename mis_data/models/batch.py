@@ -1,0 +1,174 @@
+"""The Batch API: requests collected, written as JSONL, uploaded, polled, matched by custom_id.
+
+A stage's requests are queued instead of sent; when no new request has arrived for a moment
+(or a file is full), the queue is written as one or more JSONL files under the API's limits
+(50,000 lines, 190 MB), uploaded with ``purpose="batch"`` and submitted. Every batch id is kept
+in ``batches.json`` beside the cache *before* polling starts, so a rerun after a crash resumes
+polling the batches already paid for instead of submitting them again. Results are matched back
+by ``custom_id`` (the cache key), in whatever order the output file lists them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from openai import AsyncOpenAI
+
+from mis_data.rundir import dump_json, read_json_or_none, write_text_atomic
+
+log = logging.getLogger("mis_data")
+MAX_LINES = 50_000
+MAX_BYTES = 190 * 2**20
+
+
+@dataclass
+class BatchResult:
+    """One request's outcome: the chat completion body, or an error message."""
+
+    body: dict[str, Any] | None
+    error: str | None = None
+
+
+class BatchRunner:
+    def __init__(self, client: AsyncOpenAI, state_path: Path, idle_seconds: float = 0.3,
+                 poll_seconds: float = 5.0) -> None:
+        self.client = client
+        self.state_path = state_path
+        self.idle_seconds = idle_seconds
+        self.poll_seconds = poll_seconds
+        self.queue: dict[str, tuple[dict[str, Any], asyncio.Future[BatchResult]]] = {}
+        self.waiting: dict[str, asyncio.Future[BatchResult]] = {}
+        self._flusher: asyncio.Task[None] | None = None
+        self._pollers: set[asyncio.Task[None]] = set()
+        self._changed = asyncio.Event()
+        self.submitted = 0
+
+    # -- state on disk -------------------------------------------------------------------------
+    def load_state(self) -> dict[str, Any]:
+        return read_json_or_none(self.state_path) or {"batches": {}}
+
+    def save_batch(self, batch_id: str, keys: list[str], status: str) -> None:
+        state = self.load_state()
+        state["batches"][batch_id] = {"keys": keys, "status": status}
+        write_text_atomic(self.state_path, dump_json(state))
+
+    def pending_batch_of(self, key: str) -> str | None:
+        for batch_id, entry in self.load_state()["batches"].items():
+            if entry["status"] not in ("completed", "failed", "expired", "cancelled") \
+                    and key in entry["keys"]:
+                return batch_id
+        return None
+
+    # -- submitting ----------------------------------------------------------------------------
+    async def result(self, key: str, body: dict[str, Any]) -> BatchResult:
+        """The outcome of one request, through a batch (resuming one already submitted)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[BatchResult] = loop.create_future()
+        pending = self.pending_batch_of(key)
+        if pending is not None:
+            self.waiting[key] = future
+            if not any(task.get_name() == pending for task in self._pollers):
+                self._start_polling(pending)
+        else:
+            self.queue[key] = (body, future)
+            self._changed.set()
+            if self._flusher is None or self._flusher.done():
+                self._flusher = asyncio.create_task(self._flush_when_idle())
+        return await future
+
+    async def _flush_when_idle(self) -> None:
+        while self.queue:
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), self.idle_seconds)
+                if sum(1 for _ in self.queue) < MAX_LINES:
+                    continue
+            except TimeoutError:
+                pass
+            await self._submit()
+
+    async def _submit(self) -> None:
+        items, self.queue = self.queue, {}
+        lines: list[tuple[str, bytes]] = []
+        for key, (body, future) in items.items():
+            self.waiting[key] = future
+            line = json.dumps({"custom_id": key, "method": "POST", "url": "/v1/chat/completions",
+                               "body": body}).encode() + b"\n"
+            lines.append((key, line))
+        for chunk in chunks(lines):
+            keys = [key for key, _ in chunk]
+            try:
+                uploaded = await self.client.files.create(
+                    file=("mis-data-batch.jsonl", b"".join(line for _, line in chunk)),
+                    purpose="batch")
+                batch = await self.client.batches.create(
+                    input_file_id=uploaded.id, endpoint="/v1/chat/completions",
+                    completion_window="24h", metadata={"tool": "mis-data"})
+            except Exception as error:  # any failure to submit fails these items, not the build
+                self._fail(keys, f"batch submission failed: {type(error).__name__}")
+                continue
+            self.save_batch(batch.id, keys, batch.status)
+            self.submitted += 1
+            log.info("submitted batch %s with %d requests", batch.id, len(keys))
+            self._start_polling(batch.id)
+
+    def _start_polling(self, batch_id: str) -> None:
+        task = asyncio.create_task(self._poll(batch_id), name=batch_id)
+        self._pollers.add(task)
+        task.add_done_callback(self._pollers.discard)
+
+    # -- collecting ----------------------------------------------------------------------------
+    async def _poll(self, batch_id: str) -> None:
+        keys = self.load_state()["batches"][batch_id]["keys"]
+        while True:
+            batch = await self.client.batches.retrieve(batch_id)
+            if batch.status in ("completed", "failed", "expired", "cancelled"):
+                break
+            await asyncio.sleep(self.poll_seconds)
+        found: dict[str, BatchResult] = {}
+        for file_id in (batch.output_file_id, batch.error_file_id):
+            if file_id:
+                content = await self.client.files.content(file_id)
+                for line in content.text.splitlines():
+                    if line.strip():
+                        row = json.loads(line)
+                        response = row.get("response") or {}
+                        error = row.get("error")
+                        found[row["custom_id"]] = BatchResult(
+                            body=response.get("body") if response.get("status_code") == 200 else None,
+                            error=None if response.get("status_code") == 200 else
+                            str((error or {}).get("message") or f"status {response.get('status_code')}"))
+        self.save_batch(batch_id, keys, batch.status)
+        for key in keys:
+            result = found.get(key, BatchResult(body=None, error=f"batch {batch.status}: no result"))
+            future = self.waiting.pop(key, None)
+            if future is not None and not future.done():
+                future.set_result(result)
+
+    def _fail(self, keys: list[str], message: str) -> None:
+        for key in keys:
+            future = self.waiting.pop(key, None)
+            if future is not None and not future.done():
+                future.set_result(BatchResult(body=None, error=message))
+
+    async def aclose(self) -> None:
+        for task in [*self._pollers, *([self._flusher] if self._flusher else [])]:
+            task.cancel()
+
+
+def chunks(lines: list[tuple[str, bytes]]) -> list[list[tuple[str, bytes]]]:
+    """Split request lines into files under the API's line and size limits."""
+    result: list[list[tuple[str, bytes]]] = [[]]
+    size = 0
+    for item in lines:
+        if result[-1] and (len(result[-1]) >= MAX_LINES or size + len(item[1]) > MAX_BYTES):
+            result.append([])
+            size = 0
+        result[-1].append(item)
+        size += len(item[1])
+    return result
