@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 from conftest import CONFIGS, run_cli, write_config
 from loopback import LoopbackServer
+from test_build import tree_hashes
 
 from mis_data.records import ConceptRecord, ImageRecord, InstructionRecord
 from mis_data.rundir import RunDir
@@ -87,3 +93,34 @@ def test_faults_lose_nothing_and_the_key_is_nowhere(tmp_path: Path) -> None:
         if path.is_file():
             assert KEY.encode() not in path.read_bytes(), path
     assert KEY not in result.output
+
+
+def test_a_killed_api_build_resumes_without_asking_again(tmp_path: Path) -> None:
+    def body_key(body: dict) -> str:
+        return json.dumps(body.get("messages"), sort_keys=True)
+
+    with LoopbackServer(latency=0.02) as server:
+        config = api_config(tmp_path, server.url, per_sub=2)
+        reference = run_cli("build", "--config", config, "--run-dir", tmp_path / "ref", "--no-progress")
+        assert reference.exit_code == 0, reference.output
+        command = [sys.executable, "-m", "mis_data", "build", "--config", str(config),
+                   "--run-dir", str(tmp_path / "run"), "--no-progress"]
+        env = {**os.environ, "MIS_LOOPBACK_KEY": KEY}
+        start = len(server.state.received)
+        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+        labels = tmp_path / "run/labels.jsonl"
+        deadline = time.monotonic() + 120
+        while not (labels.exists() and labels.read_bytes().count(b"\n") >= 2):
+            assert process.poll() is None and time.monotonic() < deadline, "finished before the kill"
+            time.sleep(0.002)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+        first = [body_key(r.body) for r in server.state.received[start:] if r.body]
+        middle = len(server.state.received)
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-2000:]
+        second = [body_key(r.body) for r in server.state.received[middle:] if r.body]
+    repeated = set(first) & set(second)
+    assert len(repeated) <= 8, "only requests in flight at the kill may be asked again"
+    assert tree_hashes(tmp_path / "run/export") == tree_hashes(tmp_path / "ref/export")
