@@ -66,6 +66,11 @@ def print_summary(stats: list[Any], manifest: dict[str, Any]) -> None:
     splits = manifest["splits"]
     typer.echo("splits: " + ", ".join(f"{name}={data['total']}" for name, data in splits.items()))
     usage = manifest["usage"].get("total", {})
+    transient = sum(counts["rejects_by_reason"].get("api_error", 0)
+                    for counts in manifest["stages"].values())
+    if transient:
+        typer.echo(f"{transient} item(s) failed on transient server errors (api_error): run the same "
+                   "command again to retry them")
     typer.echo(f"backend: {manifest['backend']}; requests this run folder: "
                f"{int(usage.get('requests', 0))}, cost ${usage.get('cost_usd', 0.0):.4f}")
 

@@ -135,7 +135,7 @@ class ImagesConfig(Strict):
 
 class InstructionsConfig(Strict):
     image_ref_style: Literal["ordinal", "index"] = "ordinal"
-    min_chars: int = Field(30, ge=1)
+    min_chars: int = Field(40, ge=1)
     max_chars: int = Field(300, ge=10)
     giveaway_phrases: Path = Path("giveaway_phrases.yaml")
 
