@@ -115,12 +115,7 @@ def stats(run_dir: RunDirArg, verbose: Verbose = False) -> None:
     """Counts per split and sub-category, rejects, refusal rates, tokens and cost, plus a plot."""
     from mis_data.stats import write_stats
 
-    def action() -> None:
-        result = write_stats(run_dir)
-        typer.echo(result.text)
-        typer.echo(f"plot: {result.plot}")
-
-    guarded(verbose, action)
+    guarded(verbose, lambda: typer.echo(write_stats(run_dir).text))
 
 
 @app.command()
