@@ -218,14 +218,14 @@ def validate(
     """Check a folder against a format's loading rules; list every problem, exit 1 if any."""
     from mis_data.export.validate import FORMATS
     from mis_data.export.validate import validate as run_validate
+    from mis_data.starter import shipped_path
     from mis_data.taxonomy import load_taxonomy
 
     def action() -> int:
         if format is not None and format not in FORMATS:
             raise ConfigError(f"--format {format!r}: expected one of {', '.join(FORMATS)}")
-        shipped = Path(__file__).resolve().parent.parent / "configs" / "taxonomy.yaml"
-        wanted = taxonomy or (shipped if shipped.is_file() else None)
-        fmt, report = run_validate(path, format, load_taxonomy(wanted) if wanted else None, media_dir)
+        wanted = taxonomy or shipped_path("configs", "taxonomy.yaml")
+        fmt, report = run_validate(path, format, load_taxonomy(wanted), media_dir)
         for problem in report.problems:
             typer.echo(problem)
         if report.problems:
