@@ -192,6 +192,7 @@ class BuildConfig(Strict):
     backend: Literal["offline", "openai"] = "offline"
     models: ModelsConfig = ModelsConfig()
     taxonomy: Path = Path("taxonomy.yaml")
+    kinds: Path | None = None  # None: the shipped configs/kinds.yaml
     prompts_dir: Path = Path("../prompts")
     concepts: ConceptsConfig
     images: ImagesConfig = ImagesConfig()
@@ -265,6 +266,7 @@ def resolve_paths(config: BuildConfig, base: Path) -> BuildConfig:
     """Make every path in the config absolute, relative to the config file's folder."""
     update: dict[str, Any] = {
         "taxonomy": _resolve(base, config.taxonomy),
+        "kinds": _resolve(base, config.kinds),
         "prompts_dir": _resolve(base, config.prompts_dir),
     }
     sources = []

@@ -58,6 +58,41 @@ class Taxonomy:
         )
 
 
+@dataclass(frozen=True)
+class Kind:
+    """What kind of thing a concept object is, and how a question refers to its image."""
+
+    name: str
+    refer: str
+    neutral: str
+    plural: bool = False
+    animate: bool = False
+    what: str = ""
+
+    def reference(self, image: str, *, detoxified: bool = False) -> str:
+        """``the tool in the first image``; the neutral form after detoxification."""
+        return (self.neutral if detoxified else self.refer).format(image=image)
+
+
+def load_kinds(path: Path) -> dict[str, Kind]:
+    """The kind vocabulary (``configs/kinds.yaml``): every concept's kind1/kind2 must be in it."""
+    data = read_yaml(path)
+    entries = data.get("kinds") if isinstance(data, dict) else None
+    if not isinstance(entries, dict) or not entries:
+        raise ConfigError(f"{path}: expected a 'kinds' mapping")
+    kinds = {}
+    for name, entry in entries.items():
+        if not isinstance(entry, dict) or "{image}" not in str(entry.get("refer", "")):
+            raise ConfigError(f"{path}: kinds.{name}.refer must contain {{image}}")
+        refer = str(entry["refer"])
+        kinds[str(name)] = Kind(name=str(name), refer=refer,
+                                neutral=str(entry.get("neutral", refer)),
+                                plural=bool(entry.get("plural", False)),
+                                animate=bool(entry.get("animate", False)),
+                                what=str(entry.get("what", "")))
+    return kinds
+
+
 def load_taxonomy(path: Path) -> Taxonomy:
     data = read_yaml(path)
     if not isinstance(data, dict) or not isinstance(data.get("categories"), list):
