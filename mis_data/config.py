@@ -13,10 +13,15 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from mis_data.starter import shipped_path
+
+# The version of the run-folder layout; a folder of another version is refused, never mixed.
+FORMAT_VERSION = 1
 
 
 class ConfigError(Exception):
@@ -120,17 +125,43 @@ class ConceptsConfig(Strict):
     sub_categories: list[str] | None = None
 
 
-class ImagesConfig(Strict):
-    source: Literal["typography", "t2i", "folder", "hf_dataset"] = "typography"
-    max_side: int = Field(1024, ge=64, le=8192)
-    typography_size: int = Field(512, ge=64, le=4096)
+class ImagePool(Strict):
+    """Images named by object: a folder of ``<object>.png`` or a dataset with a label column.
+
+    One shape for every pool: the image source of a build (``images:``) and the real photos of
+    MIS-real (``real:``).
+    """
+
     folder: Path | None = None
     hf_dataset: str | None = None
     hf_split: str = "train"
-    hf_image_column: str = "image"
-    hf_label_column: str = "label"
+    image_column: str = "image"
+    label_column: str = "label"
+
+    def has_pool(self) -> bool:
+        return self.folder is not None or bool(self.hf_dataset)
+
+
+class ImagesConfig(ImagePool):
+    source: Literal["typography", "t2i", "folder", "hf_dataset"] = "typography"
+    max_side: int = Field(1024, ge=64, le=8192)
+    typography_size: int = Field(512, ge=64, le=4096)
     critique: bool = True
     max_pixels: int = Field(64_000_000, ge=1)
+
+    def pool(self) -> ImagePool:
+        """The pool a ``folder`` or ``hf_dataset`` source reads (the other one unset)."""
+        fields = self.model_dump(include=set(ImagePool.model_fields))
+        fields["hf_dataset" if self.source == "folder" else "folder"] = None
+        return ImagePool.model_validate(fields)
+
+    @model_validator(mode="after")
+    def _source_has_its_pool(self) -> ImagesConfig:
+        if self.source == "folder" and self.folder is None:
+            raise ValueError("images.source is 'folder' but images.folder is not set")
+        if self.source == "hf_dataset" and not self.hf_dataset:
+            raise ValueError("images.source is 'hf_dataset' but images.hf_dataset is not set")
+        return self
 
 
 class InstructionsConfig(Strict):
@@ -152,15 +183,16 @@ class DedupConfig(Strict):
     text_jaccard: float = Field(0.85, ge=0.0, le=1.0)
 
 
-class RealPoolConfig(Strict):
+class RealPoolConfig(ImagePool):
     """Real photos for MIS-real: a folder of ``<object>.png`` or a dataset with a label column."""
 
-    folder: Path | None = None
-    hf_dataset: str | None = None
-    hf_split: str = "train"
-    image_column: str = "image"
-    label_column: str = "label"
     count: int = Field(100, ge=1)
+
+    @model_validator(mode="after")
+    def _has_a_pool(self) -> RealPoolConfig:
+        if not self.has_pool():
+            raise ValueError("real needs a folder or a hf_dataset of photos")
+        return self
 
 
 class GeneralMixConfig(Strict):
@@ -221,6 +253,33 @@ class BuildConfig(Strict):
         return sha256_text(json.dumps(data, sort_keys=True))
 
 
+class RunConfig(BaseModel):
+    """A run folder's ``config.yaml``: the resolved config it was built from, the sha256 of
+    every prompt file, and the identity that binds the folder to both."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format_version: int
+    config_sha256: str
+    prompt_sha256: dict[str, str]
+    config: BuildConfig
+
+
+def read_run_config(path: Path) -> RunConfig:
+    """A run folder's ``config.yaml``, checked for its format version, as one typed object."""
+    data = read_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: not a run config")
+    version = data.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ConfigError(f"{path.parent}: run folder format {version} is not {FORMAT_VERSION}; "
+                          "rebuild into a new --run-dir")
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(describe_validation_error(path, error)) from None
+
+
 def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -262,11 +321,22 @@ def _resolve(base: Path, value: Path | None) -> Path | None:
     return value if value.is_absolute() else (base / value).resolve()
 
 
+PoolT = TypeVar("PoolT", bound=ImagePool)
+
+
+def _resolve_pool(base: Path, pool: PoolT) -> PoolT:
+    """A pool's folder, and its dataset when it names a local folder, made absolute."""
+    hf = pool.hf_dataset
+    return pool.model_copy(update={
+        "folder": _resolve(base, pool.folder),
+        "hf_dataset": str((base / hf).resolve()) if hf and (base / hf).exists() else hf})
+
+
 def resolve_paths(config: BuildConfig, base: Path) -> BuildConfig:
     """Make every path in the config absolute, relative to the config file's folder."""
     update: dict[str, Any] = {
         "taxonomy": _resolve(base, config.taxonomy),
-        "kinds": _resolve(base, config.kinds),
+        "kinds": _resolve(base, config.kinds) or shipped_path("configs", "kinds.yaml"),
         "prompts_dir": _resolve(base, config.prompts_dir),
     }
     sources = []
@@ -277,20 +347,12 @@ def resolve_paths(config: BuildConfig, base: Path) -> BuildConfig:
             source = source.model_copy(update={"name": str((base / source.name).resolve())})
         sources.append(source)
     update["concepts"] = config.concepts.model_copy(update={"sources": sources})
-    images = config.images
-    hf_images = images.hf_dataset
-    update["images"] = images.model_copy(update={
-        "folder": _resolve(base, images.folder),
-        "hf_dataset": str((base / hf_images).resolve())
-        if hf_images and (base / hf_images).exists() else hf_images})
+    update["images"] = _resolve_pool(base, config.images)
     update["instructions"] = config.instructions.model_copy(
         update={"giveaway_phrases": _resolve(base, config.instructions.giveaway_phrases)}
     )
     if config.real is not None:
-        hf = config.real.hf_dataset
-        update["real"] = config.real.model_copy(update={
-            "folder": _resolve(base, config.real.folder),
-            "hf_dataset": str((base / hf).resolve()) if hf and (base / hf).exists() else hf})
+        update["real"] = _resolve_pool(base, config.real)
     if config.general is not None:
         update["general"] = config.general.model_copy(
             update={"path": _resolve(base, config.general.path)})

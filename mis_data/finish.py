@@ -11,8 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from mis_data.config import BuildConfig, ConfigError, sha256_file
 from mis_data.export import run_exports
 from mis_data.export.common import RunInfo
@@ -51,24 +49,11 @@ def merge_usage(run: RunDir, session: dict[str, Any]) -> dict[str, Any]:
 def open_finished_run(path: Path) -> tuple[RunDir, BuildConfig, ImageStore]:
     """A run folder's resolved config and image store, read from its ``config.yaml`` alone."""
     run = RunDir(path)
-    if not run.exists():
-        raise ConfigError(f"{path}: not a run folder (no config.yaml)")
-    resolved = yaml.safe_load(run.config_path.read_text(encoding="utf-8")) or {}
-    try:
-        config = BuildConfig.model_validate(resolved.get("config") or {})
-    except ValueError as error:
-        raise ConfigError(f"{run.config_path}: unreadable resolved config: "
-                          f"{str(error).splitlines()[0]}") from None
+    config = run.config().config
     if not run.stage_file("judgements").exists():
         raise ConfigError(f"{path}: the build has not judged anything yet; run `mis-data build`")
     store = ImageStore(run.images_dir, config.images.max_side, config.images.max_pixels)
     return run, config, store
-
-
-def recorded_prompt_hashes(run: RunDir, config: BuildConfig) -> dict[str, str]:
-    """The prompt hashes the run was built with (config.yaml), not today's prompt files."""
-    resolved = yaml.safe_load(run.config_path.read_text(encoding="utf-8")) or {}
-    return resolved.get("prompt_sha256") or prompt_hashes(config.prompts_dir)
 
 
 def canonical_quotas(config: BuildConfig, taxonomy: Taxonomy | None) -> dict[str, int] | None:
@@ -100,7 +85,7 @@ def run_info(run: RunDir, config: BuildConfig, split_manifest: dict[str, Any],
     rejects = {stage: data["rejects_by_reason"] for stage, data in stage_counts(run).items()}
     return RunInfo(
         name=config.name, backend=config.backend, models=models,
-        prompt_sha256=dict(sorted(recorded_prompt_hashes(run, config).items())),
+        prompt_sha256=dict(sorted(run.config().prompt_sha256.items())),
         image_source=config.images.source, seed=config.seed,
         split_seed=int(split_manifest.get("seed", config.seed)),
         val_size=float(split_manifest.get("val_size", 0.0)), license=config.license,
@@ -131,7 +116,7 @@ def finish_run(run: RunDir, config: BuildConfig, store: ImageStore, *, seed: int
     split_manifest = read_json_or_none(run.splits_dir / "manifest.json") or {}
     run_exports(splits, store, run.export_dir, formats, run_info(run, config, split_manifest, formats))
     usage = read_json_or_none(run.path / "usage.json") or {"sessions": [], "total": {}}
-    manifest = build_manifest(run, config, splits, usage, recorded_prompt_hashes(run, config))
+    manifest = build_manifest(run, config, splits, usage, run.config().prompt_sha256)
     manifest["split_plan"] = {key: split_manifest.get(key) for key in
                               ("seed", "val_size", "quotas", "counts", "excluded_by_reason")}
     write_text_atomic(run.manifest_path, dump_json(manifest))

@@ -12,11 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from mis_data.config import BuildConfig, sha256_file
+from mis_data.records import STEP_NAMES, Step
 from mis_data.rundir import RunDir, complete_lines
 from mis_data.splits import SPLITS, Sample
 
-STAGES = ("concepts", "images", "pairs", "instructions", "dedup", "judgements", "labels", "real",
-          "general")
 PACKAGES = ("mis-data", "openai", "datasets", "pillow", "pydantic", "huggingface_hub")
 
 
@@ -36,9 +35,9 @@ def stage_counts(run: RunDir) -> dict[str, Any]:
     for reject in run.rejects():
         rejects[reject.stage][reject.reason.value] += 1
     counts = {}
-    for stage in STAGES:
-        if stage == "dedup":  # a filter with no file of its own: what passed it
-            records = counts["instructions"]["records"] - sum(rejects[stage].values())
+    for stage in STEP_NAMES:
+        if stage == Step.dedup:  # a filter with no file of its own: what passed it
+            records = counts[Step.instructions.value]["records"] - sum(rejects[stage].values())
         else:
             records = sum(1 for _ in complete_lines(run.stage_file(stage)))
         counts[stage] = {"records": records, "rejected": sum(rejects[stage].values()),

@@ -24,6 +24,28 @@ TEMPLATE_TOKEN_PATTERN = re.compile(
 _ARTICLES = {"a", "an", "the", "some"}
 
 
+class Step(str, Enum):
+    """The steps of a build, in the order they run: the one stage list.
+
+    Each step's output file is ``<value>.jsonl`` (dedup has none: it only rejects). Stages,
+    the manifest, stats and the gallery all take names and order from here; the pipeline binds
+    each step to its stage class.
+    """
+
+    concepts = "concepts"
+    images = "images"
+    pairs = "pairs"
+    instructions = "instructions"
+    dedup = "dedup"
+    judgements = "judgements"
+    labels = "labels"
+    real = "real"
+    general = "general"
+
+
+STEP_NAMES = tuple(step.value for step in Step)
+
+
 class RejectReason(str, Enum):
     """Why a record was dropped. One enum so counts never drift from their meaning."""
 

@@ -4,24 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-
-from mis_data.config import ConfigError
 from mis_data.manifest import stage_counts
 from mis_data.rundir import RunDir, read_json_or_none
 
 
 def info_text(path: Path) -> str:
     run = RunDir(path)
-    if not run.exists():
-        raise ConfigError(f"{path}: not a run folder (no config.yaml)")
-    resolved = yaml.safe_load(run.config_path.read_text(encoding="utf-8")) or {}
-    config = resolved.get("config", {})
-    backend = config.get("backend", "?")
+    config = run.config().config
     lines = [f"run folder: {path}",
-             f"name: {config.get('name')}   backend: {backend}"
-             + ("  (offline: templates and rules, no language model)" if backend == "offline"
-                else "") + f"   seed: {config.get('seed')}"]
+             f"name: {config.name}   backend: {config.backend}"
+             + ("  (offline: templates and rules, no language model)"
+                if config.backend == "offline" else "") + f"   seed: {config.seed}"]
     lines.append("")
     lines.append(f"{'stage':<14}{'records':>9}{'rejected':>10}")
     counts = stage_counts(run)

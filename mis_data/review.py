@@ -22,10 +22,8 @@ from html import escape
 from pathlib import Path
 from urllib.parse import quote
 
-import yaml
 from PIL import Image
 
-from mis_data.config import ConfigError
 from mis_data.images.store import ImageStore
 from mis_data.records import ImageRecord, ImageRef, Vote
 from mis_data.rundir import RunDir, read_json_or_none, write_bytes_atomic, write_text_atomic
@@ -80,9 +78,8 @@ def run_title(run: RunDir) -> tuple[str, str]:
     manifest = read_json_or_none(run.manifest_path) or {}
     if manifest.get("name"):
         return str(manifest["name"]), str(manifest.get("backend", "?"))
-    resolved = yaml.safe_load(run.config_path.read_text(encoding="utf-8")) or {}
-    config = resolved.get("config", {})
-    return str(config.get("name", run.path.name)), str(config.get("backend", "?"))
+    config = run.config().config
+    return config.name, config.backend
 
 
 def make_thumbnail(source: Path, target: Path) -> bool:
@@ -268,8 +265,7 @@ def render_page(page: Page) -> str:
 def write_review(run_dir: Path, out: Path | None = None) -> Path:
     """Write the gallery (default ``run_dir/review/index.html``) and its thumbnails; return its path."""
     run = RunDir(Path(run_dir))
-    if not run.exists():
-        raise ConfigError(f"{run_dir}: not a run folder (no config.yaml)")
+    run.config()  # not a run folder: one clear error now
     out = Path(out) if out is not None else run.path / "review" / "index.html"
     out = out.resolve()
     write_text_atomic(out, render_page(read_page(run, out)))

@@ -15,8 +15,10 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
+import yaml
 from pydantic import BaseModel
 
+from mis_data.config import ConfigError, RunConfig, read_run_config
 from mis_data.records import RETRYABLE_REASONS, RejectRecord
 
 RecordT = TypeVar("RecordT", bound=BaseModel)
@@ -104,8 +106,9 @@ class JsonlAppender:
         self.path = path
         self._handle: IO[str] = open(path, "a", encoding="utf-8")  # noqa: SIM115
 
-    def write(self, record: BaseModel) -> None:
-        self._handle.write(record.model_dump_json() + "\n")
+    def write_many(self, records: list[BaseModel]) -> None:
+        """One ``write`` for all the lines: a kill leaves them all, or a cut partial tail."""
+        self._handle.write("".join(record.model_dump_json() + "\n" for record in records))
         self._handle.flush()
 
     def close(self) -> None:
@@ -115,12 +118,35 @@ class JsonlAppender:
             self._handle.close()
 
 
+def parent_id(record_id: str) -> str:
+    """The id a derived id hangs from: ``<pair>-2`` (a question) and ``<pair>.1`` (an image)
+    hang from ``<pair>``; a plain id is its own parent.
+
+    Ids are hierarchical on purpose (``records.sample_id``): a reject of an item is superseded
+    by any later record of that item or beneath it.
+    """
+    for separator in ("-", "."):
+        head, found, tail = record_id.rpartition(separator)
+        if found and head and tail.isdigit():
+            return head
+    return record_id
+
+
 class RunDir:
-    """Typed access to the files of one run folder."""
+    """Typed access to the files of one run folder.
+
+    Stage records and the reject log are read once and then kept current by every append and
+    whole-file write made through this object, so the stages of one build never re-read a file.
+    Other files (splits, exports) are read fresh with ``read``.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._appenders: dict[str, JsonlAppender] = {}
+        self._records: dict[str, dict[str, BaseModel]] = {}
+        self._ids: dict[str, set[str]] = {}
+        self._reject_log: dict[tuple[str, str], RejectRecord] | None = None
+        self._config: RunConfig | None = None
 
     # -- paths ---------------------------------------------------------------------------
     def stage_file(self, stage: str) -> Path:
@@ -153,9 +179,22 @@ class RunDir:
     def exists(self) -> bool:
         return self.config_path.exists()
 
+    def config(self) -> RunConfig:
+        """The run's ``config.yaml`` (resolved config, prompt hashes, identity), read once."""
+        if self._config is None:
+            if not self.exists():
+                raise ConfigError(f"{self.path}: not a run folder (no config.yaml)")
+            self._config = read_run_config(self.config_path)
+        return self._config
+
+    def write_config(self, run_config: RunConfig) -> None:
+        write_text_atomic(self.config_path, yaml.safe_dump(run_config.model_dump(mode="json"),
+                                                           sort_keys=True))
+        self._config = run_config
+
     # -- reading -------------------------------------------------------------------------
     def read(self, stage: str, model: type[RecordT]) -> list[RecordT]:
-        """All records of a stage in first-seen order; a redone id keeps its latest record."""
+        """All records of a file in first-seen order; a redone id keeps its latest record."""
         by_id: dict[object, RecordT] = {}
         for line in complete_lines(self.stage_file(stage)):
             record = model.model_validate_json(line)
@@ -163,32 +202,49 @@ class RunDir:
         return list(by_id.values())
 
     def read_by_id(self, stage: str, model: type[RecordT]) -> dict[str, RecordT]:
+        """A file's records by id, read now (``records`` is the cached form stages use)."""
         return {record.id: record for record in self.read(stage, model)}  # type: ignore[attr-defined]
 
+    def records(self, stage: str, model: type[RecordT]) -> dict[str, RecordT]:
+        """A stage's records by id (latest wins), read once and kept current by writes."""
+        if stage not in self._records:
+            self._records[stage] = {record.id: record  # type: ignore[attr-defined]
+                                    for record in self.read(stage, model)}
+        return self._records[stage]  # type: ignore[return-value]
+
+    def output_ids(self, stage: str) -> set[str]:
+        if stage not in self._ids:
+            if stage in self._records:
+                self._ids[stage] = set(self._records[stage])
+            else:
+                self._ids[stage] = {json.loads(line)["id"]
+                                    for line in complete_lines(self.stage_file(stage))}
+        return self._ids[stage]
+
+    def _latest_rejects(self) -> dict[tuple[str, str], RejectRecord]:
+        if self._reject_log is None:
+            self._reject_log = {}
+            for line in complete_lines(self.stage_file(REJECTS)):
+                reject = RejectRecord.model_validate_json(line)
+                self._reject_log[(reject.stage, reject.id)] = reject
+        return self._reject_log
+
     def rejects(self) -> list[RejectRecord]:
-        """Current rejects: the last word per (stage, id), minus items that later succeeded."""
-        latest: dict[tuple[str, str], RejectRecord] = {}
-        for line in complete_lines(self.stage_file(REJECTS)):
-            reject = RejectRecord.model_validate_json(line)
-            latest[(reject.stage, reject.id)] = reject
-        done_by_stage: dict[str, set[str]] = {}
+        """Current rejects: the last word per (stage, id), minus items that later succeeded
+        (a record with that id, or one hanging from it: ``parent_id``)."""
+        covered: dict[str, set[str]] = {}
         current = []
-        for (stage, item_id), reject in latest.items():
-            if stage not in done_by_stage:
-                done_by_stage[stage] = self.output_ids(stage)
-            if item_id not in done_by_stage[stage]:
+        for (stage, item_id), reject in self._latest_rejects().items():
+            if stage not in covered:
+                ids = self.output_ids(stage)
+                covered[stage] = ids | {parent_id(record_id) for record_id in ids}
+            if item_id not in covered[stage]:
                 current.append(reject)
         return current
 
-    def output_ids(self, stage: str) -> set[str]:
-        ids = set()
-        for line in complete_lines(self.stage_file(stage)):
-            ids.add(json.loads(line)["id"])
-        return ids
-
     def done_ids(self, stage: str) -> set[str]:
         """Ids a stage need not process again: written records and final rejects."""
-        done = self.output_ids(stage)
+        done = set(self.output_ids(stage))
         for reject in self.rejects():
             if reject.stage == stage and reject.reason not in RETRYABLE_REASONS:
                 done.add(reject.id)
@@ -201,12 +257,35 @@ class RunDir:
         return self._appenders[stage]
 
     def append(self, stage: str, records: Iterable[BaseModel]) -> None:
-        appender = self.appender(stage)
+        """Append records, all of one item in one write, so a crash keeps all or none."""
+        records = list(records)
+        self.appender(stage).write_many(records)
+        self._remember(stage, records)
+
+    def write_records(self, stage: str, records: Iterable[BaseModel]) -> None:
+        """Replace a stage's whole file atomically (stages decided as a whole)."""
+        records = list(records)
+        write_text_atomic(self.stage_file(stage),
+                          "".join(record.model_dump_json() + "\n" for record in records))
+        self._records.pop(stage, None)
+        self._ids[stage] = set()
+        self._remember(stage, records)
+
+    def _remember(self, stage: str, records: list[BaseModel]) -> None:
+        known = self._records.get(stage)
+        ids = self._ids.get(stage)
         for record in records:
-            appender.write(record)
+            record_id = getattr(record, "id", None)
+            if record_id is None:
+                continue
+            if known is not None:
+                known[record_id] = record  # latest wins, in first-seen order, as ``read``
+            if ids is not None:
+                ids.add(record_id)
 
     def reject(self, reject: RejectRecord) -> None:
-        self.appender(REJECTS).write(reject)
+        self.appender(REJECTS).write_many([reject])
+        self._latest_rejects()[(reject.stage, reject.id)] = reject
 
     def close(self) -> None:
         for appender in self._appenders.values():

@@ -11,11 +11,21 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mis_data.config import ConfigError, HFDatasetConcepts, ImageFolderConcepts, QueryFileConcepts
+from mis_data.config import (
+    ConfigError,
+    HFDatasetConcepts,
+    ImageFolderConcepts,
+    ImagePool,
+    QueryFileConcepts,
+    ShippedConcepts,
+    read_yaml,
+)
 from mis_data.images.store import BadImage, ImageStore
 from mis_data.records import RejectReason, RejectRecord, normalize_object
 
@@ -88,12 +98,28 @@ def read_query_file(source: QueryFileConcepts) -> list[tuple[str, Any]]:
     return rows[: source.limit] if source.limit else rows
 
 
+@contextmanager
+def quiet_datasets() -> Iterator[None]:
+    """Silence ``datasets``' progress bars for one call, restoring the caller's setting: a
+    build shows its own progress, and an error must stay one line."""
+    import datasets
+
+    was_disabled = datasets.are_progress_bars_disabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if not was_disabled:
+            datasets.enable_progress_bars()
+
+
 def read_hf_texts(source: HFDatasetConcepts) -> list[tuple[str, Any]]:
     """(where, text) from a Hugging Face dataset (hub name or local folder) loaded with datasets."""
     import datasets
 
     try:
-        dataset = datasets.load_dataset(source.name, source.config, split=source.split)
+        with quiet_datasets():
+            dataset = datasets.load_dataset(source.name, source.config, split=source.split)
     except Exception as error:  # datasets raises many types; all mean "cannot load this source"
         raise ConfigError(f"dataset {source.name!r}: cannot load split {source.split!r}: "
                           f"{str(error).splitlines()[0][:200]}") from None
@@ -103,6 +129,43 @@ def read_hf_texts(source: HFDatasetConcepts) -> list[tuple[str, Any]]:
     texts = dataset[source.column]
     rows = [(f"{Path(source.name).name}[{index}]", text) for index, text in enumerate(texts)]
     return rows[: source.limit] if source.limit else rows
+
+
+def concept_files(path: Path) -> list[Path]:
+    """The YAML files of a shipped source, sorted so the order never depends on the disk."""
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        files = sorted([*path.glob("*.yaml"), *path.glob("*.yml")])
+        if files:
+            return files
+        raise ConfigError(f"{path}: no concept files (*.yaml) in this folder")
+    raise ConfigError(f"{path}: concept source not found")
+
+
+def shipped_entries(source: ShippedConcepts) -> list[tuple[str, dict[str, Any]]]:
+    """(where, entry) for every entry of every file of a shipped source."""
+    entries = []
+    for file in concept_files(source.path):
+        data = read_yaml(file)
+        items = data.get("concepts") if isinstance(data, dict) else data
+        if not isinstance(items, list):
+            raise ConfigError(f"{file}: expected a 'concepts' list")
+        for index, entry in enumerate(items):
+            entries.append((f"{file.name}[{index}]", entry))
+    return entries
+
+
+def check_source(source: Any) -> None:
+    """Open a concept source far enough to fail with a config error before any work."""
+    if isinstance(source, ShippedConcepts):
+        shipped_entries(source)
+    elif isinstance(source, QueryFileConcepts):
+        read_query_file(source)
+    elif isinstance(source, HFDatasetConcepts):
+        read_hf_texts(source)
+    elif isinstance(source, ImageFolderConcepts):
+        folder_images(source.path)
 
 
 def text_inputs(rows: list[tuple[str, Any]], label: str) -> tuple[list[ConceptInput], list[RejectRecord]]:
@@ -169,7 +232,8 @@ def hf_image_index(name: str, split: str, image_column: str, label_column: str) 
     import datasets
 
     try:
-        dataset = datasets.load_dataset(name, split=split)
+        with quiet_datasets():
+            dataset = datasets.load_dataset(name, split=split)
     except Exception as error:  # any load failure means the source is unusable
         raise ConfigError(f"dataset {name!r}: {str(error).splitlines()[0][:200]}") from None
     for column in (image_column, label_column):
@@ -186,36 +250,43 @@ def hf_image_index(name: str, split: str, image_column: str, label_column: str) 
     return index
 
 
-@dataclass
 class ObjectImages:
-    """Images named by object, from a folder or a labelled dataset: the lookup both the image
-    stage and the MIS-real swap use."""
+    """Images named by object, from a folder or a labelled dataset (an ``ImagePool``): the
+    lookup both the image stage and the MIS-real swap use."""
 
-    folder: Path | None = None
-    hf_dataset: str | None = None
-    hf_split: str = "train"
-    image_column: str = "image"
-    label_column: str = "label"
-
-    def __post_init__(self) -> None:
+    def __init__(self, pool: ImagePool) -> None:
+        if not pool.has_pool():
+            raise ConfigError("an image source needs a folder or a hf_dataset")
+        self.pool = pool
         self._index: dict[str, bytes] | None = None
+
+    def check(self) -> None:
+        """Fail now, with a config error, if the pool cannot be opened (before any work)."""
+        if self.pool.folder is not None:
+            folder_images(self.pool.folder)
+        else:
+            self.index()
+
+    def index(self) -> dict[str, bytes]:
+        if self._index is None:
+            pool = self.pool
+            self._index = hf_image_index(pool.hf_dataset or "", pool.hf_split, pool.image_column,
+                                         pool.label_column)
+        return self._index
 
     def lookup(self, obj: str) -> tuple[bytes | None, str]:
         """(bytes, origin) of the object's image, or (None, why not)."""
-        if self.folder is not None:
-            path, reason = find_object_image(self.folder, obj)
+        folder = self.pool.folder
+        if folder is not None:
+            path, reason = find_object_image(folder, obj)
             if path is None:
                 return None, reason
             try:
                 return path.read_bytes(), path.name
             except OSError as error:
                 return None, f"{path.name}: cannot read ({error.strerror})"
-        if not self.hf_dataset:
-            raise ConfigError("an image source needs a folder or a hf_dataset")
-        if self._index is None:
-            self._index = hf_image_index(self.hf_dataset, self.hf_split, self.image_column,
-                                         self.label_column)
-        data = self._index.get(normalize_object(obj))
+        data = self.index().get(normalize_object(obj))
+        name = self.pool.hf_dataset or ""
         if data is None:
-            return None, f"no row labelled {obj!r} in {self.hf_dataset}"
-        return data, f"{Path(self.hf_dataset).name}:{object_slug(obj)}"
+            return None, f"no row labelled {obj!r} in {name}"
+        return data, f"{Path(name).name}:{object_slug(obj)}"

@@ -33,19 +33,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from mis_data.records import (
-    ConceptRecord,
-    GeneralRecord,
-    ImageRef,
-    InstructionRecord,
-    JudgementRecord,
-    LabelRecord,
-    PairRecord,
-    Vote,
-    concept_key,
-    seeded_rank,
-)
+from mis_data.records import ImageRef, Step, Vote, concept_key, seeded_rank
 from mis_data.rundir import RunDir, dump_json, write_text_atomic
+from mis_data.view import RunView
 
 SPLITS = ("train", "val", "easy", "hard", "real")
 TEST_SPLITS = ("easy", "hard", "real")
@@ -106,32 +96,30 @@ class SplitPlan:
 
 def join_samples(run: RunDir) -> list[Sample]:
     """Every judged sample with its concept, images, instruction and (if any) label."""
-    concepts = run.read_by_id("concepts", ConceptRecord)
-    pairs = run.read_by_id("pairs", PairRecord)
-    instructions = run.read_by_id("instructions", InstructionRecord)
-    labels = run.read_by_id("labels", LabelRecord)
-    real_pairs = run.read_by_id("real", PairRecord)
+    view = RunView(run)
+    real_pairs = view.real
     samples = []
-    for judgement in run.read("judgements", JudgementRecord):
-        concept, pair = concepts[judgement.id], pairs[judgement.id]
-        label = labels.get(judgement.id)
+    for joined in view.samples(Step.judgements):
+        judgement, concept, pair = joined.judgement, joined.concept, joined.pair
+        assert judgement is not None and pair is not None and joined.instruction is not None
+        label = joined.label
         if judgement.route == "train" and label is None:
             continue
         split = "real" if pair.variant == "real" and judgement.route != "train" else judgement.route
         samples.append(Sample(
-            id=judgement.id, split=split, category=judgement.category,
-            sub_category=judgement.sub_category, question=instructions[judgement.id].question,
+            id=joined.id, split=split, category=judgement.category,
+            sub_category=judgement.sub_category, question=joined.instruction.question,
             object1=concept.object1, object2=concept.object2,
             image1=pair.image1, image2=pair.image2, label=label.text if label else None,
             source=pair.variant, concept_source=concept.source, moved_from=judgement.moved_from,
             votes=judgement.votes,
         ))
-        real = real_pairs.get(f"{judgement.id}.real")
+        real = real_pairs.get(f"{joined.id}.real")
         if real is not None and judgement.route != "train":
             samples.append(samples[-1].model_copy(update={
                 "id": real.id, "split": "real", "image1": real.image1, "image2": real.image2,
                 "source": "real"}))
-    for record in run.read("general", GeneralRecord):
+    for record in view.general.values():
         samples.append(Sample(
             id=record.id, split="train", category=GENERAL, sub_category=GENERAL,
             question=record.question, object1="", object2="", image1=record.image1,

@@ -16,14 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from mis_data.config import ConfigError
-from mis_data.manifest import STAGES
-from mis_data.records import ConceptRecord, RejectReason, RejectRecord
+from mis_data.records import STEP_NAMES, ConceptRecord, RejectReason, RejectRecord
 from mis_data.rundir import RunDir, read_json_or_none, write_bytes_atomic, write_text_atomic
 from mis_data.splits import GENERAL, SPLITS, Sample, read_splits
 
@@ -33,7 +30,7 @@ SPLIT_STAGE = "splits"  # pseudo-stage for samples the split step excluded (leak
 SPLIT_COLORS = {"train": "#4e79a7", "val": "#76b7b2", "easy": "#59a14f", "hard": "#e15759",
                 "real": "#b07aa1"}
 # One fixed colour per stage, so a stage looks the same in every run's plot.
-STAGE_COLORS = dict(zip((*STAGES, SPLIT_STAGE), ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f",
+STAGE_COLORS = dict(zip((*STEP_NAMES, SPLIT_STAGE), ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f",
                                                  "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#86bcb6"),
                         strict=True))
 DPI = 100
@@ -68,16 +65,11 @@ def read_facts(run: RunDir) -> RunFacts:
         category_of.update((sample.sub_category, sample.category) for sample in members)
     manifest = read_json_or_none(run.manifest_path) or {}
     usage = manifest.get("usage") or read_json_or_none(run.path / "usage.json")
-    backend = manifest.get("backend") or _config_backend(run)
+    backend = manifest.get("backend") or run.config().config.backend
     split_manifest = read_json_or_none(run.splits_dir / "manifest.json") or {}
     return RunFacts(splits=splits, category_of=category_of, rejects=run.rejects(),
                     excluded_by_reason=split_manifest.get("excluded_by_reason", {}),
                     usage=usage, backend=backend, splits_written=bool(split_manifest))
-
-
-def _config_backend(run: RunDir) -> str:
-    resolved = yaml.safe_load(run.config_path.read_text(encoding="utf-8")) or {}
-    return str(resolved.get("config", {}).get("backend", "?"))
 
 
 def _table(header: list[str], rows: Iterable[list[str]], first_width: int) -> list[str]:
@@ -131,7 +123,7 @@ def reject_counts(facts: RunFacts) -> dict[str, Counter[str]]:
         counts[reject.stage][reject.reason.value] += 1
     for reason, count in facts.excluded_by_reason.items():
         counts[SPLIT_STAGE][reason] += int(count)
-    order = [stage for stage in (*STAGES, SPLIT_STAGE) if stage in counts]
+    order = [stage for stage in (*STEP_NAMES, SPLIT_STAGE) if stage in counts]
     order += sorted(stage for stage in counts if stage not in order)
     return {stage: counts[stage] for stage in order}
 
@@ -198,7 +190,7 @@ def refusal_lines(run: RunDir, facts: RunFacts) -> list[str]:
 
 
 def _stage_order(stage: str) -> tuple[int, str]:
-    return (STAGES.index(stage) if stage in STAGES else len(STAGES), stage)
+    return (STEP_NAMES.index(stage) if stage in STEP_NAMES else len(STEP_NAMES), stage)
 
 
 def _rate(part: int, whole: int) -> str:
@@ -308,8 +300,7 @@ def _draw_rejects(axes: Any, facts: RunFacts) -> None:
 def write_stats(run_dir: Path) -> StatsResult:
     """Compute the report, write ``stats/stats.png`` and ``stats/stats.txt``, return both."""
     run = RunDir(Path(run_dir))
-    if not run.exists():
-        raise ConfigError(f"{run_dir}: not a run folder (no config.yaml)")
+    run.config()  # not a run folder: one clear error now
     facts = read_facts(run)
     text = stats_text(run, facts)
     plot = run.path / STATS_DIR / "stats.png"

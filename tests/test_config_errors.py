@@ -65,3 +65,45 @@ def test_openai_backend_without_key_never_falls_back(tmp_path: Path,
         "judges": [{"model": "m", "api_key_env": "MIS_TEST_KEY"}],
         "image": {"model": "m", "api_key_env": "MIS_TEST_KEY"}})
     assert_one_line_error(tmp_path, config, "MIS_TEST_KEY")
+
+
+def _queries_csv_without_column(tmp_path: Path) -> dict:
+    queries = tmp_path / "queries.csv"
+    queries.write_text("prompt,source\nHow to pick a lock,bench\n")
+    return {"concepts": {"sources": [{"kind": "queries_file", "path": str(queries)}]}}
+
+
+def _image_dataset_without_label_column(tmp_path: Path) -> dict:
+    data = tmp_path / "pool"
+    data.mkdir()
+    (data / "train.jsonl").write_text('{"caption": "a crowbar"}\n')
+    return {"images": {"source": "hf_dataset", "hf_dataset": str(data)}}
+
+
+BROKEN_OUTSIDE_INPUTS = {
+    "hf image source without a dataset": (
+        lambda tmp: {"images": {"source": "hf_dataset"}}, "images.hf_dataset is not set"),
+    "folder image source without a folder": (
+        lambda tmp: {"images": {"source": "folder"}}, "images.folder is not set"),
+    "folder image source with a missing folder": (
+        lambda tmp: {"images": {"source": "folder", "folder": str(tmp / "absent")}}, "not found"),
+    "image dataset without the label column": (_image_dataset_without_label_column, "no column"),
+    "query csv without the column": (_queries_csv_without_column, "no column 'query'"),
+    "real pool that names nothing": (lambda tmp: {"real": {"count": 5}}, "real needs a folder"),
+    "real pool with a missing folder": (
+        lambda tmp: {"real": {"folder": str(tmp / "photos")}}, "not found"),
+    "general mix with a missing file": (
+        lambda tmp: {"general": {"path": str(tmp / "general.jsonl")}}, "general data file"),
+    "missing giveaway phrases": (
+        lambda tmp: {"instructions": {"giveaway_phrases": str(tmp / "none.yaml")}}, "not found"),
+    "missing prompts folder": (lambda tmp: {"prompts_dir": str(tmp / "noprompts")}, "prompts"),
+    "missing kinds file": (lambda tmp: {"kinds": str(tmp / "kinds.yaml")}, "kinds.yaml"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN_OUTSIDE_INPUTS))
+def test_every_broken_input_fails_before_writing_anything(tmp_path: Path, case: str) -> None:
+    """Checked in one place (pydantic validators, then preflight): the run folder stays empty."""
+    overrides, expected = BROKEN_OUTSIDE_INPUTS[case]
+    config = write_config(tmp_path, **overrides(tmp_path))
+    assert_one_line_error(tmp_path, config, expected)

@@ -1,9 +1,16 @@
-"""What every stage shares: the build context, the work-item contract and the runner.
+"""What every stage shares: the build context, the two stage contracts and the one runner.
 
-A stage lists its work items (``inputs``) and turns one item into output records or a
-rejection (``process``). The runner does everything else in one place: skipping ids already
-done, bounded concurrency, writing each result the moment it is ready, counting kept and
-dropped records per reason, and the progress bar with the running cost.
+A stage is one of two kinds behind one runner (``run_stage``):
+
+* **per item** (``Stage``): it lists its work items (``inputs``) and turns one item into its
+  outcomes (``process``): output records, rejections and side records (the judges' review
+  queue). Items are processed concurrently and each result is written the moment it is ready.
+* **whole file** (``WholeStage``): it decides everything at once (``decide``) because the
+  answer for one record depends on the others (duplicates, quotas, seeded picks).
+
+The runner does everything else in one place: skipping what is done, writing records and
+rejects, counting kept and dropped records per reason, the progress bar with the running cost,
+and the atomic write of a whole-file stage.
 """
 
 from __future__ import annotations
@@ -14,7 +21,6 @@ from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import BaseModel
@@ -24,9 +30,10 @@ from mis_data.config import BuildConfig
 from mis_data.images.store import ImageStore
 from mis_data.models.base import ModelClient, ModelResult
 from mis_data.prompts import PromptLibrary
-from mis_data.records import RejectReason, RejectRecord
-from mis_data.rundir import RunDir
+from mis_data.records import RETRYABLE_REASONS, RejectReason, RejectRecord
+from mis_data.rundir import RunDir, write_text_atomic
 from mis_data.taxonomy import Taxonomy
+from mis_data.view import RunView
 
 log = logging.getLogger("mis_data")
 
@@ -41,6 +48,11 @@ class BuildContext:
     store: ImageStore
     show_progress: bool = True
 
+    @property
+    def view(self) -> RunView:
+        """The run's records, joined by sample (read once per build by ``RunDir``)."""
+        return RunView(self.run)
+
 
 @dataclass(frozen=True)
 class WorkItem:
@@ -51,13 +63,28 @@ class WorkItem:
 
 @dataclass(frozen=True)
 class Rejection:
+    """Why a record is dropped. ``id`` names it when it is not the whole item (one question
+    of a pair); the runner fills in the item's id otherwise."""
+
     reason: RejectReason
     detail: str = ""
+    id: str | None = None
 
     @classmethod
     def from_result(cls, result: ModelResult, what: str) -> Rejection:
         reason = result.reason or RejectReason.invalid_output
         return cls(reason, f"{what}: {result.detail}" if result.detail else what)
+
+
+@dataclass(frozen=True)
+class SideRecord:
+    """A record for another file of the run folder (e.g. ``review_queue``), not a stage output."""
+
+    file: str
+    record: BaseModel
+
+
+Outcome = BaseModel | Rejection | SideRecord
 
 
 @dataclass
@@ -70,18 +97,8 @@ class StageStats:
     note: str = ""
 
 
-def nothing_to_do(stage: str, settings: object | None, output: Path, config_key: str
-                  ) -> StageStats | None:
-    """For steps decided as a whole: the stats to return at once when there is no work."""
-    if settings is None:
-        return StageStats(stage=stage, note=f"not configured ({config_key}:)")
-    if output.exists():
-        return StageStats(stage=stage, already_done=True)
-    return None
-
-
 class Stage(ABC):
-    """One step of the pipeline; subclasses name their input, output and drop reasons."""
+    """One per-item step of the pipeline; subclasses name their input, output and drop reasons."""
 
     name: ClassVar[str]
 
@@ -93,15 +110,59 @@ class Stage(ABC):
         """Every item this stage should produce a result for (done ones are skipped)."""
 
     @abstractmethod
-    async def process(self, item: WorkItem) -> Sequence[BaseModel] | Rejection:
-        """Turn one item into its output records, or say why it is dropped."""
+    async def process(self, item: WorkItem) -> Sequence[Outcome] | Rejection:
+        """Turn one item into its outcomes, or say why the whole item is dropped."""
 
     def concurrency(self) -> int:
         return 64
 
     def redo_ids(self) -> set[str]:
-        """Done ids whose output is damaged and must be made again (default: none)."""
+        """Done items whose output is damaged and must be made again (default: none)."""
         return set()
+
+    def item_of(self, record_id: str) -> str:
+        """The work item a record or reject id belongs to (default: the same id)."""
+        return record_id
+
+    def done_items(self) -> set[str]:
+        """Items with a record, or with a final (not retryable) reject."""
+        run = self.ctx.run
+        done = {self.item_of(record_id) for record_id in run.output_ids(self.name)}
+        done |= {self.item_of(reject.id) for reject in run.rejects()
+                 if reject.stage == self.name and reject.reason not in RETRYABLE_REASONS}
+        return done - self.redo_ids()
+
+
+@dataclass
+class Decision:
+    """What a whole-file stage decided: its records, its rejects and any extra files."""
+
+    records: list[BaseModel] = field(default_factory=list)
+    rejects: list[RejectRecord] = field(default_factory=list)
+    files: dict[str, str] = field(default_factory=dict)
+    considered: int = 0
+    note: str = ""
+
+
+class WholeStage(ABC):
+    """A step decided as a whole and written once (concepts, dedup, real, general)."""
+
+    name: ClassVar[str]
+    # Recomputed on every run instead of skipped once written (cheap filters such as dedup).
+    recompute: ClassVar[bool] = False
+    # False for a filter whose only output is rejects (and extra files).
+    writes_records: ClassVar[bool] = True
+
+    def __init__(self, ctx: BuildContext) -> None:
+        self.ctx = ctx
+
+    def idle_note(self) -> str | None:
+        """Why the stage has nothing to do in this config (e.g. ``not configured``), else None."""
+        return None
+
+    @abstractmethod
+    async def decide(self) -> Decision:
+        """Every record and reject of the stage, in the order they should be written."""
 
 
 def log_rejection(stage: str, item_id: str, rejection: Rejection) -> None:
@@ -109,11 +170,36 @@ def log_rejection(stage: str, item_id: str, rejection: Rejection) -> None:
                 rejection.detail[:200])
 
 
-async def run_stage(stage: Stage) -> StageStats:
-    """Process every pending item of ``stage``, writing results as they complete."""
+def write_reject(ctx: BuildContext, stage: str, rejection: Rejection, item: WorkItem,
+                 stats: StageStats) -> None:
+    record_id = rejection.id or item.id
+    ctx.run.reject(RejectRecord(stage=stage, id=record_id, reason=rejection.reason,
+                                detail=rejection.detail[:1000], sub_category=item.sub_category))
+    log_rejection(stage, record_id, rejection)
+    stats.dropped[rejection.reason.value] += 1
+
+
+def write_outcomes(ctx: BuildContext, stage: str, item: WorkItem,
+                   outcomes: Sequence[Outcome] | Rejection, stats: StageStats) -> None:
+    """Records of one item in one write, then its rejects and side records."""
+    if isinstance(outcomes, Rejection):
+        outcomes = [outcomes]
+    records = [o for o in outcomes if not isinstance(o, Rejection | SideRecord)]
+    if records:
+        ctx.run.append(stage, records)
+        stats.kept += len(records)
+    for outcome in outcomes:
+        if isinstance(outcome, Rejection):
+            write_reject(ctx, stage, outcome, item, stats)
+        elif isinstance(outcome, SideRecord):
+            ctx.run.append(outcome.file, [outcome.record])
+
+
+async def run_items(stage: Stage) -> StageStats:
+    """Process every pending item of a per-item stage, writing results as they complete."""
     ctx = stage.ctx
     stats = StageStats(stage=stage.name)
-    done = ctx.run.done_ids(stage.name) - stage.redo_ids()
+    done = stage.done_items()
     pending = [item for item in stage.inputs() if item.id not in done]
     stats.pending = len(pending)
     if not pending:
@@ -131,16 +217,7 @@ async def run_stage(stage: Stage) -> StageStats:
                 item = queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
-            outcome = await stage.process(item)
-            if isinstance(outcome, Rejection):
-                ctx.run.reject(RejectRecord(stage=stage.name, id=item.id, reason=outcome.reason,
-                                            detail=outcome.detail[:1000],
-                                            sub_category=item.sub_category))
-                log_rejection(stage.name, item.id, outcome)
-                stats.dropped[outcome.reason.value] += 1
-            else:
-                ctx.run.append(stage.name, outcome)
-                stats.kept += 1
+            write_outcomes(ctx, stage.name, item, await stage.process(item), stats)
             bar.update(1)
             bar.set_postfix(cost=f"${ctx.client.usage.total.cost_usd:.4f}", refresh=False)
 
@@ -155,3 +232,40 @@ async def run_stage(stage: Stage) -> StageStats:
         await asyncio.gather(*workers, return_exceptions=True)
         bar.close()
     return stats
+
+
+async def run_whole(stage: WholeStage) -> StageStats:
+    """Decide a whole-file stage once (or on every run when it recomputes) and write it."""
+    ctx = stage.ctx
+    stats = StageStats(stage=stage.name)
+    note = stage.idle_note()
+    if note is not None:
+        stats.note = note
+        return stats
+    if not stage.recompute and ctx.run.stage_file(stage.name).exists():
+        stats.already_done = True
+        return stats
+    decision = await stage.decide()
+    current = {(r.id, r.reason) for r in ctx.run.rejects() if r.stage == stage.name}
+    for reject in decision.rejects:
+        stats.dropped[reject.reason.value] += 1
+        if (reject.id, reject.reason) in current:  # a recomputed stage says it again: once is enough
+            continue
+        ctx.run.reject(reject)
+        log_rejection(stage.name, reject.id, Rejection(reject.reason, reject.detail))
+    for name, text in decision.files.items():
+        write_text_atomic(ctx.run.path / name, text)
+    if stage.writes_records:
+        ctx.run.write_records(stage.name, decision.records)
+    stats.pending = decision.considered or len(decision.records) + len(decision.rejects)
+    stats.kept = len(decision.records) if stage.writes_records else stats.pending - len(
+        decision.rejects)
+    stats.note = decision.note
+    return stats
+
+
+async def run_stage(stage: Stage | WholeStage) -> StageStats:
+    """The one runner: per-item or whole-file, the same skipping, writing and counting."""
+    if isinstance(stage, WholeStage):
+        return await run_whole(stage)
+    return await run_items(stage)

@@ -9,65 +9,40 @@ objects), ``duplicate_concept`` (same pair after normalizing case, articles, plu
 
 Unlike later stages this one is decided as a whole: duplicates and per-sub-category quotas
 depend on every candidate, so candidates are gathered in config order, filtered in that order,
-and the file is written once, atomically. A rerun with the file present does nothing.
+and the file is written once, atomically (``WholeStage``). A rerun with the file present does
+nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import Counter, defaultdict
-from pathlib import Path
+from collections import defaultdict
 from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError, create_model
 
-from mis_data.config import ConfigError, ShippedConcepts, read_yaml
+from mis_data.config import ShippedConcepts
 from mis_data.models.base import ChatMessage, ImagePart, Problem, StructuredRequest, TextPart
 from mis_data.records import (
     ConceptRecord,
     RejectReason,
     RejectRecord,
+    Step,
     concept_key,
     normalize_object,
     sample_id,
     seeded_rank,
 )
-from mis_data.rundir import write_text_atomic
-from mis_data.sources import ConceptInput, concept_inputs
-from mis_data.stages.base import BuildContext, Rejection, StageStats, log_rejection
+from mis_data.sources import ConceptInput, concept_inputs, shipped_entries
+from mis_data.stages.base import BuildContext, Decision, WholeStage
 from mis_data.taxonomy import Taxonomy
 
-STAGE = "concepts"
+STAGE = Step.concepts.value
 REQUIRED_FIELDS = ("sub_category", "object1", "object2")
 # Words that name no depictable thing (MIS step 1: "vague terms are not allowed").
 VAGUE_WORDS = {"behavior", "behaviour", "activity", "activities", "content", "action", "actions",
                "thing", "things", "stuff", "information", "situation", "harm", "crime", "intent",
                "violence", "danger", "risk", "something", "substances", "material"}
-
-
-def concept_files(path: Path) -> list[Path]:
-    """The YAML files of a shipped source, sorted so the order never depends on the disk."""
-    if path.is_file():
-        return [path]
-    if path.is_dir():
-        files = sorted([*path.glob("*.yaml"), *path.glob("*.yml")])
-        if files:
-            return files
-        raise ConfigError(f"{path}: no concept files (*.yaml) in this folder")
-    raise ConfigError(f"{path}: concept source not found")
-
-
-def shipped_entries(source: ShippedConcepts) -> list[tuple[str, dict[str, Any]]]:
-    """(where, entry) for every entry of every file of a shipped source."""
-    entries = []
-    for file in concept_files(source.path):
-        data = read_yaml(file)
-        items = data.get("concepts") if isinstance(data, dict) else data
-        if not isinstance(items, list):
-            raise ConfigError(f"{file}: expected a 'concepts' list")
-        for index, entry in enumerate(items):
-            entries.append((f"{file.name}[{index}]", entry))
-    return entries
 
 
 def concept_from_entry(
@@ -232,19 +207,10 @@ def apply_filters(
     return kept, rejects
 
 
-async def build_concepts(ctx: BuildContext) -> StageStats:
-    stats = StageStats(stage=STAGE)
-    path = ctx.run.stage_file(STAGE)
-    if path.exists():
-        stats.already_done = True
-        return stats
-    kept, rejects = apply_filters(await gather_candidates(ctx), ctx)
-    for reject in rejects:
-        ctx.run.reject(reject)
-        log_rejection(STAGE, reject.id, Rejection(reject.reason, reject.detail))
-    stats.pending = len(kept) + len(rejects)
-    stats.kept = len(kept)
-    stats.dropped = Counter(reject.reason.value for reject in rejects)
-    kept.sort(key=lambda concept: concept.id)
-    write_text_atomic(path, "".join(concept.model_dump_json() + "\n" for concept in kept))
-    return stats
+class ConceptStage(WholeStage):
+    name = Step.concepts.value
+
+    async def decide(self) -> Decision:
+        kept, rejects = apply_filters(await gather_candidates(self.ctx), self.ctx)
+        kept.sort(key=lambda concept: concept.id)
+        return Decision(records=list(kept), rejects=rejects)

@@ -21,11 +21,9 @@ import imagehash
 import numpy as np
 from PIL import Image
 
-from mis_data.records import InstructionRecord, PairRecord, RejectReason, RejectRecord
-from mis_data.rundir import dump_json, read_json_or_none, write_text_atomic
-from mis_data.stages.base import BuildContext, StageStats
-
-STAGE = "dedup"
+from mis_data.records import InstructionRecord, PairRecord, RejectReason, RejectRecord, Step
+from mis_data.rundir import dump_json, read_json_or_none
+from mis_data.stages.base import Decision, WholeStage
 
 
 def tokens(text: str) -> frozenset[str]:
@@ -65,52 +63,50 @@ def hamming_matrix(values: list[int]) -> np.ndarray:
     return result
 
 
-def find_near_duplicates(ctx: BuildContext) -> StageStats:
-    stats = StageStats(stage=STAGE)
-    settings = ctx.config.dedup
-    if not settings.enabled:
-        stats.note = "disabled (dedup.enabled)"
-        return stats
-    pairs = ctx.run.read_by_id("pairs", PairRecord)
-    instructions = sorted(ctx.run.read("instructions", InstructionRecord), key=lambda r: r.id)
-    report_path = ctx.run.path / "dedup.json"
-    known: dict[str, str] = dict((read_json_or_none(report_path) or {}).get("phash", {}))
-    shas = {ref.sha256 for i in instructions for ref in (pairs[i.id].image1, pairs[i.id].image2)}
-    hashes = image_hashes({sha: ctx.store.path_for(sha) for sha in sorted(shas)}, known)
-    words = [tokens(i.question) for i in instructions]
-    flags: list[dict] = []
-    dropped: dict[str, str] = {}
-    if instructions:
-        slot_distances = [hamming_matrix([int(str(hashes[getattr(pairs[i.id], slot).sha256]), 16)
-                                          for i in instructions]) for slot in ("image1", "image2")]
-        distance = np.maximum(*slot_distances)
-        for row, column in zip(*np.nonzero(np.triu(distance <= settings.image_hash_distance, k=1)),
-                               strict=True):
-            first, second = instructions[row], instructions[column]
-            similarity = jaccard(words[row], words[column])
-            duplicate = similarity >= settings.text_jaccard
-            flags.append({"kept": first.id, "other": second.id,
-                          "image_distance": int(distance[row, column]),
-                          "text_jaccard": round(similarity, 3),
-                          "signals": ["images", "text"] if duplicate else ["images"]})
-            if duplicate and first.id not in dropped and second.id not in dropped:
-                dropped[second.id] = f"near-duplicate of {first.id}: image pHash distance " \
-                                     f"{int(distance[row, column])}, instruction Jaccard {similarity:.2f}"
-    same_text = Counter(words)
-    text_duplicates = sum(count - 1 for count in same_text.values() if count > 1)
-    already = {r.id for r in ctx.run.rejects() if r.stage == STAGE}
-    for item_id, detail in sorted(dropped.items()):
-        if item_id not in already:
-            ctx.run.reject(RejectRecord(stage=STAGE, id=item_id, reason=RejectReason.near_duplicate,
-                                        detail=detail))
-    write_text_atomic(report_path, dump_json({
-        "settings": settings.model_dump(), "flagged_image_pairs": len(flags),
-        "instructions_with_identical_words": text_duplicates, "rejected": sorted(dropped),
-        "flags": flags, "phash": dict(sorted(known.items())),
-    }))
-    stats.pending = len(instructions)
-    stats.note = f"checked {len(instructions)}"
-    stats.kept = len(instructions) - len(dropped)
-    if dropped:
-        stats.dropped[RejectReason.near_duplicate.value] = len(dropped)
-    return stats
+class DedupStage(WholeStage):
+    name = Step.dedup.value
+    recompute = True
+    writes_records = False
+
+    def idle_note(self) -> str | None:
+        return None if self.ctx.config.dedup.enabled else "disabled (dedup.enabled)"
+
+    async def decide(self) -> Decision:
+        ctx, settings = self.ctx, self.ctx.config.dedup
+        pairs = ctx.run.records(Step.pairs.value, PairRecord)
+        instructions = sorted(ctx.run.records(Step.instructions.value, InstructionRecord).values(),
+                              key=lambda r: r.id)
+        report_path = ctx.run.path / "dedup.json"
+        known: dict[str, str] = dict((read_json_or_none(report_path) or {}).get("phash", {}))
+        shas = {ref.sha256 for i in instructions for ref in (pairs[i.id].image1, pairs[i.id].image2)}
+        hashes = image_hashes({sha: ctx.store.path_for(sha) for sha in sorted(shas)}, known)
+        words = [tokens(i.question) for i in instructions]
+        flags: list[dict] = []
+        dropped: dict[str, str] = {}
+        if instructions:
+            slot_distances = [hamming_matrix([int(str(hashes[getattr(pairs[i.id], slot).sha256]), 16)
+                                              for i in instructions]) for slot in ("image1", "image2")]
+            distance = np.maximum(*slot_distances)
+            for row, column in zip(*np.nonzero(np.triu(distance <= settings.image_hash_distance, k=1)),
+                                   strict=True):
+                first, second = instructions[row], instructions[column]
+                similarity = jaccard(words[row], words[column])
+                duplicate = similarity >= settings.text_jaccard
+                flags.append({"kept": first.id, "other": second.id,
+                              "image_distance": int(distance[row, column]),
+                              "text_jaccard": round(similarity, 3),
+                              "signals": ["images", "text"] if duplicate else ["images"]})
+                if duplicate and first.id not in dropped and second.id not in dropped:
+                    dropped[second.id] = f"near-duplicate of {first.id}: image pHash distance " \
+                                         f"{int(distance[row, column])}, instruction Jaccard {similarity:.2f}"
+        same_text = Counter(words)
+        text_duplicates = sum(count - 1 for count in same_text.values() if count > 1)
+        report = dump_json({
+            "settings": settings.model_dump(), "flagged_image_pairs": len(flags),
+            "instructions_with_identical_words": text_duplicates, "rejected": sorted(dropped),
+            "flags": flags, "phash": dict(sorted(known.items())),
+        })
+        rejects = [RejectRecord(stage=self.name, id=item_id, reason=RejectReason.near_duplicate,
+                                detail=detail) for item_id, detail in sorted(dropped.items())]
+        return Decision(rejects=rejects, files={"dedup.json": report},
+                        considered=len(instructions), note=f"checked {len(instructions)}")

@@ -8,13 +8,12 @@ images, a question and an answer, or with an image path outside the file's folde
 text are removed: the exporters insert their own placeholders.
 
 Rows are ranked by a seeded hash and taken in order until ``count`` are kept, so the same seed
-mixes in the same samples. Decided as a whole and written once.
+mixes in the same samples. A whole-file stage, written once.
 """
 
 from __future__ import annotations
 
 import json
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -25,15 +24,15 @@ from mis_data.records import (
     ImageRef,
     RejectReason,
     RejectRecord,
+    Step,
     scrub_template_tokens,
     seeded_rank,
     stable_id,
 )
-from mis_data.rundir import write_text_atomic
 from mis_data.sources import inside
-from mis_data.stages.base import BuildContext, StageStats, nothing_to_do
+from mis_data.stages.base import BuildContext, Decision, WholeStage
 
-STAGE = "general"
+STAGE = Step.general.value
 
 
 def question_and_answer(row: dict[str, Any]) -> tuple[str, str]:
@@ -90,26 +89,26 @@ def convert(ctx: BuildContext, where: str, row: dict[str, Any] | None,
                          source=f"general:{Path(where).name}")
 
 
-def build_general(ctx: BuildContext) -> StageStats:
-    settings, path = ctx.config.general, ctx.run.stage_file(STAGE)
-    idle = nothing_to_do(STAGE, settings, path, "general")
-    if idle is not None or settings is None:
-        return idle or StageStats(stage=STAGE)
-    stats = StageStats(stage=STAGE)
-    rows = read_rows(settings.path)
-    ranked = sorted(rows, key=lambda item: seeded_rank(ctx.config.seed, "general", item[0]))
-    kept: list[GeneralRecord] = []
-    dropped: Counter[str] = Counter()
-    for where, row in ranked:
-        if len(kept) >= settings.count:
-            break
-        result = convert(ctx, where, row, settings.path.parent)
-        if isinstance(result, RejectRecord):
-            ctx.run.reject(result)
-            dropped[result.reason.value] += 1
-        else:
-            kept.append(result)
-    kept.sort(key=lambda record: record.id)
-    write_text_atomic(path, "".join(record.model_dump_json() + "\n" for record in kept))
-    stats.pending, stats.kept, stats.dropped = len(rows), len(kept), dropped
-    return stats
+class GeneralStage(WholeStage):
+    name = Step.general.value
+
+    def idle_note(self) -> str | None:
+        return None if self.ctx.config.general is not None else "not configured (general:)"
+
+    async def decide(self) -> Decision:
+        settings = self.ctx.config.general
+        assert settings is not None
+        rows = read_rows(settings.path)
+        ranked = sorted(rows, key=lambda item: seeded_rank(self.ctx.config.seed, "general", item[0]))
+        kept: list[GeneralRecord] = []
+        rejects: list[RejectRecord] = []
+        for where, row in ranked:
+            if len(kept) >= settings.count:
+                break
+            result = convert(self.ctx, where, row, settings.path.parent)
+            if isinstance(result, RejectRecord):
+                rejects.append(result)
+            else:
+                kept.append(result)
+        kept.sort(key=lambda record: record.id)
+        return Decision(records=list(kept), rejects=rejects, considered=len(rows))

@@ -19,11 +19,10 @@ from functools import cached_property
 
 from pydantic import BaseModel
 
-from mis_data.config import ConfigError
 from mis_data.images.store import BadImage, StoredImage
 from mis_data.images.typography import render_typography
 from mis_data.models.base import ChatMessage, ImagePart, ImageRequest, StructuredRequest, TextPart
-from mis_data.records import ConceptRecord, ImageRecord, RejectReason
+from mis_data.records import ConceptRecord, ImageRecord, RejectReason, Step
 from mis_data.sources import ObjectImages
 from mis_data.stages.base import Rejection, Stage, WorkItem
 
@@ -35,11 +34,11 @@ class Critique(BaseModel):
 
 
 class ImageStage(Stage):
-    name = "images"
+    name = Step.images.value
 
     def inputs(self) -> Sequence[WorkItem]:
         items = []
-        for concept in self.ctx.run.read("concepts", ConceptRecord):
+        for concept in self.ctx.run.records(Step.concepts.value, ConceptRecord).values():
             for slot in (1, 2):
                 items.append(WorkItem(f"{concept.id}.{slot}", concept.sub_category, (concept, slot)))
         return items
@@ -49,7 +48,7 @@ class ImageStage(Stage):
 
     def redo_ids(self) -> set[str]:
         """Images whose stored file is missing or truncated: made again (model calls are cached)."""
-        return {image.id for image in self.ctx.run.read("images", ImageRecord)
+        return {image.id for image in self.ctx.run.records(self.name, ImageRecord).values()
                 if not self.ctx.store.looks_complete(image.sha256)}
 
     async def process(self, item: WorkItem) -> Sequence[ImageRecord] | Rejection:
@@ -75,15 +74,7 @@ class ImageStage(Stage):
 
     @cached_property
     def local_images(self) -> ObjectImages:
-        settings = self.ctx.config.images
-        if settings.source == "folder" and settings.folder is None:
-            raise ConfigError("images.source is 'folder' but images.folder is not set")
-        if settings.source == "hf_dataset" and not settings.hf_dataset:
-            raise ConfigError("images.source is 'hf_dataset' but images.hf_dataset is not set")
-        return ObjectImages(folder=settings.folder if settings.source == "folder" else None,
-                            hf_dataset=settings.hf_dataset, hf_split=settings.hf_split,
-                            image_column=settings.hf_image_column,
-                            label_column=settings.hf_label_column)
+        return ObjectImages(self.ctx.config.images.pool())
 
     def _local_image(self, obj: str) -> tuple[bytes | None, str]:
         return self.local_images.lookup(obj)

@@ -21,8 +21,8 @@ from mis_data.models.base import ChatMessage, Problem, StructuredRequest
 from mis_data.records import (
     ConceptRecord,
     InstructionRecord,
-    PairRecord,
     RejectReason,
+    Step,
     find_template_token,
     normalize_object,
 )
@@ -116,7 +116,7 @@ class InstructionChecker:
 
 
 class InstructionStage(Stage):
-    name = "instructions"
+    name = Step.instructions.value
 
     @cached_property
     def refs(self) -> tuple[str, str]:
@@ -130,9 +130,9 @@ class InstructionStage(Stage):
                                   settings.min_chars, settings.max_chars)
 
     def inputs(self) -> Sequence[WorkItem]:
-        concepts = self.ctx.run.read_by_id("concepts", ConceptRecord)
-        return [WorkItem(pair.id, concepts[pair.id].sub_category, (concepts[pair.id], pair))
-                for pair in self.ctx.run.read("pairs", PairRecord)]
+        view = self.ctx.view
+        return [WorkItem(pair.id, view.concepts[pair.id].sub_category, (view.concepts[pair.id], pair))
+                for pair in view.pairs.values()]
 
     def concurrency(self) -> int:
         return self.ctx.config.models.text.concurrency

@@ -21,15 +21,8 @@ from typing import Literal
 from pydantic import BaseModel, create_model
 
 from mis_data.models.base import ChatMessage, ImagePart, StructuredRequest, TextPart
-from mis_data.records import (
-    ConceptRecord,
-    InstructionRecord,
-    JudgementRecord,
-    PairRecord,
-    RejectReason,
-    Vote,
-)
-from mis_data.stages.base import Rejection, Stage, WorkItem
+from mis_data.records import JudgementRecord, RejectReason, Step, Vote
+from mis_data.stages.base import Outcome, Rejection, SideRecord, Stage, WorkItem
 
 
 class TextVerdict(BaseModel):
@@ -65,7 +58,7 @@ def majority(values: list[str]) -> str | None:
 
 
 class JudgeStage(Stage):
-    name = "judgements"
+    name = Step.judgements.value
 
     @cached_property
     def image_verdict_model(self) -> type[BaseModel]:
@@ -78,15 +71,11 @@ class JudgeStage(Stage):
         )
 
     def inputs(self) -> Sequence[WorkItem]:
-        concepts = self.ctx.run.read_by_id("concepts", ConceptRecord)
-        pairs = self.ctx.run.read_by_id("pairs", PairRecord)
-        near_duplicates = {r.id for r in self.ctx.run.rejects() if r.stage == "dedup"}
-        return [
-            WorkItem(instruction.id, concepts[instruction.id].sub_category,
-                     (concepts[instruction.id], pairs[instruction.id], instruction))
-            for instruction in self.ctx.run.read("instructions", InstructionRecord)
-            if instruction.id not in near_duplicates
-        ]
+        view = self.ctx.view
+        near_duplicates = view.rejected(Step.dedup)
+        return [WorkItem(sample.id, sample.sub_category,
+                         (sample.concept, sample.pair, sample.instruction))
+                for sample in view.samples(Step.instructions) if sample.id not in near_duplicates]
 
     def concurrency(self) -> int:
         return max(judge.concurrency for judge in self.ctx.config.models.judges)
@@ -126,7 +115,7 @@ class JudgeStage(Stage):
                            image_verdict.combination_harmful, image_verdict.meaningful),
         )
 
-    async def process(self, item: WorkItem) -> Sequence[JudgementRecord] | Rejection:
+    async def process(self, item: WorkItem) -> Sequence[Outcome] | Rejection:
         concept, _pair, instruction = item.payload
         votes: list[Vote] = []
         for index in range(len(self.ctx.config.models.judges)):
@@ -136,10 +125,10 @@ class JudgeStage(Stage):
             votes.append(vote)
         route = majority([vote.route for vote in votes])
         if route is None:
-            self.ctx.run.append("review_queue", [ReviewItem(
-                id=item.id, question=instruction.question, votes=votes)])
-            return Rejection(RejectReason.judge_tie,
-                             "judges split evenly: " + ", ".join(v.route for v in votes))
+            return [Rejection(RejectReason.judge_tie,
+                              "judges split evenly: " + ", ".join(v.route for v in votes)),
+                    SideRecord("review_queue", ReviewItem(id=item.id, question=instruction.question,
+                                                          votes=votes))]
         if route == "discard":
             reasons = "; ".join(vote.reason for vote in votes if vote.route == "discard")
             return Rejection(RejectReason.discarded_by_judge, reasons[:500])

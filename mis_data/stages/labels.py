@@ -19,11 +19,9 @@ from pydantic import BaseModel
 from mis_data.models.base import ChatMessage, ImagePart, Problem, StructuredRequest, TextPart
 from mis_data.records import (
     ConceptRecord,
-    InstructionRecord,
-    JudgementRecord,
     LabelRecord,
-    PairRecord,
     RejectReason,
+    Step,
     find_template_token,
     normalize_object,
 )
@@ -84,7 +82,7 @@ def label_problem(text: str, concept: ConceptRecord, min_chars: int,
 
 
 class LabelStage(Stage):
-    name = "labels"
+    name = Step.labels.value
 
     @cached_property
     def harm_check(self) -> bool:
@@ -93,13 +91,9 @@ class LabelStage(Stage):
 
     def inputs(self) -> Sequence[WorkItem]:
         routes = {"train", "easy", "hard"} if self.ctx.config.labels.for_test else {"train"}
-        concepts = self.ctx.run.read_by_id("concepts", ConceptRecord)
-        pairs = self.ctx.run.read_by_id("pairs", PairRecord)
-        instructions = self.ctx.run.read_by_id("instructions", InstructionRecord)
-        return [
-            WorkItem(j.id, j.sub_category, (concepts[j.id], pairs[j.id], instructions[j.id], j))
-            for j in self.ctx.run.read("judgements", JudgementRecord) if j.route in routes
-        ]
+        return [WorkItem(s.id, s.sub_category, (s.concept, s.pair, s.instruction, s.judgement))
+                for s in self.ctx.view.samples(Step.judgements)
+                if s.judgement is not None and s.judgement.route in routes]
 
     def concurrency(self) -> int:
         return self.ctx.config.models.vision.concurrency

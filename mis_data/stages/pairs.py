@@ -10,29 +10,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from mis_data.records import (
-    RETRYABLE_REASONS,
-    ConceptRecord,
-    ImageRecord,
-    ImageRef,
-    PairRecord,
-    RejectReason,
-)
+from mis_data.records import ImageRef, PairRecord, RejectReason, Step
 from mis_data.stages.base import Rejection, Stage, WorkItem
 
 
 class PairStage(Stage):
-    name = "pairs"
+    name = Step.pairs.value
 
     def inputs(self) -> Sequence[WorkItem]:
-        images = self.ctx.run.read_by_id("images", ImageRecord)
-        image_rejects = {
-            reject.id: reject
-            for reject in self.ctx.run.rejects()
-            if reject.stage == "images" and reject.reason not in RETRYABLE_REASONS
-        }
+        view = self.ctx.view
+        images = view.images
+        image_rejects = view.rejected(Step.images, final_only=True)
         items = []
-        for concept in self.ctx.run.read("concepts", ConceptRecord):
+        for concept in view.concepts.values():
             slots = [f"{concept.id}.1", f"{concept.id}.2"]
             if all(slot in images or slot in image_rejects for slot in slots):
                 found = [images.get(slot) for slot in slots]

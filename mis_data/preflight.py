@@ -1,0 +1,71 @@
+"""Everything about a build config that can be checked before a single file is written.
+
+Rules between fields of the config itself (``images.source: folder`` needs ``images.folder``)
+are pydantic validators in ``config.py``: they fail while the YAML is read. What needs the
+world outside the file is checked here, once: the taxonomy and kinds load, every sub-category
+the config names exists, every file and folder it points to is there and opens (concept
+sources, image pools, the general mix, giveaway phrases, prompts), and every API key is set.
+A broken config therefore ends with one line and an empty run folder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mis_data.config import BuildConfig, ConfigError
+from mis_data.sources import ObjectImages, check_source
+from mis_data.taxonomy import Kind, Taxonomy, load_kinds, load_taxonomy
+
+
+@dataclass(frozen=True)
+class Checked:
+    """What preflight loaded on the way, so the build does not load it twice."""
+
+    taxonomy: Taxonomy
+    kinds: dict[str, Kind]
+
+
+def check_api_keys(config: BuildConfig) -> None:
+    """A real build never falls back to offline: a missing key is an error before any work."""
+    if config.backend == "offline":
+        return
+    missing = sorted({spec.api_key_env for spec in config.model_specs() if not spec.api_key()})
+    if missing:
+        raise ConfigError(
+            f"backend 'openai' needs the environment variable {', '.join(missing)} "
+            "(set it, or use backend: offline for a keyless demo build)")
+
+
+def check_references(config: BuildConfig, taxonomy: Taxonomy) -> None:
+    """Every sub-category the config names exists."""
+    named = list(config.concepts.sub_categories or []) + list(config.splits.quotas or {})
+    for name in named:
+        if taxonomy.canonical(name) is None:
+            raise ConfigError(f"unknown sub-category {name!r} in the config "
+                              f"(known: {', '.join(taxonomy.sub_category_names)})")
+
+
+def check_files(config: BuildConfig) -> None:
+    """Every outside input the config names exists and opens."""
+    if not config.prompts_dir.is_dir():
+        raise ConfigError(f"{config.prompts_dir}: prompts folder not found")
+    if not config.instructions.giveaway_phrases.is_file():
+        raise ConfigError(f"{config.instructions.giveaway_phrases}: giveaway phrase list not found")
+    for source in config.concepts.sources:
+        check_source(source)
+    if config.images.source in ("folder", "hf_dataset"):
+        ObjectImages(config.images.pool()).check()
+    if config.real is not None:
+        ObjectImages(config.real).check()
+    if config.general is not None and not config.general.path.is_file():
+        raise ConfigError(f"{config.general.path}: general data file not found")
+
+
+def preflight(config: BuildConfig) -> Checked:
+    """Check everything outside the config file; raise ConfigError on the first problem."""
+    taxonomy = load_taxonomy(config.taxonomy)
+    kinds = load_kinds(config.kinds) if config.kinds else {}
+    check_references(config, taxonomy)
+    check_files(config)
+    check_api_keys(config)
+    return Checked(taxonomy=taxonomy, kinds=kinds)
