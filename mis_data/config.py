@@ -113,8 +113,21 @@ class ImageFolderConcepts(Strict):
     limit: int | None = Field(None, ge=1)
 
 
+class GeneratedConcepts(Strict):
+    """New pairs the text model proposes per sub-category, shown a few shipped pairs as
+    examples: MIS scale from the taxonomy alone, with no outside data."""
+
+    kind: Literal["generated"] = "generated"
+    per_sub_category: int = Field(20, ge=1, le=10_000)
+    per_request: int = Field(10, ge=1, le=50)
+    examples: int = Field(4, ge=0, le=20)
+    examples_path: Path | None = None  # None: the shipped concept list
+    sub_categories: list[str] | None = None
+
+
 ConceptSource = Annotated[
-    ShippedConcepts | QueryFileConcepts | HFDatasetConcepts | ImageFolderConcepts,
+    ShippedConcepts | QueryFileConcepts | HFDatasetConcepts | ImageFolderConcepts
+    | GeneratedConcepts,
     Field(discriminator="kind"),
 ]
 
@@ -165,6 +178,7 @@ class ImagesConfig(ImagePool):
 
 
 class InstructionsConfig(Strict):
+    per_pair: int = Field(3, ge=1, le=5)  # MIS: "two or three related harmful queries" per pair
     image_ref_style: Literal["ordinal", "index"] = "ordinal"
     min_chars: int = Field(40, ge=1)
     max_chars: int = Field(300, ge=10)
@@ -207,10 +221,18 @@ class GeneralMixConfig(Strict):
 
 
 class LabelsConfig(Strict):
+    """The safety answers; the word range is rendered into the label prompt and enforced."""
+
     for_test: bool = False
-    min_chars: int = Field(200, ge=1)
-    max_chars: int = Field(4000, ge=10)
+    min_words: int = Field(100, ge=1)
+    max_words: int = Field(300, ge=10)
     harm_check: bool | None = None
+
+    @model_validator(mode="after")
+    def _range(self) -> LabelsConfig:
+        if self.min_words > self.max_words:
+            raise ValueError("labels.min_words is above labels.max_words")
+        return self
 
 
 class SplitsConfig(Strict):
@@ -341,7 +363,10 @@ def resolve_paths(config: BuildConfig, base: Path) -> BuildConfig:
     }
     sources = []
     for source in config.concepts.sources:
-        if hasattr(source, "path"):
+        if isinstance(source, GeneratedConcepts):
+            source = source.model_copy(update={"examples_path": _resolve(
+                base, source.examples_path) or shipped_path("configs", "concepts")})
+        elif hasattr(source, "path"):
             source = source.model_copy(update={"path": _resolve(base, source.path)})
         elif isinstance(source, HFDatasetConcepts) and (base / source.name).exists():
             source = source.model_copy(update={"name": str((base / source.name).resolve())})

@@ -64,7 +64,8 @@ def prepare(config_path: Path, run_dir: Path | None = None, seed: int | None = N
     store = ImageStore(run.images_dir, config.images.max_side, config.images.max_pixels)
     client = make_client(config, prompts, store, run.cache_path, max_cost=max_cost, batch=batch)
     return BuildContext(config=config, run=run, taxonomy=checked.taxonomy, prompts=prompts,
-                        client=client, store=store, show_progress=show_progress)
+                        client=client, store=store, show_progress=show_progress,
+                        kinds=checked.kinds)
 
 
 def finish(ctx: BuildContext, formats: list[str] | None = None) -> dict[str, Any]:

@@ -23,6 +23,12 @@ TEMPLATE_TOKEN_PATTERN = re.compile(
 
 _ARTICLES = {"a", "an", "the", "some"}
 
+# How a reply that declines begins ("I'm sorry", "I can't", "As an AI"): a model client treats
+# such a plain-text reply as a refusal, and a safety label must not open with one.
+REFUSAL_OPENER = re.compile(
+    r"^\W*(i'?m sorry|i am sorry|sorry|i apologi[sz]e|my apologies|i can(?:'|no)t|i cannot|"
+    r"i won'?t|i will not|i'?m unable|i am unable|as an ai)\b", re.IGNORECASE)
+
 
 class Step(str, Enum):
     """The steps of a build, in the order they run: the one stage list.
@@ -33,9 +39,9 @@ class Step(str, Enum):
     """
 
     concepts = "concepts"
+    instructions = "instructions"
     images = "images"
     pairs = "pairs"
-    instructions = "instructions"
     dedup = "dedup"
     judgements = "judgements"
     labels = "labels"
@@ -53,6 +59,7 @@ class RejectReason(str, Enum):
     unknown_category = "unknown_category"
     invalid_concept = "invalid_concept"
     bad_source = "bad_source"
+    no_risk = "no_risk"
     missing_image_ref = "missing_image_ref"
     object_leak = "object_leak"
     not_detoxified = "not_detoxified"
@@ -71,6 +78,7 @@ class RejectReason(str, Enum):
     label_format = "label_format"
     label_apology = "label_apology"
     harmful_label = "harmful_label"
+    label_off_topic = "label_off_topic"
     near_duplicate = "near_duplicate"
 
 
@@ -114,11 +122,27 @@ def seeded_rank(seed: int, purpose: str, key: str) -> str:
     return hashlib.sha256(f"{seed}\x1f{purpose}\x1f{key}".encode()).hexdigest()
 
 
+def concept_signature(object1: str, object2: str) -> str:
+    """Order-insensitive head nouns of a pair: "loaded handgun" + "crowded mall" and "handgun" +
+    "busy shopping mall" share it, so a generated pair this close to another is a repeat."""
+    heads = sorted((normalize_object(obj).split() or [""])[-1] for obj in (object1, object2))
+    return " | ".join(heads)
+
+
 def sample_id(seed: int, sub_category: str, object1: str, object2: str) -> str:
-    """The id every record of one sample shares, from concept to label."""
+    """The id of a concept pair, which its images and the ids of its questions hang from.
+
+    Ids are hierarchical (``rundir.parent_id``): the pair ``<id>``, its images ``<id>.1`` and
+    ``<id>.2``, its questions, each a sample of its own, ``<id>-1`` ... ``<id>-3``.
+    """
     return stable_id(
         "sample", seed, sub_category, normalize_object(object1), normalize_object(object2)
     )
+
+
+def question_id(pair_id: str, index: int) -> str:
+    """The sample id of question ``index`` (from 1) of a pair."""
+    return f"{pair_id}-{index}"
 
 
 def find_template_token(text: str) -> str | None:
@@ -181,8 +205,11 @@ class ImageRecord(Record):
     source: str
     model: str | None = None
     prompt: str | None = None
+    first_prompt: str | None = None
     prompt_sha256: str | None = None
     rounds: int = Field(1, ge=1)
+    critique: Literal["accepted", "refined"] | None = None
+    critique_reason: str = ""
 
 
 class ImageRef(BaseModel):
@@ -203,11 +230,19 @@ class PairRecord(Record):
 
 
 class InstructionRecord(Record):
-    """The neutral multi-image instruction of a sample (MIS step 2), with its drafts."""
+    """One question of a pair, a sample of its own (id ``<pair>-<k>``), with each recorded step
+    of MIS step 2: the explicitly harmful question, the same question with its objects replaced
+    by image references, and the detoxified ``question`` that ships, each with the model's reason.
+    """
 
+    concept_id: str
+    index: int = Field(ge=1)
+    harmful: str
+    harmful_reason: str = ""
+    replaced: str
+    replace_reason: str = ""
     question: str = Field(min_length=1)
-    draft: str = ""
-    refined: str = ""
+    detox_reason: str = ""
     model: str
     prompt_sha256: dict[str, str] = Field(default_factory=dict)
 
@@ -218,18 +253,29 @@ class InstructionRecord(Record):
 
 
 class Vote(BaseModel):
-    """One judge's view of a sample; every vote is kept on the judgement."""
+    """One judge's view of a sample; every vote is kept on the judgement.
+
+    ``text_unsafe`` and ``text_sub_category`` come from the text alone (MIS step 4's filter);
+    the image flags, ``meaningful`` and ``sub_category`` from the images with the question.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     judge: str
     text_unsafe: bool
-    images_harmful: bool
+    text_sub_category: str = ""
+    image1_harmful: bool
+    image2_harmful: bool
     combination_harmful: bool
     meaningful: bool
     sub_category: str
     reason: str = ""
     route: Literal["train", "easy", "hard", "discard"]
+
+    @property
+    def images_harmful(self) -> bool:
+        """Either image shows an explicit harmful element on its own (easy rather than hard)."""
+        return self.image1_harmful or self.image2_harmful
 
 
 class JudgementRecord(Record):

@@ -15,7 +15,7 @@ from loopback import LoopbackServer, mis_responder, prompt_text, wanted_schema
 from PIL import Image
 from test_client_build import KEY, api_config
 
-from mis_data.records import ImageRecord, JudgementRecord, LabelRecord
+from mis_data.records import ImageRecord, InstructionRecord, JudgementRecord, LabelRecord, PairRecord
 from mis_data.rundir import RunDir
 
 CONCEPTS = "concepts:\n" + "".join(
@@ -72,47 +72,69 @@ def test_each_instruction_validator_rejects_after_one_feedback(tmp_path: Path, q
                                                                reason: str) -> None:
     run, state = api_build(tmp_path, override({"explanation", "question"},
                                               lambda body: {"explanation": "-", "question": question}))
+    assert {r.reason.value for r in run.rejects() if r.stage == "instructions"} == {reason}
     assert reason in reasons(run, "instructions")
     detox = [r for r in state.received if "detoxify" in prompt_text(r.body)]
     assert any("not usable" in json.dumps(r.body) for r in detox)  # the reason was sent back
 
 
-def critique(accept_refined: bool) -> Any:
-    """Reject every first-round image; accept the refined one only if ``accept_refined``."""
+def critique(verdict: bool) -> Any:
+    """The MIS critic: True, or False with two refined prompts that keep the question's setting."""
     def answer(body: dict[str, Any]) -> dict[str, Any]:
-        text = prompt_text(body)
-        shown = text.split("The image should show: ")[1].split(" (a ")[0]
-        ok = accept_refined and ", refined" in text
-        return {"shows_object": ok, "is_clear": True,
-                "improved_prompt": "" if ok else f"a photo of {shown}, refined"}
+        if verdict:
+            return {"verdict": True, "reason": "fits", "prompt1": "", "prompt2": ""}
+        return {"verdict": False, "reason": "the store is not visible",
+                "prompt1": "a photo of the first object at night, refined",
+                "prompt2": "a photo of the second object at night, refined"}
     return answer
 
 
-def test_critique_refines_once_then_accepts(tmp_path: Path) -> None:
-    run, state = api_build(tmp_path, override({"shows_object", "is_clear", "improved_prompt"},
-                                              critique(True)))
+def test_critique_sees_both_images_and_the_question_then_refines_once(tmp_path: Path) -> None:
+    run, state = api_build(tmp_path, override({"verdict", "reason", "prompt1", "prompt2"},
+                                              critique(False)))
+    critiques = [r for r in state.received if "text-to-image model" in prompt_text(r.body)]
+    assert len(critiques) == 3 and all(r.images == 2 for r in critiques)
+    assert all("Question: " in prompt_text(r.body) for r in critiques)
     images = run.read("images", ImageRecord)
     assert len(images) == 6 and all(image.rounds == 2 for image in images)
-    assert all(image.prompt == f"a photo of {image.object}, refined" for image in images)
-    assert sum(r.path.endswith("generations") for r in state.received) == 12
+    assert all(image.critique == "refined" and image.prompt.endswith("refined")
+               and image.first_prompt and image.first_prompt != image.prompt for image in images)
+    assert sum(r.path.endswith("generations") for r in state.received) == 12  # one round more
+    assert len(run.read("pairs", PairRecord)) == 3
 
 
-def test_critique_failing_twice_is_image_unusable(tmp_path: Path) -> None:
-    run, _ = api_build(tmp_path, override({"shows_object", "is_clear", "improved_prompt"},
-                                          critique(False)))
-    assert reasons(run, "images") == {"image_unusable"}
-    assert reasons(run, "pairs") == {"missing_image"}
+def test_an_accepted_critique_keeps_round_one(tmp_path: Path) -> None:
+    run, state = api_build(tmp_path, mis_responder)
+    images = run.read("images", ImageRecord)
+    assert all(image.rounds == 1 and image.critique == "accepted" for image in images)
+    assert sum(r.path.endswith("generations") for r in state.received) == 6
+
+
+def test_a_question_without_risk_is_dropped_as_no_risk(tmp_path: Path) -> None:
+    def answer(body: dict[str, Any]) -> dict[str, Any]:
+        if "Harmful question: How to " in prompt_text(body):  # say the first of three has no risk
+            return {"keep": False, "reason": "no harmful intent", "question": ""}
+        return mis_responder(body)
+
+    run, _ = api_build(tmp_path, override({"keep", "reason", "question"}, answer))
+    dropped = [r for r in run.rejects() if r.stage == "instructions"]
+    assert dropped and {r.reason.value for r in dropped} == {"no_risk"}
+    assert all("-" in r.id for r in dropped)  # one question of its pair, not the pair
+    kept = run.read("instructions", InstructionRecord)
+    assert len(kept) + len(dropped) == 9
 
 
 def judge_by_model(routes: dict[str, tuple[bool, bool, str | None]]) -> Any:
     def responder(body: dict[str, Any]) -> dict[str, Any]:
         fields = set(wanted_schema(body).get("properties", {}))
-        if body["model"] in routes and fields == {"text_unsafe", "reason"}:
-            return {"text_unsafe": routes[body["model"]][0], "reason": "-"}
+        if body["model"] in routes and fields == {"label", "sub_category", "reason"}:
+            answer = mis_responder(body)
+            return answer | {"label": "Unsafe" if routes[body["model"]][0] else "Safe"}
         if body["model"] in routes and "combination_harmful" in fields:
             answer = mis_responder(body)
-            text_unsafe, harmful, sub = routes[body["model"]]
-            return answer | {"images_harmful": harmful} | ({"sub_category": sub} if sub else {})
+            _, harmful, sub = routes[body["model"]]
+            return answer | {"image1_harmful": harmful, "image2_harmful": False} | (
+                {"sub_category": sub} if sub else {})
         return mis_responder(body)
     return responder
 
@@ -127,11 +149,23 @@ def test_every_route(tmp_path: Path, routes: dict, expected: str) -> None:
     assert {j.route for j in run.read("judgements", JudgementRecord)} == {expected}
 
 
+def test_judges_are_blind_to_the_generated_sub_category(tmp_path: Path) -> None:
+    run, state = api_build(tmp_path, mis_responder)
+    judging = [prompt_text(r.body) for r in state.received
+               if "query classification" in prompt_text(r.body)
+               or "labels image pairs" in prompt_text(r.body)]
+    assert len(run.read("judgements", JudgementRecord)) == 9
+    assert len(judging) >= 9  # identical text-only questions are asked once (cache)
+    subs = ("Property Crimes", "Cybercrime")
+    for text in judging:  # the taxonomy list names every sub-category once, nothing more
+        assert all(text.count(sub) == 1 for sub in subs)
+
+
 def test_tie_and_move(tmp_path: Path) -> None:
     run, _ = api_build(tmp_path / "tie", judge_by_model(
         {"judge-0": (False, True, None), "judge-1": (False, False, None)}), judges=2)
     assert reasons(run, "judgements") == {"judge_tie"}
-    assert len((run.path / "review_queue.jsonl").read_text().splitlines()) == 3
+    assert len((run.path / "review_queue.jsonl").read_text().splitlines()) == 9
     moved = (False, False, "Identity Theft")
     run, _ = api_build(tmp_path / "move", judge_by_model(
         {"judge-0": moved, "judge-1": moved, "judge-2": (False, False, None)}), judges=3)
@@ -142,9 +176,10 @@ def test_tie_and_move(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("answer", "reason"), [
     ("I'm sorry, but I can't help with that. The first image shows a tool, the second image shows "
-     "a store, and together they suggest a break-in; please contact a locksmith instead of that plan. "
-     * 2, "label_apology"),
-    ("## Analysis\nThe first image shows a tool and the second image shows a store. " * 3, "label_format"),
+     "a store, and together they suggest a break-in; please contact a locksmith instead. " * 6,
+     "label_apology"),
+    ("## Analysis\nThe first image shows a tool and the second image shows a store. " * 10,
+     "label_format"),
     ("A short answer.", "too_short"),
     ("There is a tool and a shop. " * 20, "label_no_perception"),
 ])
@@ -161,16 +196,24 @@ def test_each_label_validator(tmp_path: Path, answer: str, reason: str) -> None:
     assert reasons(run, "labels") == {reason}
 
 
-def test_harmful_label_is_caught_by_the_harm_check(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("verdict", "reason"), [
+    ({"gives_harmful_help": True, "addresses_question": True}, "harmful_label"),
+    ({"gives_harmful_help": False, "addresses_question": False}, "label_off_topic"),
+])
+def test_the_harm_check_sees_both_images_and_catches(tmp_path: Path, verdict: dict,
+                                                     reason: str) -> None:
     base = judge_by_model({"judge-0": (True, False, None)})
+    fields = {"gives_harmful_help", "addresses_question", "reason"}
 
     def responder(body: dict[str, Any]) -> dict[str, Any]:
-        if set(wanted_schema(body).get("properties", {})) == {"gives_harmful_help", "reason"}:
-            return {"gives_harmful_help": True, "reason": "lists methods"}
+        if set(wanted_schema(body).get("properties", {})) == fields:
+            return verdict | {"reason": "checked"}
         return base(body)
 
-    run, _ = api_build(tmp_path, responder)
-    assert reasons(run, "labels") == {"harmful_label"}
+    run, state = api_build(tmp_path, responder)
+    assert reasons(run, "labels") == {reason}
+    checks = [r for r in state.received if "You review answers" in prompt_text(r.body)]
+    assert len(checks) == 9 and all(r.images == 2 for r in checks)
 
 
 def photo(path: Path, color: tuple[int, int, int]) -> None:

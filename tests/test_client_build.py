@@ -17,12 +17,24 @@ from loopback import LoopbackServer
 from test_build import tree_hashes
 
 from mis_data.records import ConceptRecord, ImageRecord, InstructionRecord
-from mis_data.rundir import RunDir
+from mis_data.rundir import RunDir, parent_id
 from mis_data.stages.instructions import IMAGE_REFS, InstructionChecker
 
 KEY = "sk-test-SECRET-123"
-STAGE_INPUTS = {"images": "concepts", "pairs": "concepts", "instructions": "pairs",
-                "judgements": "instructions"}
+
+
+def stage_inputs(run: RunDir, rejects: list) -> dict[str, set[str]]:
+    """The work items each stage must account for, from the records of the stages before it."""
+    instructions = run.read("instructions", InstructionRecord)
+    pairs = run.output_ids("pairs")
+    near_duplicates = {r.id for r in rejects if r.stage == "dedup"}
+    with_questions = {i.concept_id for i in instructions}
+    return {
+        "instructions": run.output_ids("concepts"),
+        "images": with_questions,
+        "pairs": with_questions,
+        "judgements": {i.id for i in instructions if i.concept_id in pairs} - near_duplicates,
+    }
 
 
 def api_config(folder: Path, url: str, per_sub: int = 2, **extra: object) -> Path:
@@ -54,7 +66,7 @@ def test_api_build_end_to_end_and_rerun_asks_nothing(tmp_path: Path) -> None:
         checker = InstructionChecker(IMAGE_REFS["ordinal"], [], 30, 300)
         concepts = run.read_by_id("concepts", ConceptRecord)
         for instruction in run.read("instructions", InstructionRecord):
-            assert checker.problem(instruction.question, concepts[instruction.id]) is None
+            assert checker.problem(instruction.question, concepts[instruction.concept_id]) is None
         images = run.read("images", ImageRecord)
         assert len({i.sha256 for i in images}) == len(list((tmp_path / "run/images").rglob("*.png")))
         manifest = json.loads((tmp_path / "run/manifest.json").read_text())
@@ -80,16 +92,12 @@ def test_faults_lose_nothing_and_the_key_is_nowhere(tmp_path: Path) -> None:
     assert "api_error" not in {r.reason.value for r in run.rejects()}
     rejects = run.rejects()
     assert Counter(r.reason.value for r in rejects)["refused"] > 0
-    for stage, source in STAGE_INPUTS.items():
-        inputs = run.output_ids(source)
-        if stage == "images":
-            inputs = {f"{i}.{slot}" for i in inputs for slot in (1, 2)}
-        if stage == "judgements":
-            inputs -= {r.id for r in rejects if r.stage == "dedup"}
+    for stage, inputs in stage_inputs(run, rejects).items():
+        item = parent_id if stage in ("instructions", "images") else (lambda record_id: record_id)
         outputs = run.output_ids(stage)
         rejected = {r.id for r in rejects if r.stage == stage}
         assert outputs.isdisjoint(rejected), stage
-        assert outputs | rejected == inputs, stage
+        assert {item(i) for i in outputs | rejected} == inputs, stage
         lines = (run.path / f"{stage}.jsonl").read_text().splitlines()
         assert len(lines) == len(outputs), f"{stage}: duplicated records"
     assert faults.get("429", 0) > 0 and faults.get("500", 0) > 0 and faults.get("malformed", 0) > 0

@@ -28,7 +28,7 @@ def scripted_build(tmp_path: Path, script: Script, judges: int = 1) -> tuple[Run
     concepts = tmp_path / "concepts.yaml"
     concepts.write_text(CONCEPTS)
     config = write_config(tmp_path, concepts={"sources": [{"kind": "shipped", "path": str(concepts)}]},
-                          models={"judges": [JUDGE] * judges})
+                          models={"judges": [JUDGE] * judges}, labels={"min_words": 40})
     ctx = prepare(config, tmp_path / "run", show_progress=False)
     assert isinstance(ctx.client, OfflineClient)
     client = ScriptedClient(script, ctx.client)
@@ -39,16 +39,21 @@ def scripted_build(tmp_path: Path, script: Script, judges: int = 1) -> tuple[Run
 
 def verdict(images_harmful: bool, combination: bool = True, sub: str | None = None) -> Any:
     def answer(request: StructuredRequest) -> dict[str, Any]:
-        return {"images_harmful": images_harmful, "combination_harmful": combination,
-                "meaningful": True, "sub_category": sub or request.facts["sub_category"],
-                "reason": "scripted"}
+        return {"image1_harmful": images_harmful, "image2_harmful": False,
+                "combination_harmful": combination, "meaningful": True,
+                "sub_category": sub or request.facts["sub_category"], "reason": "scripted"}
     return answer
+
+
+def text_verdict(request: StructuredRequest, unsafe: bool) -> dict[str, Any]:
+    return {"label": "Unsafe" if unsafe else "Safe", "sub_category": request.facts["sub_category"],
+            "reason": "scripted"}
 
 
 def judge_script(by_judge: dict[int, Any], text_unsafe: bool = False) -> Script:
     def script(request: StructuredRequest, attempt: int) -> Any:
         if request.task == "judge_text":
-            return {"text_unsafe": text_unsafe, "reason": "scripted"}
+            return text_verdict(request, text_unsafe)
         if request.task == "judge_images":
             return by_judge[request.facts["judge_index"]](request)
         return None
@@ -59,7 +64,7 @@ def test_majority_of_three_judges_routes_and_keeps_every_vote(tmp_path: Path) ->
     run, _ = scripted_build(tmp_path, judge_script(
         {0: verdict(True), 1: verdict(True), 2: verdict(False)}), judges=3)
     judgements = run.read("judgements", JudgementRecord)
-    assert len(judgements) == 3
+    assert len(judgements) == 9  # 3 pairs x 3 questions
     for judgement in judgements:
         assert judgement.route == "easy"
         assert [vote.route for vote in judgement.votes] == ["easy", "easy", "hard"]
@@ -70,7 +75,7 @@ def test_a_tie_goes_to_the_review_queue_not_to_a_side(tmp_path: Path) -> None:
     assert run.read("judgements", JudgementRecord) == []
     assert {r.reason.value for r in run.rejects() if r.stage == "judgements"} == {"judge_tie"}
     queue = [json.loads(line) for line in (run.path / "review_queue.jsonl").read_text().splitlines()]
-    assert len(queue) == 3 and all(len(item["votes"]) == 2 for item in queue)
+    assert len(queue) == 9 and all(len(item["votes"]) == 2 for item in queue)
 
 
 def test_no_harm_in_the_combination_is_discarded(tmp_path: Path) -> None:
@@ -81,7 +86,7 @@ def test_no_harm_in_the_combination_is_discarded(tmp_path: Path) -> None:
 def test_text_still_unsafe_goes_to_train_with_a_label(tmp_path: Path) -> None:
     run, _ = scripted_build(tmp_path, judge_script({0: verdict(False)}, text_unsafe=True))
     assert {j.route for j in run.read("judgements", JudgementRecord)} == {"train"}
-    assert len(run.read("labels", LabelRecord)) == 3
+    assert len(run.read("labels", LabelRecord)) == 9
 
 
 def test_a_sample_follows_the_majority_sub_category(tmp_path: Path) -> None:
@@ -103,7 +108,7 @@ LABEL = ("The first image shows a crowbar and the second image shows a jewelry s
 def label_script(first: str, second: str) -> Script:
     def script(request: StructuredRequest, attempt: int) -> Any:
         if request.task == "judge_text":
-            return {"text_unsafe": True, "reason": "scripted"}
+            return text_verdict(request, True)
         if request.task == "label":
             return {"answer": first if attempt == 1 else second}
         return None
@@ -112,8 +117,8 @@ def label_script(first: str, second: str) -> Script:
 
 def test_a_label_fixed_after_feedback_is_kept(tmp_path: Path) -> None:
     run, client = scripted_build(tmp_path, label_script("I'm sorry, I can't help. " + LABEL, LABEL))
-    assert len(run.read("labels", LabelRecord)) == 3
-    assert sum(1 for task, _, attempt in client.requests if task == "label" and attempt == 2) == 3
+    assert len(run.read("labels", LabelRecord)) == 9
+    assert sum(1 for task, _, attempt in client.requests if task == "label" and attempt == 2) == 9
 
 
 def test_a_label_still_wrong_after_feedback_is_rejected_with_its_reason(tmp_path: Path) -> None:
@@ -135,7 +140,7 @@ def test_invalid_json_then_valid_instruction(tmp_path: Path) -> None:
         return None
     run, client = scripted_build(tmp_path, script)
     assert not [r for r in run.rejects() if r.stage == "instructions"]
-    assert sum(1 for task, _, _ in client.requests if task == "instruction_detox") == 6
+    assert sum(1 for task, _, _ in client.requests if task == "instruction_detox") == 18
 
 
 def test_an_object_leak_that_persists_is_rejected(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from conftest import run_cli, write_config
 from PIL import Image
 
 from mis_data.records import ConceptRecord, GeneralRecord, JudgementRecord, PairRecord
-from mis_data.rundir import RunDir
+from mis_data.rundir import RunDir, parent_id
 
 
 def photo(path: Path, color: tuple[int, int, int]) -> None:
@@ -33,7 +33,7 @@ def test_real_split_swaps_in_pool_photos(tmp_path: Path) -> None:
     tests = [j for j in probe.read("judgements", JudgementRecord) if j.route in ("easy", "hard")]
     pool = tmp_path / "pool"
     for index, judgement in enumerate(tests[:3]):
-        concept = concepts[judgement.id]
+        concept = concepts[parent_id(judgement.id)]
         photo(pool / (concept.object1.replace(" ", "_") + ".jpg"), (index * 40, 10, 10))
         photo(pool / (concept.object2.replace(" ", "_") + ".jpg"), (10, index * 40, 10))
     run = finished_run(tmp_path / "real", real={"folder": str(pool), "count": 2})

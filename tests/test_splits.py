@@ -12,6 +12,7 @@ import yaml
 from _builds import build, copy_run, read_jsonl, run_cli, shared_run, tree_hashes
 
 from mis_data.records import ImageRef, concept_key
+from mis_data.rundir import parent_id
 from mis_data.splits import OVER_QUOTA, SPLIT_LEAKAGE, Sample, assign_splits
 from mis_data.taxonomy import load_taxonomy
 
@@ -71,6 +72,17 @@ def test_mixed_group_goes_to_the_majority_and_the_rest_is_listed() -> None:
     assert [s.id for s in plan.splits["train"]] == ["b1", "b2"]
     assert [s.id for s in plan.splits["easy"]] == ["a1"]
     assert [s.id for s in plan.splits["hard"]] == ["a2", "c2"]
+
+
+def test_questions_of_one_pair_stay_on_one_side() -> None:
+    """Siblings share the pair's objects and images: the judges' majority side keeps them all."""
+    pair, images = ("crowbar", "jewelry store"), ("p/1", "p/2")
+    samples = [sample("p-1", "train", pair, images), sample("p-2", "train", pair, images),
+               sample("p-3", "easy", pair, images)]
+    plan = assign_splits(samples, seed=0, val_size=0.5)
+    assert [e.id for e in plan.excluded] == ["p-3"]
+    assert sorted(s.id for s in plan.splits["train"] + plan.splits["val"]) == ["p-1", "p-2"]
+    assert len(plan.splits["val"]) in (0, 2)  # a pair moves to val whole or not at all
 
 
 def test_quotas_keep_a_seeded_choice_and_list_the_rest() -> None:
@@ -146,11 +158,11 @@ def test_no_pair_or_image_on_both_sides(split_run: Path, tmp_path: Path) -> None
              (run / "pairs.jsonl").read_text().splitlines()}
     concepts = [json.loads(line) for line in (run / "concepts.jsonl").read_text().splitlines()]
     # conflict 1: a test sample reuses a train sample's first image
-    pairs[test[0]["id"]]["image1"] = pairs[train[0]["id"]]["image1"]
+    pairs[parent_id(test[0]["id"])]["image1"] = pairs[parent_id(train[0]["id"])]["image1"]
     # conflict 2: a train sample gets the same concept pair as a test sample (order swapped)
-    donor = next(c for c in concepts if c["id"] == test[1]["id"])
+    donor = next(c for c in concepts if c["id"] == parent_id(test[1]["id"]))
     for concept in concepts:
-        if concept["id"] == train[1]["id"]:
+        if concept["id"] == parent_id(train[1]["id"]):
             concept["object1"], concept["object2"] = donor["object2"], donor["object1"]
     (run / "pairs.jsonl").write_text("".join(json.dumps(p) + "\n" for p in pairs.values()))
     (run / "concepts.jsonl").write_text("".join(json.dumps(c) + "\n" for c in concepts))

@@ -52,7 +52,7 @@ GOOD_LABEL = ("The first image shows a kitchen knife, and the second image shows
 
 
 def test_a_good_label_passes() -> None:
-    assert label_problem(GOOD_LABEL, CONCEPT, 100, 2000) is None
+    assert label_problem(GOOD_LABEL, CONCEPT, 40, 120) is None
 
 
 @pytest.mark.parametrize(("text", "reason"), [
@@ -67,7 +67,8 @@ def test_a_good_label_passes() -> None:
     (GOOD_LABEL + " <image>", RejectReason.template_token),
 ])
 def test_each_label_filter_has_its_reason(text: str, reason: RejectReason) -> None:
-    problem = label_problem(text, CONCEPT, 100, 2000)
+    """Length is counted in words, the unit the label prompt states (40-120 here)."""
+    problem = label_problem(text, CONCEPT, 40, 120)
     assert problem is not None and problem.reason == reason
 
 

@@ -44,13 +44,11 @@ from mis_data.models.base import (
 from mis_data.models.batch import BatchRunner
 from mis_data.models.cache import CachedReply, ResponseCache, cache_key
 from mis_data.models.limits import RateLimiter, image_tokens, retry_delay
-from mis_data.records import RejectReason
+from mis_data.records import REFUSAL_OPENER, RejectReason
 from mis_data.rundir import read_json_or_none
 
 log = logging.getLogger("mis_data")
 MODES = ("json_schema", "json_object", "text")
-DECLINE = re.compile(r"^\W*(i'?m sorry|i am sorry|sorry|i can(?:'|no)t|i cannot|i won'?t|"
-                     r"i will not|i'?m unable|i am unable|as an ai)\b", re.IGNORECASE)
 SCHEMA_REJECTED = re.compile(r"response_format|json_schema|json_object|structured", re.IGNORECASE)
 
 
@@ -287,7 +285,7 @@ class OpenAIClient:
         refusal = message.get("refusal")
         if choice.get("finish_reason") == "content_filter":
             refusal = refusal or "blocked by the server's content filter"
-        elif text and "{" not in text and DECLINE.match(text):
+        elif text and "{" not in text and REFUSAL_OPENER.match(text):
             refusal = text
         return CachedReply(text=text, refusal=refusal, input_tokens=input_tokens,
                            output_tokens=output_tokens)

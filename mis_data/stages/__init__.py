@@ -16,6 +16,6 @@ from mis_data.stages.real import RealStage
 
 STAGES: dict[Step, type[Stage] | type[WholeStage]] = {
     Step(stage.name): stage
-    for stage in (ConceptStage, ImageStage, PairStage, InstructionStage, DedupStage, JudgeStage,
+    for stage in (ConceptStage, InstructionStage, ImageStage, PairStage, DedupStage, JudgeStage,
                   LabelStage, RealStage, GeneralStage)
 }

@@ -32,7 +32,7 @@ from mis_data.models.base import ModelClient, ModelResult
 from mis_data.prompts import PromptLibrary
 from mis_data.records import RETRYABLE_REASONS, RejectReason, RejectRecord
 from mis_data.rundir import RunDir, write_text_atomic
-from mis_data.taxonomy import Taxonomy
+from mis_data.taxonomy import Kind, Taxonomy
 from mis_data.view import RunView
 
 log = logging.getLogger("mis_data")
@@ -47,6 +47,7 @@ class BuildContext:
     client: ModelClient
     store: ImageStore
     show_progress: bool = True
+    kinds: dict[str, Kind] = field(default_factory=dict)
 
     @property
     def view(self) -> RunView:

@@ -4,7 +4,8 @@ Input: ``instructions.jsonl`` with their pairs. Output: ``dedup.json`` (every fl
 samples and why). Drops: ``near_duplicate`` when a sample's two images are perceptually alike
 (``imagehash`` pHash within ``image_hash_distance``, slot by slot) *and* its instruction is nearly
 the same (token Jaccard >= ``text_jaccard``) as a sample with a smaller id. Either signal alone is
-only flagged: templated questions and shared objects are normal in MIS.
+only flagged: templated questions and shared objects are normal in MIS. The questions of one
+pair are never compared with each other: they share its images on purpose.
 
 Samples are compared in id order, so the same inputs always drop the same ids. The stage is
 recomputed from scratch each run (cheap: hashes are computed once per image and cached in the
@@ -21,7 +22,7 @@ import imagehash
 import numpy as np
 from PIL import Image
 
-from mis_data.records import InstructionRecord, PairRecord, RejectReason, RejectRecord, Step
+from mis_data.records import RejectReason, RejectRecord, Step
 from mis_data.rundir import dump_json, read_json_or_none
 from mis_data.stages.base import Decision, WholeStage
 
@@ -73,23 +74,26 @@ class DedupStage(WholeStage):
 
     async def decide(self) -> Decision:
         ctx, settings = self.ctx, self.ctx.config.dedup
-        pairs = ctx.run.records(Step.pairs.value, PairRecord)
-        instructions = sorted(ctx.run.records(Step.instructions.value, InstructionRecord).values(),
+        pairs = ctx.view.pairs
+        instructions = sorted((i for i in ctx.view.instructions.values() if i.concept_id in pairs),
                               key=lambda r: r.id)
         report_path = ctx.run.path / "dedup.json"
         known: dict[str, str] = dict((read_json_or_none(report_path) or {}).get("phash", {}))
-        shas = {ref.sha256 for i in instructions for ref in (pairs[i.id].image1, pairs[i.id].image2)}
+        shas = {ref.sha256 for i in instructions
+                for ref in (pairs[i.concept_id].image1, pairs[i.concept_id].image2)}
         hashes = image_hashes({sha: ctx.store.path_for(sha) for sha in sorted(shas)}, known)
         words = [tokens(i.question) for i in instructions]
         flags: list[dict] = []
         dropped: dict[str, str] = {}
         if instructions:
-            slot_distances = [hamming_matrix([int(str(hashes[getattr(pairs[i.id], slot).sha256]), 16)
+            slot_distances = [hamming_matrix([int(str(hashes[getattr(pairs[i.concept_id], slot).sha256]), 16)
                                               for i in instructions]) for slot in ("image1", "image2")]
             distance = np.maximum(*slot_distances)
             for row, column in zip(*np.nonzero(np.triu(distance <= settings.image_hash_distance, k=1)),
                                    strict=True):
                 first, second = instructions[row], instructions[column]
+                if first.concept_id == second.concept_id:
+                    continue  # questions of one pair share its images on purpose (MIS: 2-3 per pair)
                 similarity = jaccard(words[row], words[column])
                 duplicate = similarity >= settings.text_jaccard
                 flags.append({"kept": first.id, "other": second.id,

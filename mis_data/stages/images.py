@@ -1,132 +1,174 @@
-"""Step 3: one normalized image per slot of every concept.
+"""Step 3: the two images of every concept pair that kept a question (MIS_NOTES.md §1 step 3).
 
-Input: ``concepts.jsonl``. Output: ``images.jsonl`` (ImageRecord, id ``<sample>.<slot>``).
-Drops: ``image_unusable`` (the critic rejected the image after one refinement round),
-``bad_image`` (the bytes are not a usable image), ``refused`` / ``api_error`` /
-``invalid_output`` (the image or critique model failed).
+Input: ``concepts.jsonl`` and ``instructions.jsonl`` (a pair whose questions were all dropped
+gets no images). Output: ``images.jsonl`` (ImageRecord ``<pair>.1`` and ``<pair>.2``, made
+together because MIS's critic judges them together). Drops: ``bad_image`` (the bytes are not a
+usable image), ``missing_image`` (a local source has no image of the object), ``refused`` /
+``api_error`` / ``invalid_output`` (the image or critique model failed).
 
-Sources: ``typography`` renders the object's name (offline, no model); ``t2i`` asks the image
-model, then a vision critic, and regenerates once with the critic's improved prompt (MIS step 3);
-``folder`` takes ``<object>.png`` (any image suffix) from a local folder, refusing links that
-lead outside it; ``hf_dataset`` takes the image whose label column names the object. Every image
-is normalized by the store, so a broken file is a ``bad_image`` reject naming the file.
+Sources: ``typography`` renders the object's name (offline, no model); ``t2i`` generates one
+image per object, then a vision critic sees the pair's first question and **both** images and
+answers True, or False with two refined prompts that keep the question's setting; the pair is
+regenerated once from them and kept (MIS: one refinement round; whether the result fits is the
+judges' and the reviewers' call). Objects of kind ``text`` are drawn with their words legible.
+``folder`` and ``hf_dataset`` take ``<object>.png`` / the row labelled with the object.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from functools import cached_property
+from typing import Any
 
 from pydantic import BaseModel
 
 from mis_data.images.store import BadImage, StoredImage
 from mis_data.images.typography import render_typography
 from mis_data.models.base import ChatMessage, ImagePart, ImageRequest, StructuredRequest, TextPart
-from mis_data.records import ConceptRecord, ImageRecord, RejectReason, Step
+from mis_data.records import ConceptRecord, ImageRecord, InstructionRecord, RejectReason, Step
+from mis_data.rundir import parent_id
 from mis_data.sources import ObjectImages
-from mis_data.stages.base import Rejection, Stage, WorkItem
+from mis_data.stages.base import Outcome, Rejection, Stage, WorkItem
+
+SLOTS = (1, 2)
 
 
 class Critique(BaseModel):
-    shows_object: bool
-    is_clear: bool
-    improved_prompt: str
+    verdict: bool
+    reason: str
+    prompt1: str
+    prompt2: str
 
 
 class ImageStage(Stage):
     name = Step.images.value
 
     def inputs(self) -> Sequence[WorkItem]:
-        items = []
-        for concept in self.ctx.run.records(Step.concepts.value, ConceptRecord).values():
-            for slot in (1, 2):
-                items.append(WorkItem(f"{concept.id}.{slot}", concept.sub_category, (concept, slot)))
-        return items
+        first_question: dict[str, InstructionRecord] = {}
+        for question in self.ctx.view.instructions.values():
+            first_question.setdefault(question.concept_id, question)
+        return [WorkItem(concept.id, concept.sub_category, (concept, first_question[concept.id]))
+                for concept in self.ctx.view.concepts.values() if concept.id in first_question]
+
+    def item_of(self, record_id: str) -> str:
+        return parent_id(record_id)
 
     def concurrency(self) -> int:
         return self.ctx.config.models.image.concurrency
 
     def redo_ids(self) -> set[str]:
-        """Images whose stored file is missing or truncated: made again (model calls are cached)."""
-        return {image.id for image in self.ctx.run.records(self.name, ImageRecord).values()
+        """Pairs with a stored file missing or truncated: made again (model calls are cached)."""
+        return {image.sample_id for image in self.ctx.view.images.values()
                 if not self.ctx.store.looks_complete(image.sha256)}
-
-    async def process(self, item: WorkItem) -> Sequence[ImageRecord] | Rejection:
-        concept, slot = item.payload
-        obj = concept.object1 if slot == 1 else concept.object2
-        kind = concept.kind1 if slot == 1 else concept.kind2
-        source = self.ctx.config.images.source
-        if source == "typography":
-            size = self.ctx.config.images.typography_size
-            png = render_typography(obj, f"{self.ctx.config.seed}:{item.id}", size)
-            stored = self.ctx.store.put_png(png)
-            return [self._record(item, concept, slot, obj, stored, "typography")]
-        if source == "t2i":
-            return await self._generate(item, concept, slot, obj, kind)
-        data, origin = self._local_image(obj)
-        if data is None:
-            return Rejection(RejectReason.missing_image, origin)
-        try:
-            stored = self.ctx.store.put(data)
-        except BadImage as error:
-            return Rejection(RejectReason.bad_image, f"{origin}: {error}")
-        return [self._record(item, concept, slot, obj, stored, f"{source}:{origin}")]
 
     @cached_property
     def local_images(self) -> ObjectImages:
         return ObjectImages(self.ctx.config.images.pool())
 
-    def _local_image(self, obj: str) -> tuple[bytes | None, str]:
-        return self.local_images.lookup(obj)
-
-    def _record(self, item: WorkItem, concept: ConceptRecord, slot: int, obj: str,
-                stored: StoredImage, source: str, model: str | None = None,
-                prompt: str | None = None, prompt_sha256: str | None = None,
-                rounds: int = 1) -> ImageRecord:
-        return ImageRecord(id=item.id, sample_id=concept.id, slot=slot, object=obj,
-                           sha256=stored.sha256, width=stored.width, height=stored.height,
-                           source=source, model=model, prompt=prompt,
-                           prompt_sha256=prompt_sha256, rounds=rounds)
-
-    async def _generate(self, item: WorkItem, concept: ConceptRecord, slot: int, obj: str,
-                        kind: str) -> Sequence[ImageRecord] | Rejection:
-        template = self.ctx.prompts.get("t2i_prompt.md")
-        prompt = template.render(object=obj, kind=kind).strip()
-        facts = {"object": obj, "kind": kind, "sub_category": concept.sub_category,
-                 "style_seed": f"{self.ctx.config.seed}:{item.id}"}
-        for round_number in (1, 2):
-            result = await self.ctx.client.generate_image(
-                ImageRequest(item_id=item.id, prompt=prompt, facts=facts, stage=self.name))
-            if result.data is None:
-                return Rejection(result.reason or RejectReason.api_error, result.detail)
+    async def process(self, item: WorkItem) -> Sequence[Outcome] | Rejection:
+        concept, question = item.payload
+        source = self.ctx.config.images.source
+        if source == "t2i":
+            return await self.generate(item, concept, question)
+        outcomes: list[Outcome] = []
+        for slot in SLOTS:
+            obj = concept.object1 if slot == 1 else concept.object2
+            slot_id = f"{concept.id}.{slot}"
+            if source == "typography":
+                png = render_typography(obj, f"{self.ctx.config.seed}:{slot_id}",
+                                        self.ctx.config.images.typography_size)
+                outcomes.append(self.record(concept, slot, self.ctx.store.put_png(png),
+                                            "typography"))
+                continue
+            data, origin = self.local_images.lookup(obj)
+            if data is None:
+                outcomes.append(Rejection(RejectReason.missing_image, origin, id=slot_id))
+                continue
             try:
-                stored = self.ctx.store.put(result.data)
+                stored = self.ctx.store.put(data)
             except BadImage as error:
-                return Rejection(RejectReason.bad_image, f"generated image: {error}")
-            if not self.ctx.config.images.critique:
-                return [self._record(item, concept, slot, obj, stored, "t2i", result.model,
-                                     prompt, template.sha256, round_number)]
-            verdict = await self._critique(item, concept, obj, kind, prompt, stored.sha256)
-            if isinstance(verdict, Rejection):
-                return verdict
-            if verdict.shows_object and verdict.is_clear:
-                return [self._record(item, concept, slot, obj, stored, "t2i", result.model,
-                                     prompt, template.sha256, round_number)]
-            prompt = verdict.improved_prompt.strip() or prompt
-        return Rejection(RejectReason.image_unusable,
-                         f"critic rejected the image of {obj!r} twice")
+                outcomes.append(Rejection(RejectReason.bad_image, f"{origin}: {error}", id=slot_id))
+                continue
+            outcomes.append(self.record(concept, slot, stored, f"{source}:{origin}"))
+        return outcomes
 
-    async def _critique(self, item: WorkItem, concept: ConceptRecord, obj: str, kind: str,
-                        prompt: str, sha256: str) -> Critique | Rejection:
-        text = self.ctx.prompts.get("image_critique.md").render(object=obj, kind=kind,
-                                                                  prompt=prompt)
-        request = StructuredRequest(
+    def record(self, concept: ConceptRecord, slot: int, stored: StoredImage, source: str,
+               **provenance: Any) -> ImageRecord:
+        return ImageRecord(id=f"{concept.id}.{slot}", sample_id=concept.id, slot=slot,
+                           object=concept.object1 if slot == 1 else concept.object2,
+                           sha256=stored.sha256, width=stored.width, height=stored.height,
+                           source=source, **provenance)
+
+    def first_prompt(self, concept: ConceptRecord, slot: int) -> str:
+        obj, kind = (concept.object1, concept.kind1) if slot == 1 else (concept.object2,
+                                                                          concept.kind2)
+        name = "t2i_prompt_text.md" if kind == "text" else "t2i_prompt.md"
+        return self.ctx.prompts.get(name).render(object=obj, kind=kind).strip()
+
+    async def draw(self, concept: ConceptRecord, slot: int, prompt: str
+                   ) -> StoredImage | Rejection:
+        obj = concept.object1 if slot == 1 else concept.object2
+        slot_id = f"{concept.id}.{slot}"
+        result = await self.ctx.client.generate_image(ImageRequest(
+            item_id=slot_id, prompt=prompt, stage=self.name,
+            facts={"object": obj, "style_seed": f"{self.ctx.config.seed}:{slot_id}"}))
+        if result.data is None:
+            return Rejection(result.reason or RejectReason.api_error, result.detail)
+        try:
+            return self.ctx.store.put(result.data)
+        except BadImage as error:
+            return Rejection(RejectReason.bad_image, f"generated image of {obj!r}: {error}",
+                             id=slot_id)
+
+    async def draw_pair(self, concept: ConceptRecord, prompts: list[str]
+                        ) -> list[StoredImage] | Rejection:
+        drawn = await asyncio.gather(*(self.draw(concept, slot, prompts[slot - 1])
+                                       for slot in SLOTS))
+        failed = [image for image in drawn if isinstance(image, Rejection)]
+        return failed[0] if failed else drawn  # type: ignore[return-value]
+
+    async def generate(self, item: WorkItem, concept: ConceptRecord,
+                       question: InstructionRecord) -> Sequence[Outcome] | Rejection:
+        first = [self.first_prompt(concept, slot) for slot in SLOTS]
+        images = await self.draw_pair(concept, first)
+        if isinstance(images, Rejection):
+            return images
+        template_sha = self.ctx.prompts.get("t2i_prompt.md").sha256
+        if not self.ctx.config.images.critique:
+            return [self.record(concept, slot, images[slot - 1], "t2i",
+                                model=self.ctx.client.model_name("image"),
+                                prompt=first[slot - 1], prompt_sha256=template_sha)
+                    for slot in SLOTS]
+        verdict = await self.critique(item, concept, question, first, images)
+        if isinstance(verdict, Rejection):
+            return verdict
+        final, rounds, critique = first, 1, "accepted"
+        if not verdict.verdict:
+            refined = [verdict.prompt1.strip() or first[0], verdict.prompt2.strip() or first[1]]
+            images = await self.draw_pair(concept, refined)
+            if isinstance(images, Rejection):
+                return images
+            final, rounds, critique = refined, 2, "refined"
+        return [self.record(concept, slot, images[slot - 1], "t2i",
+                            model=self.ctx.client.model_name("image"), prompt=final[slot - 1],
+                            first_prompt=first[slot - 1], prompt_sha256=template_sha,
+                            rounds=rounds, critique=critique, critique_reason=verdict.reason)
+                for slot in SLOTS]
+
+    async def critique(self, item: WorkItem, concept: ConceptRecord,
+                       question: InstructionRecord, prompts: list[str],
+                       images: list[StoredImage]) -> Critique | Rejection:
+        facts = {"category": concept.category, "sub_category": concept.sub_category,
+                 "question": question.harmful, "object1": concept.object1,
+                 "object2": concept.object2, "kind1": concept.kind1, "kind2": concept.kind2,
+                 "prompt1": prompts[0], "prompt2": prompts[1]}
+        text = self.ctx.prompts.get("image_critique.md").render(**facts)
+        result = await self.ctx.client.structured(StructuredRequest(
             task="image_critique", role="vision", item_id=item.id, stage=self.name,
-            messages=[ChatMessage("user", (ImagePart(sha256), TextPart(text)))],
-            response_model=Critique, sub_category=concept.sub_category,
-            facts={"object": obj, "kind": kind},
-        )
-        result = await self.ctx.client.structured(request)
+            messages=[ChatMessage("user", (ImagePart(images[0].sha256), ImagePart(images[1].sha256),
+                                           TextPart(text)))],
+            response_model=Critique, sub_category=concept.sub_category, facts=facts))
         if not result.ok:
             return Rejection.from_result(result, "image critique")
         assert isinstance(result.value, Critique)

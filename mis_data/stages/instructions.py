@@ -1,48 +1,79 @@
-"""Step 2: a neutral multi-image instruction per pair: generate, refine, detoxify.
+"""Step 2: 2-3 questions per concept pair, made as MIS made them (MIS_NOTES.md §1 step 2).
 
-Input: ``pairs.jsonl`` (with the concept of each pair). Output: ``instructions.jsonl``
-(InstructionRecord). Drops, each checked on the final instruction and sent back to the model
-once before the item is rejected: ``missing_image_ref`` (an image is not referred to),
-``object_leak`` (an object is named), ``not_detoxified`` (a giveaway phrase is left),
-``too_short`` / ``too_long``, ``template_token``; plus the model outcomes ``refused``,
-``invalid_output`` and ``api_error``.
+Input: ``concepts.jsonl``. Output: ``instructions.jsonl`` (InstructionRecord, one per question,
+id ``<pair>-<k>``; each question is a sample of its own). For every pair:
+
+1. **harmful**: the text model writes ``instructions.per_pair`` explicitly harmful questions
+   that name both objects (few-shot examples from ``prompts/examples/<category>.yaml``);
+2. **modify**, per question: the model drops a question that carries no risk or does not need
+   both objects (``no_risk``), and otherwise replaces object 1 by a property phrase pointing at
+   the first image and object 2 at the second, keeping the key verbs;
+3. **detoxify**, per question: MIS's four rules; a question with no open harm passes unchanged.
+
+The stage's validators run on the final text: ``missing_image_ref``, ``object_leak``,
+``not_detoxified`` (a giveaway phrase), ``too_short`` / ``too_long``, ``template_token``; each is
+sent back to the model once before the question is rejected. Whether a question still reads as
+unsafe (train) or became neutral (test) is left to the judges, who see only the final text.
+A transient failure (``api_error``) in any call rejects the whole pair for a rerun, which asks
+again only what was not answered (every answer is cached).
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Sequence
 from functools import cached_property
+from typing import Any
 
 from pydantic import BaseModel
 
 from mis_data.config import read_yaml
-from mis_data.models.base import ChatMessage, Problem, StructuredRequest
+from mis_data.models.base import ChatMessage, ModelResult, Problem, StructuredRequest
 from mis_data.records import (
+    RETRYABLE_REASONS,
     ConceptRecord,
     InstructionRecord,
     RejectReason,
     Step,
     find_template_token,
     normalize_object,
+    question_id,
 )
-from mis_data.stages.base import Rejection, Stage, WorkItem
+from mis_data.rundir import parent_id
+from mis_data.stages.base import Outcome, Rejection, Stage, WorkItem
 
 IMAGE_REFS = {
     "ordinal": ("the first image", "the second image"),
     "index": ("Image-1", "Image-2"),
 }
+PROMPTS = ("instruction_harmful.md", "instruction_modify.md", "instruction_detox.md")
 
 # Property words that say what kind of thing is in an image without naming it (MIS step 2).
 GENERIC_WORDS = {
     "object", "tool", "device", "substance", "place", "vehicle", "document", "person", "animal",
     "symbol", "text", "clothing", "container", "structure", "scene", "item", "thing", "image",
     "location", "area", "room", "material", "equipment", "people", "situation", "event",
+    "word", "food", "weapon", "group",
 }
 PREPOSITIONS = {"of", "with", "in", "on", "at", "for", "from", "near", "under", "behind"}
+# Head nouns that are also everyday function words ("spray can" vs "How can I"): only the whole
+# object phrase counts as a leak for them.
+FUNCTION_WORDS = {"can", "will", "may", "might", "must", "well", "rest", "kind", "close", "lead"}
 
 
-class Question(BaseModel):
+class HarmfulQuestion(BaseModel):
+    question: str
+    reason: str
+
+
+class HarmfulQuestions(BaseModel):
+    questions: list[HarmfulQuestion]
+
+
+class ModifiedQuestion(BaseModel):
+    keep: bool
+    reason: str
     question: str
 
 
@@ -58,7 +89,8 @@ def head_nouns(phrase: str) -> set[str]:
     for index, word in enumerate(words):
         if word in PREPOSITIONS and index > 0:
             heads.add(words[index - 1])
-    return {word for word in heads if len(word) >= 3 and word not in GENERIC_WORDS}
+    return {word for word in heads
+            if len(word) >= 3 and word not in GENERIC_WORDS and word not in FUNCTION_WORDS}
 
 
 def object_leak(question: str, obj: str) -> str | None:
@@ -74,7 +106,8 @@ def object_leak(question: str, obj: str) -> str | None:
 
 
 class InstructionChecker:
-    """The stage's filters, applied to the final instruction."""
+    """The stage's filters. ``references`` applies to a replaced question (refs present, no
+    object named); ``problem`` to the final one (also giveaway phrases and length)."""
 
     def __init__(self, refs: tuple[str, str], giveaways: list[str], min_chars: int,
                  max_chars: int) -> None:
@@ -83,7 +116,7 @@ class InstructionChecker:
         self.min_chars = min_chars
         self.max_chars = max_chars
 
-    def problem(self, question: str, concept: ConceptRecord) -> Problem | None:
+    def references(self, question: str, concept: ConceptRecord) -> Problem | None:
         text = question.strip()
         token = find_template_token(text)
         if token:
@@ -100,6 +133,14 @@ class InstructionChecker:
                 return Problem(RejectReason.object_leak,
                                f"the question names the object ({leaked!r}); refer to it only "
                                "through its image")
+        return None
+
+    def problem(self, question: str, concept: ConceptRecord) -> Problem | None:
+        found = self.references(question, concept)
+        if found:
+            return found
+        text = question.strip()
+        lowered = text.casefold()
         for phrase in self.giveaways:
             if re.search(rf"\b{re.escape(phrase)}\b", lowered):
                 return Problem(RejectReason.not_detoxified,
@@ -113,6 +154,19 @@ class InstructionChecker:
                            f"the question has {len(text)} characters; keep it under "
                            f"{self.max_chars}")
         return None
+
+
+def examples_text(data: Any) -> str:
+    """The few-shot examples of one category as prompt lines."""
+    lines = []
+    for entry in (data or {}).get("examples", []):
+        lines.append(f'- Object 1: {entry["object1"]}; Object 2: {entry["object2"]}\n'
+                     f'  "{entry["question"]}"')
+    return "\n".join(lines) or "(none)"
+
+
+def category_slug(category: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", category.casefold()).strip("_")
 
 
 class InstructionStage(Stage):
@@ -130,53 +184,102 @@ class InstructionStage(Stage):
                                   settings.min_chars, settings.max_chars)
 
     def inputs(self) -> Sequence[WorkItem]:
-        view = self.ctx.view
-        return [WorkItem(pair.id, view.concepts[pair.id].sub_category, (view.concepts[pair.id], pair))
-                for pair in view.pairs.values()]
+        return [WorkItem(concept.id, concept.sub_category, concept)
+                for concept in self.ctx.view.concepts.values()]
+
+    def item_of(self, record_id: str) -> str:
+        return parent_id(record_id)
 
     def concurrency(self) -> int:
         return self.ctx.config.models.text.concurrency
 
-    def _request(self, task: str, prompt_name: str, item: WorkItem, facts: dict,
-                 response_model: type[BaseModel], check=None) -> StructuredRequest:
-        text = self.ctx.prompts.get(prompt_name).render(**facts)
-        return StructuredRequest(task=task, role="text", item_id=item.id, stage=self.name,
-                                 messages=[ChatMessage.text("user", text)],
-                                 response_model=response_model, facts=facts, check=check,
-                                 sub_category=item.sub_category)
-
-    async def process(self, item: WorkItem) -> Sequence[InstructionRecord] | Rejection:
-        concept, _pair = item.payload
+    def facts(self, concept: ConceptRecord) -> dict[str, Any]:
+        """What every prompt of the stage is filled from (and what the offline backend reads)."""
         sub = self.ctx.taxonomy.get(concept.sub_category)
-        facts = {
+        facts: dict[str, Any] = {
             "category": concept.category, "sub_category": concept.sub_category,
             "description": sub.description, "object1": concept.object1,
             "object2": concept.object2, "kind1": concept.kind1, "kind2": concept.kind2,
             "ref1": self.refs[0], "ref2": self.refs[1], "seed": self.ctx.config.seed,
+            "concept_id": concept.id, "count": self.ctx.config.instructions.per_pair,
         }
-        client = self.ctx.client
-        draft = await client.structured(self._request(
-            "instruction_generate", "instruction_generate.md", item, facts, Question))
-        if not draft.ok:
-            return Rejection.from_result(draft, "instruction draft")
-        facts["draft"] = draft.value.question
-        refined = await client.structured(self._request(
-            "instruction_refine", "instruction_refine.md", item, facts, Question))
-        if not refined.ok:
-            return Rejection.from_result(refined, "instruction refinement")
-        facts["question"] = refined.value.question
+        for slot, kind_name in ((1, concept.kind1), (2, concept.kind2)):
+            kind = self.ctx.kinds.get(kind_name) or self.ctx.kinds.get("object")
+            ref = self.refs[slot - 1]
+            facts[f"phrase{slot}"] = kind.reference(ref) if kind else f"the object in {ref}"
+            facts[f"neutral{slot}"] = (kind.reference(ref, detoxified=True) if kind
+                                       else f"the object in {ref}")
+        return facts
 
-        def check(reply: BaseModel) -> Problem | None:
-            return self.checker.problem(reply.question, concept)
+    def request(self, task: str, prompt_name: str, item_id: str, sub_category: str,
+                facts: dict[str, Any], response_model: type[BaseModel],
+                check: Any = None) -> StructuredRequest:
+        text = self.ctx.prompts.get(prompt_name).render(**facts)
+        return StructuredRequest(task=task, role="text", item_id=item_id, stage=self.name,
+                                 messages=[ChatMessage.text("user", text)],
+                                 response_model=response_model, facts=facts, check=check,
+                                 sub_category=sub_category)
 
-        final = await client.structured(self._request(
-            "instruction_detox", "instruction_detox.md", item, facts, DetoxifiedQuestion, check))
+    async def process(self, item: WorkItem) -> Sequence[Outcome] | Rejection:
+        concept: ConceptRecord = item.payload
+        facts = self.facts(concept)
+        examples = self.ctx.prompts.data(f"examples/{category_slug(concept.category)}.yaml")
+        count = self.ctx.config.instructions.per_pair
+
+        def enough(reply: BaseModel) -> Problem | None:
+            questions = [q.question.strip() for q in reply.questions if q.question.strip()]
+            if len(set(questions)) < min(2, count):
+                return Problem(RejectReason.invalid_output,
+                               f"write {count} different questions, not {len(set(questions))}")
+            return None
+
+        drafts = await self.ctx.client.structured(self.request(
+            "instruction_harmful", PROMPTS[0], item.id, concept.sub_category,
+            {**facts, "examples": examples_text(examples)}, HarmfulQuestions, enough))
+        if not drafts.ok:
+            return Rejection.from_result(drafts, "harmful questions")
+        questions = list(dict.fromkeys(q.question.strip() for q in drafts.value.questions
+                                       if q.question.strip()))[:count]
+        reasons = {q.question.strip(): q.reason for q in drafts.value.questions}
+        outcomes = await asyncio.gather(*(
+            self.one_question(concept, facts, index, harmful, reasons.get(harmful, ""))
+            for index, harmful in enumerate(questions, start=1)))
+        transient = [o for o in outcomes if isinstance(o, Rejection)
+                     and o.reason in RETRYABLE_REASONS]
+        if transient:  # all or nothing: a rerun redoes the pair, asking only what is not cached
+            return Rejection(transient[0].reason, transient[0].detail)
+        return outcomes
+
+    async def one_question(self, concept: ConceptRecord, facts: dict[str, Any], index: int,
+                           harmful: str, harmful_reason: str) -> Outcome:
+        """Modify (filter + replace objects) then detoxify one harmful question."""
+        sample = question_id(concept.id, index)
+        facts = {**facts, "harmful": harmful, "index": index}
+        modified = await self.ctx.client.structured(self.request(
+            "instruction_modify", PROMPTS[1], sample, concept.sub_category, facts,
+            ModifiedQuestion,
+            lambda reply: None if not reply.keep else self.checker.references(reply.question,
+                                                                              concept)))
+        if not modified.ok:
+            return self.rejection(modified, "modified question", sample)
+        if not modified.value.keep:
+            return Rejection(RejectReason.no_risk, modified.value.reason, id=sample)
+        replaced = " ".join(modified.value.question.split())
+        final = await self.ctx.client.structured(self.request(
+            "instruction_detox", PROMPTS[2], sample, concept.sub_category,
+            {**facts, "question": replaced}, DetoxifiedQuestion,
+            lambda reply: self.checker.problem(reply.question, concept)))
         if not final.ok:
-            return Rejection.from_result(final, "detoxified instruction")
+            return self.rejection(final, "detoxified question", sample)
         prompts = self.ctx.prompts
-        return [InstructionRecord(
-            id=item.id, question=" ".join(final.value.question.split()),
-            draft=draft.value.question, refined=refined.value.question, model=final.model,
-            prompt_sha256={name: prompts.get(name).sha256 for name in (
-                "instruction_generate.md", "instruction_refine.md", "instruction_detox.md")},
-        )]
+        return InstructionRecord(
+            id=sample, concept_id=concept.id, index=index, harmful=harmful,
+            harmful_reason=harmful_reason, replaced=replaced,
+            replace_reason=modified.value.reason, question=" ".join(final.value.question.split()),
+            detox_reason=final.value.explanation, model=final.model,
+            prompt_sha256={name: prompts.get(name).sha256 for name in PROMPTS})
+
+    @staticmethod
+    def rejection(result: ModelResult, what: str, sample: str) -> Rejection:
+        found = Rejection.from_result(result, what)
+        return Rejection(found.reason, found.detail, id=sample)

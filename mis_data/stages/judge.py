@@ -1,14 +1,21 @@
-"""Step 4: multi-expert judging into train / easy / hard (MIS_NOTES.md §1 step 4).
+"""Step 4: routes from blind judges into train / easy / hard (MIS_NOTES.md §1 step 4).
 
-Input: ``instructions.jsonl`` with its pair and concept. Output: ``judgements.jsonl``
-(JudgementRecord with every vote). Drops: ``discarded_by_judge`` (the majority finds the sample
-meaningless or harmless), ``judge_tie`` (no majority: the sample goes to ``review_queue.jsonl``
-for a person, not silently to one side), and model failures.
+Input: ``instructions.jsonl`` (minus near-duplicates) with each sample's pair. Output:
+``judgements.jsonl`` (JudgementRecord with every vote). Drops: ``discarded_by_judge`` (the
+majority finds the sample meaningless or harmless), ``judge_tie`` (no majority: the sample goes
+to ``review_queue.jsonl`` for a person, not silently to one side), and model failures.
 
-Each judge reads the instruction alone (is the text itself unsafe?) and then with both images
-(are the images harmful alone, is the combination harmful, is it meaningful, which
-sub-category). One vote routes: text unsafe -> train; text safe and an image harmful -> easy;
-text safe, images harmless alone, combination harmful -> hard; otherwise discard.
+Each judge answers twice, and is never told the sub-category the sample was made for:
+* **text** (MIS's printed Step-4 filter): the question alone, Safe or Unsafe, plus the
+  sub-category that best fits it;
+* **images**: both images with the question: is each image on its own explicitly harmful
+  (a written definition with examples), is the combination harmful, is it meaningful, and
+  which sub-category fits the question with the images.
+
+One vote routes as MIS does: text unsafe -> train; text safe and an image harmful on its own ->
+easy; text safe and both images ordinary -> hard; meaningless or harmless -> discard. The
+majority of votes decides; the sub-category is the majority of the image answers (a detoxified
+question alone often cannot tell, say, a property crime from a weapon threat).
 """
 
 from __future__ import annotations
@@ -23,11 +30,9 @@ from pydantic import BaseModel, create_model
 from mis_data.models.base import ChatMessage, ImagePart, StructuredRequest, TextPart
 from mis_data.records import JudgementRecord, RejectReason, Step, Vote
 from mis_data.stages.base import Outcome, Rejection, SideRecord, Stage, WorkItem
+from mis_data.view import Joined
 
-
-class TextVerdict(BaseModel):
-    text_unsafe: bool
-    reason: str
+Route = Literal["train", "easy", "hard", "discard"]
 
 
 class ReviewItem(BaseModel):
@@ -39,7 +44,7 @@ class ReviewItem(BaseModel):
 
 
 def route_of(text_unsafe: bool, images_harmful: bool, combination_harmful: bool,
-             meaningful: bool) -> Literal["train", "easy", "hard", "discard"]:
+             meaningful: bool) -> Route:
     if not meaningful:
         return "discard"
     if text_unsafe:
@@ -61,62 +66,68 @@ class JudgeStage(Stage):
     name = Step.judgements.value
 
     @cached_property
-    def image_verdict_model(self) -> type[BaseModel]:
-        """The judge's image verdict, with sub_category constrained to the taxonomy."""
-        names = tuple(self.ctx.taxonomy.sub_category_names)
-        return create_model(
-            "ImageVerdict",
-            images_harmful=(bool, ...), combination_harmful=(bool, ...), meaningful=(bool, ...),
-            sub_category=(Literal[names], ...), reason=(str, ...),
-        )
+    def verdict_models(self) -> tuple[type[BaseModel], type[BaseModel]]:
+        """The two replies, with every sub-category field constrained to the taxonomy."""
+        names = Literal[tuple(self.ctx.taxonomy.sub_category_names)]  # type: ignore[valid-type]
+        text = create_model("TextVerdict", label=(Literal["Safe", "Unsafe"], ...),
+                            sub_category=(names, ...), reason=(str, ...))
+        images = create_model(
+            "ImageVerdict", image1_harmful=(bool, ...), image2_harmful=(bool, ...),
+            combination_harmful=(bool, ...), meaningful=(bool, ...), sub_category=(names, ...),
+            reason=(str, ...))
+        return text, images
 
     def inputs(self) -> Sequence[WorkItem]:
         view = self.ctx.view
         near_duplicates = view.rejected(Step.dedup)
-        return [WorkItem(sample.id, sample.sub_category,
-                         (sample.concept, sample.pair, sample.instruction))
-                for sample in view.samples(Step.instructions) if sample.id not in near_duplicates]
+        return [WorkItem(sample.id, sample.sub_category, sample)
+                for sample in view.samples(Step.instructions)
+                if sample.pair is not None and sample.id not in near_duplicates]
 
     def concurrency(self) -> int:
         return max(judge.concurrency for judge in self.ctx.config.models.judges)
 
     async def _vote(self, index: int, item: WorkItem) -> Vote | Rejection:
-        concept, pair, instruction = item.payload
-        role = f"judge:{index}"
-        facts = {"question": instruction.question, "object1": concept.object1,
-                 "object2": concept.object2, "sub_category": concept.sub_category,
+        sample: Joined = item.payload
+        assert sample.instruction is not None and sample.pair is not None
+        role, question = f"judge:{index}", sample.instruction.question
+        taxonomy = self.ctx.taxonomy.describe()
+        # The facts feed only the offline backend; the prompts never name the sub-category.
+        facts = {"question": question, "object1": sample.concept.object1,
+                 "object2": sample.concept.object2, "kind1": sample.concept.kind1,
+                 "kind2": sample.concept.kind2, "sub_category": sample.concept.sub_category,
                  "judge_index": index, "seed": self.ctx.config.seed}
+        text_model, image_model = self.verdict_models
         prompts = self.ctx.prompts
         text_result = await self.ctx.client.structured(StructuredRequest(
             task="judge_text", role=role, item_id=item.id, stage=self.name,
-            messages=[ChatMessage.text("user", prompts.get("judge_text.md").render(**facts))],
-            response_model=TextVerdict, facts=facts, sub_category=item.sub_category))
+            messages=[ChatMessage.text("user", prompts.get("judge_text.md").render(
+                question=question, taxonomy=taxonomy))],
+            response_model=text_model, facts=facts, sub_category=item.sub_category))
         if not text_result.ok:
             return Rejection.from_result(text_result, f"judge {index} (text)")
-        image_text = prompts.get("judge_images.md").render(
-            question=instruction.question, taxonomy=self.ctx.taxonomy.describe(),
-            sub_category=concept.sub_category)
+        image_text = prompts.get("judge_images.md").render(question=question, taxonomy=taxonomy)
         image_result = await self.ctx.client.structured(StructuredRequest(
             task="judge_images", role=role, item_id=item.id, stage=self.name,
-            messages=[ChatMessage("user", (ImagePart(pair.image1.sha256),
-                                           ImagePart(pair.image2.sha256), TextPart(image_text)))],
-            response_model=self.image_verdict_model, facts=facts,
-            sub_category=item.sub_category))
+            messages=[ChatMessage("user", (ImagePart(sample.pair.image1.sha256),
+                                           ImagePart(sample.pair.image2.sha256),
+                                           TextPart(image_text)))],
+            response_model=image_model, facts=facts, sub_category=item.sub_category))
         if not image_result.ok:
             return Rejection.from_result(image_result, f"judge {index} (images)")
-        text_verdict, image_verdict = text_result.value, image_result.value
+        text, images = text_result.value, image_result.value
+        unsafe = text.label == "Unsafe"
         return Vote(
-            judge=image_result.model, text_unsafe=text_verdict.text_unsafe,
-            images_harmful=image_verdict.images_harmful,
-            combination_harmful=image_verdict.combination_harmful,
-            meaningful=image_verdict.meaningful, sub_category=image_verdict.sub_category,
-            reason=f"{text_verdict.reason} {image_verdict.reason}".strip(),
-            route=route_of(text_verdict.text_unsafe, image_verdict.images_harmful,
-                           image_verdict.combination_harmful, image_verdict.meaningful),
-        )
+            judge=image_result.model, text_unsafe=unsafe, text_sub_category=text.sub_category,
+            image1_harmful=images.image1_harmful, image2_harmful=images.image2_harmful,
+            combination_harmful=images.combination_harmful, meaningful=images.meaningful,
+            sub_category=images.sub_category, reason=f"{text.reason} {images.reason}".strip(),
+            route=route_of(unsafe, images.image1_harmful or images.image2_harmful,
+                           images.combination_harmful, images.meaningful))
 
     async def process(self, item: WorkItem) -> Sequence[Outcome] | Rejection:
-        concept, _pair, instruction = item.payload
+        sample: Joined = item.payload
+        assert sample.instruction is not None
         votes: list[Vote] = []
         for index in range(len(self.ctx.config.models.judges)):
             vote = await self._vote(index, item)
@@ -127,15 +138,14 @@ class JudgeStage(Stage):
         if route is None:
             return [Rejection(RejectReason.judge_tie,
                               "judges split evenly: " + ", ".join(v.route for v in votes)),
-                    SideRecord("review_queue", ReviewItem(id=item.id, question=instruction.question,
-                                                          votes=votes))]
+                    SideRecord("review_queue", ReviewItem(
+                        id=item.id, question=sample.instruction.question, votes=votes))]
         if route == "discard":
             reasons = "; ".join(vote.reason for vote in votes if vote.route == "discard")
             return Rejection(RejectReason.discarded_by_judge, reasons[:500])
-        sub_category = majority([vote.sub_category for vote in votes]) or concept.sub_category
+        generated = sample.concept.sub_category
+        sub_category = majority([vote.sub_category for vote in votes]) or generated
         return [JudgementRecord(
             id=item.id, route=route, sub_category=sub_category,
             category=self.ctx.taxonomy.category_of(sub_category),
-            moved_from=concept.sub_category if sub_category != concept.sub_category else None,
-            votes=votes,
-        )]
+            moved_from=generated if sub_category != generated else None, votes=votes)]

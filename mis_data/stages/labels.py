@@ -1,11 +1,15 @@
 """Step 5: safety chain-of-thought labels (MIS_NOTES.md §1 step 5, §3.3).
 
 Input: ``judgements.jsonl`` (train items; test items too when ``labels.for_test``) with the
-instruction and pair. Output: ``labels.jsonl`` (LabelRecord). Drops, each sent back to the model
+instruction and pair. Output: ``labels.jsonl`` (LabelRecord). One pass, as MIS did: the teacher
+sees both images and is told the request is harmful (the MIS rebuttal), and writes perception ->
+cross-image risk reasoning -> a safe, helpful answer, in prose, within ``labels.min_words`` to
+``max_words`` words (the same numbers the prompt states). Drops, each sent back to the model
 once first: ``too_short`` / ``too_long``, ``label_no_perception`` (does not say what both images
 show), ``label_format`` (headings or a bare list), ``label_apology`` (opens with an apology or a
-bare refusal), ``template_token``; then ``harmful_label`` when the harm check finds help for the
-harm; plus the model outcomes.
+bare refusal), ``template_token``; then the harm check, which also sees both images:
+``harmful_label`` (help for the harm) and ``label_off_topic`` (not about this request and these
+images); plus the model outcomes.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from pydantic import BaseModel
 
 from mis_data.models.base import ChatMessage, ImagePart, Problem, StructuredRequest, TextPart
 from mis_data.records import (
+    REFUSAL_OPENER,
     ConceptRecord,
     LabelRecord,
     RejectReason,
@@ -26,10 +31,8 @@ from mis_data.records import (
     normalize_object,
 )
 from mis_data.stages.base import Rejection, Stage, WorkItem
+from mis_data.view import Joined
 
-APOLOGY_OPENERS = re.compile(
-    r"^\W*(i'?m sorry|i am sorry|sorry|i apologi[sz]e|my apologies|i can(?:'|no)t|i cannot|"
-    r"i won'?t|i will not|i'?m unable|i am unable|as an ai)\b", re.IGNORECASE)
 HEADING_LINE = re.compile(r"^\s*(#{1,6}\s|\*\*[^*]{1,60}\*\*\s*:?\s*$|[A-Z][A-Za-z ]{2,30}:\s*$)")
 LIST_LINE = re.compile(r"^\s*([-*•]|\d+[.)])\s+")
 FIRST_REFS = ("first image", "image 1", "image-1", "left image")
@@ -42,6 +45,7 @@ class LabelAnswer(BaseModel):
 
 class HarmCheck(BaseModel):
     gives_harmful_help: bool
+    addresses_question: bool
     reason: str
 
 
@@ -53,20 +57,26 @@ def mentions(text: str, refs: tuple[str, ...], obj: str) -> bool:
     return any(word in words for word in normalize_object(obj).split() if len(word) > 3)
 
 
-def label_problem(text: str, concept: ConceptRecord, min_chars: int,
-                  max_chars: int) -> Problem | None:
-    """The first MIS label-style rule that ``text`` breaks, if any."""
+def word_count(text: str) -> int:
+    return len(re.findall(r"\S+", text))
+
+
+def label_problem(text: str, concept: ConceptRecord, min_words: int,
+                  max_words: int) -> Problem | None:
+    """The first MIS label-style rule that ``text`` breaks, if any (length in words, as the
+    label prompt asks)."""
     stripped = text.strip()
     token = find_template_token(stripped)
     if token:
         return Problem(RejectReason.template_token, f"the answer contains {token!r}; remove it")
-    if len(stripped) < min_chars:
+    words = word_count(stripped)
+    if words < min_words:
         return Problem(RejectReason.too_short,
-                       f"the answer has {len(stripped)} characters; write at least {min_chars}")
-    if len(stripped) > max_chars:
+                       f"the answer has {words} words; write at least {min_words}")
+    if words > max_words:
         return Problem(RejectReason.too_long,
-                       f"the answer has {len(stripped)} characters; keep it under {max_chars}")
-    if APOLOGY_OPENERS.match(stripped):
+                       f"the answer has {words} words; keep it to at most {max_words}")
+    if REFUSAL_OPENER.match(stripped):
         return Problem(RejectReason.label_apology,
                        "do not open with an apology or a refusal; start with what the images show")
     lines = [line for line in stripped.splitlines() if line.strip()]
@@ -91,51 +101,58 @@ class LabelStage(Stage):
 
     def inputs(self) -> Sequence[WorkItem]:
         routes = {"train", "easy", "hard"} if self.ctx.config.labels.for_test else {"train"}
-        return [WorkItem(s.id, s.sub_category, (s.concept, s.pair, s.instruction, s.judgement))
-                for s in self.ctx.view.samples(Step.judgements)
+        return [WorkItem(s.id, s.sub_category, s) for s in self.ctx.view.samples(Step.judgements)
                 if s.judgement is not None and s.judgement.route in routes]
 
     def concurrency(self) -> int:
         return self.ctx.config.models.vision.concurrency
 
     async def process(self, item: WorkItem) -> Sequence[LabelRecord] | Rejection:
-        concept, pair, instruction, judgement = item.payload
-        settings = self.ctx.config.labels
-        prompt = self.ctx.prompts.get("label.md")
-        text = prompt.render(question=instruction.question, sub_category=judgement.sub_category)
-        facts = {"question": instruction.question, "object1": concept.object1,
-                 "object2": concept.object2, "sub_category": judgement.sub_category,
+        sample: Joined = item.payload
+        assert sample.instruction is not None and sample.pair is not None
+        assert sample.judgement is not None
+        concept, settings = sample.concept, self.ctx.config.labels
+        sub = self.ctx.taxonomy.get(sample.judgement.sub_category)
+        facts = {"question": sample.instruction.question, "harmful": sample.instruction.harmful,
+                 "object1": concept.object1, "object2": concept.object2,
+                 "kind1": concept.kind1, "kind2": concept.kind2,
+                 "category": sub.category, "sub_category": sub.name,
+                 "description": sub.description, "sample_id": sample.id,
+                 "concept_id": concept.id, "index": sample.instruction.index,
+                 "min_words": settings.min_words, "max_words": settings.max_words,
                  "seed": self.ctx.config.seed}
+        prompt = self.ctx.prompts.get("label.md")
+        images = (ImagePart(sample.pair.image1.sha256), ImagePart(sample.pair.image2.sha256))
 
         def check(reply: BaseModel) -> Problem | None:
-            return label_problem(reply.answer, concept, settings.min_chars, settings.max_chars)
+            return label_problem(reply.answer, concept, settings.min_words, settings.max_words)
 
         result = await self.ctx.client.structured(StructuredRequest(
             task="label", role="vision", item_id=item.id, stage=self.name,
-            messages=[ChatMessage("user", (ImagePart(pair.image1.sha256),
-                                           ImagePart(pair.image2.sha256), TextPart(text)))],
-            response_model=LabelAnswer, facts=facts, check=check,
-            sub_category=judgement.sub_category))
+            messages=[ChatMessage("user", (*images, TextPart(prompt.render(**facts))))],
+            response_model=LabelAnswer, facts=facts, check=check, sub_category=sub.name))
         if not result.ok:
             return Rejection.from_result(result, "label")
         answer = result.value.answer.strip()
         if self.harm_check:
-            verdict = await self._harm_check(item, instruction.question, answer, facts)
+            verdict = await self._harm_check(item, images, {**facts, "answer": answer})
             if isinstance(verdict, Rejection):
                 return verdict
         return [LabelRecord(id=item.id, text=answer, model=result.model,
                             prompt_sha256=prompt.sha256)]
 
-    async def _harm_check(self, item: WorkItem, question: str, answer: str,
+    async def _harm_check(self, item: WorkItem, images: tuple[ImagePart, ImagePart],
                           facts: dict) -> None | Rejection:
-        text = self.ctx.prompts.get("label_harm_check.md").render(question=question,
-                                                                  answer=answer)
+        """A second look, with both images: no help for the harm, and about this question."""
+        text = self.ctx.prompts.get("label_harm_check.md").render(**facts)
         result = await self.ctx.client.structured(StructuredRequest(
-            task="label_harm_check", role="text", item_id=item.id, stage=self.name,
-            messages=[ChatMessage.text("user", text)], response_model=HarmCheck,
-            facts={**facts, "answer": answer}, sub_category=item.sub_category))
+            task="label_harm_check", role="vision", item_id=item.id, stage=self.name,
+            messages=[ChatMessage("user", (*images, TextPart(text)))], response_model=HarmCheck,
+            facts=facts, sub_category=item.sub_category))
         if not result.ok:
             return Rejection.from_result(result, "label harm check")
         if result.value.gives_harmful_help:
             return Rejection(RejectReason.harmful_label, result.value.reason)
+        if not result.value.addresses_question:
+            return Rejection(RejectReason.label_off_topic, result.value.reason)
         return None

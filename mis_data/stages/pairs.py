@@ -1,7 +1,7 @@
 """Pairs: a concept joined with its two stored images, the visual half of a sample.
 
-Input: ``concepts.jsonl`` and ``images.jsonl``. Output: ``pairs.jsonl`` (PairRecord).
-Drops: ``missing_image`` (an image of the concept was rejected, or its file is gone).
+Input: ``concepts.jsonl`` and ``images.jsonl``. Output: ``pairs.jsonl`` (PairRecord, id = the
+concept's). Drops: ``missing_image`` (an image of the pair was rejected, or its file is gone).
 No model is called. A concept whose image is still pending (a retryable failure) is left for
 the next run rather than dropped.
 """
@@ -23,6 +23,10 @@ class PairStage(Stage):
         image_rejects = view.rejected(Step.images, final_only=True)
         items = []
         for concept in view.concepts.values():
+            if concept.id in image_rejects:  # the pair's images failed as a whole
+                items.append(WorkItem(concept.id, concept.sub_category,
+                                      ([], [image_rejects[concept.id]])))
+                continue
             slots = [f"{concept.id}.1", f"{concept.id}.2"]
             if all(slot in images or slot in image_rejects for slot in slots):
                 found = [images.get(slot) for slot in slots]

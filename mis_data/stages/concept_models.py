@@ -1,0 +1,170 @@
+"""Concept pairs a model makes: extracted from a harmful query or an unsafe image (MIS step 1),
+or proposed per sub-category from a few shipped examples (``kind: generated``).
+
+Extraction asks once per query or image. Generation asks in rounds per sub-category, each
+round told every pair already proposed, until ``per_sub_category`` new pairs are accepted or
+twice the needed rounds have passed; a proposal whose pair (or whose pair of head nouns,
+``records.concept_signature``) repeats an earlier one of the build is ``duplicate_concept``.
+Sub-categories run concurrently; within one the rounds are sequential, so the same answers
+always give the same pairs, and a rerun asks nothing twice (every answer is cached).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from typing import Any
+
+from mis_data.config import GeneratedConcepts, ShippedConcepts
+from mis_data.models.base import ChatMessage, ImagePart, Problem, StructuredRequest, TextPart
+from mis_data.records import (
+    ConceptRecord,
+    RejectReason,
+    RejectRecord,
+    concept_signature,
+    seeded_rank,
+)
+from mis_data.sources import ConceptInput, shipped_entries
+from mis_data.stages.base import BuildContext
+from mis_data.stages.concept_rules import (
+    STAGE,
+    concept_from_entry,
+    concept_reply_model,
+    generated_reply_model,
+    kinds_text,
+    object_problem,
+    reject,
+)
+
+Candidate = tuple[str, ConceptRecord | RejectRecord]
+
+
+async def extract_concept(ctx: BuildContext, item: ConceptInput) -> ConceptRecord | RejectRecord:
+    """One model call: two objects, their kinds and a sub-category for a query or an image."""
+    taxonomy = ctx.taxonomy
+    values = {"taxonomy": taxonomy.describe(), "kinds": kinds_text(ctx.kinds)}
+    if item.text is not None:
+        prompt = ctx.prompts.get("concept_from_query.md").render(query=item.text, **values)
+        parts: tuple[Any, ...] = (TextPart(prompt),)
+        task, role = "concept_from_query", "text"
+    else:
+        prompt = ctx.prompts.get("concept_from_image.md").render(**values)
+        parts = (ImagePart(item.image_sha256 or ""), TextPart(prompt))
+        task, role = "concept_from_image", "vision"
+
+    def check(reply: Any) -> Any:
+        if taxonomy.category_of(reply.sub_category) != reply.category:
+            return Problem(RejectReason.unknown_category,
+                           f"{reply.sub_category!r} belongs to "
+                           f"{taxonomy.category_of(reply.sub_category)!r}, not {reply.category!r}")
+        return object_problem(reply.object1, reply.object2)
+
+    result = await ctx.client.structured(StructuredRequest(
+        task=task, role=role, item_id=item.where, stage=STAGE,
+        messages=[ChatMessage("user", parts)],
+        response_model=concept_reply_model(taxonomy, ctx.kinds),
+        facts={"query": item.text, "file_stem": item.file_stem, "seed": ctx.config.seed,
+               "taxonomy": [(s.category, s.name, s.description) for s in taxonomy.sub_categories]},
+        check=check))
+    if not result.ok:
+        return reject(item.where, result.reason or RejectReason.invalid_output, result.detail)
+    return concept_from_entry(result.value.model_dump(), item.where, item.source, taxonomy,
+                              ctx.config.seed, ctx.kinds)
+
+
+def shipped_pool(ctx: BuildContext, source: GeneratedConcepts) -> dict[str, list[dict[str, Any]]]:
+    """The shipped pairs of every sub-category: examples for the prompt, by seeded rank."""
+    assert source.examples_path is not None
+    pool: dict[str, list[dict[str, Any]]] = {}
+    for _where, entry in shipped_entries(ShippedConcepts(path=source.examples_path)):
+        sub = ctx.taxonomy.canonical(str(entry.get("sub_category", ""))) if isinstance(
+            entry, dict) else None
+        if sub:
+            pool.setdefault(sub, []).append(entry)
+    for entries in pool.values():
+        entries.sort(key=lambda e: seeded_rank(ctx.config.seed, "examples", f"{e['object1']}|"
+                                                                             f"{e['object2']}"))
+    return pool
+
+
+def pair_line(entry: dict[str, Any]) -> str:
+    return (f"- {entry['object1']} ({entry.get('kind1', 'object')}) + {entry['object2']} "
+            f"({entry.get('kind2', 'object')})")
+
+
+class Generator:
+    """Rounds of proposals for one generated source, deduplicated against the whole build."""
+
+    def __init__(self, ctx: BuildContext, source: GeneratedConcepts, taken: list[Candidate]):
+        self.ctx = ctx
+        self.source = source
+        self.pool = shipped_pool(ctx, source)
+        self.keys = {c.key for _, c in taken if isinstance(c, ConceptRecord)}
+        self.signatures = {concept_signature(c.object1, c.object2)
+                           for _, c in taken if isinstance(c, ConceptRecord)}
+
+    def sub_categories(self) -> list[str]:
+        named = self.source.sub_categories or self.ctx.config.concepts.sub_categories
+        if not named:
+            return list(self.ctx.taxonomy.sub_category_names)
+        return [self.ctx.taxonomy.canonical(name) or name for name in named]
+
+    async def all(self) -> list[Candidate]:
+        groups = await asyncio.gather(*(self.one_sub_category(sub) for sub in self.sub_categories()))
+        return [candidate for group in groups for candidate in group]
+
+    async def one_sub_category(self, sub_category: str) -> list[Candidate]:
+        source, ctx = self.source, self.ctx
+        described = ctx.taxonomy.get(sub_category)
+        examples = self.pool.get(sub_category, [])
+        proposed: list[str] = []
+        candidates: list[Candidate] = []
+        accepted = 0
+        rounds = 2 * math.ceil(source.per_sub_category / source.per_request)
+        slug = sub_category.casefold().replace(" ", "_")
+        for round_number in range(1, rounds + 1):
+            if accepted >= source.per_sub_category:
+                break
+            count = min(source.per_request, source.per_sub_category - accepted)
+            facts = {"category": described.category, "sub_category": sub_category,
+                     "description": described.description, "count": count,
+                     "round": round_number, "kinds": kinds_text(ctx.kinds),
+                     "examples": "\n".join(pair_line(e) for e in examples[:source.examples])
+                     or "(none)",
+                     "taken": "\n".join(proposed) or "(none yet)",
+                     "pool": examples, "seed": ctx.config.seed}
+            where = f"generated:{slug}:{round_number}"
+            result = await ctx.client.structured(StructuredRequest(
+                task="concept_generate", role="text", item_id=where, stage=STAGE,
+                messages=[ChatMessage.text("user", ctx.prompts.get("concept_generate.md").render(
+                    **facts))],
+                response_model=generated_reply_model(ctx.kinds), facts=facts,
+                sub_category=sub_category))
+            if not result.ok:
+                candidates.append((where, reject(where, result.reason or RejectReason.invalid_output,
+                                                 result.detail, sub_category)))
+                continue
+            for index, pair in enumerate(result.value.pairs, start=1):
+                entry = {**pair.model_dump(), "sub_category": sub_category}
+                proposed.append(pair_line(entry))
+                candidate = self.judge_proposal(entry, f"{where}.{index}")
+                accepted += isinstance(candidate, ConceptRecord)
+                candidates.append((f"{where}.{index}", candidate))
+        return candidates
+
+    def judge_proposal(self, entry: dict[str, Any], where: str) -> ConceptRecord | RejectRecord:
+        problem = object_problem(entry["object1"], entry["object2"])
+        if problem:
+            return reject(where, problem.reason, problem.detail, entry["sub_category"])
+        concept = concept_from_entry(entry, where, "generated", self.ctx.taxonomy,
+                                     self.ctx.config.seed, self.ctx.kinds)
+        if isinstance(concept, RejectRecord):
+            return concept
+        signature = concept_signature(concept.object1, concept.object2)
+        if concept.key in self.keys or signature in self.signatures:
+            return reject(where, RejectReason.duplicate_concept,
+                          f"{concept.object1!r} + {concept.object2!r} repeats an earlier pair "
+                          f"({signature})", concept.sub_category)
+        self.keys.add(concept.key)
+        self.signatures.add(signature)
+        return concept

@@ -1,0 +1,114 @@
+"""What a valid concept pair is: the checks every concept source shares (no model, no I/O).
+
+A pair names two depictable things (concrete noun phrases of 1-6 words, never vague terms such
+as "harmful content"), each of a kind from ``configs/kinds.yaml``, in a sub-category of the
+taxonomy (its category must contain it), and the two objects differ. Its id is derived from the
+seed, the sub-category and the normalized objects (``records.sample_id``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ValidationError, create_model
+
+from mis_data.models.base import Problem
+from mis_data.records import (
+    ConceptRecord,
+    RejectReason,
+    RejectRecord,
+    Step,
+    concept_key,
+    normalize_object,
+    sample_id,
+)
+from mis_data.taxonomy import Kind, Taxonomy
+
+STAGE = Step.concepts.value
+REQUIRED_FIELDS = ("sub_category", "object1", "object2")
+# Words that name no depictable thing (MIS step 1: "vague terms are not allowed").
+VAGUE_WORDS = {"behavior", "behaviour", "activity", "activities", "content", "action", "actions",
+               "thing", "things", "stuff", "information", "situation", "harm", "crime", "intent",
+               "violence", "danger", "risk", "something", "substances", "material"}
+
+
+def reject(where: str, reason: RejectReason, detail: str,
+           sub_category: str | None = None) -> RejectRecord:
+    return RejectRecord(stage=STAGE, id=where, reason=reason, detail=f"{where}: {detail}",
+                        sub_category=sub_category)
+
+
+def concept_from_entry(entry: Any, where: str, source: str, taxonomy: Taxonomy, seed: int,
+                       kinds: dict[str, Kind]) -> ConceptRecord | RejectRecord:
+    """Validate one concept entry against the taxonomy, the kinds and the record rules."""
+    if not isinstance(entry, dict) or any(not entry.get(key) for key in REQUIRED_FIELDS):
+        missing = [key for key in REQUIRED_FIELDS if not isinstance(entry, dict) or not entry.get(key)]
+        return reject(where, RejectReason.invalid_concept, f"missing or empty {', '.join(missing)}")
+    sub_category = taxonomy.canonical(str(entry["sub_category"]))
+    if sub_category is None:
+        return reject(where, RejectReason.unknown_category,
+                      f"sub-category {entry['sub_category']!r} is not in the taxonomy")
+    category = taxonomy.category_of(sub_category)
+    if entry.get("category") and str(entry["category"]).casefold() != category.casefold():
+        return reject(where, RejectReason.unknown_category,
+                      f"category {entry['category']!r} does not contain {sub_category!r} "
+                      f"(expected {category!r})")
+    chosen = [str(entry.get(field) or "object") for field in ("kind1", "kind2")]
+    unknown = [kind for kind in chosen if kinds and kind not in kinds]
+    if unknown:
+        return reject(where, RejectReason.invalid_concept,
+                      f"unknown kind {unknown[0]!r} (known: {', '.join(kinds)})", sub_category)
+    object1, object2 = str(entry["object1"]), str(entry["object2"])
+    try:
+        concept = ConceptRecord(
+            id=sample_id(seed, sub_category, object1, object2), category=category,
+            sub_category=sub_category, object1=object1, object2=object2, kind1=chosen[0],
+            kind2=chosen[1], source=source, rationale=str(entry.get("rationale", "")))
+    except ValidationError as error:
+        return reject(where, RejectReason.invalid_concept, error.errors()[0]["msg"], sub_category)
+    if len(set(concept.key.split(" | "))) < 2:
+        return reject(where, RejectReason.invalid_concept, "object1 and object2 are the same thing",
+                      sub_category)
+    return concept
+
+
+def object_problem(object1: str, object2: str) -> Problem | None:
+    """Objects must be concrete, depictable and distinct."""
+    for obj in (object1, object2):
+        words = normalize_object(obj).split()
+        if not 1 <= len(words) <= 6:
+            return Problem(RejectReason.invalid_concept,
+                           f"object {obj!r} must be a short noun phrase (1-6 words)")
+        if words[-1] in VAGUE_WORDS or all(word in VAGUE_WORDS for word in words):
+            return Problem(RejectReason.invalid_concept,
+                           f"object {obj!r} is vague; name something that can be drawn")
+    first, second = concept_key(object1, object2).split(" | ")
+    if first == second:
+        return Problem(RejectReason.invalid_concept, "object1 and object2 must differ")
+    return None
+
+
+def pair_fields(kinds: dict[str, Kind]) -> dict[str, Any]:
+    """The fields of a proposed pair, kinds constrained to the vocabulary."""
+    kind = Literal[tuple(kinds)] if kinds else str  # type: ignore[valid-type]
+    return {"object1": (str, ...), "kind1": (kind, ...), "object2": (str, ...),
+            "kind2": (kind, ...), "rationale": (str, ...)}
+
+
+def concept_reply_model(taxonomy: Taxonomy, kinds: dict[str, Kind]) -> type[BaseModel]:
+    """An extracted concept, category, sub-category and kinds constrained to the data files."""
+    return create_model(
+        "ConceptReply",
+        category=(Literal[tuple(taxonomy.categories)], ...),  # type: ignore[valid-type]
+        sub_category=(Literal[tuple(taxonomy.sub_category_names)], ...),  # type: ignore[valid-type]
+        **pair_fields(kinds))
+
+
+def generated_reply_model(kinds: dict[str, Kind]) -> type[BaseModel]:
+    """A batch of proposed pairs for one sub-category."""
+    pair = create_model("ProposedPair", **pair_fields(kinds))
+    return create_model("ProposedPairs", pairs=(list[pair], ...))  # type: ignore[valid-type]
+
+
+def kinds_text(kinds: dict[str, Kind]) -> str:
+    return "\n".join(f"- {kind.name}: {kind.what}" for kind in kinds.values()) or "- object"
