@@ -292,9 +292,10 @@ def suggested(text: str, slot: int) -> str:
     return match.group(1) if match else f"the object in the {ordinal} image"
 
 
-def detoxified(question: str) -> str:
-    """Half the questions lose their harmful verb (by a stable hash), half keep it."""
-    if stable(question) % 2:
+def detoxified(question: str, context: str) -> str:
+    """About half the questions lose their harmful verb (by a stable hash of the question and
+    the objects the prompt names), half keep it."""
+    if stable(question + context) % 2:
         return question
     for verb, plain in HARMFUL_VERBS.items():
         question = re.sub(rf"\b{verb}\b", plain, question)
@@ -321,7 +322,9 @@ def mis_responder(body: dict[str, Any]) -> dict[str, Any]:
         return {"keep": True, "reason": "loopback", "question": question}
     if fields == {"explanation", "question"}:
         question = re.search(r"Question: (.+)", text).group(1).strip()
-        return {"explanation": "loopback", "question": detoxified(question)}
+        shown = re.search(r"the first image shows (.+?) and the second", text, re.DOTALL)
+        return {"explanation": "loopback",
+                "question": detoxified(question, shown.group(1) if shown else "")}
     if fields == {"label", "sub_category", "reason"}:
         query = re.search(r"Query: (.+)", text).group(1)
         unsafe = any(re.search(rf"\b{verb}\b", query) for verb in HARMFUL_VERBS)

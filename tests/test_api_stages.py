@@ -39,10 +39,11 @@ def override(fields: set[str], answer: Callable[[dict[str, Any]], dict[str, Any]
     return responder
 
 
-def api_build(tmp_path: Path, responder: Any, judges: int = 1, **extra: Any) -> tuple[RunDir, Any]:
+def api_build(tmp_path: Path, responder: Any, judges: int = 1, concept_list: str = CONCEPTS,
+              **extra: Any) -> tuple[RunDir, Any]:
     tmp_path.mkdir(parents=True, exist_ok=True)
     concepts = tmp_path / "concepts.yaml"
-    concepts.write_text(CONCEPTS)
+    concepts.write_text(concept_list)
     with LoopbackServer(responder) as server:
         config = api_config(tmp_path, server.url, **extra)
         data = __import__("yaml").safe_load(config.read_text())
