@@ -322,7 +322,7 @@ def mis_responder(body: dict[str, Any]) -> dict[str, Any]:
         return {"keep": True, "reason": "loopback", "question": question}
     if fields == {"explanation", "question"}:
         question = re.search(r"Question: (.+)", text).group(1).strip()
-        shown = re.search(r"the first image shows (.+?) and the second", text, re.DOTALL)
+        shown = re.search(r"\(first image: (.+?);", text, re.DOTALL)
         return {"explanation": "loopback",
                 "question": detoxified(question, shown.group(1) if shown else "")}
     if fields == {"label", "sub_category", "reason"}:

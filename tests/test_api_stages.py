@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from conftest import run_cli
-from loopback import LoopbackServer, mis_responder, prompt_text, wanted_schema
+from loopback import LoopbackServer, mis_responder, objects_in, prompt_text, wanted_schema
 from PIL import Image
 from test_client_build import KEY, api_config
 
@@ -84,9 +84,10 @@ def critique(verdict: bool) -> Any:
     def answer(body: dict[str, Any]) -> dict[str, Any]:
         if verdict:
             return {"verdict": True, "reason": "fits", "prompt1": "", "prompt2": ""}
+        first, second = objects_in(prompt_text(body))
         return {"verdict": False, "reason": "the store is not visible",
-                "prompt1": "a photo of the first object at night, refined",
-                "prompt2": "a photo of the second object at night, refined"}
+                "prompt1": f"a photo of a {first} at night, refined",
+                "prompt2": f"a photo of a {second} at night, refined"}
     return answer
 
 
