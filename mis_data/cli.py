@@ -103,6 +103,26 @@ def build(
 
 
 @app.command()
+def init(
+    folder: Annotated[Path, typer.Argument(help="Where the new project goes (created if needed).")],
+    force: Annotated[bool, typer.Option(help="Overwrite files that already exist.")] = False,
+    verbose: Verbose = False,
+) -> None:
+    """Write a starter project (the shipped configs and prompts) to edit and build from."""
+    from mis_data.starter import write_starter
+
+    def action() -> None:
+        try:
+            written = write_starter(folder, force=force)
+        except FileExistsError as error:
+            raise ConfigError(str(error)) from None
+        typer.echo(f"wrote {len(written)} files to {folder}")
+        typer.echo(f"next: mis-data build --config {folder / 'configs' / 'demo.yaml'}")
+
+    guarded(verbose, action)
+
+
+@app.command()
 def info(run_dir: RunDirArg, verbose: Verbose = False) -> None:
     """What a run folder holds: backend, counts per stage and split, rejects by stage and reason."""
     from mis_data.report import info_text
