@@ -265,6 +265,14 @@ class BuildConfig(Strict):
         """Every model this build may call, for key checks and cost reports."""
         return [self.models.text, self.models.vision, *self.models.judges, self.models.image]
 
+    def models_summary(self) -> dict[str, Any]:
+        """Which model plays which role, as the manifest and the dataset card report it."""
+        if self.backend == "offline":
+            return {"all": "offline (templates and rules, no language model)"}
+        return {"text": self.models.text.model, "vision": self.models.vision.model,
+                "judges": [judge.model for judge in self.models.judges],
+                "image": self.models.image.model}
+
     def generation_hash(self) -> str:
         """Hash of everything that changes what the models are asked.
 

@@ -76,15 +76,9 @@ def run_info(run: RunDir, config: BuildConfig, split_manifest: dict[str, Any],
     ``formats`` is every format of the run (config and this call), so an export written alone
     still knows its siblings (LLaMA-Factory's entry pointing at the InternVL file).
     """
-    if config.backend == "offline":
-        models = {"all": "offline (templates and rules, no language model)"}
-    else:
-        models = {"text": config.models.text.model, "vision": config.models.vision.model,
-                  "judges": ", ".join(judge.model for judge in config.models.judges),
-                  "image": config.models.image.model}
     rejects = {stage: data["rejects_by_reason"] for stage, data in stage_counts(run).items()}
     return RunInfo(
-        name=config.name, backend=config.backend, models=models,
+        name=config.name, backend=config.backend, models=config.models_summary(),
         prompt_sha256=dict(sorted(run.config().prompt_sha256.items())),
         image_source=config.images.source, seed=config.seed,
         split_seed=int(split_manifest.get("seed", config.seed)),

@@ -75,11 +75,7 @@ def build_manifest(run: RunDir, config: BuildConfig, splits: dict[str, list[Samp
         "offline": config.backend == "offline",
         "seed": config.seed,
         "config_sha256": config.generation_hash(),
-        "models": ({"all": "offline (templates and rules, no language model)"}
-                   if config.backend == "offline" else
-                   {"text": config.models.text.model, "vision": config.models.vision.model,
-                    "judges": [judge.model for judge in config.models.judges],
-                    "image": config.models.image.model}),
+        "models": config.models_summary(),
         "prompt_sha256": dict(sorted(prompt_hashes.items())),
         "versions": package_versions(),
         "stages": stage_counts(run),

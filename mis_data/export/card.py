@@ -78,7 +78,8 @@ def generation_section(info: RunInfo) -> list[str]:
         "",
         f"- backend: `{info.backend}`",
     ]
-    lines += [f"- model ({role}): `{model}`" for role, model in info.models.items()]
+    lines += [f"- model ({role}): `{model if isinstance(model, str) else ', '.join(model)}`"
+              for role, model in info.models.items()]
     lines.append(f"- image source: `{info.image_source}`")
     lines += [
         f"- generation seed: {info.seed}; split seed: {info.split_seed}; "
