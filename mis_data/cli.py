@@ -260,6 +260,45 @@ def validate(
 
 
 @app.command()
+def decontaminate(
+    run_dir: RunDirArg,
+    against: Annotated[str, typer.Option(
+        help="A benchmark: a MIS test layout, a Hugging Face dataset (folder or name), an image folder.")],
+    kind: Annotated[str | None, typer.Option(
+        "--as", help="mis | hf | folder (default: guessed from the path).")] = None,
+    drop: Annotated[bool, typer.Option(
+        help="Reject the train samples whose images match, then rewrite splits and exports.")] = False,
+    drop_text: Annotated[bool, typer.Option(
+        help="With --drop, also reject samples whose question alone matches.")] = False,
+    phash_distance: Annotated[int, typer.Option(help="Bits of pHash that may differ.")] = 4,
+    dhash_distance: Annotated[int, typer.Option(help="Bits of dHash that may differ.")] = 4,
+    text_jaccard: Annotated[float, typer.Option(help="Word overlap that counts a question.")] = 0.9,
+    verbose: Verbose = False,
+) -> None:
+    """Find train images and questions that also appear in a test set; optionally drop them."""
+    from mis_data.decontaminate import decontaminate as run_decontaminate
+    from mis_data.finish import finish_run, open_finished_run
+
+    def action() -> None:
+        result = run_decontaminate(run_dir, against, kind, drop=drop, drop_text=drop_text,
+                                   phash_distance=phash_distance, dhash_distance=dhash_distance,
+                                   text_threshold=text_jaccard)
+        images = {m["id"] for m in result["matches"]}
+        typer.echo(f"{result['train_images']} train images against {result['benchmark_images']} "
+                   f"benchmark images ({result['as']}): {len(result['matches'])} image matches in "
+                   f"{len(images)} samples, {len(result['text_matches'])} question matches; "
+                   f"{result['images_per_second']} images/s")
+        typer.echo(f"report: {Path(run_dir) / 'decontamination.json'}")
+        if result["dropped"]:
+            run, config, store = open_finished_run(run_dir)
+            manifest = finish_run(run, config, store)
+            typer.echo(f"dropped {len(result['dropped'])} samples as contaminated; splits: "
+                       + ", ".join(f"{k}={v}" for k, v in manifest["split_plan"]["counts"].items()))
+
+    guarded(verbose, action)
+
+
+@app.command()
 def push(
     run_dir: RunDirArg,
     repo: Annotated[str, typer.Option(help="The dataset repository, OWNER/NAME.")],

@@ -35,11 +35,13 @@ def stage_counts(run: RunDir) -> dict[str, Any]:
     for reject in run.rejects():
         rejects[reject.stage][reject.reason.value] += 1
     counts = {}
-    for stage in STEP_NAMES:
+    for stage in (*STEP_NAMES, *sorted(set(rejects) - set(STEP_NAMES))):
         if stage == Step.dedup:  # a filter with no file of its own: what passed it
             records = counts[Step.instructions.value]["records"] - sum(rejects[stage].values())
-        else:
+        elif stage in STEP_NAMES:
             records = sum(1 for _ in complete_lines(run.stage_file(stage)))
+        else:  # a step after the build (decontamination): it only rejects
+            records = 0
         counts[stage] = {"records": records, "rejected": sum(rejects[stage].values()),
                          "rejects_by_reason": dict(sorted(rejects[stage].items()))}
     return counts

@@ -80,7 +80,13 @@ class RejectReason(str, Enum):
     harmful_label = "harmful_label"
     label_off_topic = "label_off_topic"
     near_duplicate = "near_duplicate"
+    contaminated = "contaminated"
+    dropped_by_reviewer = "dropped_by_reviewer"
 
+
+# Reasons given to a sample after it was judged (a benchmark overlap, a reviewer's decision):
+# the splits leave such a sample out, and a re-split keeps leaving it out.
+AFTER_JUDGING_REASONS = frozenset({RejectReason.contaminated, RejectReason.dropped_by_reviewer})
 
 # Reasons that come from a passing fault rather than from the item: a rerun tries them again.
 RETRYABLE_REASONS = frozenset({RejectReason.api_error})

@@ -2,7 +2,8 @@
 
 Membership comes from the judgements: the judges' route decides train versus test and easy
 versus hard. A train sample needs its safety label; a sample whose label was rejected is left
-out (its reject is in ``rejects.jsonl``).
+out (its reject is in ``rejects.jsonl``), and so is a sample rejected after judging (a
+benchmark overlap found by ``decontaminate``, a reviewer's drop).
 
 On top of the routes, three seeded, order-independent decisions are made here:
 
@@ -33,7 +34,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from mis_data.records import ImageRef, Step, Vote, concept_key, seeded_rank
+from mis_data.records import AFTER_JUDGING_REASONS, ImageRef, Step, Vote, concept_key, seeded_rank
 from mis_data.rundir import RunDir, dump_json, write_text_atomic
 from mis_data.view import RunView
 
@@ -98,8 +99,11 @@ def join_samples(run: RunDir) -> list[Sample]:
     """Every judged sample with its concept, images, instruction and (if any) label."""
     view = RunView(run)
     real_pairs = view.real
+    dropped = {r.id for r in run.rejects() if r.reason in AFTER_JUDGING_REASONS}
     samples = []
     for joined in view.samples(Step.judgements):
+        if joined.id in dropped:
+            continue
         judgement, concept, pair = joined.judgement, joined.concept, joined.pair
         assert judgement is not None and pair is not None and joined.instruction is not None
         label = joined.label

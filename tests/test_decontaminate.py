@@ -1,0 +1,111 @@
+"""Decontamination finds train images copied into a benchmark, nothing else, and drops them."""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+import shutil
+from pathlib import Path
+
+import pytest
+from _builds import read_jsonl
+from conftest import CONFIGS, run_cli, write_config
+from PIL import Image
+
+from mis_data.decontaminate import Fingerprint, HashIndex
+from mis_data.rundir import RunDir
+
+
+def photo(seed: str) -> Image.Image:
+    """A distinct, photo-like image per object: smooth colour fields from a seeded noise map."""
+    rng = random.Random(seed)
+    small = Image.frombytes("RGB", (8, 8), rng.randbytes(8 * 8 * 3))
+    return small.resize((160, 160), Image.BICUBIC)
+
+
+@pytest.fixture(scope="module")
+def photo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("decontaminate")
+    folder = root / "photos"
+    folder.mkdir()
+    for file in sorted((CONFIGS / "concepts").glob("*.yaml")):
+        for line in file.read_text().splitlines():
+            for key in ("object1", "object2"):
+                if f"{key}:" in line:
+                    name = line.split(f"{key}:")[1].split(",")[0].strip().strip('"')
+                    slug = "_".join(name.lower().replace("'", "").split())
+                    photo(name).save(folder / f"{slug}.png")
+    config = write_config(root, images={"source": "folder", "folder": str(folder)},
+                          concepts={"sources": [{"kind": "shipped", "path": str(CONFIGS / "concepts")}],
+                                    "max_per_sub_category": 2})
+    result = run_cli("build", "--config", config, "--run-dir", root / "run", "--no-progress")
+    assert result.exit_code == 0, result.output
+    return root / "run"
+
+
+def benchmark_with_copies(run: Path, target: Path) -> set[str]:
+    """The run's own MIS test export plus three items made of train images (one exact copy,
+    two re-encoded as resized JPEGs); returns the train sample ids those images belong to."""
+    shutil.copytree(run / "export/mis/mis_test", target)
+    train = read_jsonl(run / "splits/train.jsonl")
+    chosen = [train[0], train[len(train) // 2], train[-1]]
+    items = json.loads((target / "mis_easy.json").read_text())
+    copied: set[str] = set()
+    first = len(items) + 1
+    for number, sample in enumerate(chosen, start=first):
+        sha = sample["image1"]["sha256"]
+        source = run / "images" / sha[:2] / f"{sha}.png"
+        folder = target / "easy_image" / str(number)
+        folder.mkdir(parents=True)
+        if number == first:
+            shutil.copyfile(source, folder / "object1.png")
+        else:
+            with Image.open(source) as image:
+                buffer = io.BytesIO()
+                image.convert("RGB").resize((140, 140)).save(buffer, format="JPEG", quality=80)
+            (folder / "object1.png").write_bytes(buffer.getvalue())
+        shutil.copyfile(run / "export/mis/mis_test" / items[0]["image_path2"], folder / "object2.png")
+        items.append({**items[0], "id": number, "image_path1": f"easy_image/{number}/object1.png",
+                      "image_path2": f"easy_image/{number}/object2.png"})
+        copied |= {s["id"] for s in train if s["image1"]["sha256"] == sha
+                   or s["image2"]["sha256"] == sha}
+    (target / "mis_easy.json").write_text(json.dumps(items))
+    return copied
+
+
+def test_finds_every_copied_train_image_and_nothing_else_then_drops(photo_run: Path,
+                                                                     tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(photo_run, run)
+    copied = benchmark_with_copies(run, tmp_path / "bench")
+    result = run_cli("decontaminate", run, "--against", tmp_path / "bench")
+    assert result.exit_code == 0, result.output
+    report = json.loads((run / "decontamination.json").read_text())
+    assert report["as"] == "mis" and report["images_per_second"] > 0
+    assert {m["id"] for m in report["matches"]} == copied
+    assert any(m["exact"] for m in report["matches"]) and any(not m["exact"] for m in report["matches"])
+    dropped = run_cli("decontaminate", run, "--against", tmp_path / "bench", "--drop")
+    assert dropped.exit_code == 0, dropped.output
+    rejects = {r.id: r.reason.value for r in RunDir(run).rejects() if r.stage == "decontamination"}
+    assert rejects == dict.fromkeys(copied, "contaminated")
+    remaining = {s["id"] for s in read_jsonl(run / "splits/train.jsonl")}
+    assert remaining and not remaining & copied
+    exported = (run / "export/internvl/mis_train.jsonl").read_text()
+    assert not any(sample_id in exported for sample_id in copied)
+    again = run_cli("split", run)  # a re-split keeps them out
+    assert again.exit_code == 0 and not {s["id"] for s in read_jsonl(
+        run / "splits/train.jsonl")} & copied
+
+
+def test_the_hash_index_finds_every_hash_within_the_distance() -> None:
+    rng = random.Random(7)
+    bench = {f"b{i}": Fingerprint(str(i), rng.getrandbits(64), 0) for i in range(2000)}
+    index = HashIndex(bench, distance=4)
+    for name, fingerprint in list(bench.items())[:200]:
+        flipped = fingerprint.phash
+        for bit in rng.sample(range(64), 4):
+            flipped ^= 1 << bit
+        assert name in index.candidates(Fingerprint("x", flipped, 0))
+    far = Fingerprint("y", bench["b0"].phash ^ 0xFFFF_FFFF_FFFF_FFFF, 0)
+    assert "b0" not in index.candidates(far)
