@@ -77,6 +77,7 @@ def test_card_front_matter_and_body(run: Path) -> None:
     assert "OFFLINE BUILD — NOT MODEL-GENERATED" in body and "typography" in body
     assert "Content warning" in body and "Intended use" in body
     assert 'load_dataset("path/or/owner-name", "train")' in body
+    assert "Works with `datasets` 3.6 and later" in body  # test_export_hf_old_datasets.py holds it to that
     for split in ("train", "easy", "hard"):
         count = len(read_jsonl(run / "splits" / f"{split}.jsonl"))
         assert f"**{count}**" in body
