@@ -8,7 +8,8 @@ so it gets a virtualenv of its own and loads the export in a subprocess, through
 
 The venv is built once per machine, under the consumers' cache (``MIS_DATA_CONSUMERS_CACHE``,
 default ``~/.cache/mis-data-consumers``, shared with the script), which needs PyPI the first
-time: about 16 s with a warm pip cache, the whole module ~20 s then; ~5 s once the venv exists.
+time. Measured on the 2-core machine: the module takes ~20 s with a new venv (17 s of it the
+venv, ~440 MB; same with pip's cache off) and ~4 s once the venv exists.
 ``MIS_DATA_SKIP_OLD_DATASETS=1`` skips it on a machine without PyPI.
 """
 
