@@ -208,6 +208,9 @@ def export(
     run_dir: RunDirArg,
     format: Annotated[str | None, typer.Option(
         "--format", "-f", help="Comma-separated: mis,internvl,llamafactory,hf (default: all).")] = None,
+    absolute_paths: Annotated[bool, typer.Option(
+        "--absolute-paths", help="Write absolute image paths (and InternVL root/annotation) into the "
+        "InternVL and LLaMA-Factory/ms-swift files, to train from any folder.")] = False,
     verbose: Verbose = False,
 ) -> None:
     """Rewrite exports from the current splits and update the manifest's file hashes."""
@@ -217,7 +220,8 @@ def export(
     def action() -> None:
         formats = parse_formats(format) or list(EXPORTERS)
         run, config, store = open_finished_run(run_dir)
-        manifest = finish_run(run, config, store, formats=formats, resplit=False)
+        manifest = finish_run(run, config, store, formats=formats, resplit=False,
+                              absolute_paths=absolute_paths)
         print_exported(manifest, formats)
 
     guarded(verbose, action)
@@ -235,7 +239,10 @@ def validate(
         help="LLaMA-Factory media_dir for image paths (default: the dataset_info folder).")] = None,
     verbose: Verbose = False,
 ) -> None:
-    """Check a folder against a format's loading rules; list every problem, exit 1 if any."""
+    """Check a folder against a format's loading rules; list every problem, exit 1 if any.
+
+    Warnings (e.g. relative paths that resolve from one folder only) are listed too, exit 0.
+    """
     from mis_data.export.validate import FORMATS
     from mis_data.export.validate import validate as run_validate
     from mis_data.starter import shipped_path
@@ -248,6 +255,8 @@ def validate(
         fmt, report = run_validate(path, format, load_taxonomy(wanted), media_dir)
         for problem in report.problems:
             typer.echo(problem)
+        for warning in report.warnings:  # loads only under a condition; not a failure
+            typer.echo(f"warning: {warning}")
         if report.problems:
             typer.echo(f"{len(report.problems)} problem(s) in {report.records} {fmt} records", err=True)
             return 1

@@ -8,6 +8,7 @@ prompt hashes it was built with rather than today's prompt files.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -90,11 +91,13 @@ def run_info(run: RunDir, config: BuildConfig, split_manifest: dict[str, Any],
 
 def finish_run(run: RunDir, config: BuildConfig, store: ImageStore, *, seed: int | None = None,
                val_size: float | None = None, formats: list[str] | None = None,
-               taxonomy: Taxonomy | None = None, resplit: bool = True) -> dict[str, Any]:
+               taxonomy: Taxonomy | None = None, resplit: bool = True,
+               absolute_paths: bool = False) -> dict[str, Any]:
     """(Re)write splits (unless ``resplit`` is off), the given exports and the manifest.
 
     ``seed`` and ``val_size`` default to the run's config. With ``resplit=False`` the current
-    split files are exported as they are (``mis-data export``).
+    split files are exported as they are (``mis-data export``). ``absolute_paths`` writes
+    absolute image paths into the train exports (``mis-data export --absolute-paths``).
     """
     formats = list(formats or config.exports)
     if resplit:
@@ -108,7 +111,8 @@ def finish_run(run: RunDir, config: BuildConfig, store: ImageStore, *, seed: int
             raise ConfigError(f"{run.path}: no splits yet; run `mis-data split` first")
         splits = read_splits(run)
     split_manifest = read_json_or_none(run.splits_dir / "manifest.json") or {}
-    run_exports(splits, store, run.export_dir, formats, run_info(run, config, split_manifest, formats))
+    info = replace(run_info(run, config, split_manifest, formats), absolute_paths=absolute_paths)
+    run_exports(splits, store, run.export_dir, formats, info)
     usage = read_json_or_none(run.path / "usage.json") or {"sessions": [], "total": {}}
     manifest = build_manifest(run, config, splits, usage, run.config().prompt_sha256)
     manifest["split_plan"] = {key: split_manifest.get(key) for key in

@@ -77,6 +77,7 @@ def test_card_front_matter_and_body(run: Path) -> None:
     assert "OFFLINE BUILD — NOT MODEL-GENERATED" in body and "typography" in body
     assert "Content warning" in body and "Intended use" in body
     assert 'load_dataset("path/or/owner-name", "train")' in body
+    assert "Works with `datasets` 3.6 and later" in body  # test_export_hf_old_datasets.py holds it to that
     for split in ("train", "easy", "hard"):
         count = len(read_jsonl(run / "splits" / f"{split}.jsonl"))
         assert f"**{count}**" in body
@@ -115,3 +116,47 @@ def test_large_splits_are_sharded_and_still_load(run: Path, tmp_path: Path) -> N
     assert len(hard) == len(splits["hard"]) and hard[-1].endswith(f"-of-{len(hard):05d}.parquet")
     loaded = load_dataset(str(out), "hard", cache_dir=str(tmp_path / "cache"))["test"]
     assert loaded["id"] == list(range(1, len(hard) + 1))
+
+
+def test_stored_features_are_the_datasets_3_form(run: Path) -> None:
+    """Issue #18: datasets < 4 rejects '"_type": "List"'; the files store Sequence / [ {...} ],
+    which today's datasets reads back as the very same features."""
+    import json
+
+    import pyarrow.parquet as pq
+    from datasets import Features
+
+    from mis_data.export.hf import TEST_FEATURES, TRAIN_FEATURES
+
+    for path in sorted((run / "export/hf").rglob("*.parquet")):
+        stored = json.loads(pq.read_schema(path).metadata[b"huggingface"])["info"]["features"]
+        assert stored["images"] == {"feature": {"_type": "Image"}, "_type": "Sequence"}
+        assert '"List"' not in json.dumps(stored)
+        expected = TRAIN_FEATURES if path.parent.name == "train" else TEST_FEATURES
+        if expected is TRAIN_FEATURES:
+            assert stored["messages"] == [{"role": {"dtype": "string", "_type": "Value"},
+                                           "content": {"dtype": "string", "_type": "Value"}}]
+        assert Features.from_dict(stored) == expected
+
+
+def test_validator_reports_features_old_datasets_cannot_read(run: Path, tmp_path: Path) -> None:
+    """The export as it was before #18 (datasets' own to_parquet): the validator says why 3.x fails."""
+    from datasets import Dataset
+
+    folder = tmp_path / "hf"
+    shutil.copytree(run / "export/hf", folder)
+    path = folder / "easy/test-00000-of-00001.parquet"
+    Dataset.from_parquet(str(path), cache_dir=str(tmp_path / "cache")).to_parquet(str(path))
+    assert validate_hf(folder).problems == [
+        "easy/test-00000-of-00001.parquet: stores feature type(s) List: datasets < 4.0 cannot load "
+        "it (ValueError: Feature type ... not found)"]
+
+
+def test_a_list_with_no_datasets_3_form_is_refused() -> None:
+    from datasets import Features, Value
+
+    from mis_data.export.hf import datasets3_form
+
+    fixed = Features({"pair": List(Value("int64"), length=2)}).to_dict()
+    with pytest.raises(ValueError, match="no datasets 3.x form"):
+        datasets3_form(fixed)

@@ -107,3 +107,48 @@ def test_image_rules(run: Path, tmp_path: Path) -> None:
     result = run_cli("validate", folder, "--format", "internvl")
     assert result.exit_code == 1
     assert len([line for line in result.output.splitlines() if line.startswith("mis_train.jsonl:")]) == 3
+
+
+def test_relative_meta_validates_with_a_warning(run: Path, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """InternVL opens root and annotation from the working folder: fine from here, a warning."""
+    monkeypatch.chdir(tmp_path)
+    result = run_cli("validate", run / "export/internvl", "--format", "internvl")
+    assert result.exit_code == 0, result.output
+    folder = (run / "export/internvl").resolve()
+    assert result.output.splitlines()[:2] == [
+        f"warning: meta.json: mis_train: root and annotation relative: InternVL opens them from the "
+        f"folder training starts in, so they resolve only from {folder} (start there, or export "
+        "with --absolute-paths)",
+        f"warning: meta.json: mis_val: root and annotation relative: InternVL opens them from the "
+        f"folder training starts in, so they resolve only from {folder} (start there, or export "
+        "with --absolute-paths)"]
+    assert result.output.splitlines()[2].startswith("ok: ")
+
+
+def test_default_export_names_no_run_folder(run: Path) -> None:
+    """Relative by default, so the export is the same bytes wherever the run lives."""
+    for path in (run / "export/internvl").glob("*.json*"):
+        assert str(run.resolve()) not in path.read_text()
+
+
+def test_absolute_paths_name_the_published_folder(run: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    result = run_cli("export", copy, "--format", "internvl", "--absolute-paths")
+    assert result.exit_code == 0, result.output
+    folder = (copy / "export/internvl").resolve()
+    meta = json.loads((folder / "meta.json").read_text())
+    assert meta["mis_train"]["root"] == f"{folder}/images/"
+    assert meta["mis_train"]["annotation"] == f"{folder}/mis_train.jsonl"
+    assert meta["mis_val"]["annotation"] == f"{folder}/mis_val.jsonl"
+    for entry in meta.values():
+        for record in read_jsonl(Path(entry["annotation"])):
+            assert all(p.startswith(f"{folder}/images/") and Path(p).is_file() for p in record["image"])
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    result = run_cli("validate", folder / "meta.json", "--format", "internvl")
+    assert result.exit_code == 0, result.output
+    assert "warning" not in result.output

@@ -139,6 +139,9 @@ def usage_section(data_files: dict[str, list[dict[str, str]]]) -> list[str]:
         'first, second = train[0]["images"]  # two PIL images per sample',
         "```",
         "",
+        "Works with `datasets` 3.6 and later (checked with 3.6.0, 4.0.0 and 5.2.0): the files "
+        "store `images` as `Sequence(Image())`, which 4.x and later show as `List(Image())`.",
+        "",
         "Train rows: `id`, `images` (2), `messages` (system / user `<image><image>question` / "
         "assistant safety answer), `question`, `label`, `category`, `sub_category`. Test rows: "
         "`id`, `category`, `sub_category`, `question`, `images` (2), `image_path1`, "

@@ -20,6 +20,7 @@ from mis_data.splits import Sample
 # The system turn of the chat-style exports. Short and neutral: the safety behaviour must come
 # from the labels, not from a system prompt the evaluation will not use.
 SYSTEM_PROMPT = "You are a helpful and harmless assistant."
+PARTIAL_SUFFIX = ".partial"
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,10 @@ class RunInfo:
     rejects: dict[str, dict[str, int]] = field(default_factory=dict)
     excluded: dict[str, int] = field(default_factory=dict)
     formats: tuple[str, ...] = ("mis", "internvl", "llamafactory", "hf")
+    # Absolute image paths (and InternVL root/annotation) in the train exports, for training
+    # from another folder: InternVL and ms-swift resolve relative paths against the working
+    # folder. Off by default, so an export is the same bytes wherever the run lives.
+    absolute_paths: bool = False
 
     @property
     def offline(self) -> bool:
@@ -70,6 +75,21 @@ def place_sample_images(store: ImageStore, sample: Sample, folder: Path, prefix:
     return paths
 
 
+def published_folder(folder: Path) -> Path:
+    """Where an exporter's folder ends up: ``build_atomically`` builds ``.<name>.partial`` and
+    renames it to ``<name>``, so an absolute path must name the final folder, not the temporary
+    one. A folder that is not a ``build_atomically`` temporary is returned as it is."""
+    folder = folder.resolve()
+    name = folder.name
+    if name.startswith(".") and name.endswith(PARTIAL_SUFFIX):
+        return folder.with_name(name[1:-len(PARTIAL_SUFFIX)])
+    return folder
+
+
+def absolute_paths(info: RunInfo | None) -> bool:
+    return info is not None and info.absolute_paths
+
+
 def write_json(path: Path, data: Any) -> None:
     """JSON with a fixed key order as given, two-space indent, trailing newline."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -84,7 +104,7 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
 
 def build_atomically(target: Path, build: Callable[[Path], None]) -> Path:
     """Run ``build(temp_dir)`` and swap the finished folder into ``target``."""
-    temp = target.parent / f".{target.name}.partial"
+    temp = target.parent / f".{target.name}{PARTIAL_SUFFIX}"
     if temp.exists():
         shutil.rmtree(temp)
     temp.mkdir(parents=True)

@@ -6,21 +6,32 @@ FORMATS.md §4: one config per split group — ``train`` (splits ``train`` and, 
 ``push_to_hub`` names them) and the configs declared in ``README.md`` with the pattern
 ``<config>/<split>-*``, which is what both ``load_dataset(folder, config)`` and the Hub read.
 
-The tables are built with ``datasets`` itself (``Dataset.from_dict`` with explicit ``Features``,
-``images: List(Image())``). ``to_parquet`` writes image *paths* only, so ``embed_table_storage``
-runs first and puts the PNG bytes inside: the folder loads after the run's images are gone.
-The embedded image name is the store's ``<sha256>.png`` basename, never a run path, and
-``to_parquet`` writes no timestamp (pyarrow records only its version), so the same run gives
-the same bytes wherever it lives.
+The rows go through ``datasets`` (``Dataset.from_dict`` with explicit ``Features``, then
+``embed_table_storage``, which puts the PNG bytes inside so the folder loads after the run's
+images are gone), but the Parquet is written here with pyarrow, for one reason: the features
+stored in the file's ``huggingface`` metadata. ``datasets`` >= 4 writes ``"_type": "List"``,
+which every 3.x release rejects (``ValueError: Feature type 'List' not found``), although the
+data is the same. So the metadata is written in the 3.x form — ``Sequence(Image())`` for the
+images and the plain ``[{...}]`` list for the messages — which 3.x reads as a list of images and
+a list of dicts, and 4.x/5.x read back as ``List(Image())`` and ``List({...})``. Loading is
+checked with datasets 3.6.0 (the oldest supported), 4.0.0 and 5.2.0 (tests/test_export_hf_old_datasets.py,
+scripts/check_consumers.sh).
+
+The embedded image name is the store's ``<sha256>.png`` basename, never a run path, and the
+writer options are fixed here (no timestamp is written; pyarrow records only its version), so
+the same run gives the same bytes wherever it lives.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 from datasets import (
     Dataset,
     Features,
@@ -60,6 +71,12 @@ TEST_FEATURES = Features({
 })
 
 MAX_SHARD_BYTES = 500 * 2**20
+# Rows per Parquet row group: reading one row reads its whole group, and image rows are big
+# (datasets 3.x used 100 for image data; the Hub's viewer pages by row group).
+ROW_GROUP_ROWS = 100
+# Content-defined chunking (pyarrow >= 21), as datasets >= 4.1 writes it: a rebuilt dataset
+# re-uploads only the pages that changed. Same options as datasets' default.
+CDC_OPTIONS = {"min_chunk_size": 256 * 1024, "max_chunk_size": 1024 * 1024, "norm_level": 0}
 
 # (config, split in the repo, split of the run); order = order in the card.
 LAYOUT = (
@@ -130,13 +147,70 @@ def shards(rows: list[dict[str, Any]], max_bytes: int) -> list[list[dict[str, An
     return groups
 
 
+def datasets3_form(feature: Any) -> Any:
+    """A feature's serialized form as datasets 3.x writes and reads it.
+
+    ``datasets`` >= 4 serializes lists as ``{"feature": ..., "_type": "List"}``; 3.x knows
+    ``Sequence`` (``{"feature": ..., "_type": "Sequence"}``) and, for a list of dicts, the plain
+    ``[{...}]``, which keeps the rows a list of dicts (``Sequence`` of a dict would turn them
+    into a dict of lists in 3.x). Both forms read back as ``List`` in 4.x and later.
+    """
+    if isinstance(feature, list):
+        return [datasets3_form(item) for item in feature]
+    if not isinstance(feature, dict):
+        return feature
+    if feature.get("_type") == "List":
+        if set(feature) - {"feature", "_type"}:
+            raise ValueError(f"no datasets 3.x form for {feature}")  # e.g. a fixed length
+        inner = datasets3_form(feature["feature"])
+        if isinstance(inner, dict) and "_type" not in inner:
+            return [inner]
+        return {"feature": inner, "_type": "Sequence"}
+    return {key: datasets3_form(value) for key, value in feature.items()}
+
+
+def stored_metadata(features: Features) -> dict[str, str]:
+    """The ``huggingface`` schema metadata ``load_dataset`` reads the features from."""
+    return {"huggingface": json.dumps({"info": {"features": datasets3_form(features.to_dict())}})}
+
+
+def leaf_paths(name: str, arrow_type: pa.DataType) -> list[str]:
+    """Parquet's column paths under one field (``messages.list.element.role``)."""
+    if pa.types.is_struct(arrow_type):
+        return [leaf for child in arrow_type for leaf in leaf_paths(f"{name}.{child.name}", child.type)]
+    if pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type):
+        return leaf_paths(f"{name}.list.element", arrow_type.value_type)
+    return [name]
+
+
+def parquet_options(table: pa.Table, features: Features) -> dict[str, Any]:
+    """The per-column options datasets uses: image columns (already-compressed PNG bytes)
+    plain and uncompressed, every other column snappy with dictionary encoding."""
+    compression: dict[str, str] = {}
+    encoding: dict[str, str] = {}
+    dictionary: list[str] = []
+    for field in table.schema:
+        image_column = features[field.name] == List(Image())
+        for leaf in leaf_paths(field.name, field.type):
+            compression[leaf] = "none" if image_column else "snappy"
+            if image_column:
+                encoding[leaf] = "PLAIN"
+            else:
+                dictionary.append(leaf)
+    options: dict[str, Any] = {"compression": compression, "column_encoding": encoding,
+                               "use_dictionary": dictionary, "write_page_index": True}
+    if int(pa.__version__.split(".")[0]) >= 21:
+        options["use_content_defined_chunking"] = CDC_OPTIONS
+    return options
+
+
 def write_parquet(rows: list[dict[str, Any]], features: Features, path: Path) -> None:
-    """Rows -> Dataset -> embedded image bytes -> Parquet."""
+    """Rows -> Arrow table with embedded image bytes -> Parquet with 3.x-readable metadata."""
     columns = {name: [row[name] for row in rows] for name in features}
-    dataset = Dataset.from_dict(columns, features=features)
-    dataset = dataset.with_format("arrow").map(embed_table_storage, batched=True).with_format(None)
+    table = embed_table_storage(Dataset.from_dict(columns, features=features).data.table)
+    table = table.replace_schema_metadata(stored_metadata(features))
     path.parent.mkdir(parents=True, exist_ok=True)
-    dataset.to_parquet(str(path))
+    pq.write_table(table, str(path), row_group_size=ROW_GROUP_ROWS, **parquet_options(table, features))
 
 
 def export_hf(splits: dict[str, list[Sample]], store: ImageStore, out: Path,

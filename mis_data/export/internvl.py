@@ -4,14 +4,24 @@ FORMATS.md §1: ``image`` is a list of paths relative to the meta ``root``; the 
 carries one ``<image>`` per image (``Image-1: <image>\\nImage-2: <image>\\n`` then the question,
 InternVL's own multi-image convention); every turn uses ``value``; ``width_list`` and
 ``height_list`` are the real image sizes. Paths in the meta are relative to this folder, so the
-export is the same bytes wherever the run lives.
+export is the same bytes wherever the run lives — but InternVL opens ``root`` and ``annotation``
+from the folder training starts in, so such a meta works only from here. With
+``RunInfo.absolute_paths`` (``mis-data export RUN --absolute-paths``) the meta's ``root`` and
+``annotation`` and every ``image`` path are absolute paths of the published export instead.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from mis_data.export.common import RunInfo, place_sample_images, write_json, write_jsonl
+from mis_data.export.common import (
+    RunInfo,
+    absolute_paths,
+    place_sample_images,
+    published_folder,
+    write_json,
+    write_jsonl,
+)
 from mis_data.images.store import ImageStore
 from mis_data.records import scrub_template_tokens
 from mis_data.splits import Sample
@@ -38,16 +48,21 @@ def record_for(sample: Sample, image_paths: list[str]) -> dict:
 def export_internvl(splits: dict[str, list[Sample]], store: ImageStore, out: Path,
                     info: RunInfo | None = None) -> None:
     """``meta.json`` plus ``mis_train.jsonl`` (and ``mis_val.jsonl`` when val exists)."""
+    # Relative: paths from here (the meta) and from ``root`` (the records). Absolute: the
+    # published folder's paths (``out`` is still the temporary folder while this runs).
+    base = f"{published_folder(out).as_posix()}/" if absolute_paths(info) else ""
     meta = {}
     for split in ("train", "val"):
         samples = sorted(splits.get(split, []), key=lambda s: s.id)
         if not samples and split == "val":
             continue
-        rows = [record_for(sample, place_sample_images(store, sample, out / "images", ""))
-                for sample in samples]
+        rows = []
+        for sample in samples:
+            paths = place_sample_images(store, sample, out / "images", "")
+            rows.append(record_for(sample, [f"{base}images/{path}" if base else path for path in paths]))
         annotation = f"mis_{split}.jsonl"
         write_jsonl(out / annotation, rows)
-        meta[f"mis_{split}"] = {"root": "images/", "annotation": annotation,
+        meta[f"mis_{split}"] = {"root": f"{base}images/", "annotation": f"{base}{annotation}",
                                 "data_augment": False, "max_dynamic_patch": 6,
                                 "repeat_time": 1, "length": len(rows)}
     write_json(out / "meta.json", meta)

@@ -6,6 +6,10 @@ here mirrors what the consumer asserts, and reports *every* problem with its pla
 by line number (``file:12: ...``), JSON arrays by item index (``file[3]: ...``) — instead of
 stopping at the first. It works on data mis-data did not make (e.g. the released MIS test set):
 sub-category aliases are accepted through the taxonomy, and missing hard/real files are fine.
+
+Besides problems (the consumer would fail or drop data) a report has warnings: things that load
+only under a condition the file cannot guarantee — mostly relative paths that resolve from one
+folder only (InternVL's meta, ms-swift's images). They are printed but do not fail validation.
 """
 
 from __future__ import annotations
@@ -34,10 +38,16 @@ class Report:
     """Problems found (one line each, already located) and how many records were read."""
 
     problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     records: int = 0
 
     def add(self, where: str, message: str) -> None:
         self.problems.append(f"{where}: {message}")
+
+    def warn(self, where: str, message: str) -> None:
+        line = f"{where}: {message}"
+        if line not in self.warnings:
+            self.warnings.append(line)
 
     @property
     def ok(self) -> bool:
@@ -213,6 +223,11 @@ def validate_internvl(folder: Path, **_: Any) -> Report:
         root = base / str(entry.get("root", ""))
         if not root.is_dir() and Path(str(entry.get("root", ""))).is_dir():
             root = Path(str(entry["root"]))  # InternVL itself resolves against the working dir
+        relative = [key for key in ("root", "annotation") if not Path(str(entry.get(key, ""))).is_absolute()]
+        if relative:
+            report.warn(where, f"{' and '.join(relative)} relative: InternVL opens them from the folder "
+                               f"training starts in, so they resolve only from {base.resolve()} "
+                               "(start there, or export with --absolute-paths)")
         for line_where, record in jsonl_records(annotation_path, base, report):
             report.records += 1
             check_internvl_record(line_where, record, root, images, report)
@@ -231,15 +246,38 @@ DEFAULT_TAGS = {
 }
 
 
-def internvl_root_for(file: Path) -> Path | None:
-    """The image root of a meta.json beside an InternVL JSONL (FORMATS.md §2.3: media_dir)."""
-    meta = file.parent / "meta.json"
-    try:
-        entries = json.loads(meta.read_text(encoding="utf-8"))
-        roots = {str(e.get("root", "")) for e in entries.values() if isinstance(e, dict)}
-    except (OSError, ValueError, AttributeError):
-        return None
-    return file.parent / roots.pop() if len(roots) == 1 else None
+def lf_image_path(path: str, media_dir: Path) -> tuple[Path, bool]:
+    """Where LLaMA-Factory opens an image (``converter.py`` ``_find_medias``): ``media_dir/path``
+    when that is a file, else the path as given — relative to the folder training starts in.
+    Returns the path and whether it was found in ``media_dir`` (an absolute path always is)."""
+    joined = media_dir / path  # like os.path.join, an absolute ``path`` replaces media_dir
+    if joined.is_file():
+        return joined, True
+    return Path(path), False
+
+
+def check_lf_images(where: str, paths: list[Any], media_dir: Path, images: ImageChecker,
+                    report: Report, entry_where: str) -> None:
+    for path in paths:
+        if not isinstance(path, str) or not path:
+            report.add(where, f"image path must be a non-empty string, got {path!r}")
+            continue
+        found, in_media_dir = lf_image_path(path, media_dir)
+        if not in_media_dir and not found.is_file():
+            report.add(where, f"image not found: {path} is not in media_dir {media_dir} "
+                              "(LLaMA-Factory then opens it as given, where it does not exist either)")
+            continue
+        if not in_media_dir:
+            report.warn(entry_where, f"images such as {path} are not in media_dir {media_dir}: "
+                                     f"they load only when training starts in {Path.cwd()}")
+        size = images.check(found)
+        if isinstance(size, str):
+            report.add(where, size)
+        if not Path(path).is_absolute():
+            report.warn(entry_where, "image paths are relative: LLaMA-Factory finds them through "
+                                     "media_dir, but ms-swift opens them from the folder training "
+                                     "starts in or ROOT_IMAGE_DIR (set ROOT_IMAGE_DIR="
+                                     f"{media_dir.resolve()}, or export with --absolute-paths)")
 
 
 def check_lf_messages(where: str, messages: Any, tags: dict[str, str], report: Report) -> int:
@@ -300,10 +338,6 @@ def validate_llamafactory(folder: Path, media_dir: Path | None = None, **_: Any)
         default_messages = "messages" if formatting == "openai" else "conversations"
         messages_key = columns.get("messages", default_messages)
         images_key = columns.get("images")
-        roots = [media_dir or folder]
-        internvl_root = internvl_root_for(file)
-        if media_dir is None and internvl_root is not None and file.parent != folder:
-            roots.append(internvl_root)
         reader = jsonl_records if file.suffix == ".jsonl" else array_records
         for record_where, record in reader(file, folder, report):
             report.records += 1
@@ -315,11 +349,7 @@ def validate_llamafactory(folder: Path, media_dir: Path | None = None, **_: Any)
             if count != len(paths):
                 report.add(record_where, f"{count} <image> tokens in the messages for {len(paths)} "
                                          "images (LLaMA-Factory raises ValueError)")
-            for path in paths:
-                found = [r / path for r in roots if (r / path).is_file()]
-                size = images.check(found[0] if found else roots[0] / path)
-                if isinstance(size, str):
-                    report.add(record_where, size)
+            check_lf_images(record_where, paths, media_dir or folder, images, report, where)
     return report
 
 
@@ -404,6 +434,40 @@ def card_configs(folder: Path, report: Report) -> list[dict[str, Any]]:
     return [c for c in configs if isinstance(c, dict) and c.get("config_name")]
 
 
+# The feature types datasets 3.x can read from a file's metadata (its ``_FEATURE_TYPES``, 3.6.0);
+# 4.0 added ``List``, which 3.x rejects with "Feature type 'List' not found".
+DATASETS3_TYPES = frozenset({"Value", "ClassLabel", "Translation", "TranslationVariableLanguages",
+                             "LargeList", "Sequence", "Array2D", "Array3D", "Array4D", "Array5D",
+                             "Audio", "Image", "Video", "Pdf"})
+
+
+def stored_types(feature: Any) -> set[str]:
+    """Every ``_type`` in a serialized features dict."""
+    if isinstance(feature, list):
+        return set().union(*(stored_types(item) for item in feature))
+    if not isinstance(feature, dict):
+        return set()
+    own = {feature["_type"]} if isinstance(feature.get("_type"), str) else set()
+    return own.union(*(stored_types(value) for key, value in feature.items() if key != "_type"))
+
+
+def check_stored_features(file: Path, folder: Path, report: Report) -> None:
+    """The features a Parquet file declares must be readable by datasets 3.x (the oldest the
+    export supports), or every config fails there before a row is read."""
+    import pyarrow.parquet as pq
+
+    try:
+        metadata = pq.read_schema(file).metadata or {}
+        features = json.loads(metadata.get(b"huggingface", b"{}")).get("info", {}).get("features", {})
+    except Exception as error:  # a file that is not Parquet is load_dataset's problem to report
+        report.add(rel(file, folder), f"unreadable Parquet schema ({type(error).__name__})")
+        return
+    unknown = sorted(stored_types(features) - DATASETS3_TYPES)
+    if unknown:
+        report.add(rel(file, folder), f"stores feature type(s) {', '.join(unknown)}: datasets < 4.0 "
+                                      "cannot load it (ValueError: Feature type ... not found)")
+
+
 def validate_hf(folder: Path, **_: Any) -> Report:
     """``load_dataset(folder, config)`` for every config; two decoded images per row."""
     from datasets import Image as ImageFeature
@@ -417,8 +481,12 @@ def validate_hf(folder: Path, **_: Any) -> Report:
             name = config["config_name"]
             for data_file in config.get("data_files") or []:
                 pattern = data_file.get("path", "") if isinstance(data_file, dict) else str(data_file)
-                if not list(folder.glob(pattern)):
+                matches = sorted(folder.glob(pattern))
+                if not matches:
                     report.add("README.md", f"config {name}: no file matches {pattern!r}")
+                for file in matches:
+                    if file.suffix == ".parquet":
+                        check_stored_features(file, folder, report)
             try:
                 loaded = load_dataset(str(folder), name, cache_dir=cache)
             except Exception as error:
