@@ -25,8 +25,6 @@ the same run gives the same bytes wherever it lives.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +36,6 @@ from datasets import (
     Image,
     List,
     Value,
-    are_progress_bars_disabled,
-    disable_progress_bars,
-    enable_progress_bars,
 )
 from datasets.table import embed_table_storage
 
@@ -49,6 +44,7 @@ from mis_data.export.common import SYSTEM_PROMPT, RunInfo
 from mis_data.export.llamafactory import USER_PREFIX
 from mis_data.images.store import ImageStore
 from mis_data.records import scrub_template_tokens
+from mis_data.sources import quiet_datasets
 from mis_data.splits import Sample
 
 TRAIN_FEATURES = Features({
@@ -86,18 +82,6 @@ LAYOUT = (
     ("hard", "test", "hard"),
     ("real", "test", "real"),
 )
-
-
-@contextmanager
-def quiet_progress() -> Iterator[None]:
-    """Silence datasets' progress bars for one export, restoring the caller's setting."""
-    was_disabled = are_progress_bars_disabled()
-    disable_progress_bars()
-    try:
-        yield
-    finally:
-        if not was_disabled:
-            enable_progress_bars()
 
 
 def train_row(sample: Sample, store: ImageStore) -> dict[str, Any]:
@@ -217,7 +201,7 @@ def export_hf(splits: dict[str, list[Sample]], store: ImageStore, out: Path,
               info: RunInfo | None = None, max_shard_bytes: int = MAX_SHARD_BYTES) -> None:
     """Write every non-empty split's Parquet shards, then the README card declaring them."""
     data_files: dict[str, list[dict[str, str]]] = {}
-    with quiet_progress():
+    with quiet_datasets():
         for config, repo_split, split in LAYOUT:
             samples = sorted(splits.get(split, []), key=lambda s: s.id)
             if not samples:

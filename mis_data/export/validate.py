@@ -473,10 +473,10 @@ def validate_hf(folder: Path, **_: Any) -> Report:
     from datasets import Image as ImageFeature
     from datasets import List, load_dataset
 
-    from mis_data.export.hf import quiet_progress
+    from mis_data.sources import quiet_datasets
 
     report = Report()
-    with tempfile.TemporaryDirectory(prefix="mis-validate-") as cache, quiet_progress():
+    with tempfile.TemporaryDirectory(prefix="mis-validate-") as cache, quiet_datasets():
         for config in card_configs(folder, report):
             name = config["config_name"]
             for data_file in config.get("data_files") or []:
