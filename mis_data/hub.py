@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mis_data.config import ConfigError
-from mis_data.export.validate import validate_hf
+from mis_data.export.hf_check import validate_hf
 
 TOKEN_ENV = "HF_TOKEN"
 REPO_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")

@@ -12,7 +12,7 @@ from datasets import List, get_dataset_config_names, load_dataset
 from huggingface_hub import DatasetCard
 from PIL import Image
 
-from mis_data.export.validate import validate_hf
+from mis_data.export.hf_check import validate_hf
 
 SPLIT_OF = {("train", "train"): "train", ("train", "validation"): "val", ("easy", "test"): "easy",
             ("hard", "test"): "hard", ("real", "test"): "real"}

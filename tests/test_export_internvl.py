@@ -10,7 +10,7 @@ import pytest
 from _builds import read_jsonl, run_cli, shared_run
 from PIL import Image
 
-from mis_data.export.validate import validate_internvl
+from mis_data.export.internvl_check import validate_internvl
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import pytest
 from _builds import read_jsonl, run_cli, shared_run
 
 from mis_data.export.common import SYSTEM_PROMPT
-from mis_data.export.validate import validate_llamafactory
+from mis_data.export.llamafactory_check import validate_llamafactory
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from _builds import read_jsonl, run_cli, shared_run, taxonomy_path
 from PIL import Image
 
 from mis_data.export.mis import TEST_FIELDS, export_mis
-from mis_data.export.validate import validate_mis
+from mis_data.export.mis_check import validate_mis
 from mis_data.images.store import ImageStore
 from mis_data.records import ImageRef
 from mis_data.splits import Sample

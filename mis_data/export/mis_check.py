@@ -1,0 +1,67 @@
+"""The MIS evaluation layout as MIS's scripts read it (FORMATS.md §5): also the released test set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mis_data.export.checks import ImageChecker, Report, array_records, rel
+from mis_data.taxonomy import Taxonomy
+
+MIS_FIELDS = ("id", "category", "sub_category", "question", "image_path1", "image_path2")
+MIS_SPLITS = ("easy", "hard", "real")
+
+def check_mis_item(where: str, item: dict[str, Any], test_dir: Path, taxonomy: Taxonomy | None,
+                   seen_ids: set[Any], images: ImageChecker, report: Report) -> None:
+    missing = [key for key in MIS_FIELDS if key not in item]
+    extra = [key for key in item if key not in MIS_FIELDS]
+    if missing:
+        report.add(where, f"missing key(s) {', '.join(missing)}")
+    if extra:
+        report.add(where, f"unexpected key(s) {', '.join(extra)}")
+    item_id = item.get("id")
+    if "id" in item:
+        if not isinstance(item_id, int) or isinstance(item_id, bool):
+            report.add(where, f"id must be an integer, got {item_id!r}")
+        elif item_id in seen_ids:
+            report.add(where, f"id {item_id} appears twice")
+        seen_ids.add(item_id)
+    for key in ("category", "sub_category", "question"):
+        if key in item and (not isinstance(item[key], str) or not item[key].strip()):
+            report.add(where, f"{key} must be a non-empty string")
+    if taxonomy is not None and isinstance(item.get("sub_category"), str):
+        canonical = taxonomy.canonical(item["sub_category"])
+        if canonical is None:
+            report.add(where, f"unknown sub_category {item['sub_category']!r}")
+        elif (isinstance(item.get("category"), str)
+              and item["category"].strip().casefold() != taxonomy.category_of(canonical).casefold()):
+            report.add(where, f"category {item['category']!r} does not match sub_category "
+                              f"{item['sub_category']!r} ({taxonomy.category_of(canonical)})")
+    for key in ("image_path1", "image_path2"):
+        path = item.get(key)
+        if key not in item:
+            continue
+        if not isinstance(path, str) or not path or Path(path).is_absolute():
+            report.add(where, f"{key} must be a path relative to mis_test/")
+            continue
+        size = images.check(test_dir / path)
+        if isinstance(size, str):
+            report.add(where, f"{key}: {size}")
+    if item.get("image_path1") and item.get("image_path1") == item.get("image_path2"):
+        report.add(where, "image_path1 and image_path2 are the same file")
+
+
+def validate_mis(folder: Path, taxonomy: Taxonomy | None = None, **_: Any) -> Report:
+    """``mis_test/mis_{easy,hard,real}.json`` as the MIS eval scripts read them (FORMATS.md §5)."""
+    report, images = Report(), ImageChecker()
+    test_dir = folder / "mis_test" if (folder / "mis_test").is_dir() else folder
+    files = [test_dir / f"mis_{split}.json" for split in MIS_SPLITS
+             if (test_dir / f"mis_{split}.json").is_file()]
+    if not (test_dir / "mis_easy.json").is_file():
+        report.add(rel(test_dir / "mis_easy.json", folder), "not found")
+    for file in files:
+        seen: set[Any] = set()
+        for where, item in array_records(file, folder, report):
+            report.records += 1
+            check_mis_item(where, item, test_dir, taxonomy, seen, images, report)
+    return report
