@@ -10,6 +10,7 @@ calls on the same run give the same bytes and a changed report means changed dat
 from __future__ import annotations
 
 import io
+import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -222,10 +223,51 @@ def usage_lines(facts: RunFacts) -> list[str]:
     return lines
 
 
+@dataclass(frozen=True)
+class Diversity:
+    """How templated a set of questions reads (MIS's test text was criticized as templated)."""
+
+    questions: int
+    top_opener: str  # the most common first three words
+    top_opener_share: float  # its share of the questions, 0-1
+    prefixes_per_100: float  # distinct first-six-word prefixes per 100 questions
+
+
+def question_diversity(questions: list[str]) -> Diversity:
+    def words(question: str, count: int) -> str:
+        return " ".join(re.findall(r"[a-z0-9'-]+", question.casefold())[:count])
+
+    if not questions:
+        return Diversity(0, "", 0.0, 0.0)
+    opener, top = Counter(words(q, 3) for q in questions).most_common(1)[0]
+    prefixes = len({words(q, 6) for q in questions})
+    return Diversity(len(questions), opener, top / len(questions), 100 * prefixes / len(questions))
+
+
+def diversity_by_side(facts: RunFacts) -> dict[str, Diversity]:
+    """Train (train + val) and test (easy + hard; real reuses their questions), safety samples only."""
+    sides = {"train": ("train", "val"), "test": ("easy", "hard")}
+    return {side: question_diversity([sample.question for split in splits
+                                      for sample in facts.splits.get(split, [])
+                                      if sample.category != GENERAL])
+            for side, splits in sides.items()}
+
+
+def diversity_lines(facts: RunFacts) -> list[str]:
+    rows = [[side, str(d.questions), f"{100 * d.top_opener_share:.1f}%", f"{d.prefixes_per_100:.1f}",
+             f'"{d.top_opener}"'] for side, d in diversity_by_side(facts).items()]
+    lines = ["question diversity (top 3-word opener share; distinct 6-word prefixes per 100 "
+             "questions):"]
+    for row in rows:
+        lines.append(f"  {row[0]:<8}{row[1]:>9}{row[2]:>9}{row[3]:>9}   top opener {row[4]}")
+    return [lines[0], f"  {'side':<8}{'questions':>9}{'top 3w':>9}{'6w/100':>9}", *lines[1:]]
+
+
 def stats_text(run: RunDir, facts: RunFacts) -> str:
     sections = [
         [f"run folder: {run.path}   backend: {facts.backend}"],
         split_lines(facts),
+        diversity_lines(facts),
         reject_lines(facts),
         refusal_lines(run, facts),
         usage_lines(facts),

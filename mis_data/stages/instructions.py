@@ -193,6 +193,18 @@ class InstructionStage(Stage):
     def concurrency(self) -> int:
         return self.ctx.config.models.text.concurrency
 
+    @cached_property
+    def siblings(self) -> dict[str, list[dict[str, Any]]]:
+        """The pairs of each sub-category, for the offline backend only (it spreads its kinds of
+        wording over them; a real model never sees facts)."""
+        grouped: dict[str, list[dict[str, Any]]] = {}
+        for concept in self.ctx.view.concepts.values():
+            grouped.setdefault(concept.sub_category, []).append(
+                {"id": concept.id, "object1": concept.object1, "object2": concept.object2,
+                 "kind1": concept.kind1, "kind2": concept.kind2,
+                 "style": getattr(concept, "style", None)})
+        return grouped
+
     def facts(self, concept: ConceptRecord) -> dict[str, Any]:
         """What every prompt of the stage is filled from (and what the offline backend reads)."""
         sub = self.ctx.taxonomy.get(concept.sub_category)
@@ -202,6 +214,8 @@ class InstructionStage(Stage):
             "object2": concept.object2, "kind1": concept.kind1, "kind2": concept.kind2,
             "ref1": self.refs[0], "ref2": self.refs[1], "seed": self.ctx.config.seed,
             "concept_id": concept.id, "count": self.ctx.config.instructions.per_pair,
+            "style": getattr(concept, "style", None),
+            "siblings": self.siblings.get(concept.sub_category, []),
         }
         for slot, kind_name in ((1, concept.kind1), (2, concept.kind2)):
             kind = self.ctx.kinds.get(kind_name) or self.ctx.kinds.get("object")

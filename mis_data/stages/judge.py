@@ -96,6 +96,7 @@ class JudgeStage(Stage):
         facts = {"question": question, "object1": sample.concept.object1,
                  "object2": sample.concept.object2, "kind1": sample.concept.kind1,
                  "kind2": sample.concept.kind2, "sub_category": sample.concept.sub_category,
+                 "style": getattr(sample.concept, "style", None),
                  "judge_index": index, "seed": self.ctx.config.seed}
         text_model, image_model = self.verdict_models
         prompts = self.ctx.prompts

@@ -116,7 +116,7 @@ class LabelStage(Stage):
         facts = {"question": sample.instruction.question, "harmful": sample.instruction.harmful,
                  "object1": concept.object1, "object2": concept.object2,
                  "kind1": concept.kind1, "kind2": concept.kind2,
-                 "category": sub.category, "sub_category": sub.name,
+                 "style": getattr(concept, "style", None), "category": sub.category, "sub_category": sub.name,
                  "description": sub.description, "sample_id": sample.id,
                  "concept_id": concept.id, "index": sample.instruction.index,
                  "min_words": settings.min_words, "max_words": settings.max_words,

@@ -1,0 +1,111 @@
+"""The offline client: answers every structured request from templates and rules.
+
+It implements ``ModelClient`` without a language model, key or network, from the request's
+``facts`` and the files in ``prompts/offline/`` (hashed like any prompt): instructions from
+slot-aware templates and MIS's detox rules, judges from keyword rules, labels from sentences
+chosen for the question's act, images as typography. Every choice is a hash of (seed, item,
+task), so a build is reproducible byte for byte, and every output says ``backend: offline``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import cached_property
+from typing import Any
+
+from mis_data.images.typography import render_typography
+from mis_data.models.base import (
+    ChatMessage,
+    ImageRequest,
+    ImageResult,
+    ModelResult,
+    RawReply,
+    StructuredRequest,
+    Usage,
+    UsageMeter,
+    answer_with_feedback,
+)
+from mis_data.models.offline import concepts
+from mis_data.models.offline.detox import DetoxRules
+from mis_data.models.offline.grammar import STEP_PATTERN
+from mis_data.models.offline.instructions import InstructionWriter
+from mis_data.models.offline.judges import JudgeRules
+from mis_data.models.offline.labels import LabelWriter
+from mis_data.models.offline.templates import TemplateBook
+from mis_data.prompts import PromptLibrary
+
+OFFLINE_MODEL = "offline"
+DATA = {"instructions": "offline/instructions.yaml", "detox": "offline/detox_rules.yaml",
+        "judge": "offline/judge_rules.yaml", "labels": "offline/labels.yaml"}
+
+
+class OfflineClient:
+    """Implements ``ModelClient`` with templates and rules."""
+
+    name = "offline"
+
+    def __init__(self, prompts: PromptLibrary, seed: int, typography_size: int = 512) -> None:
+        self.prompts = prompts
+        self.seed = seed
+        self.typography_size = typography_size
+        self.usage = UsageMeter()
+
+    @cached_property
+    def judge(self) -> JudgeRules:
+        return JudgeRules(self.prompts.data(DATA["judge"]))
+
+    @cached_property
+    def instructions(self) -> InstructionWriter:
+        return InstructionWriter(TemplateBook(self.prompts.data(DATA["instructions"])),
+                                 DetoxRules(self.prompts.data(DATA["detox"])), self.judge, self.seed)
+
+    @cached_property
+    def labels(self) -> LabelWriter:
+        return LabelWriter(self.prompts.data(DATA["labels"]), self.instructions, self.judge,
+                           self.seed)
+
+    def model_name(self, role: str) -> str:
+        return OFFLINE_MODEL
+
+    async def aclose(self) -> None:
+        return None
+
+    def answer(self, task: str, facts: dict[str, Any]) -> dict[str, Any]:
+        """The JSON answer the offline backend gives to a task, before validation."""
+        handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+            "instruction_harmful": lambda f: self.instructions.harmful(f),
+            "instruction_modify": lambda f: self.instructions.modify(f),
+            "instruction_detox": lambda f: self.instructions.detoxify(f),
+            "judge_text": lambda f: self.judge.answer_text(f),
+            "judge_images": lambda f: self.judge.answer_images(f),
+            "label": lambda f: self.labels.answer(f),
+            "label_harm_check": self._label_harm_check,
+            "image_critique": concepts.image_critique,
+            "concept_from_query": concepts.from_query,
+            "concept_from_image": concepts.from_image,
+            "concept_generate": lambda f: concepts.generate(f, self.seed),
+        }
+        if task not in handlers:
+            raise ValueError(f"the offline backend has no answer for task {task!r}")
+        return handlers[task](facts)
+
+    async def structured(self, request: StructuredRequest) -> ModelResult:
+        async def attempt(messages: list[ChatMessage]) -> RawReply:
+            self.usage.record(request.stage or request.task, OFFLINE_MODEL, Usage(requests=1))
+            answer = self.answer(request.task, request.facts)
+            return RawReply(parsed=request.response_model.model_validate(answer))
+
+        return await answer_with_feedback(request, attempt, OFFLINE_MODEL)
+
+    async def generate_image(self, request: ImageRequest) -> ImageResult:
+        self.usage.record(request.stage, OFFLINE_MODEL, Usage(requests=1, images=1))
+        png = render_typography(request.facts["object"], request.facts.get("style_seed", ""),
+                                self.typography_size)
+        return ImageResult(data=png, model=OFFLINE_MODEL)
+
+    @staticmethod
+    def _label_harm_check(facts: dict[str, Any]) -> dict[str, Any]:
+        steps = bool(STEP_PATTERN.search(facts["answer"]))
+        return {"gives_harmful_help": steps, "addresses_question": True,
+                "reason": "offline: the answer lists steps." if steps
+                else "offline: the answer gives safety advice."}
