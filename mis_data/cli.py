@@ -223,6 +223,42 @@ def export(
     guarded(verbose, action)
 
 
+@app.command("apply-decisions")
+def apply_decisions_command(
+    run_dir: RunDirArg,
+    decisions: Annotated[Path | None, typer.Argument(
+        help="A decisions file downloaded from the gallery; its new lines are added to "
+             "RUN_DIR/decisions.jsonl first (default: only RUN_DIR/decisions.jsonl).")] = None,
+    verbose: Verbose = False,
+) -> None:
+    """Apply reviewers' decisions (drops, moves, resolved ties), then rewrite splits, exports
+    and manifest; no model is called. Applying the same decisions again changes nothing."""
+    from mis_data.decisions import DECISIONS, apply_decisions, import_decisions
+    from mis_data.finish import finish_run, open_finished_run
+    from mis_data.taxonomy import load_taxonomy
+
+    def action() -> None:
+        run, config, store = open_finished_run(run_dir)
+        if decisions is not None:
+            added, problems = import_decisions(run, decisions)
+            typer.echo(f"{decisions}: {added} new decision(s) added to {DECISIONS}")
+            for problem in problems:
+                typer.echo(f"skipped: {problem}", err=True)
+        elif not (run.path / DECISIONS).exists():
+            raise ConfigError(f"{run.path / DECISIONS}: no decisions yet; mark samples in "
+                              "`mis-data review` and download or --serve them")
+        taxonomy = load_taxonomy(config.taxonomy)
+        report = apply_decisions(run, taxonomy)
+        for line in report.lines():
+            typer.echo(line)
+        manifest = finish_run(run, config, store, taxonomy=taxonomy)
+        plan = manifest["split_plan"]
+        typer.echo("splits: " + ", ".join(f"{k}={v}" for k, v in plan["counts"].items()))
+        print_exported(manifest, list(config.exports))
+
+    guarded(verbose, action)
+
+
 @app.command()
 def validate(
     path: Annotated[Path, typer.Argument(help="An export folder (or a run folder with --format).",
