@@ -143,12 +143,36 @@ def review(
     run_dir: RunDirArg,
     out: Annotated[Path | None, typer.Option(
         help="Where the HTML goes (default: RUN_DIR/review/index.html).")] = None,
+    serve: Annotated[bool, typer.Option(
+        help="Serve the gallery on 127.0.0.1 and save decisions to RUN_DIR/decisions.jsonl as "
+             "they are made.")] = False,
+    port: Annotated[int, typer.Option(help="Port for --serve (0: any free port).")] = 0,
     verbose: Verbose = False,
 ) -> None:
-    """Write a static HTML gallery of every sample and reject, filterable, to open in a browser."""
+    """Write the review gallery (every sample and reject, filterable, with keep/drop/move and
+    tie decisions) to open in a browser; --serve also saves decisions into the run folder."""
     from mis_data.review import write_review
 
-    guarded(verbose, lambda: typer.echo(f"review: {write_review(run_dir, out)}"))
+    def action() -> None:
+        if serve and out is not None:
+            raise ConfigError("--serve shows the gallery in RUN_DIR/review; leave out --out")
+        page = write_review(run_dir, out)
+        typer.echo(f"review: {page}")
+        if not serve:
+            typer.echo("decisions: download them from the page, then `mis-data apply-decisions "
+                       f"{run_dir} decisions.jsonl`")
+            return
+        from mis_data.review.serve import serve as make_server
+
+        server = make_server(run_dir, port)
+        typer.echo(f"serving {server.url} (127.0.0.1 only; Ctrl-C to stop); decisions go to "
+                   f"{Path(run_dir) / 'decisions.jsonl'}")
+        try:
+            server.serve_forever()
+        finally:
+            server.server_close()
+
+    guarded(verbose, action)
 
 
 def main() -> None:  # pragma: no cover - entry point for `python -m mis_data`
