@@ -86,18 +86,68 @@ def build(
     batch: Annotated[bool, typer.Option(
         help="Send model requests through the Batch API (real backends).")] = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    yes: Annotated[bool, typer.Option(
+        "--yes", "-y", help="Do not ask before a build whose plan costs more than --confirm-above.")
+    ] = False,
+    confirm_above: Annotated[float, typer.Option(
+        help="Ask (or, not on a terminal, stop) before a build planned above this many USD.")] = 5.0,
     verbose: Verbose = False,
 ) -> None:
-    """Run every stage that is not done yet, then write splits, exports and the manifest."""
+    """Print the plan, then run every stage that is not done yet, then write splits, exports
+    and the manifest."""
     from mis_data.pipeline import build as run_build
     from mis_data.pipeline import prepare
+    from mis_data.plan import PLAN_FILE, make_plan
+    from mis_data.rundir import write_json_atomic
 
     def action() -> None:
+        from mis_data.config import load_config
+        from mis_data.preflight import check_api_keys
+
+        resolved = load_config(config, {"seed": seed})
+        check_api_keys(resolved)  # a missing key is the first thing to hear about
+        plan = make_plan(resolved)
+        for line in plan.lines():
+            typer.echo(line)
+        confirm_cost(plan.cost, confirm_above, yes)
         ctx = prepare(config, run_dir, seed=seed, max_cost=max_cost, batch=batch,
                       show_progress=progress)
+        write_json_atomic(ctx.run.path / PLAN_FILE, plan.as_dict())
         result = run_build(ctx)
         print_summary(result.stats, result.manifest)
         typer.echo(f"run folder: {ctx.run.path}")
+
+    guarded(verbose, action)
+
+
+def confirm_cost(cost: float, threshold: float, yes: bool) -> None:
+    """Go on below the threshold or with --yes; ask on a terminal; otherwise stop, clearly."""
+    if yes or cost <= threshold:
+        return
+    question = f"the plan costs about ${cost:.2f}, above --confirm-above ${threshold:.2f}"
+    if not sys.stdin.isatty():
+        raise ConfigError(f"{question}; not on a terminal, so nothing was started. Rerun with "
+                          "--yes to build, or raise --confirm-above")
+    if not typer.confirm(f"{question}. Build?", default=False):
+        raise ConfigError("build not started")
+
+
+@app.command()
+def plan(
+    config: Annotated[Path, typer.Option("--config", "-c", help="The build config (YAML).")],
+    assume: Annotated[list[str] | None, typer.Option(
+        help="Override an assumption, NAME=VALUE (e.g. train_share=0.5); repeatable.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
+    verbose: Verbose = False,
+) -> None:
+    """Before any call: requests per stage and model, input (text + image) and output tokens,
+    dollars and time at the configured limits, with the assumptions it rests on."""
+    from mis_data.plan import Assumptions, plan_config
+    from mis_data.rundir import dump_json
+
+    def action() -> None:
+        made = plan_config(config, Assumptions.parse(assume or []))
+        typer.echo(dump_json(made.as_dict()) if as_json else "\n".join(made.lines()))
 
     guarded(verbose, action)
 
