@@ -90,7 +90,8 @@ def build(
         "--yes", "-y", help="Do not ask before a build whose plan costs more than --confirm-above.")
     ] = False,
     confirm_above: Annotated[float, typer.Option(
-        help="Ask (or, not on a terminal, stop) before a build planned above this many USD.")] = 5.0,
+        help="Ask (or, not on a terminal, stop) before a build planned above this many USD, "
+             "unless --yes or --max-cost is given.")] = 5.0,
     verbose: Verbose = False,
 ) -> None:
     """Print the plan, then run every stage that is not done yet, then write splits, exports
@@ -109,7 +110,8 @@ def build(
         plan = make_plan(resolved)
         for line in plan.lines():
             typer.echo(line)
-        confirm_cost(plan.cost, confirm_above, yes)
+        # --max-cost is a spending decision of its own: the build stops cleanly at the cap.
+        confirm_cost(plan.cost, confirm_above, yes or max_cost is not None)
         ctx = prepare(config, run_dir, seed=seed, max_cost=max_cost, batch=batch,
                       show_progress=progress)
         write_json_atomic(ctx.run.path / PLAN_FILE, plan.as_dict())

@@ -472,18 +472,18 @@ def plan_lines(run: RunDir, facts: RunFacts) -> list[str]:
             for key in ("requests", "input_tokens", "output_tokens", "cost_usd"):
                 actual[row["stage"]][key] += row.get(key, 0)
     rows = []
-    for stage, planned in plan["stages"].items():
+    for stage, planned in sorted(plan["stages"].items(), key=lambda item: _stage_order(item[0])):
         got = actual.get(stage, Counter())
         rows.append([stage, str(planned["requests"]), str(int(got["requests"])),
                      f"{planned['input_tokens']:,}", f"{int(got['input_tokens']):,}",
                      f"{planned['output_tokens']:,}", f"{int(got['output_tokens']):,}",
-                     f"{planned['cost_usd']:.2f}", f"{got['cost_usd']:.2f}"])
+                     f"{planned['cost_usd']:.4f}", f"{got['cost_usd']:.4f}"])
     total = plan["total"]
     got_total = sum(actual.values(), Counter())
     rows.append(["total", str(total["requests"]), str(int(got_total["requests"])),
                  f"{total['input_tokens']:,}", f"{int(got_total['input_tokens']):,}",
                  f"{total['output_tokens']:,}", f"{int(got_total['output_tokens']):,}",
-                 f"{total['cost_usd']:.2f}", f"{got_total['cost_usd']:.2f}"])
+                 f"{total['cost_usd']:.4f}", f"{got_total['cost_usd']:.4f}"])
     return ["plan vs actual per stage (plan.json from `build`; actual: requests sent, cache hits "
             "excluded; $):",
             *_table(["stage", "req plan", "actual", "in plan", "actual", "out plan", "actual",

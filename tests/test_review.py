@@ -108,7 +108,8 @@ def open_gallery(page: Any, gallery: Path, fragment: str = "") -> None:
 def show(page: Any, fragment: str) -> None:
     """Change the view as a bookmark would (hash only; no reload)."""
     page.evaluate("fragment => { location.hash = fragment; }", fragment)
-    page.wait_for_function("fragment => location.hash === '#' + fragment", arg=fragment)
+    page.wait_for_function("fragment => document.body.dataset.rendered === '#' + fragment",
+                           arg=fragment)
 
 
 def count_text(page: Any, element_id: str) -> str:

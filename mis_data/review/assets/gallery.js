@@ -503,6 +503,7 @@
     renderSamples();
     renderRejects();
     if (tab === "subs") { renderSubs(); }
+    document.body.setAttribute("data-rendered", location.hash);  // for tests and scripts
   }
 
   // -- controls ---------------------------------------------------------------------------
