@@ -86,18 +86,70 @@ def build(
     batch: Annotated[bool, typer.Option(
         help="Send model requests through the Batch API (real backends).")] = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    yes: Annotated[bool, typer.Option(
+        "--yes", "-y", help="Do not ask before a build whose plan costs more than --confirm-above.")
+    ] = False,
+    confirm_above: Annotated[float, typer.Option(
+        help="Ask (or, not on a terminal, stop) before a build planned above this many USD, "
+             "unless --yes or --max-cost is given.")] = 5.0,
     verbose: Verbose = False,
 ) -> None:
-    """Run every stage that is not done yet, then write splits, exports and the manifest."""
+    """Print the plan, then run every stage that is not done yet, then write splits, exports
+    and the manifest."""
     from mis_data.pipeline import build as run_build
     from mis_data.pipeline import prepare
+    from mis_data.plan import PLAN_FILE, make_plan
+    from mis_data.rundir import write_json_atomic
 
     def action() -> None:
+        from mis_data.config import load_config
+        from mis_data.preflight import check_api_keys
+
+        resolved = load_config(config, {"seed": seed})
+        check_api_keys(resolved)  # a missing key is the first thing to hear about
+        plan = make_plan(resolved)
+        for line in plan.lines():
+            typer.echo(line)
+        # --max-cost is a spending decision of its own: the build stops cleanly at the cap.
+        confirm_cost(plan.cost, confirm_above, yes or max_cost is not None)
         ctx = prepare(config, run_dir, seed=seed, max_cost=max_cost, batch=batch,
                       show_progress=progress)
+        write_json_atomic(ctx.run.path / PLAN_FILE, plan.as_dict())
         result = run_build(ctx)
         print_summary(result.stats, result.manifest)
         typer.echo(f"run folder: {ctx.run.path}")
+
+    guarded(verbose, action)
+
+
+def confirm_cost(cost: float, threshold: float, yes: bool) -> None:
+    """Go on below the threshold or with --yes; ask on a terminal; otherwise stop, clearly."""
+    if yes or cost <= threshold:
+        return
+    question = f"the plan costs about ${cost:.2f}, above --confirm-above ${threshold:.2f}"
+    if not sys.stdin.isatty():
+        raise ConfigError(f"{question}; not on a terminal, so nothing was started. Rerun with "
+                          "--yes to build, or raise --confirm-above")
+    if not typer.confirm(f"{question}. Build?", default=False):
+        raise ConfigError("build not started")
+
+
+@app.command()
+def plan(
+    config: Annotated[Path, typer.Option("--config", "-c", help="The build config (YAML).")],
+    assume: Annotated[list[str] | None, typer.Option(
+        help="Override an assumption, NAME=VALUE (e.g. train_share=0.5); repeatable.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
+    verbose: Verbose = False,
+) -> None:
+    """Before any call: requests per stage and model, input (text + image) and output tokens,
+    dollars and time at the configured limits, with the assumptions it rests on."""
+    from mis_data.plan import Assumptions, plan_config
+    from mis_data.rundir import dump_json
+
+    def action() -> None:
+        made = plan_config(config, Assumptions.parse(assume or []))
+        typer.echo(dump_json(made.as_dict()) if as_json else "\n".join(made.lines()))
 
     guarded(verbose, action)
 
@@ -143,12 +195,36 @@ def review(
     run_dir: RunDirArg,
     out: Annotated[Path | None, typer.Option(
         help="Where the HTML goes (default: RUN_DIR/review/index.html).")] = None,
+    serve: Annotated[bool, typer.Option(
+        help="Serve the gallery on 127.0.0.1 and save decisions to RUN_DIR/decisions.jsonl as "
+             "they are made.")] = False,
+    port: Annotated[int, typer.Option(help="Port for --serve (0: any free port).")] = 0,
     verbose: Verbose = False,
 ) -> None:
-    """Write a static HTML gallery of every sample and reject, filterable, to open in a browser."""
+    """Write the review gallery (every sample and reject, filterable, with keep/drop/move and
+    tie decisions) to open in a browser; --serve also saves decisions into the run folder."""
     from mis_data.review import write_review
 
-    guarded(verbose, lambda: typer.echo(f"review: {write_review(run_dir, out)}"))
+    def action() -> None:
+        if serve and out is not None:
+            raise ConfigError("--serve shows the gallery in RUN_DIR/review; leave out --out")
+        page = write_review(run_dir, out)
+        typer.echo(f"review: {page}")
+        if not serve:
+            typer.echo("decisions: download them from the page, then `mis-data apply-decisions "
+                       f"{run_dir} decisions.jsonl`")
+            return
+        from mis_data.review.serve import serve as make_server
+
+        server = make_server(run_dir, port)
+        typer.echo(f"serving {server.url} (127.0.0.1 only; Ctrl-C to stop); decisions go to "
+                   f"{Path(run_dir) / 'decisions.jsonl'}")
+        try:
+            server.serve_forever()
+        finally:
+            server.server_close()
+
+    guarded(verbose, action)
 
 
 def main() -> None:  # pragma: no cover - entry point for `python -m mis_data`
@@ -223,6 +299,42 @@ def export(
         manifest = finish_run(run, config, store, formats=formats, resplit=False,
                               absolute_paths=absolute_paths)
         print_exported(manifest, formats)
+
+    guarded(verbose, action)
+
+
+@app.command("apply-decisions")
+def apply_decisions_command(
+    run_dir: RunDirArg,
+    decisions: Annotated[Path | None, typer.Argument(
+        help="A decisions file downloaded from the gallery; its new lines are added to "
+             "RUN_DIR/decisions.jsonl first (default: only RUN_DIR/decisions.jsonl).")] = None,
+    verbose: Verbose = False,
+) -> None:
+    """Apply reviewers' decisions (drops, moves, resolved ties), then rewrite splits, exports
+    and manifest; no model is called. Applying the same decisions again changes nothing."""
+    from mis_data.decisions import DECISIONS, apply_decisions, import_decisions
+    from mis_data.finish import finish_run, open_finished_run
+    from mis_data.taxonomy import load_taxonomy
+
+    def action() -> None:
+        run, config, store = open_finished_run(run_dir)
+        if decisions is not None:
+            added, problems = import_decisions(run, decisions)
+            typer.echo(f"{decisions}: {added} new decision(s) added to {DECISIONS}")
+            for problem in problems:
+                typer.echo(f"skipped: {problem}", err=True)
+        elif not (run.path / DECISIONS).exists():
+            raise ConfigError(f"{run.path / DECISIONS}: no decisions yet; mark samples in "
+                              "`mis-data review` and download or --serve them")
+        taxonomy = load_taxonomy(config.taxonomy)
+        report = apply_decisions(run, taxonomy)
+        for line in report.lines():
+            typer.echo(line)
+        manifest = finish_run(run, config, store, taxonomy=taxonomy)
+        plan = manifest["split_plan"]
+        typer.echo("splits: " + ", ".join(f"{k}={v}" for k, v in plan["counts"].items()))
+        print_exported(manifest, list(config.exports))
 
     guarded(verbose, action)
 

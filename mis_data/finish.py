@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from mis_data.config import BuildConfig, ConfigError, sha256_file
+from mis_data.decisions import decisions_summary, reviewer_dropped
 from mis_data.export import run_exports
 from mis_data.export.common import RunInfo
 from mis_data.images.store import ImageStore
@@ -103,8 +104,9 @@ def finish_run(run: RunDir, config: BuildConfig, store: ImageStore, *, seed: int
     if resplit:
         seed = config.seed if seed is None else seed
         val_size = config.splits.val_size if val_size is None else val_size
-        plan = write_splits(run, join_samples(run), seed, val_size,
-                            canonical_quotas(config, taxonomy))
+        dropped = reviewer_dropped(run)  # a reviewer's drop outranks the judges' route
+        samples = [s for s in join_samples(run) if s.id.removesuffix(".real") not in dropped]
+        plan = write_splits(run, samples, seed, val_size, canonical_quotas(config, taxonomy))
         splits = plan.splits
     else:
         if not (run.splits_dir / "manifest.json").exists():
@@ -117,5 +119,8 @@ def finish_run(run: RunDir, config: BuildConfig, store: ImageStore, *, seed: int
     manifest = build_manifest(run, config, splits, usage, run.config().prompt_sha256)
     manifest["split_plan"] = {key: split_manifest.get(key) for key in
                               ("seed", "val_size", "quotas", "counts", "excluded_by_reason")}
+    review = decisions_summary(run)
+    if review is not None:
+        manifest["review"] = review
     write_text_atomic(run.manifest_path, dump_json(manifest))
     return manifest

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mis_data.config import FORMAT_VERSION, BuildConfig, ConfigError, RunConfig, load_config, sha256_text
+from mis_data.decisions import DECISIONS, apply_decisions
 from mis_data.finish import finish_run, merge_usage, prompt_hashes
 from mis_data.images.store import ImageStore
 from mis_data.models import make_client
@@ -68,9 +69,17 @@ def prepare(config_path: Path, run_dir: Path | None = None, seed: int | None = N
                         kinds=checked.kinds)
 
 
+def apply_review(ctx: BuildContext) -> None:
+    """Reviewers' decisions (``RUN/decisions.jsonl``), when there are any, before the stages
+    (so a tie resolved to train is labelled in this build) and again before finishing."""
+    if (ctx.run.path / DECISIONS).exists():
+        apply_decisions(ctx.run, ctx.taxonomy)
+
+
 def finish(ctx: BuildContext, formats: list[str] | None = None) -> dict[str, Any]:
     """Splits, exports and manifest from whatever the stages have produced."""
     merge_usage(ctx.run, ctx.client.usage.as_dict())
+    apply_review(ctx)
     return finish_run(ctx.run, ctx.config, ctx.store, formats=formats, taxonomy=ctx.taxonomy)
 
 
@@ -78,6 +87,7 @@ async def run_build(ctx: BuildContext) -> BuildResult:
     """Every stage in ``Step`` order (each skips what is done), then splits, exports, manifest."""
     result = BuildResult(run=ctx.run)
     try:
+        apply_review(ctx)
         for step in Step:
             result.stats.append(await run_stage(STAGES[step](ctx)))
             ctx.run.close()

@@ -10,10 +10,19 @@ from __future__ import annotations
 
 import hashlib
 import re
+from datetime import datetime
 from enum import Enum
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 # Strings that multimodal training frameworks read as image/video slots (FORMATS.md §0, §8).
 # Generated text must never contain them: exporters insert the placeholders themselves.
@@ -284,14 +293,103 @@ class Vote(BaseModel):
         return self.image1_harmful or self.image2_harmful
 
 
+ReviewAction = Literal["keep", "drop", "move", "resolve"]
+DropReason = Literal["unreasonable", "meaningless", "duplicate"]
+
+
+class ReviewDecision(BaseModel):
+    """What a person decided about a sample (``<pair>-<k>``) or a whole pair (``<pair>``).
+
+    MIS step 4 has human experts drop unreasonable, meaningless and duplicate pairs before the
+    judges' routes are final; here a reviewer does that in the gallery, after the judges. Each
+    decision is complete on its own, so the latest one per sample wins and nothing has to be
+    merged: ``keep`` (as judged), ``drop`` (with a reason), ``move`` (keep, in another
+    sub-category), ``resolve`` (a route for a review-queue tie; ``discard`` drops it). Who and
+    when are on every decision, and they stay on the records it changes.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(min_length=1, max_length=200)
+    scope: Literal["sample", "pair"] = "sample"
+    action: ReviewAction
+    reason: DropReason | None = None
+    sub_category: str | None = None
+    route: Literal["train", "easy", "hard", "discard"] | None = None
+    note: str = Field("", max_length=2000)
+    reviewer: str = Field(min_length=1, max_length=100)
+    at: datetime
+
+    @field_validator("reviewer")
+    @classmethod
+    def _named(cls, value: str) -> str:
+        value = " ".join(value.split())
+        if not value:
+            raise ValueError("a reviewer name is needed")
+        return value
+
+    @model_validator(mode="after")
+    def _complete(self) -> ReviewDecision:
+        if self.action == "drop" and self.reason is None:
+            raise ValueError("a drop needs a reason (unreasonable, meaningless or duplicate)")
+        if self.action == "move" and not self.sub_category:
+            raise ValueError("a move needs the sub-category it moves to")
+        if self.action == "resolve" and self.route is None:
+            raise ValueError("a resolve needs a route (train, easy, hard or discard)")
+        if self.action != "drop" and self.reason is not None:
+            raise ValueError("only a drop has a reason")
+        if self.action != "resolve" and self.route is not None:
+            raise ValueError("only a resolve has a route")
+        if self.at.tzinfo is None:
+            raise ValueError("'at' needs a time zone (e.g. 2026-01-05T10:00:00Z)")
+        return self
+
+    @property
+    def drops(self) -> bool:
+        """True when the sample leaves the dataset (a drop, or a tie resolved to discard)."""
+        return self.action == "drop" or self.route == "discard"
+
+    def summary(self) -> str:
+        """One line for reject details and the gallery: what, why, who, when."""
+        what = {"keep": "kept", "drop": f"dropped ({self.reason})",
+                "move": f"moved to {self.sub_category}",
+                "resolve": f"resolved to {self.route}"}[self.action]
+        scope = " with its whole pair" if self.scope == "pair" else ""
+        note = f": {self.note}" if self.note else ""
+        return f"{what}{scope} by {self.reviewer} at {self.at.isoformat()}{note}"
+
+
+class ReviewRecord(Record):
+    """The latest decision on one sample that stays in the dataset (``review.jsonl``).
+
+    Samples a reviewer dropped are rejects (``dropped_by_reviewer``) instead, as with every
+    stage: records are what was kept, rejects what was not.
+    """
+
+    decision: ReviewDecision
+
+
 class JudgementRecord(Record):
-    """Where the judges send a sample: train, easy or hard (MIS step 4)."""
+    """Where the judges send a sample: train, easy or hard (MIS step 4).
+
+    ``decision`` is set when a reviewer moved the sample or resolved a tie: the judges' votes
+    stay as they were, the route and sub-category follow the person.
+    """
 
     route: Literal["train", "easy", "hard"]
     sub_category: str
     category: str
     moved_from: str | None = None
     votes: list[Vote] = Field(min_length=1)
+    decision: ReviewDecision | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_no_decision(self, handler: SerializerFunctionWrapHandler) -> dict:
+        """Judgements nobody reviewed serialize exactly as before the field existed."""
+        data = handler(self)
+        if data.get("decision") is None:
+            data.pop("decision", None)
+        return data
 
 
 class LabelRecord(Record):

@@ -9,20 +9,23 @@ calls on the same run give the same bytes and a changed report means changed dat
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import yaml
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from mis_data.records import STEP_NAMES, ConceptRecord, RejectReason, RejectRecord
-from mis_data.rundir import RunDir, read_json_or_none, write_bytes_atomic, write_text_atomic
+from mis_data.rundir import RunDir, parent_id, read_json_or_none, write_bytes_atomic, write_text_atomic
 from mis_data.splits import GENERAL, SPLITS, Sample, read_splits
 
 STATS_DIR = "stats"
@@ -165,7 +168,7 @@ def refusal_lines(run: RunDir, facts: RunFacts) -> list[str]:
     for stage in stages:
         for item_id in run.output_ids(stage):
             sample = item_id.split(".")[0]
-            sub = sub_of.get(sample) or (GENERAL if stage == "general" else None)
+            sub = sub_of.get(parent_id(sample)) or (GENERAL if stage == "general" else None)
             if sub:
                 reached[sub].add(sample)
     refused: Counter[str] = Counter()
@@ -173,7 +176,7 @@ def refusal_lines(run: RunDir, facts: RunFacts) -> list[str]:
         if reject.stage not in stages:
             continue
         sample = reject.id.split(".")[0]
-        sub = reject.sub_category or sub_of.get(sample) or "(unknown)"
+        sub = reject.sub_category or sub_of.get(parent_id(sample)) or "(unknown)"
         reached[sub].add(sample)
         if reject.reason == RejectReason.refused:
             refused[sub] += 1
@@ -263,14 +266,19 @@ def diversity_lines(facts: RunFacts) -> list[str]:
     return [lines[0], f"  {'side':<8}{'questions':>9}{'top 3w':>9}{'6w/100':>9}", *lines[1:]]
 
 
-def stats_text(run: RunDir, facts: RunFacts) -> str:
+def stats_text(run: RunDir, facts: RunFacts, reference: MisReference | None = None) -> str:
+    reference = reference or load_reference()
     sections = [
         [f"run folder: {run.path}   backend: {facts.backend}"],
         split_lines(facts),
         diversity_lines(facts),
+        split_mix_lines(facts, reference),
+        test_share_lines(facts, reference),
         reject_lines(facts),
+        rate_lines(run, facts, reference),
         refusal_lines(run, facts),
         usage_lines(facts),
+        plan_lines(run, facts),
         [f"plot: {STATS_DIR}/stats.png"],
     ]
     return "\n\n".join("\n".join(section) for section in sections) + "\n"
@@ -278,39 +286,26 @@ def stats_text(run: RunDir, facts: RunFacts) -> str:
 
 # -- plot ------------------------------------------------------------------------------------
 
-def draw_plot(facts: RunFacts) -> bytes:
-    """Two panels: samples per category and split (grouped bars), rejects per reason by stage."""
-    figure = Figure(figsize=(13, 5.2), dpi=DPI, layout="constrained")
+def draw_plot(facts: RunFacts, reference: MisReference | None = None) -> bytes:
+    """Sub-categories per split, test shares and the split mix beside MIS's, and (only when
+    there are any) rejects by reason: no panel is drawn without something to show."""
+    reference = reference or load_reference()
+    has_rejects = "rejects" in plot_panels(facts)
+    figure = Figure(figsize=(14, 10), dpi=DPI, layout="constrained")
     FigureCanvasAgg(figure)
-    left, right = figure.subplots(1, 2, width_ratios=[3, 2])
-    _draw_categories(left, facts)
-    _draw_rejects(right, facts)
+    grid = figure.add_gridspec(2, 2, height_ratios=[3, 1.3], width_ratios=[3, 2])
+    subs = figure.add_subplot(grid[0, 0])
+    shares = figure.add_subplot(grid[0, 1], sharey=subs)
+    mix = figure.add_subplot(grid[1, 0] if has_rejects else grid[1, :])
+    order = reference_order(facts, reference)
+    _draw_sub_categories(subs, facts, order)
+    _draw_test_shares(shares, facts, reference, order)
+    _draw_split_mix(mix, facts, reference)
+    if has_rejects:
+        _draw_rejects(figure.add_subplot(grid[1, 1]), facts)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
     return buffer.getvalue()
-
-
-def _draw_categories(axes: Any, facts: RunFacts) -> None:
-    categories = [category for category, _ in sub_categories_by_category(facts.category_of)]
-    splits = [split for split in SPLITS if facts.splits.get(split)]
-    axes.set_title("Samples per category and split")
-    if not categories or not splits:
-        axes.text(0.5, 0.5, "no finished samples", ha="center", va="center", transform=axes.transAxes)
-        axes.set_axis_off()
-        return
-    width = 0.8 / len(splits)
-    for index, split in enumerate(splits):
-        counts = Counter(sample.category for sample in facts.splits[split])
-        positions = [i + (index - (len(splits) - 1) / 2) * width for i in range(len(categories))]
-        bars = axes.bar(positions, [counts[c] for c in categories], width,
-                        label=f"{split} ({len(facts.splits[split])})", color=SPLIT_COLORS[split])
-        axes.bar_label(bars, fontsize=7, padding=1)
-    axes.set_xticks(range(len(categories)), categories, rotation=20, ha="right")
-    axes.set_ylabel("samples")
-    axes.yaxis.set_major_locator(MaxNLocator(integer=True))
-    axes.set_ylim(0, axes.get_ylim()[1] * 1.2)  # headroom for the legend row
-    axes.legend(loc="upper left", ncols=len(splits), frameon=False, fontsize=9)
-    axes.spines[["top", "right"]].set_visible(False)
 
 
 def _draw_rejects(axes: Any, facts: RunFacts) -> None:
@@ -343,9 +338,277 @@ def write_stats(run_dir: Path) -> StatsResult:
     """Compute the report, write ``stats/stats.png`` and ``stats/stats.txt``, return both."""
     run = RunDir(Path(run_dir))
     run.config()  # not a run folder: one clear error now
-    facts = read_facts(run)
-    text = stats_text(run, facts)
+    reference = load_reference()
+    facts = with_reference_rows(read_facts(run), reference)
+    text = stats_text(run, facts, reference)
     plot = run.path / STATS_DIR / "stats.png"
-    write_bytes_atomic(plot, draw_plot(facts))
+    write_bytes_atomic(plot, draw_plot(facts, reference))
     write_text_atomic(run.path / STATS_DIR / "stats.txt", text)
     return StatsResult(text=text, plot=plot)
+
+
+# -- beside MIS: its published counts, rates per stage and sub-category, plan vs actual -------
+
+@dataclass(frozen=True)
+class MisReference:
+    """MIS's published numbers (``mis_data/reference/mis.yaml``)."""
+
+    splits: dict[str, int]
+    test: dict[str, dict[str, int]]  # category -> sub-category -> easy + hard count
+    source: str
+
+    @property
+    def category_of(self) -> dict[str, str]:
+        return {sub: category for category, subs in self.test.items() for sub in subs}
+
+    @property
+    def test_counts(self) -> dict[str, int]:
+        return {sub: n for subs in self.test.values() for sub, n in subs.items()}
+
+
+def load_reference() -> MisReference:
+    text = resources.files("mis_data").joinpath("reference", "mis.yaml").read_text(encoding="utf-8")
+    data = yaml.safe_load(text)
+    return MisReference(splits=dict(data["splits"]), test=data["test_sub_categories"],
+                        source=" ".join(str(data.get("source", "")).split()))
+
+
+def with_reference_rows(facts: RunFacts, reference: MisReference) -> RunFacts:
+    """Every MIS sub-category gets a row, also one the run has no sample of (a zero is news)."""
+    category_of = {**reference.category_of, **facts.category_of}
+    return dataclasses.replace(facts, category_of=category_of)
+
+
+def reference_order(facts: RunFacts, reference: MisReference) -> list[tuple[str, str]]:
+    """(category, sub-category) rows: MIS's Table 3 order, then anything else the run has."""
+    rows = [(category, sub) for category, subs in reference.test.items() for sub in subs]
+    listed = {sub for _, sub in rows}
+    rows += [(category, sub) for category, subs in sub_categories_by_category(facts.category_of)
+             for sub in subs if sub not in listed]
+    return rows
+
+
+def _pct(part: float, whole: float) -> str:
+    return f"{100 * part / whole:.1f}%" if whole else "-"
+
+
+def split_mix_lines(facts: RunFacts, reference: MisReference) -> list[str]:
+    """Each split's share of the run beside MIS's (val is counted with train: MIS has none)."""
+    here = {split: len(facts.splits.get(split, [])) for split in SPLITS}
+    here["train"] += here.pop("val")
+    total, mis_total = sum(here.values()), sum(reference.splits.values())
+    rows = [[split, str(here.get(split, 0)), _pct(here.get(split, 0), total),
+             str(reference.splits.get(split, 0)), _pct(reference.splits.get(split, 0), mis_total)]
+            for split in reference.splits]
+    rows.append(["total", str(total), _pct(total, total), str(mis_total), "100.0%"])
+    return ["split mix beside MIS (train includes val; MIS: Table 19 and the MIS_Test card):",
+            *_table(["split", "here", "share", "MIS", "share"], rows, 10)]
+
+
+def test_share_lines(facts: RunFacts, reference: MisReference) -> list[str]:
+    """Test (easy + hard) counts and shares per category and sub-category beside MIS Table 3."""
+    here = Counter(sample.sub_category for split in ("easy", "hard")
+                   for sample in facts.splits.get(split, []))
+    mis = reference.test_counts
+    total, mis_total = sum(here.values()), sum(mis.values())
+    rows, order = [], reference_order(facts, reference)
+    width = max(len(sub) for _, sub in order) + 4
+    for category in dict.fromkeys(category for category, _ in order):
+        subs = [sub for cat, sub in order if cat == category]
+        n, m = sum(here[s] for s in subs), sum(mis.get(s, 0) for s in subs)
+        rows.append([category, str(n), _pct(n, total), str(m), _pct(m, mis_total),
+                     _diff(n, total, m, mis_total)])
+        rows += [["  " + sub, str(here[sub]), _pct(here[sub], total), str(mis.get(sub, 0)),
+                  _pct(mis.get(sub, 0), mis_total), _diff(here[sub], total, mis.get(sub, 0), mis_total)]
+                 for sub in subs]
+    rows.append(["total", str(total), _pct(total, total), str(mis_total), "100.0%", ""])
+    return ["test (easy + hard) per category and sub-category beside MIS Table 3 "
+            "(diff: share here minus MIS's, in points):",
+            *_table(["category / sub-category", "here", "share", "MIS", "share", "diff"], rows, width)]
+
+
+def _diff(part: int, whole: int, mis_part: int, mis_whole: int) -> str:
+    if not whole or not mis_whole:
+        return "-"
+    return f"{100 * (part / whole - mis_part / mis_whole):+.1f}"
+
+
+RATE_STAGES = ("instructions", "images", "dedup", "judgements", "labels", "review")
+SHORT = {"instructions": "instruct.", "judgements": "judges"}
+
+
+def stage_entries(run: RunDir, facts: RunFacts) -> dict[str, dict[str, set[str]]]:
+    """Per stage, the items that reached it, by the sub-category their pair was made for.
+
+    An item is what the stage decides on: a question (``<pair>-<k>``) or, for images, a pair
+    (slot ids ``<pair>.1`` count for their pair). Items are the stage's records and its rejects;
+    dedup has no records, so what reached it is every question the judges could see plus the
+    ones it dropped.
+    """
+    sub_of = {concept.id: concept.sub_category for concept in run.read("concepts", ConceptRecord)}
+
+    def unit(stage: str, item_id: str) -> str:
+        return item_id.split(".")[0] if stage in ("images", "pairs") else item_id
+
+    reached: dict[str, dict[str, set[str]]] = {stage: defaultdict(set) for stage in RATE_STAGES}
+    for stage in RATE_STAGES:
+        ids = run.output_ids(stage) if stage != "dedup" else set()
+        for item_id in ids:
+            sub = sub_of.get(parent_id(unit(stage, item_id)))
+            if sub:
+                reached[stage][sub].add(unit(stage, item_id))
+    for reject in facts.rejects:
+        if reject.stage in reached:
+            item = unit(reject.stage, reject.id)
+            sub = sub_of.get(parent_id(item)) or reject.sub_category or "(unknown)"
+            reached[reject.stage][sub].add(item)
+    for sub, items in reached["judgements"].items():
+        reached["dedup"][sub] |= items
+    return reached
+
+
+def rate_lines(run: RunDir, facts: RunFacts, reference: MisReference) -> list[str]:
+    """Reject rate of each stage per sub-category, and the refusal rate, as percentages."""
+    reached = stage_entries(run, facts)
+    rejected: dict[str, Counter[str]] = {stage: Counter() for stage in RATE_STAGES}
+    refused: Counter[str] = Counter()
+    sub_of = {concept.id: concept.sub_category for concept in run.read("concepts", ConceptRecord)}
+    for reject in facts.rejects:
+        sub = sub_of.get(parent_id(reject.id.split(".")[0])) or reject.sub_category or "(unknown)"
+        if reject.stage in rejected:
+            rejected[reject.stage][sub] += 1
+        if reject.reason == RejectReason.refused:
+            refused[sub] += 1
+    stages = [stage for stage in RATE_STAGES if any(reached[stage].values())]
+    if not stages:
+        return ["reject rates: no stage has processed anything yet"]
+    subs = [sub for _, sub in reference_order(facts, reference)]
+    subs += sorted({sub for stage in stages for sub in reached[stage]} - set(subs))
+    first = reached[stages[0]]
+
+    def cells(name: str, pick: Any) -> list[str]:
+        row = [name]
+        for stage in stages:
+            n = sum(len(reached[stage][s]) for s in pick)
+            row.append(_pct(sum(rejected[stage][s] for s in pick), n))
+        row.append(_pct(sum(refused[s] for s in pick), sum(len(first[s]) for s in pick)))
+        return row
+
+    rows = [cells(sub, [sub]) for sub in subs] + [cells("total", subs)]
+    counts = ["items", *(str(sum(len(v) for v in reached[stage].values())) for stage in stages), ""]
+    width = max(len(sub) for sub in subs) + 2
+    return [f"reject rates per stage and sub-category (rejected / items that reached the stage; "
+            f"refused: refusals / items of {stages[0]}):",
+            *_table(["sub-category", *(SHORT.get(s, s) for s in stages), "refused"],
+                    [*rows, counts], width)]
+
+
+def plan_lines(run: RunDir, facts: RunFacts) -> list[str]:
+    """Planned (``plan.json``, written by ``build``) beside actual requests, tokens and cost."""
+    plan = read_json_or_none(run.path / "plan.json")
+    if not plan:
+        return ["plan vs actual: no plan.json (the run was built before `mis-data plan` existed)"]
+    actual: dict[str, Counter[str]] = defaultdict(Counter)
+    for session in (facts.usage or {}).get("sessions", []):
+        for row in session.get("by_stage_model", []):
+            for key in ("requests", "input_tokens", "output_tokens", "cost_usd"):
+                actual[row["stage"]][key] += row.get(key, 0)
+    rows = []
+    for stage, planned in sorted(plan["stages"].items(), key=lambda item: _stage_order(item[0])):
+        got = actual.get(stage, Counter())
+        rows.append([stage, str(planned["requests"]), str(int(got["requests"])),
+                     f"{planned['input_tokens']:,}", f"{int(got['input_tokens']):,}",
+                     f"{planned['output_tokens']:,}", f"{int(got['output_tokens']):,}",
+                     f"{planned['cost_usd']:.4f}", f"{got['cost_usd']:.4f}"])
+    total = plan["total"]
+    got_total = sum(actual.values(), Counter())
+    rows.append(["total", str(total["requests"]), str(int(got_total["requests"])),
+                 f"{total['input_tokens']:,}", f"{int(got_total['input_tokens']):,}",
+                 f"{total['output_tokens']:,}", f"{int(got_total['output_tokens']):,}",
+                 f"{total['cost_usd']:.4f}", f"{got_total['cost_usd']:.4f}"])
+    return ["plan vs actual per stage (plan.json from `build`; actual: requests sent, cache hits "
+            "excluded; $):",
+            *_table(["stage", "req plan", "actual", "in plan", "actual", "out plan", "actual",
+                     "$ plan", "actual"], rows, 14)]
+
+
+def plot_panels(facts: RunFacts) -> list[str]:
+    """The panels the plot draws: rejects only when there are some."""
+    panels = ["sub_categories", "test_shares", "split_mix"]
+    if any(sum(by_reason.values()) for by_reason in reject_counts(facts).values()):
+        panels.append("rejects")
+    return panels
+
+
+def _draw_sub_categories(axes: Any, facts: RunFacts, order: list[tuple[str, str]]) -> None:
+    """Samples per sub-category, stacked by split, grouped under their category."""
+    labels = [sub for _, sub in order]
+    axes.set_title("Samples per sub-category and split")
+    left = [0] * len(labels)
+    for split in SPLITS:
+        members = facts.splits.get(split, [])
+        if not members:
+            continue
+        counts = Counter(sample.sub_category for sample in members)
+        values = [counts[sub] for sub in labels]
+        axes.barh(range(len(labels)), values, left=left, height=0.7, color=SPLIT_COLORS[split],
+                  label=f"{split} ({len(members)})")
+        left = [a + b for a, b in zip(left, values, strict=True)]
+    for y, total in enumerate(left):
+        axes.text(total, y, f" {total}", va="center", fontsize=8)
+    axes.set_yticks(range(len(labels)), [f"{sub}  [{category}]" for category, sub in order],
+                    fontsize=9)
+    axes.set_ylim(len(labels) + 0.9, -0.6)  # top to bottom, with a free row for the legend
+    axes.set_xlabel("samples")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.set_xlim(0, max([*left, 1]) * 1.12)
+    if any(facts.splits.get(split) for split in SPLITS):
+        axes.legend(loc="lower right", fontsize=8, frameon=False)
+    else:
+        axes.text(0.5, 0.5, "no finished samples yet", ha="center", va="center",
+                  transform=axes.transAxes)
+    axes.spines[["top", "right"]].set_visible(False)
+
+
+def _draw_test_shares(axes: Any, facts: RunFacts, reference: MisReference,
+                      order: list[tuple[str, str]]) -> None:
+    """Each sub-category's share of the test split (easy + hard): this run beside MIS Table 3."""
+    here = Counter(sample.sub_category for split in ("easy", "hard")
+                   for sample in facts.splits.get(split, []))
+    mis = reference.test_counts
+    total, mis_total = sum(here.values()), sum(mis.values())
+    y = range(len(order))
+    run_share = [100 * here[sub] / total if total else 0 for _, sub in order]
+    mis_share = [100 * mis.get(sub, 0) / mis_total for _, sub in order]
+    axes.barh([i - 0.2 for i in y], run_share, height=0.4, color="#59a14f",
+              label=f"this run (easy+hard = {total})")
+    axes.barh([i + 0.2 for i in y], mis_share, height=0.4, color="#bab0ac",
+              label=f"MIS Table 3 ({mis_total})")
+    axes.set_title("Test share per sub-category: this run vs MIS")
+    axes.set_xlabel("% of easy + hard")
+    axes.tick_params(axis="y", labelleft=False)
+    axes.legend(loc="lower right", fontsize=8, frameon=False)
+    axes.spines[["top", "right"]].set_visible(False)
+
+
+def _draw_split_mix(axes: Any, facts: RunFacts, reference: MisReference) -> None:
+    """Two 100 % bars: the split mix of this run (val with train) and of MIS."""
+    here = {split: len(facts.splits.get(split, [])) for split in ("train", "easy", "hard", "real")}
+    here["train"] += len(facts.splits.get("val", []))
+    rows = [("MIS", reference.splits), ("this run", here)]
+    for y, (_, counts) in enumerate(rows):
+        total = sum(counts.values()) or 1
+        left = 0.0
+        for split in ("train", "easy", "hard", "real"):
+            share = 100 * counts.get(split, 0) / total
+            axes.barh(y, share, left=left, color=SPLIT_COLORS[split], height=0.6,
+                      label=split if y == 0 else None)
+            if share >= 4:
+                axes.text(left + share / 2, y, f"{split} {share:.0f}%", ha="center", va="center",
+                          fontsize=8, color="white")
+            left += share
+    axes.set_yticks(range(len(rows)), [f"{name} (n={sum(c.values())})" for name, c in rows])
+    axes.set_xlim(0, 100)
+    axes.set_xlabel("% of samples")
+    axes.set_title("Split mix: this run vs MIS (val counted as train)")
+    axes.spines[["top", "right"]].set_visible(False)

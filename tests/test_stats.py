@@ -15,7 +15,7 @@ from PIL import Image
 from mis_data.records import RejectReason, RejectRecord
 from mis_data.rundir import RunDir
 from mis_data.splits import SPLITS
-from mis_data.stats import write_stats
+from mis_data.stats import load_reference, plot_panels, read_facts, write_stats
 
 REFUSED_SUB = "Identity Theft"
 
@@ -70,10 +70,12 @@ def test_rejects_refusals_and_offline_usage(run_dir: Path) -> None:
     text = write_stats(run_dir).text
     assert "refused" in table_row(text, "instructions")
     assert table_row(text, "labels") == ["label_apology", "1"]
-    # Every sample of the sub-category reached the instruction model, plus the refused one.
+    # Every question of the sub-category reached the instruction model, plus the refused one.
     sub_ids = {row["id"] for row in read_jsonl(run_dir / "concepts.jsonl")
                if row["sub_category"] == REFUSED_SUB}
-    reached = len(sub_ids & {row["id"] for row in read_jsonl(run_dir / "instructions.jsonl")}) + 1
+    reached = sum(1 for row in read_jsonl(run_dir / "instructions.jsonl")
+                  if row["concept_id"] in sub_ids) + 1
+    assert reached > 1
     refusal_row = [line for line in text.splitlines() if line.strip().startswith(REFUSED_SUB)][-1]
     assert refusal_row.split()[-3:] == [str(reached), "1", f"{100 / reached:.1f}%"]
     assert "offline backend: no tokens, no cost" in text
@@ -113,3 +115,44 @@ def test_unfinished_run_is_reported(run_dir: Path, tmp_path: Path) -> None:
     assert "splits not written yet" in result.text
     assert table_row(result.text, "total") == ["0"] * (len(SPLITS) + 1)
     assert result.plot.exists()
+
+
+def test_every_mis_sub_category_has_a_row_beside_mis_counts(run_dir: Path) -> None:
+    text = write_stats(run_dir).text
+    reference = load_reference()
+    assert len(reference.test_counts) == 14 and sum(reference.test_counts.values()) == 2185
+    assert reference.splits == {"train": 3927, "easy": 1675, "hard": 510, "real": 100}
+    for sub, mis_count in reference.test_counts.items():
+        assert table_row(text, sub)  # in the split table, even with no sample
+        share = next(line for line in text.splitlines()
+                     if line.strip().startswith(sub) and str(mis_count) in line.split())
+        assert f"{100 * mis_count / 2185:.1f}%" in share
+    mix = table_row(text, "easy")
+    assert mix[-2:] == ["1675", f"{100 * 1675 / 6212:.1f}%"]
+
+
+def test_reject_rates_per_stage_and_sub_category(run_dir: Path) -> None:
+    text = write_stats(run_dir).text
+    section = text.split("reject rates per stage")[1].split("\n\n")[0]
+    header = next(line for line in section.splitlines() if line.strip().startswith("sub-category"))
+    labels = header.split().index("labels") - 1  # table_row gives the cells after the name
+    row = table_row(section, "Weapon-Related Violence")
+    labelled = sum(1 for row_ in read_jsonl(run_dir / "labels.jsonl")
+                   if row_["id"].split("-")[0] in weapon_pairs(run_dir))
+    assert row[labels] == f"{100 / (labelled + 1):.1f}%"  # the one label_apology reject
+
+
+def weapon_pairs(run: Path) -> set[str]:
+    return {row["id"] for row in read_jsonl(run / "concepts.jsonl")
+            if row["sub_category"] == "Weapon-Related Violence"}
+
+
+def test_plot_has_no_empty_panel(run_dir: Path, tmp_path: Path) -> None:
+    run = copy_run(run_dir, tmp_path / "run")
+    assert plot_panels(read_facts(RunDir(run)))[-1] == "rejects"
+    (run / "rejects.jsonl").write_text("", encoding="utf-8")
+    manifest = json.loads((run / "splits" / "manifest.json").read_text(encoding="utf-8"))
+    manifest["excluded_by_reason"] = {}
+    (run / "splits" / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    assert plot_panels(read_facts(RunDir(run))) == ["sub_categories", "test_shares", "split_mix"]
+    assert write_stats(run).plot.exists()

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from functools import cached_property
 from typing import Any
 
@@ -197,13 +197,7 @@ class InstructionStage(Stage):
     def siblings(self) -> dict[str, list[dict[str, Any]]]:
         """The pairs of each sub-category, for the offline backend only (it spreads its kinds of
         wording over them; a real model never sees facts)."""
-        grouped: dict[str, list[dict[str, Any]]] = {}
-        for concept in self.ctx.view.concepts.values():
-            grouped.setdefault(concept.sub_category, []).append(
-                {"id": concept.id, "object1": concept.object1, "object2": concept.object2,
-                 "kind1": concept.kind1, "kind2": concept.kind2,
-                 "style": getattr(concept, "style", None)})
-        return grouped
+        return siblings_by_sub_category(self.ctx.view.concepts.values())
 
     def facts(self, concept: ConceptRecord) -> dict[str, Any]:
         """What every prompt of the stage is filled from (and what the offline backend reads)."""
@@ -297,3 +291,14 @@ class InstructionStage(Stage):
     def rejection(result: ModelResult, what: str, sample: str) -> Rejection:
         found = Rejection.from_result(result, what)
         return Rejection(found.reason, found.detail, id=sample)
+
+
+def siblings_by_sub_category(concepts: Iterable[ConceptRecord]) -> dict[str, list[dict[str, Any]]]:
+    """Each sub-category's pairs as the offline backend reads them from the facts."""
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for concept in concepts:
+        grouped.setdefault(concept.sub_category, []).append(
+            {"id": concept.id, "object1": concept.object1, "object2": concept.object2,
+             "kind1": concept.kind1, "kind2": concept.kind2,
+             "style": getattr(concept, "style", None)})
+    return grouped

@@ -1,0 +1,499 @@
+"""What a build will ask before it asks anything: requests, tokens, dollars and time per stage.
+
+The counts follow what the stages do (README "Costs"): per pair 1 harmful-questions call; per
+question a modify call, and a detox call for each question modify keeps; per pair 2 image
+generations and 1 critique (2 more generations when the critic refines); per judged question
+and judge 2 calls (text alone, then with both images); per train question a label and, when on,
+a harm check. Generated concept sources ask in rounds per sub-category. What cannot be known
+before the models answer is an explicit, printed assumption (``Assumptions``): how many
+questions survive each filter, how many pairs the critic refines, the train share. Feedback
+rounds (a failed check sent back once) can at most double the checked calls: that is the
+upper end of the request range.
+
+Tokens: the real prompt files are rendered with the real facts of up to 200 concepts of the
+config (generated pairs take the shipped ones' average), plus the response schema a server is
+given, at 4 characters a token; images by the provider's documented rule
+(``limits.image_tokens``, from the image size the config produces and ``detail``); output by the
+assumed length of each reply field. Dollars from each model's ``prices``; time from its
+``concurrency`` with an assumed latency, or its ``rpm`` / ``tpm``, whichever is slower.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from openai.lib._pydantic import to_strict_json_schema
+from pydantic import BaseModel
+
+from mis_data.config import (
+    BuildConfig,
+    ConfigError,
+    GeneratedConcepts,
+    HFDatasetConcepts,
+    ImageFolderConcepts,
+    ModelSpec,
+    QueryFileConcepts,
+    ShippedConcepts,
+    load_config,
+)
+from mis_data.models.limits import image_tokens
+from mis_data.preflight import check_files, check_references
+from mis_data.prompts import PromptLibrary
+from mis_data.records import ConceptRecord, RejectRecord
+from mis_data.sources import folder_images, shipped_entries
+from mis_data.stages.base import BuildContext
+from mis_data.stages.concept_rules import concept_from_entry, generated_reply_model
+from mis_data.stages.concepts import apply_filters
+from mis_data.stages.images import Critique
+from mis_data.stages.instructions import (
+    DetoxifiedQuestion,
+    HarmfulQuestions,
+    InstructionStage,
+    ModifiedQuestion,
+    category_slug,
+    examples_text,
+    siblings_by_sub_category,
+)
+from mis_data.stages.judge import JudgeStage
+from mis_data.stages.labels import HarmCheck, LabelAnswer
+from mis_data.taxonomy import load_kinds, load_taxonomy
+
+CHARS_PER_TOKEN = 4
+SAMPLE_CONCEPTS = 200
+PLAN_FILE = "plan.json"
+
+
+@dataclass
+class Assumptions:
+    """What the plan cannot know before the models answer; each is printed with the plan.
+
+    Defaults are guesses for a real build, the train share is MIS's (3,927 of 6,212). Reply
+    lengths are characters of the free-text fields a reply carries.
+    """
+
+    no_risk_rate: float = 0.05      # questions the modify step drops (no_risk)
+    filter_drop_rate: float = 0.05  # questions the detox validators reject at the end
+    refine_rate: float = 0.3        # pairs the image critic sends to a second round
+    dedup_rate: float = 0.01        # questions dropped as near-duplicates
+    discard_rate: float = 0.1       # judged questions discarded or tied
+    train_share: float = 0.632      # of the routed questions, the share routed to train
+    question_chars: int = 100       # a generated question
+    reason_chars: int = 120         # a reason or explanation field
+    text_latency: float = 3.0       # seconds a text request takes
+    vision_latency: float = 6.0     # seconds a request with images takes
+    image_latency: float = 15.0     # seconds an image generation takes
+
+    @classmethod
+    def parse(cls, settings: list[str]) -> Assumptions:
+        """``["train_share=0.5", ...]`` (the CLI's ``--assume``) over the defaults."""
+        known = {f.name: f.type for f in fields(cls)}
+        values: dict[str, Any] = {}
+        for setting in settings:
+            name, _, value = setting.partition("=")
+            name = name.strip().replace("-", "_")
+            if name not in known or not value:
+                raise ConfigError(f"--assume {setting!r}: expected NAME=VALUE with NAME one of "
+                                  f"{', '.join(known)}")
+            try:
+                values[name] = int(value) if known[name] == "int" else float(value)
+            except ValueError:
+                raise ConfigError(f"--assume {setting!r}: {value!r} is not a number") from None
+        return cls(**values)
+
+
+@dataclass
+class Row:
+    """One stage and model: what it will be asked, and what that costs."""
+
+    stage: str
+    task: str
+    role: str
+    model: str
+    requests: int = 0
+    max_requests: int = 0  # with every checked call sent back once
+    input_tokens: int = 0
+    image_tokens: int = 0  # part of input_tokens
+    output_tokens: int = 0
+    images: int = 0
+    cost_usd: float = 0.0
+    seconds: float = 0.0
+
+
+@dataclass
+class Plan:
+    rows: list[Row]
+    counts: dict[str, int]
+    assumptions: Assumptions
+    notes: list[str] = field(default_factory=list)
+
+    def by_stage(self) -> dict[str, dict[str, Any]]:
+        stages: dict[str, dict[str, Any]] = {}
+        for row in self.rows:
+            entry = stages.setdefault(row.stage, {"requests": 0, "max_requests": 0,
+                                                  "input_tokens": 0, "output_tokens": 0,
+                                                  "images": 0, "cost_usd": 0.0, "seconds": 0.0})
+            for key in ("requests", "max_requests", "input_tokens", "output_tokens", "images",
+                        "cost_usd"):
+                entry[key] += getattr(row, key)
+            entry["seconds"] = max(entry["seconds"], row.seconds)  # lanes of a stage overlap
+        return stages
+
+    @property
+    def total(self) -> dict[str, Any]:
+        total: dict[str, Any] = dict.fromkeys(("requests", "max_requests", "input_tokens",
+                                               "output_tokens", "images", "cost_usd", "seconds"), 0.0)
+        for entry in self.by_stage().values():
+            for key, value in entry.items():
+                total[key] += value
+        return {key: (round(value, 4) if key in ("cost_usd", "seconds") else int(value))
+                for key, value in total.items()}
+
+    @property
+    def cost(self) -> float:
+        return sum(row.cost_usd for row in self.rows)
+
+    def as_dict(self) -> dict[str, Any]:
+        stages = {stage: {key: (round(v, 4) if isinstance(v, float) else v)
+                          for key, v in entry.items()} for stage, entry in self.by_stage().items()}
+        return {"counts": self.counts, "assumptions": asdict(self.assumptions),
+                "rows": [{key: (round(v, 4) if isinstance(v, float) else v)
+                          for key, v in asdict(row).items()} for row in self.rows],
+                "stages": stages, "total": self.total, "notes": self.notes}
+
+    def lines(self) -> list[str]:
+        counts = self.counts
+        out = [f"plan: {counts['concepts']} concept pairs -> {counts['questions']} questions -> "
+               f"~{counts['judged']} judged -> ~{counts['train']} train",
+               f"  {'stage / request':<32}{'model':<20}{'requests':>13}{'input tok':>12}{'(images)':>10}"
+               f"{'output tok':>12}{'images':>8}{'cost $':>10}{'time':>9}"]
+        for row in self.rows:
+            requests = (f"{row.requests}" if row.max_requests == row.requests
+                        else f"{row.requests}-{row.max_requests}")
+            name = f"{row.stage} / {row.task.removeprefix('instruction_')}"
+            out.append(f"  {name[:31]:<32}{row.model[:19]:<20}{requests:>13}{row.input_tokens:>12,}"
+                       f"{row.image_tokens:>10,}{row.output_tokens:>12,}{row.images:>8}"
+                       f"{row.cost_usd:>10.2f}{duration(row.seconds):>9}")
+        total = self.total
+        out.append(f"  {'total':<52}{total['requests']:>13}{total['input_tokens']:>12,}"
+                   f"{'':>10}{total['output_tokens']:>12,}{total['images']:>8}"
+                   f"{total['cost_usd']:>10.2f}{duration(total['seconds']):>9}")
+        out.append(f"  requests with every checked reply sent back once: up to "
+                   f"{total['max_requests']}")
+        out.append("assumptions (change with --assume NAME=VALUE): " + ", ".join(
+            f"{key}={value}" for key, value in asdict(self.assumptions).items()))
+        out += [f"note: {note}" for note in self.notes]
+        return out
+
+
+def duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f}s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+def tokens_of(text: str) -> int:
+    return math.ceil(len(text) / CHARS_PER_TOKEN)
+
+
+def schema_tokens(model: type[BaseModel]) -> int:
+    """What the response schema adds to a request (servers put it in the prompt)."""
+    return tokens_of(json.dumps(to_strict_json_schema(model)))
+
+
+# -- concepts --------------------------------------------------------------------------------
+
+@dataclass
+class ConceptCount:
+    concepts: list[ConceptRecord]  # shipped ones, exactly as the concept stage keeps them
+    per_sub: dict[str, int]        # final count per sub-category (shipped + generated, capped)
+    requests: dict[str, tuple[int, int, str]]  # task -> (requests, max requests, role)
+    generated_rounds: int = 0
+
+
+def count_concepts(ctx: BuildContext) -> ConceptCount:
+    """The concept list the stage will keep: shipped entries filtered as the stage filters them
+    (duplicates, sub-categories, quota); generated and extracted sources by their settings."""
+    config, taxonomy = ctx.config, ctx.taxonomy
+    candidates: list[tuple[str, ConceptRecord | RejectRecord]] = []
+    extra: dict[str, int] = defaultdict(int)
+    requests: dict[str, tuple[int, int, str]] = {}
+    for source in config.concepts.sources:
+        if isinstance(source, ShippedConcepts):
+            label = f"shipped:{source.path.name}"
+            candidates += [(where, concept_from_entry(entry, where, label, taxonomy, config.seed,
+                                                      ctx.kinds))
+                           for where, entry in shipped_entries(source)]
+        elif isinstance(source, GeneratedConcepts):
+            named = source.sub_categories or config.concepts.sub_categories
+            subs = ([taxonomy.canonical(n) or n for n in named] if named
+                    else taxonomy.sub_category_names)
+            rounds = math.ceil(source.per_sub_category / source.per_request)
+            for sub in subs:
+                extra[sub] += source.per_sub_category
+            low, high, _ = requests.get("concept_generate", (0, 0, "text"))
+            requests["concept_generate"] = (low + rounds * len(subs), high + 2 * rounds * len(subs),
+                                            "text")
+        else:
+            if isinstance(source, QueryFileConcepts):
+                with open(source.path, encoding="utf-8") as handle:
+                    count = max(0, sum(1 for line in handle if line.strip()) - (
+                        source.path.suffix == ".csv"))
+                task, role = "concept_from_query", "text"
+            elif isinstance(source, ImageFolderConcepts):
+                count = len(folder_images(source.path)[0])
+                task, role = "concept_from_image", "vision"
+            else:  # a Hugging Face dataset: its size is only known once loaded
+                count = source.limit or 0
+                task, role = "concept_from_query", "text"
+            count = min(count, source.limit) if source.limit else count
+            low, high, _ = requests.get(task, (0, 0, role))
+            requests[task] = (low + count, high + 2 * count, role)
+            extra["(extracted)"] += count
+    kept, _ = apply_filters(candidates, ctx)
+    per_sub: dict[str, int] = defaultdict(int)
+    for concept in kept:
+        per_sub[concept.sub_category] += 1
+    quota = config.concepts.max_per_sub_category
+    for sub, count in extra.items():
+        per_sub[sub] += count
+    if quota:
+        per_sub = defaultdict(int, {sub: min(n, quota) for sub, n in per_sub.items()})
+    return ConceptCount(concepts=kept, per_sub=dict(per_sub), requests=requests)
+
+
+# -- tokens per request ------------------------------------------------------------------------
+
+class PromptSizes:
+    """Average input tokens of each request type, from the real prompt files and facts."""
+
+    def __init__(self, ctx: BuildContext, concepts: list[ConceptRecord], a: Assumptions) -> None:
+        self.ctx = ctx
+        self.a = a
+        self.sample = concepts[:: max(1, len(concepts) // SAMPLE_CONCEPTS)][:SAMPLE_CONCEPTS]
+        self.instructions = InstructionStage(ctx)
+        # no run folder yet: the offline backend's facts come from the planned concept list
+        self.instructions.siblings = siblings_by_sub_category(concepts)
+        self.cache: dict[str, float] = {}
+
+    def question(self, fill: str = "q") -> str:
+        return (fill * self.a.question_chars)[: self.a.question_chars]
+
+    def average(self, task: str) -> float:
+        if task not in self.cache:
+            texts = [self.render(task, concept) for concept in self.sample] or [""]
+            self.cache[task] = sum(tokens_of(t) for t in texts) / len(texts)
+        return self.cache[task]
+
+    def render(self, task: str, concept: ConceptRecord) -> str:
+        prompts, facts = self.ctx.prompts, self.instructions.facts(concept)
+        question = self.question()
+        if task == "instruction_harmful":
+            examples = prompts.data(f"examples/{category_slug(concept.category)}.yaml")
+            return prompts.get("instruction_harmful.md").render(
+                **facts, examples=examples_text(examples))
+        if task == "instruction_modify":
+            return prompts.get("instruction_modify.md").render(**facts, harmful=question, index=1)
+        if task == "instruction_detox":
+            return prompts.get("instruction_detox.md").render(**facts, question=question)
+        if task == "image_critique":
+            first = [prompts.get("t2i_prompt_text.md" if kind == "text" else "t2i_prompt.md")
+                     .render(object=obj, kind=kind).strip()
+                     for obj, kind in ((concept.object1, concept.kind1),
+                                       (concept.object2, concept.kind2))]
+            return prompts.get("image_critique.md").render(
+                category=concept.category, sub_category=concept.sub_category, question=question,
+                object1=concept.object1, object2=concept.object2, kind1=concept.kind1,
+                kind2=concept.kind2, prompt1=first[0], prompt2=first[1])
+        if task in ("judge_text", "judge_images"):
+            return prompts.get(f"{task}.md").render(question=question,
+                                                    taxonomy=self.ctx.taxonomy.describe())
+        settings = self.ctx.config.labels
+        sub = self.ctx.taxonomy.get(concept.sub_category)
+        label_facts = {"question": question, "harmful": question, "object1": concept.object1,
+                       "object2": concept.object2, "kind1": concept.kind1, "kind2": concept.kind2,
+                       "category": sub.category, "sub_category": sub.name,
+                       "description": sub.description, "sample_id": f"{concept.id}-1",
+                       "concept_id": concept.id, "index": 1, "min_words": settings.min_words,
+                       "max_words": settings.max_words, "seed": self.ctx.config.seed}
+        if task == "label":
+            return prompts.get("label.md").render(**label_facts)
+        if task == "label_harm_check":
+            return prompts.get("label_harm_check.md").render(**label_facts,
+                                                             answer="w" * self.label_chars())
+        raise ValueError(task)
+
+    def label_chars(self) -> int:
+        words = (self.ctx.config.labels.min_words + self.ctx.config.labels.max_words) / 2
+        return int(words * 5.8)  # characters a word of English prose, with its space
+
+    def generate_prompt(self) -> float:
+        """A concept-generation round: the prompt with a few examples and the pairs taken."""
+        prompts, taxonomy = self.ctx.prompts, self.ctx.taxonomy
+        sub = taxonomy.sub_categories[0]
+        text = prompts.get("concept_generate.md").render(
+            category=sub.category, sub_category=sub.name, description=sub.description, count=10,
+            kinds=", ".join(self.ctx.kinds), examples="- x (object) + y (place)\n" * 4,
+            taken="- x (object) + y (place)\n" * 20)
+        return tokens_of(text)
+
+
+def output_chars(task: str, config: BuildConfig, a: Assumptions, sizes: PromptSizes) -> int:
+    """Assumed reply length in characters: the free-text fields plus JSON punctuation."""
+    q, r = a.question_chars, a.reason_chars
+    return {
+        "instruction_harmful": config.instructions.per_pair * (q + r + 40) + 20,
+        "instruction_modify": r + q + 45,
+        "instruction_detox": r + q + 35,
+        "image_critique": r + 60 + int(a.refine_rate * 2 * 80),
+        "judge_text": r + 70,
+        "judge_images": r + 150,
+        "label": sizes.label_chars() + 15,
+        "label_harm_check": r + 70,
+        "concept_generate": 10 * 140,
+        "concept_from_query": 200, "concept_from_image": 200,
+    }[task]
+
+
+# -- the plan --------------------------------------------------------------------------------
+
+def planning_context(config: BuildConfig) -> BuildContext:
+    """What the plan needs of a build's context: config, taxonomy, kinds, prompts; no run
+    folder, no client, no key (a plan must work before a key is set)."""
+    taxonomy = load_taxonomy(config.taxonomy)
+    kinds = load_kinds(config.kinds) if config.kinds else {}
+    check_references(config, taxonomy)
+    check_files(config)
+    return BuildContext(config=config, run=None, taxonomy=taxonomy,  # type: ignore[arg-type]
+                        prompts=PromptLibrary(config.prompts_dir), client=None,  # type: ignore[arg-type]
+                        store=None, kinds=kinds)  # type: ignore[arg-type]
+
+
+def image_side(config: BuildConfig, spec: ModelSpec) -> tuple[int, int]:
+    """The size an image reaches a vision model at: made, stored (max_side), sent (max_image_side)."""
+    if config.images.source == "t2i":
+        width, height = (int(n) for n in config.models.image.size.lower().split("x"))
+    elif config.images.source == "typography":
+        width = height = config.images.typography_size
+    else:
+        width = height = 1024  # folders and datasets: unknown until read
+    for limit in (config.images.max_side, spec.max_image_side):
+        scale = min(1.0, limit / max(width, height))
+        width, height = round(width * scale), round(height * scale)
+    return width, height
+
+
+def make_plan(config: BuildConfig, assumptions: Assumptions | None = None) -> Plan:
+    a = assumptions or Assumptions()
+    ctx = planning_context(config)
+    concepts = count_concepts(ctx)
+    sizes = PromptSizes(ctx, concepts.concepts, a)
+    judge_models = JudgeStage(ctx).verdict_models
+    models = config.models
+    pairs = sum(concepts.per_sub.values())
+    questions = pairs * config.instructions.per_pair
+    kept = round(questions * (1 - a.no_risk_rate))
+    final = round(kept * (1 - a.filter_drop_rate))
+    judged = round(final * (1 - a.dedup_rate))
+    routed = round(judged * (1 - a.discard_rate))
+    train = round(routed * a.train_share)
+    labelled = routed if config.labels.for_test else train
+    harm_check = config.labels.harm_check if config.labels.harm_check is not None \
+        else config.backend != "offline"
+    t2i = config.images.source == "t2i"
+    critique = t2i and config.images.critique
+    refined = round(pairs * a.refine_rate) if critique else 0
+
+    rows: list[Row] = []
+
+    def add(stage: str, role: str, spec: ModelSpec, task: str, count: int, checked: bool,
+            schema: type[BaseModel] | None, images: int = 0, max_count: int | None = None) -> None:
+        if count <= 0 and not max_count:
+            return
+        text = sizes.average(task) if task in TASKS_RENDERED else (
+            sizes.generate_prompt() if task == "concept_generate" else 150)
+        side = image_side(config, spec)
+        per_image = image_tokens(side[0], side[1], spec.detail)
+        per_request = text + (schema_tokens(schema) if schema else 0) + images * per_image
+        output = tokens_of("x" * output_chars(task, config, a, sizes))
+        row = Row(stage=stage, task=task, role=role, model=spec.model, requests=count,
+                  max_requests=max_count if max_count is not None else count * (2 if checked else 1),
+                  input_tokens=round(count * per_request), image_tokens=count * images * per_image,
+                  output_tokens=count * output)
+        rows.append(row)
+
+    for task, (low, high, role) in concepts.requests.items():
+        spec = models.text if role == "text" else models.vision
+        schema = generated_reply_model(ctx.kinds) if task == "concept_generate" else None
+        add("concepts", role, spec, task, low, False, schema, images=int(role == "vision"),
+            max_count=high)
+    add("instructions", "text", models.text, "instruction_harmful", pairs, True, HarmfulQuestions)
+    add("instructions", "text", models.text, "instruction_modify", questions, True, ModifiedQuestion)
+    add("instructions", "text", models.text, "instruction_detox", kept, True, DetoxifiedQuestion)
+    if t2i:
+        generations = 2 * pairs + 2 * refined
+        rows.append(Row(stage="images", task="generate_image", role="image", model=models.image.model,
+                        requests=generations, max_requests=4 * pairs if critique else generations,
+                        images=generations))
+    if critique:
+        add("images", "vision", models.vision, "image_critique", pairs, False, Critique, images=2)
+    for index, spec in enumerate(models.judges):
+        text_model, image_model = judge_models
+        add("judgements", f"judge:{index}", spec, "judge_text", judged, False, text_model)
+        add("judgements", f"judge:{index}", spec, "judge_images", judged, False, image_model,
+            images=2)
+    add("labels", "vision", models.vision, "label", labelled, True, LabelAnswer, images=2)
+    if harm_check:
+        add("labels", "vision", models.vision, "label_harm_check", labelled, False, HarmCheck,
+            images=2)
+    roles = {"text": models.text, "vision": models.vision, "image": models.image,
+             **{f"judge:{i}": spec for i, spec in enumerate(models.judges)}}
+    for row in rows:
+        spec = roles[row.role]
+        if config.backend != "offline":
+            row.cost_usd = (row.input_tokens * spec.prices.input
+                            + row.output_tokens * spec.prices.output) / 1e6 \
+                + row.images * spec.prices.per_image
+        row.seconds = lane_seconds(row, spec, a)
+    notes = []
+    if any(isinstance(s, HFDatasetConcepts) and not s.limit for s in config.concepts.sources):
+        notes.append("a hf_dataset concept source without `limit` is counted as 0 queries: its "
+                     "size is known only once it is loaded")
+    if config.backend == "offline":
+        notes.append("backend offline: the requests are answered locally, no tokens are billed")
+    if any(isinstance(s, GeneratedConcepts) for s in config.concepts.sources):
+        notes.append("generated concepts: each sub-category asks per_sub_category / per_request "
+                     "rounds, up to twice that when proposals repeat (the range)")
+    notes.append("the plan counts a whole build; a resumed build asks only what is not done "
+                 "(answers are cached)")
+    return Plan(rows=rows, assumptions=a, notes=notes,
+                counts={"concepts": pairs, "questions": questions, "kept_by_modify": kept,
+                        "judged": judged, "train": train, "labelled": labelled,
+                        "refined_pairs": refined})
+
+
+TASKS_RENDERED = {"instruction_harmful", "instruction_modify", "instruction_detox",
+                  "image_critique", "judge_text", "judge_images", "label", "label_harm_check"}
+
+
+def lane_seconds(row: Row, spec: ModelSpec, a: Assumptions) -> float:
+    """The slowest of: requests x latency / concurrency, requests / rpm, tokens / tpm."""
+    latency = a.image_latency if row.role == "image" else (
+        a.vision_latency if row.image_tokens else a.text_latency)
+    seconds = row.requests * latency / spec.concurrency
+    if spec.rpm:
+        seconds = max(seconds, row.requests / spec.rpm * 60)
+    if spec.tpm:
+        seconds = max(seconds, (row.input_tokens + row.output_tokens) / spec.tpm * 60)
+    return seconds
+
+
+def plan_config(path: Path, assumptions: Assumptions | None = None,
+                overrides: dict[str, Any] | None = None) -> Plan:
+    return make_plan(load_config(path, overrides), assumptions)

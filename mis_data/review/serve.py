@@ -1,0 +1,136 @@
+"""``mis-data review RUN --serve``: the gallery on 127.0.0.1, saving decisions as they are made.
+
+The server binds the loopback interface only and makes no outgoing connection. It answers:
+
+* ``GET /review/...`` and ``GET /images/...``: the gallery folder and the run's images (the
+  gallery links full-size images as ``../images/...``); nothing else of the run folder is served;
+* ``GET /api/decisions``: the run's decision log as a JSON array;
+* ``POST /api/decisions``: one decision (or a list), validated as ``ReviewDecision`` and
+  appended to ``RUN/decisions.jsonl``.
+
+A POST must be ``application/json`` from the page's own origin, so another web site open in
+the same browser cannot write decisions (it could only send a form, which is refused).
+"""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from pydantic import ValidationError
+
+from mis_data.decisions import DECISIONS, append_decisions, read_decisions
+from mis_data.records import ReviewDecision
+
+MAX_BODY = 1 << 20
+SERVED = ("review", "images")
+
+
+class ReviewServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, run_path: Path, port: int = 0) -> None:
+        self.run_path = run_path.resolve()
+        self.lock = threading.Lock()
+        super().__init__(("127.0.0.1", port), ReviewHandler)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/review/index.html"
+
+    @property
+    def origin(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class ReviewHandler(BaseHTTPRequestHandler):
+    server: ReviewServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: Any) -> None:  # quiet: the command prints its own line
+        return
+
+    def send(self, status: int, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def send_json(self, status: int, data: Any) -> None:
+        self.send(status, json.dumps(data).encode("utf-8"), "application/json")
+
+    def file_for(self, url_path: str) -> Path | None:
+        """The file a GET names, if it lies inside a served folder of the run."""
+        parts = [part for part in unquote(url_path).split("/") if part]
+        if not parts or parts[0] not in SERVED:
+            return None
+        root = (self.server.run_path / parts[0]).resolve()
+        path = (self.server.run_path / "/".join(parts)).resolve()
+        if not path.is_relative_to(root) or not path.is_file():
+            return None
+        return path
+
+    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        path = urlsplit(self.path).path
+        if path in ("/", "/review", "/review/"):
+            self.send_response(302)
+            self.send_header("Location", "/review/index.html")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if path == "/api/decisions":
+            decisions, _ = read_decisions(self.server.run_path / DECISIONS)
+            self.send_json(200, [d.model_dump(mode="json", exclude_none=True) for d in decisions])
+            return
+        found = self.file_for(path)
+        if found is None:
+            self.send_json(404, {"error": "not found"})
+            return
+        kind = mimetypes.guess_type(found.name)[0] or "application/octet-stream"
+        if kind.startswith("text/") or kind.endswith("javascript"):
+            kind += "; charset=utf-8"
+        self.send(200, found.read_bytes(), kind)
+
+    def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+        if urlsplit(self.path).path != "/api/decisions":
+            self.send_json(404, {"error": "not found"})
+            return
+        origin = self.headers.get("Origin")
+        if origin not in (None, self.server.origin):
+            self.send_json(403, {"error": f"decisions are accepted from {self.server.origin} only"})
+            return
+        if (self.headers.get("Content-Type") or "").split(";")[0].strip() != "application/json":
+            self.send_json(415, {"error": "send decisions as application/json"})
+            return
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY:
+            self.send_json(413, {"error": "too large"})
+            return
+        try:
+            body = json.loads(self.rfile.read(length) or b"null")
+            items = body if isinstance(body, list) else [body]
+            decisions = [ReviewDecision.model_validate(item) for item in items]
+        except json.JSONDecodeError as error:
+            self.send_json(400, {"error": f"not JSON: {error.msg}"})
+            return
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "decision"
+            self.send_json(400, {"error": f"{where}: {first['msg']}"})
+            return
+        with self.server.lock:
+            append_decisions(self.server.run_path / DECISIONS, decisions)
+        self.send_json(200, {"saved": len(decisions)})
+
+
+def serve(run_path: Path, port: int = 0) -> ReviewServer:
+    """A server for the run's gallery, bound and ready; call ``serve_forever`` to answer."""
+    return ReviewServer(Path(run_path), port)

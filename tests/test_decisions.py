@@ -1,0 +1,216 @@
+"""Reviewers' decisions fed back into a run (`mis-data apply-decisions`, and `build` picking up
+`RUN/decisions.jsonl`): drops become rejects, ties take their route, moves change the
+sub-category, splits and exports follow, and applying twice changes nothing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _builds import copy_run, read_jsonl, run_cli, shared_run, tree_hashes
+
+from mis_data.records import JudgementRecord, RejectReason, RejectRecord, ReviewDecision, Vote
+from mis_data.rundir import RunDir
+
+AT = "2026-01-05T10:{:02d}:00Z"
+
+
+def decision(sample: str, action: str, minute: int = 0, **fields: Any) -> dict[str, Any]:
+    return {"id": sample, "action": action, "reviewer": "Ada", "at": AT.format(minute), **fields}
+
+
+def write_decisions(path: Path, decisions: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(d) + "\n" for d in decisions), encoding="utf-8")
+    return path
+
+
+def split_members(run: Path) -> dict[str, str]:
+    """sample id -> split, from the split manifest."""
+    return json.loads((run / "splits" / "manifest.json").read_text(encoding="utf-8"))["ids"]
+
+
+def exported_ids(run: Path) -> set[str]:
+    id_map = json.loads((run / "export" / "mis" / "id_map.json").read_text(encoding="utf-8"))
+    return {sample for numbers in id_map.values() for sample in numbers.values()}
+
+
+def make_tie(run_path: Path, sample: str) -> list[Vote]:
+    """Turn a judged sample into a tie, as two disagreeing judges leave it: no judgement, a
+    ``judge_tie`` reject and a review-queue item with both votes."""
+    lines = (run_path / "judgements.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
+    kept = [line for line in lines if json.loads(line)["id"] != sample]
+    judged = JudgementRecord.model_validate_json(next(line for line in lines
+                                                      if json.loads(line)["id"] == sample))
+    (run_path / "judgements.jsonl").write_text("".join(kept), encoding="utf-8")
+    first = judged.votes[0]
+    votes = [first.model_copy(update={"judge": "judge-a", "route": "easy"}),
+             first.model_copy(update={"judge": "judge-b", "route": "hard"})]
+    with RunDir(run_path) as run:
+        run.reject(RejectRecord(stage="judgements", id=sample, reason=RejectReason.judge_tie,
+                                detail="judges split evenly: easy, hard",
+                                sub_category=judged.sub_category))
+        queue_item = {"id": sample, "question": "q", "votes": [v.model_dump() for v in votes]}
+    with open(run_path / "review_queue.jsonl", "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(queue_item) + "\n")
+    return votes
+
+
+@pytest.fixture()
+def tied(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A private copy of the shared run (one question per pair), re-split after one of its
+    easy samples became a tie: a consistent finished run with one open review-queue item."""
+    path = copy_run(shared_run(tmp_path_factory), tmp_path / "run")
+    tie = sorted(row["id"] for row in read_jsonl(path / "splits" / "easy.jsonl"))[0]
+    make_tie(path, tie)
+    result = run_cli("split", path)
+    assert result.exit_code == 0, result.output
+    assert tie not in split_members(path)
+    return path, tie
+
+
+def test_drops_ties_and_exports_follow_decisions_and_apply_twice_is_a_no_op(
+        tied: tuple[Path, str]) -> None:
+    run, tie = tied
+    members = split_members(run)
+    dropped = sorted(sample for sample in members if "." not in sample)[:3]
+    reasons = ["unreasonable", "meaningless", "duplicate"]
+    path = write_decisions(run.parent / "decisions.jsonl", [
+        *(decision(sample, "drop", i, reason=reason, note="looks wrong")
+          for i, (sample, reason) in enumerate(zip(dropped, reasons, strict=True))),
+        decision(tie, "resolve", 5, route="hard")])
+
+    result = run_cli("apply-decisions", run, path)
+    assert result.exit_code == 0, result.output
+    assert "3 dropped, 0 moved, 1 resolved" in result.output
+
+    current = RunDir(run).rejects()
+    review = {r.id: r for r in current if r.stage == "review"}
+    assert sorted(review) == dropped
+    assert {r.reason for r in review.values()} == {RejectReason.dropped_by_reviewer}
+    assert [review[s].detail.split(" by ")[0] for s in dropped] == [
+        f"dropped ({reason})" for reason in reasons]
+    assert all("Ada at 2026-01-05T10:0" in r.detail and "looks wrong" in r.detail
+               for r in review.values())
+    assert not any(r.id == tie and r.reason == RejectReason.judge_tie for r in current)
+
+    judged = RunDir(run).read_by_id("judgements", JudgementRecord)[tie]
+    assert judged.route == "hard" and judged.decision is not None
+    assert judged.decision.reviewer == "Ada" and judged.decision.route == "hard"
+    assert [v.judge for v in judged.votes] == ["judge-a", "judge-b"]
+
+    after = split_members(run)
+    assert not set(dropped) & set(after) and after[tie] == "hard"
+    assert not set(dropped) & exported_ids(run) and tie in exported_ids(run)
+    manifest = json.loads((run / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["review"]["dropped"] == 3 and manifest["review"]["resolve"] == 1
+    assert manifest["splits"]["hard"]["total"] == sum(1 for s in after.values() if s == "hard")
+
+    before = tree_hashes(run)
+    again = run_cli("apply-decisions", run, path)
+    assert again.exit_code == 0, again.output
+    assert "0 new decision(s)" in again.output and "(nothing changed)" in again.output
+    assert tree_hashes(run) == before
+
+
+def test_same_decisions_give_the_same_bytes(tied: tuple[Path, str], tmp_path: Path) -> None:
+    run, tie = tied
+    twin = copy_run(run, tmp_path / "twin")
+    sample = sorted(split_members(run))[1]
+    path = write_decisions(tmp_path / "d.jsonl", [
+        decision(sample, "move", 1, sub_category="Identity Theft"),
+        decision(tie, "resolve", 2, route="easy", sub_category="Cybercrimes")])
+    for folder in (run, twin):
+        assert run_cli("apply-decisions", folder, path).exit_code == 0
+    assert tree_hashes(run) == tree_hashes(twin)
+    judgements = RunDir(run).read_by_id("judgements", JudgementRecord)
+    assert judgements[sample].sub_category == "Identity Theft"
+    assert judgements[sample].category == "Privacy" and judgements[sample].moved_from
+    assert judgements[tie].sub_category == "Cybercrime"  # an alias is stored by its canonical name
+    rows = {row["id"]: row for split in ("train", "val", "easy", "hard")
+            for row in read_jsonl(run / "splits" / f"{split}.jsonl")}
+    assert rows[sample]["sub_category"] == "Identity Theft"
+
+
+def test_latest_decision_wins_and_a_drop_can_be_undone(tied: tuple[Path, str]) -> None:
+    run, _ = tied
+    sample = sorted(s for s in split_members(run) if "." not in s)[0]
+    log = run / "decisions.jsonl"
+    write_decisions(log, [decision(sample, "drop", 1, reason="duplicate")])
+    assert run_cli("apply-decisions", run).exit_code == 0
+    assert sample not in split_members(run)
+    # Appended later, but made earlier: it does not win.
+    with open(log, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(decision(sample, "keep", 0)) + "\n")
+    assert run_cli("apply-decisions", run).exit_code == 0
+    assert sample not in split_members(run)
+    with open(log, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(decision(sample, "keep", 2)) + "\n")
+    result = run_cli("apply-decisions", run)
+    assert result.exit_code == 0, result.output
+    assert sample in split_members(run)
+    assert not [r for r in RunDir(run).rejects() if r.stage == "review"]
+    judged = RunDir(run).read_by_id("judgements", JudgementRecord)[sample]
+    assert judged.decision is not None and judged.decision.action == "keep"
+
+
+def test_a_pair_decision_covers_its_questions_until_one_is_decided_again(
+        demo_run: Path, tmp_path: Path) -> None:
+    run = copy_run(demo_run, tmp_path / "run")
+    questions = read_jsonl(run / "instructions.jsonl")
+    pair = questions[0]["concept_id"]
+    siblings = sorted(q["id"] for q in questions if q["concept_id"] == pair)
+    assert len(siblings) == 3
+    write_decisions(run / "decisions.jsonl", [
+        decision(pair, "drop", 1, scope="pair", reason="meaningless"),
+        decision(siblings[1], "keep", 2)])
+    result = run_cli("apply-decisions", run)
+    assert result.exit_code == 0, result.output
+    dropped = {r.id for r in RunDir(run).rejects() if r.stage == "review"}
+    assert dropped == {siblings[0], siblings[2]}
+    detail = next(r.detail for r in RunDir(run).rejects() if r.id == siblings[0])
+    assert "with its whole pair" in detail
+
+
+def test_bad_lines_and_unknown_ids_are_reported_not_applied(tied: tuple[Path, str],
+                                                            tmp_path: Path) -> None:
+    run, _ = tied
+    sample = sorted(split_members(run))[0]
+    path = tmp_path / "d.jsonl"
+    path.write_text("\n".join([
+        json.dumps(decision(sample, "drop", 1)),  # no reason
+        json.dumps(decision("nosuchsample-1", "keep", 1)),
+        json.dumps(decision(sample, "move", 2, sub_category="Knitting")),
+        "{not json"]) + "\n", encoding="utf-8")
+    before = split_members(run)
+    result = run_cli("apply-decisions", run, path)
+    assert result.exit_code == 0, result.output
+    assert "a drop needs a reason" in result.output
+    assert "nosuchsample-1" in result.output and "unknown sub-category 'Knitting'" in result.output
+    assert split_members(run) == before
+
+
+def test_decision_model_rejects_incomplete_decisions() -> None:
+    with pytest.raises(ValueError, match="a move needs"):
+        ReviewDecision.model_validate(decision("a-1", "move"))
+    with pytest.raises(ValueError, match="time zone"):
+        ReviewDecision.model_validate(decision("a-1", "keep") | {"at": "2026-01-05T10:00:00"})
+    with pytest.raises(ValueError, match="reviewer"):
+        ReviewDecision.model_validate(decision("a-1", "keep") | {"reviewer": "  "})
+
+
+def test_build_picks_up_decisions_and_labels_a_tie_resolved_to_train(
+        tied: tuple[Path, str], tmp_path_factory: pytest.TempPathFactory) -> None:
+    run, tie = tied
+    config = shared_run(tmp_path_factory).parent / "config.yaml"
+    labels_before = {row["id"] for row in read_jsonl(run / "labels.jsonl")}
+    assert tie not in labels_before
+    dropped = sorted(s for s in split_members(run) if "." not in s)[0]
+    write_decisions(run / "decisions.jsonl", [
+        decision(tie, "resolve", 1, route="train"), decision(dropped, "drop", 1, reason="duplicate")])
+    result = run_cli("build", "--config", config, "--run-dir", run, "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert tie in {row["id"] for row in read_jsonl(run / "labels.jsonl")}
+    members = split_members(run)
+    assert members.get(tie) in ("train", "val") and dropped not in members
