@@ -29,10 +29,12 @@ from PIL import Image
 
 @dataclass
 class Reply:
-    """A responder's raw answer: ``content`` sent as is (free text), or a ``refusal``."""
+    """A responder's raw answer: ``content`` sent as is (free text), or a ``refusal``, or an
+    HTTP error ``status`` for this request alone (a fault tied to content, not to order)."""
 
-    content: str | None
+    content: str | None = None
     refusal: str | None = None
+    status: int = 200
 
 
 # A responder returns a dict (sent as JSON content), a str (sent as is) or a ``Reply``.
@@ -228,7 +230,11 @@ class Handler(BaseHTTPRequestHandler):
             elif fault == "decline":
                 self.send_json(200, completion("I'm sorry, but I can't help with that request."))
             else:
-                self.send_json(200, answer(state.responder(body)))
+                reply = state.responder(body)
+                if isinstance(reply, Reply) and reply.status != 200:
+                    self.send_json(reply.status, {"error": {"message": "scripted failure"}})
+                else:
+                    self.send_json(200, answer(reply))
         finally:
             with state.lock:
                 state.in_flight -= 1
