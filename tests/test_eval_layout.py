@@ -60,11 +60,13 @@ def write_layout(folder: Path, splits: dict[str, list[dict[str, Any]]],
 
 
 def eval_config(folder: Path, test_sets: list[dict[str, Any]], url: str | None = None,
-                **extra: Any) -> Path:
-    """An eval config; with ``url`` the model and the judge are that (loopback) server."""
+                spec: dict[str, Any] | None = None, **extra: Any) -> Path:
+    """An eval config; with ``url`` the model and the judge are that (loopback) server, with
+    ``spec`` added to both model settings."""
     config: dict[str, Any] = {"name": "t", "test_sets": test_sets, "out": str(folder / "out")}
     if url:
-        spec = {"base_url": url, "api_key_env": KEY_ENV, "max_retries": 1, "timeout": 10}
+        spec = {"base_url": url, "api_key_env": KEY_ENV, "max_retries": 1, "timeout": 10,
+                **(spec or {})}
         config |= {"backend": "openai", "model": {"model": "vlm-under-test", **spec},
                    "judge": {"model": "judge-4o", **spec}}
     config |= extra

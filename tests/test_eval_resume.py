@@ -86,11 +86,8 @@ def test_killed_eval_resumes_to_the_same_scores(tmp_path: Path) -> None:
     env = {**os.environ, KEY_ENV: "sk-test"}
     with LoopbackServer(responder, latency=0.08, keep_bodies=True) as server:
         def config(name: str) -> Path:
-            path = eval_config(tmp_path / name, [{"path": str(tmp_path / "mis_test")}],
-                               url=server.url)
-            data = path.read_text().replace("max_retries: 1", f"concurrency: {CONCURRENCY}")
-            path.write_text(data)
-            return path
+            return eval_config(tmp_path / name, [{"path": str(tmp_path / "mis_test")}],
+                               url=server.url, spec={"concurrency": CONCURRENCY})
 
         straight, killed = config("straight"), config("killed")
         run_to_end(straight, env)
