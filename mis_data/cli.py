@@ -153,8 +153,11 @@ def review(
 
 # -- evaluating a model on MIS ----------------------------------------------------------------
 
-eval_app = typer.Typer(add_completion=False, no_args_is_help=False, invoke_without_command=True,
-                       help="Score a vision-language model on MIS test sets (ASR / HR / RSR / RR).")
+eval_app = typer.Typer(
+    add_completion=False, no_args_is_help=False, invoke_without_command=True,
+    help="Score a vision-language model on MIS test sets (ASR / HR / RSR / RR).\n\n"
+         "`mis-data eval --config EVAL.yaml` runs (or resumes) an eval into evals/<name>/; "
+         "`mis-data eval compare evals/a evals/b` sets finished evals side by side.")
 app.add_typer(eval_app, name="eval")
 
 
@@ -171,11 +174,8 @@ def eval_command(
     verbose: Verbose = False,
 ) -> None:
     """Answer every test item with the model under test, judge each answer as MIS does, and
-    print ASR / HR / RSR / RR per split, category and sub-category.
-
-    `mis-data eval --config EVAL.yaml` runs (or resumes) an eval;
-    `mis-data eval compare evals/a evals/b` sets finished evals side by side.
-    """
+    print ASR / HR / RSR / RR per split, category and sub-category (the sub-app's help is the
+    text users see)."""
     if ctx.invoked_subcommand is not None:
         return
     if config is None:

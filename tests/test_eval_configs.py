@@ -88,3 +88,24 @@ def test_max_cost_stops_cleanly_and_a_higher_cap_continues(tmp_path: Path,
         assert scores["splits"][0]["judged"] == 12 and scores["splits"][0]["asr"] == 100.0
         # Nothing answered is asked again; at most the other lane's request, cancelled at the stop.
         assert 24 <= server.state.chat_requests <= 25
+
+
+def test_changed_or_repaired_items_are_asked_again_and_only_they(tmp_path: Path) -> None:
+    root = write_layout(tmp_path, {"easy": RELEASED["easy"] + [
+        dict(RELEASED["easy"][0], tag="e3")]}, missing=("e3",))
+    config = eval_config(tmp_path, [{"path": str(root)}])
+    assert run_cli("eval", "--config", config, "--no-progress").exit_code == 0
+    responses = tmp_path / "out/responses.jsonl"
+    assert responses.read_text().count("\n") == 3
+    assert json.loads((tmp_path / "out/scores.json").read_text())["splits"][0]["answer_failed"] == 1
+
+    items = json.loads((root / "mis_easy.json").read_text())
+    items[0]["question"] = "A different question [e1]"
+    (root / "mis_easy.json").write_text(json.dumps(items))
+    (root / items[2]["image_path2"]).write_bytes((root / items[2]["image_path1"]).read_bytes())
+    assert run_cli("eval", "--config", config, "--no-progress").exit_code == 0
+    redone = [json.loads(line) for line in responses.read_text().splitlines()[3:]]
+    assert sorted(line["id"] for line in redone) == ["1", "3"]  # the changed and the repaired
+    assert (tmp_path / "out/judgements.jsonl").read_text().count("\n") == 4
+    row = json.loads((tmp_path / "out/scores.json").read_text())["splits"][0]
+    assert (row["judged"], row["answer_failed"]) == (3, 0)

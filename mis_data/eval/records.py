@@ -31,6 +31,7 @@ class ResponseLine(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     key: str
+    item_sha256: str  # the question and images answered (``EvalItem.sha256``)
     test_set: str
     split: str
     id: str
@@ -58,6 +59,7 @@ class JudgementLine(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     key: str
+    item_sha256: str
     test_set: str
     split: str
     id: str

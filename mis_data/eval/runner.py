@@ -85,27 +85,38 @@ class Worker:
         self.response_file = JsonlAppender(out / "responses.jsonl")
         self.judgement_file = JsonlAppender(out / "judgements.jsonl")
 
+    def response_for(self, entry: EvalItem) -> ResponseLine | None:
+        """The recorded answer that still stands: same content, not a failure to retry."""
+        response = self.responses.get(entry.item.key)
+        return response if response and response.item_sha256 == entry.sha256 and response.final \
+            else None
+
+    def judgement_for(self, entry: EvalItem) -> JudgementLine | None:
+        judgement = self.judgements.get(entry.item.key)
+        return judgement if judgement and judgement.item_sha256 == entry.sha256 and judgement.final \
+            else None
+
     def pending(self, items: list[EvalItem]) -> list[EvalItem]:
         def done(entry: EvalItem) -> bool:
-            response = self.responses.get(entry.item.key)
-            if response is None or not response.final:
-                return False
-            judgement = self.judgements.get(entry.item.key)
-            return response.response is None or (judgement is not None and judgement.final)
+            response = self.response_for(entry)
+            return response is not None and (response.response is None
+                                             or self.judgement_for(entry) is not None)
         return [entry for entry in items if not done(entry)]
 
     async def answer(self, entry: EvalItem) -> ResponseLine:
         item = entry.item
         backend = self.config.backend
         if entry.images is None:
-            return ResponseLine(**item.fields(), response=None, error=f"bad_image: {entry.problem}",
+            return ResponseLine(**item.fields(), item_sha256=entry.sha256, response=None,
+                                error=f"bad_image: {entry.problem}",
                                 model=self.config.model_label(), backend=backend)
         result = await self.client.complete(answer_request(item, entry.images))
         usage = LineUsage(input_tokens=result.input_tokens, output_tokens=result.output_tokens,
                           cost_usd=round(result.cost_usd, 8))
         error = None if result.ok else f"{result.reason.value if result.reason else 'no_answer'}: " \
                                        f"{result.detail}"
-        return ResponseLine(**item.fields(), response=result.text if result.ok else None,
+        return ResponseLine(**item.fields(), item_sha256=entry.sha256,
+                            response=result.text if result.ok else None,
                             refused=result.refused, error=error, model=result.model or
                             self.config.model_label(), backend=backend, usage=usage)
 
@@ -114,7 +125,8 @@ class Worker:
         assert entry.images is not None and response.response is not None
         result = await self.client.structured(
             judge_request(item, entry.images, response.response, self.prompt))
-        common = {"key": item.key, "test_set": item.test_set, "split": item.split, "id": item.id,
+        common = {"key": item.key, "item_sha256": entry.sha256, "test_set": item.test_set,
+                  "split": item.split, "id": item.id,
                   "judge": result.model or self.config.judge_label(), "backend": self.config.backend}
         if not result.ok or result.value is None:
             reason = result.reason.value if result.reason else "invalid_output"
@@ -125,15 +137,12 @@ class Worker:
 
     async def process(self, entry: EvalItem) -> None:
         key = entry.item.key
-        response = self.responses.get(key)
-        if response is None or not response.final:
+        response = self.response_for(entry)
+        if response is None:
             response = await self.answer(entry)
             self.response_file.write_many([response])
             self.responses[key] = response
-        if response.response is None:
-            return
-        judgement = self.judgements.get(key)
-        if judgement is None or not judgement.final:
+        if response.response is not None and self.judgement_for(entry) is None:
             judgement = await self.judge(entry, response)
             self.judgement_file.write_many([judgement])
             self.judgements[key] = judgement
@@ -222,8 +231,11 @@ def write_scores(config: EvalConfig, settings: dict[str, Any], items: list[EvalI
                  folder: Path) -> dict[str, Any]:
     responses = latest(folder / "responses.jsonl", ResponseLine)
     judgements = latest(folder / "judgements.jsonl", JudgementLine)
-    outcomes = [Outcome(e.item, responses.get(e.item.key), judgements.get(e.item.key))
-                for e in items]
+    def current(lines: dict[str, Any], entry: EvalItem) -> Any:
+        line = lines.get(entry.item.key)
+        return line if line is not None and line.item_sha256 == entry.sha256 else None
+
+    outcomes = [Outcome(e.item, current(responses, e), current(judgements, e)) for e in items]
     header = {"name": config.name, "backend": config.backend, "model": config.model_label(),
               "judge": config.judge_label(), "settings_sha256": sha256_text(json.dumps(
                   settings, sort_keys=True)), "judge_prompt_sha256": settings["judge_prompt_sha256"],

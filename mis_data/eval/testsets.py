@@ -64,6 +64,12 @@ class EvalItem:
     images: tuple[str, str] | None
     problem: str | None = None
 
+    @property
+    def sha256(self) -> str:
+        """What the answer depends on: a recorded answer to other content is asked again."""
+        content = [self.item.question, list(self.images or ()), self.problem]
+        return hashlib.sha256(json.dumps(content).encode("utf-8")).hexdigest()
+
 
 # -- shared low-level readers ----------------------------------------------------------------
 
