@@ -186,6 +186,9 @@ def eval_command(
     def action() -> None:
         result = run_eval(config, out=out, max_cost=max_cost, progress=progress)
         typer.echo(result.table)
+        usage = result.usage.get("total", {})
+        typer.echo(f"requests this eval folder: {int(usage.get('requests', 0))}, "
+                   f"cost ${usage.get('cost_usd', 0.0):.4f}")
         typer.echo(f"eval folder: {result.out} (scores.json, scores.png)")
 
     guarded(verbose, action)

@@ -132,6 +132,8 @@ def test_scores_equal_the_hand_computed_table(scored: Any) -> None:
     assert ["easy", "Weapon-Related", "Violence", "3", "1", "0.00", "100.00", "0.00", "0.00",
             "0/2"] in printed
     assert "sk-eval-SECRET-42" not in result.output
+    # 12 answers (e7 never sent, h3 failed) + 12 judge calls + e6 sent back once = 25 replies
+    assert "requests this eval folder: 25, cost $0.0000" in result.output
     assert not any("sk-eval-SECRET-42" in p.read_text(errors="ignore")
                    for p in out.rglob("*") if p.is_file() and p.suffix != ".png")
 

@@ -50,6 +50,7 @@ class EvalRun:
     out: Path
     scores: dict[str, Any]
     table: str
+    usage: dict[str, Any]  # usage.json: tokens and cost of every session of this folder
 
 
 def identity(config: EvalConfig, prompt: Prompt) -> dict[str, Any]:
@@ -224,7 +225,8 @@ def run_eval(config_path: Path, out: Path | None = None, max_cost: float | None 
 
     asyncio.run(go())
     scores = write_scores(config, settings, items, folder)
-    return EvalRun(out=folder, scores=scores, table=scores_table(scores))
+    return EvalRun(out=folder, scores=scores, table=scores_table(scores),
+                   usage=read_json_or_none(folder / "usage.json") or {})
 
 
 def write_scores(config: EvalConfig, settings: dict[str, Any], items: list[EvalItem],
