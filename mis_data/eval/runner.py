@@ -78,9 +78,8 @@ def claim_folder(out: Path, settings: dict[str, Any]) -> None:
 class Worker:
     """Answers and judges items, appending each line as it is known."""
 
-    def __init__(self, config: EvalConfig, client: TextClient, store: ImageStore, prompt: Prompt,
-                 out: Path) -> None:
-        self.config, self.client, self.store, self.prompt = config, client, store, prompt
+    def __init__(self, config: EvalConfig, client: TextClient, prompt: Prompt, out: Path) -> None:
+        self.config, self.client, self.prompt = config, client, prompt
         self.responses = latest(out / "responses.jsonl", ResponseLine)
         self.judgements = latest(out / "judgements.jsonl", JudgementLine)
         self.response_file = JsonlAppender(out / "responses.jsonl")
@@ -186,7 +185,10 @@ def make_client(config: EvalConfig, store: ImageStore, out: Path) -> TextClient:
 
 
 def merge_usage(out: Path, session: dict[str, Any]) -> None:
-    """Add this session's tokens and cost to the folder's ``usage.json`` (the cost cap reads it)."""
+    """Add this session's tokens and cost to the folder's ``usage.json`` (the cost cap reads it).
+
+    The build's rule (``finish.merge_usage``), kept here so an eval does not import exporters.
+    """
     path = out / "usage.json"
     previous = read_json_or_none(path) or {"sessions": []}
     if session["total"]["requests"]:
@@ -209,11 +211,11 @@ def run_eval(config_path: Path, out: Path | None = None, max_cost: float | None 
     settings = identity(config, prompt)
     claim_folder(folder, settings)
     store = ImageStore(folder / "images", max_side=config.image_max_side)
-    items = ingest(config.test_sets, store)
+    items = ingest(config.test_sets, store, progress)
 
     async def go() -> None:
         client = make_client(config, store, folder)
-        worker = Worker(config, client, store, prompt, folder)
+        worker = Worker(config, client, prompt, folder)
         width = 8 if config.backend == "offline" else (
             config.judge.concurrency + (config.model.concurrency if config.model else 0))
         try:

@@ -17,14 +17,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from mis_data.config import ConfigError
 from mis_data.eval.config import SPLITS, TestSetSpec
-from mis_data.images.store import BadImage, ImageStore
+from mis_data.images.store import BadImage, ImageStore, StoredImage
 from mis_data.rundir import complete_lines
 
 
@@ -194,36 +196,59 @@ def read_test_set(spec: TestSetSpec) -> Iterator[Source]:
     return read_mis(spec) if kind == "mis" else read_hf(spec)
 
 
-def ingest(specs: list[TestSetSpec], store: ImageStore) -> list[EvalItem]:
-    """Every item of every test set, its images stored; duplicate keys are an error."""
+def ingest(specs: list[TestSetSpec], store: ImageStore, progress: bool = False) -> list[EvalItem]:
+    """Every item of every test set, its images stored; duplicate keys are an error.
+
+    Images not stored before are normalized by a thread pool (Pillow decodes and encodes
+    outside the GIL), so a first run over thousands of photos uses every core.
+    """
+    from tqdm import tqdm
+
     index_path = store.root / "raw_index.jsonl"
-    known = dict(json.loads(line) for line in complete_lines(index_path))
+    known: dict[str, str] = dict(json.loads(line) for line in complete_lines(index_path))
+    store.root.mkdir(parents=True, exist_ok=True)
     items: list[EvalItem] = []
     seen: set[str] = set()
-    store.root.mkdir(parents=True, exist_ok=True)
-    with open(index_path, "a", encoding="utf-8") as index:
+    batch: list[tuple[TestItem, list[str] | str]] = []  # raw shas, or why unusable
+    jobs: dict[str, Future[StoredImage]] = {}
+    workers = os.cpu_count() or 2
+
+    def settle(index: IO[str]) -> None:
+        failed: dict[str, str] = {}
+        for raw, job in jobs.items():
+            try:
+                known[raw] = job.result().sha256
+                index.write(json.dumps([raw, known[raw]]) + "\n")
+            except BadImage as error:
+                failed[raw] = f"bad image: {error}"
+        index.flush()
+        for item, raws in batch:
+            problem = raws if isinstance(raws, str) else next(
+                (failed[raw] for raw in raws if raw in failed), None)
+            items.append(EvalItem(item, None, problem) if problem
+                         else EvalItem(item, (known[raws[0]], known[raws[1]])))
+        batch.clear()
+        jobs.clear()
+
+    with open(index_path, "a", encoding="utf-8") as index, ThreadPoolExecutor(workers) as pool, \
+            tqdm(desc="images", unit="item", disable=not progress) as bar:
         for spec in specs:
             for item, images in read_test_set(spec):
                 if item.key in seen:
                     raise ConfigError(f"{spec.path}: item id {item.id} appears twice in {item.split}")
                 seen.add(item.key)
                 if isinstance(images, str):
-                    items.append(EvalItem(item, None, images))
+                    batch.append((item, images))
                     continue
-                shas, problem = [], None
-                for data in images:
-                    raw = hashlib.sha256(data or b"").hexdigest()
-                    if raw not in known or not store.looks_complete(known[raw]):
-                        try:
-                            known[raw] = store.put(data or b"").sha256
-                        except BadImage as error:
-                            problem = f"bad image: {error}"
-                            break
-                        index.write(json.dumps([raw, known[raw]]) + "\n")
-                    shas.append(known[raw])
-                items.append(EvalItem(item, None, problem) if problem
-                             else EvalItem(item, (shas[0], shas[1])))
-            index.flush()
+                raws = [hashlib.sha256(data or b"").hexdigest() for data in images]
+                for raw, data in zip(raws, images, strict=True):
+                    if raw not in jobs and (raw not in known or not store.looks_complete(known[raw])):
+                        jobs[raw] = pool.submit(store.put, data or b"")
+                batch.append((item, raws))
+                bar.update(1)
+                if len(jobs) >= 8 * workers:
+                    settle(index)
+        settle(index)
     if not items:
         raise ConfigError("the test sets hold no items for the splits asked for")
     return items
