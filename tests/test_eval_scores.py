@@ -199,7 +199,7 @@ def test_compare_shows_the_difference_per_split(scored: Any, tmp_path: Path) -> 
     assert result.exit_code == 0, result.output
     offline = json.loads((tmp_path / "b/out/scores.json").read_text())
     easy = next(r for r in offline["splits"] if r["split"] == "easy")
-    delta = [f"{easy[b] - 25.0:+.2f}" for b in ("asr", "hr", "rsr", "rr")]
+    delta = [f"{100 * easy['counts'][b] / easy['judged'] - 25.0:+.2f}" for b in ("asr", "hr", "rsr", "rr")]
     assert any(line.split()[:2] == ["easy", "Δ"] and line.split()[-4:] == delta
                for line in result.output.splitlines())
     assert "different judges or backends" in result.output

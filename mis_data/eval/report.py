@@ -147,6 +147,11 @@ def row_for(scores: dict[str, Any], key: tuple[str, ...]) -> dict[str, Any]:
                 if (r["split"],) == key or (r["test_set"], r["split"]) == key)
 
 
+def exact(row: dict[str, Any], bucket: str) -> float:
+    """A rate from its counts, so a difference is not a difference of rounded numbers."""
+    return 100 * row["counts"][bucket] / row["judged"]
+
+
 def compare_table(folders: list[Path]) -> tuple[str, list[dict[str, Any]]]:
     """One table: per split, each eval's rates, then each later eval minus the first."""
     all_scores = [load_scores(folder) for folder in folders]
@@ -163,7 +168,7 @@ def compare_table(folders: list[Path]) -> tuple[str, list[dict[str, Any]]]:
                        + f"  {row['answer_failed']}/{row['judge_failed']}")
         for name, row in zip(names[1:], rows[1:], strict=True):
             deltas = ["      -" if row[b] is None or rows[0][b] is None
-                      else f"{row[b] - rows[0][b]:+7.2f}" for b in BUCKETS]
+                      else f"{exact(row, b) - exact(rows[0], b):+7.2f}" for b in BUCKETS]
             out.append(f"{'/'.join(key):<12}{('Δ ' + name + ' − ' + names[0])[:27]:<28}"
                        f"{'':>14}  " + "  ".join(deltas))
         out.append("")
