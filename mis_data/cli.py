@@ -227,6 +227,74 @@ def review(
     guarded(verbose, action)
 
 
+# -- evaluating a model on MIS ----------------------------------------------------------------
+
+eval_app = typer.Typer(
+    add_completion=False, no_args_is_help=False, invoke_without_command=True,
+    help="Score a vision-language model on MIS test sets (ASR / HR / RSR / RR).\n\n"
+         "`mis-data eval --config EVAL.yaml` runs (or resumes) an eval into evals/<name>/; "
+         "`mis-data eval compare evals/a evals/b` sets finished evals side by side.")
+app.add_typer(eval_app, name="eval")
+
+
+@eval_app.callback()
+def eval_command(
+    ctx: typer.Context,
+    config: Annotated[Path | None, typer.Option(
+        "--config", "-c", help="The eval config (YAML): model under test, judge, test sets.")] = None,
+    out: Annotated[Path | None, typer.Option(
+        help="The eval folder (default: evals/<name>).")] = None,
+    max_cost: Annotated[float | None, typer.Option(
+        help="Stop cleanly before spending more than this many USD.")] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    verbose: Verbose = False,
+) -> None:
+    """Answer every test item with the model under test, judge each answer as MIS does, and
+    print ASR / HR / RSR / RR per split, category and sub-category (the sub-app's help is the
+    text users see)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if config is None:
+        typer.echo(ctx.get_help())
+        raise typer.Exit(2)
+    from mis_data.eval.runner import run_eval
+
+    def action() -> None:
+        result = run_eval(config, out=out, max_cost=max_cost, progress=progress)
+        typer.echo(result.table)
+        usage = result.usage.get("total", {})
+        typer.echo(f"requests this eval folder: {int(usage.get('requests', 0))}, "
+                   f"cost ${usage.get('cost_usd', 0.0):.4f}")
+        typer.echo(f"eval folder: {result.out} (scores.json, scores.png)")
+
+    guarded(verbose, action)
+
+
+@eval_app.command("compare")
+def eval_compare(
+    folders: Annotated[list[Path], typer.Argument(
+        help="Eval folders (each with scores.json); later ones are compared with the first.",
+        exists=True, file_okay=False)],
+    plot: Annotated[Path | None, typer.Option(
+        help="Where the plot goes (default: compare-<a>-vs-<b>.png beside the first folder).")] = None,
+    verbose: Verbose = False,
+) -> None:
+    """One table and one plot of several evals, with each split's difference from the first."""
+    from mis_data.eval.report import compare_table, write_compare_plot
+
+    def action() -> None:
+        if len(folders) < 2:
+            raise ConfigError("compare needs at least two eval folders")
+        text, all_scores = compare_table(folders)
+        target = plot or folders[0].parent / (
+            "compare-" + "-vs-".join(folder.name for folder in folders) + ".png")
+        write_compare_plot(folders, all_scores, target)
+        typer.echo(text)
+        typer.echo(f"plot: {target}")
+
+    guarded(verbose, action)
+
+
 def main() -> None:  # pragma: no cover - entry point for `python -m mis_data`
     app(prog_name="mis-data")
     sys.exit(0)

@@ -20,7 +20,6 @@ question match alone is only reported, unless ``--drop-text`` asks to drop it to
 from __future__ import annotations
 
 import io
-import json
 import re
 import time
 from collections import defaultdict
@@ -34,9 +33,10 @@ import imagehash
 from PIL import Image
 
 from mis_data.config import ConfigError
+from mis_data.eval.testsets import hf_tables, image_bytes, mis_files, mis_root, read_array
 from mis_data.records import RejectReason, RejectRecord
 from mis_data.rundir import RunDir, dump_json, write_text_atomic
-from mis_data.sources import IMAGE_SUFFIXES, quiet_datasets
+from mis_data.sources import IMAGE_SUFFIXES
 from mis_data.splits import read_splits
 
 STAGE = "decontamination"
@@ -80,9 +80,9 @@ def detect_kind(path: str) -> str:
 
 def read_mis(folder: Path) -> Iterator[tuple[str, bytes | None, str | None]]:
     """(name, image bytes, question) from a MIS layout (``mis_test/`` or the folder itself)."""
-    root = folder / "mis_test" if (folder / "mis_test").is_dir() else folder
-    for file in sorted(root.glob("mis_*.json")):
-        for index, item in enumerate(json.loads(file.read_text(encoding="utf-8"))):
+    root = mis_root(folder)
+    for file in mis_files(folder):
+        for index, item in enumerate(read_array(file)):
             name = f"{file.stem}[{index}]"
             yield name, None, str(item.get("question", ""))
             for key in ("image_path1", "image_path2", "image_path3", "image_path4"):
@@ -96,45 +96,17 @@ def read_folder(folder: Path) -> Iterator[tuple[str, bytes | None, str | None]]:
             yield path.relative_to(folder).as_posix(), path.read_bytes(), None
 
 
-def undecoded(feature: Any) -> Any:
-    """The same image feature (alone or in a list) with decoding off, or None if not images."""
-    import datasets
-
-    if isinstance(feature, datasets.Image):
-        return datasets.Image(decode=False)
-    if isinstance(getattr(feature, "feature", None), datasets.Image):
-        return datasets.Sequence(datasets.Image(decode=False))
-    return None
-
-
 def read_hf(name: str) -> Iterator[tuple[str, bytes | None, str | None]]:
     """Every config and split of a dataset (local folder or Hub name), images undecoded."""
-    import datasets
-
-    try:
-        with quiet_datasets():
-            configs = datasets.get_dataset_config_names(name)
-            loaded = {config: datasets.load_dataset(name, config) for config in configs}
-    except Exception as error:  # any load failure means the benchmark is unusable
-        raise ConfigError(f"{name}: cannot load as a dataset: {str(error).splitlines()[0]}") from None
-    for config, splits in loaded.items():
-        for split, dataset in splits.items():
-            images = {column: undecoded(feature) for column, feature in dataset.features.items()
-                      if undecoded(feature) is not None}
-            for column, feature in images.items():
-                dataset = dataset.cast_column(column, feature)
-            for index, row in enumerate(dataset):
-                where = f"{config}/{split}[{index}]"
-                if row.get("question"):
-                    yield where, None, str(row["question"])
-                for column in images:
-                    cell = row[column]
-                    for slot, image in enumerate(cell if isinstance(cell, list) else [cell], 1):
-                        image = image or {}
-                        data = image.get("bytes") or (
-                            Path(image["path"]).read_bytes() if image.get("path") else None)
-                        if data:
-                            yield f"{where}.{column}{slot}", data, None
+    for config, split, dataset, columns in hf_tables(name):
+        for index, row in enumerate(dataset):
+            where = f"{config}/{split}[{index}]"
+            if row.get("question"):
+                yield where, None, str(row["question"])
+            for column in columns:
+                for slot, data in enumerate(image_bytes(row[column]), 1):
+                    if data:
+                        yield f"{where}.{column}{slot}", data, None
 
 
 def read_benchmark(against: str, kind: str) -> Benchmark:

@@ -26,7 +26,19 @@ from typing import Any
 
 from PIL import Image
 
-Responder = Callable[[dict[str, Any]], dict[str, Any]]
+
+@dataclass
+class Reply:
+    """A responder's raw answer: ``content`` sent as is (free text), or a ``refusal``, or an
+    HTTP error ``status`` for this request alone (a fault tied to content, not to order)."""
+
+    content: str | None = None
+    refusal: str | None = None
+    status: int = 200
+
+
+# A responder returns a dict (sent as JSON content), a str (sent as is) or a ``Reply``.
+Responder = Callable[[dict[str, Any]], "dict[str, Any] | str | Reply"]
 FAULTS = ("429", "500", "malformed", "refusal", "decline", "slow")
 
 
@@ -87,6 +99,13 @@ def completion(content: str | None, refusal: str | None = None) -> dict[str, Any
             "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
                          "message": {"role": "assistant", "content": content, "refusal": refusal}}],
             "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120}}
+
+
+def answer(reply: dict[str, Any] | str | Reply) -> dict[str, Any]:
+    """The chat completion for a responder's answer."""
+    if isinstance(reply, Reply):
+        return completion(reply.content, refusal=reply.refusal)
+    return completion(reply if isinstance(reply, str) else json.dumps(reply))
 
 
 def png_b64(seed: str) -> str:
@@ -203,7 +222,7 @@ class Handler(BaseHTTPRequestHandler):
                 self.send_json(500, {"error": {"message": "server exploded"}})
             elif fault == "slow":
                 time.sleep(state.slow_seconds)
-                self.send_json(200, completion(json.dumps(state.responder(body))))
+                self.send_json(200, answer(state.responder(body)))
             elif fault == "malformed":
                 self.send_json(200, completion('{"answer": "cut off'))
             elif fault == "refusal":
@@ -211,7 +230,11 @@ class Handler(BaseHTTPRequestHandler):
             elif fault == "decline":
                 self.send_json(200, completion("I'm sorry, but I can't help with that request."))
             else:
-                self.send_json(200, completion(json.dumps(state.responder(body))))
+                reply = state.responder(body)
+                if isinstance(reply, Reply) and reply.status != 200:
+                    self.send_json(reply.status, {"error": {"message": "scripted failure"}})
+                else:
+                    self.send_json(200, answer(reply))
         finally:
             with state.lock:
                 state.in_flight -= 1

@@ -74,6 +74,22 @@ class StructuredRequest:
 
 
 @dataclass
+class TextRequest:
+    """A free-text question: the answer is the result, with no schema and no check.
+
+    ``mis-data eval`` asks the model under test this way, exactly as a user would, so that its
+    own words (a refusal included) are what the judge reads.
+    """
+
+    role: str
+    item_id: str
+    messages: list[ChatMessage]
+    stage: str = ""
+    sub_category: str | None = None
+    facts: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class ImageRequest:
     """A text-to-image request for one slot of one sample."""
 
@@ -94,6 +110,28 @@ class ModelResult:
     @property
     def ok(self) -> bool:
         return self.value is not None
+
+
+@dataclass
+class TextResult:
+    """The answer to a ``TextRequest``.
+
+    A refusal is an answer: ``text`` holds its words and ``refused`` is set. Only when no answer
+    came back (``reason``, e.g. ``api_error`` after the retries) is ``text`` None.
+    """
+
+    text: str | None = None
+    refused: bool = False
+    reason: RejectReason | None = None
+    detail: str = ""
+    model: str = ""
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.reason is None and self.text is not None
 
 
 @dataclass
@@ -161,6 +199,21 @@ class ModelClient(Protocol):
     async def structured(self, request: StructuredRequest) -> ModelResult: ...
 
     async def generate_image(self, request: ImageRequest) -> ImageResult: ...
+
+    def model_name(self, role: str) -> str: ...
+
+    async def aclose(self) -> None: ...
+
+
+class TextClient(Protocol):
+    """A backend that also answers free text (``OpenAIClient`` and the eval's offline model)."""
+
+    name: str
+    usage: UsageMeter
+
+    async def complete(self, request: TextRequest) -> TextResult: ...
+
+    async def structured(self, request: StructuredRequest) -> ModelResult: ...
 
     def model_name(self, role: str) -> str: ...
 

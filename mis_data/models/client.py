@@ -7,6 +7,8 @@ Structured output asks for a strict ``json_schema``; a server that rejects it is
 ``json_object``, then plain text, and the mode that worked is remembered per model. Refusals end
 the item at once. Images travel as base64 data URLs built at send time, never stored. With
 ``--batch``, chat requests go through the Batch API instead (``batch.py``), cached the same way.
+Free-text requests (``complete``, for the model under test of ``mis-data eval``) take the same
+path — cache, in-flight sharing, cost cap, limiter, retries — with no response format.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import io
 import json
 import logging
 import re
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +40,8 @@ from mis_data.models.base import (
     ModelResult,
     RawReply,
     StructuredRequest,
+    TextRequest,
+    TextResult,
     Usage,
     UsageMeter,
     answer_with_feedback,
@@ -72,9 +77,12 @@ class OpenAIClient:
 
     name = "openai"
 
-    def __init__(self, config: BuildConfig, store: ImageStore, cache_path: Path,
+    def __init__(self, config: BuildConfig | None, store: ImageStore, cache_path: Path,
                  max_cost: float | None = None, batch: bool = False,
-                 rate_window: float = 60.0, batch_poll_seconds: float = 10.0) -> None:
+                 rate_window: float = 60.0, batch_poll_seconds: float = 10.0,
+                 roles: Mapping[str, ModelSpec] | None = None) -> None:
+        """``roles`` (role name -> model) replaces a build config's roles, for callers that
+        are not a build (``mis-data eval``: the model under test and its judge)."""
         self.config = config
         self.batching = batch
         self.store = store
@@ -85,9 +93,10 @@ class OpenAIClient:
         self.spent_before = float(previous.get("total", {}).get("cost_usd", 0.0))
         clients: dict[tuple[str | None, str], AsyncOpenAI] = {}
         self.lanes: dict[str, ModelLane] = {}
-        roles = {"text": config.models.text, "vision": config.models.vision,
-                 "image": config.models.image}
-        roles.update({f"judge:{i}": spec for i, spec in enumerate(config.models.judges)})
+        if roles is None:
+            if config is None:
+                raise ValueError("OpenAIClient needs a build config or explicit roles")
+            roles = build_roles(config)
         for role, spec in roles.items():
             key = (spec.base_url, spec.api_key_env)
             if key not in clients:
@@ -202,19 +211,25 @@ class OpenAIClient:
                          "messages": self.key_messages(messages), "schema": schema,
                          "temperature": spec.temperature, "seed": spec.seed,
                          "max_tokens": spec.max_tokens})
+        if self.batching:
+            return await self.once(key, request.stage, spec, lambda: self.send_in_batch(
+                lane, request, messages, schema, key))
+        return await self.once(key, request.stage, spec,
+                               lambda: self.send(lane, request, messages, schema))
+
+    async def once(self, key: str, stage: str, spec: ModelSpec,
+                   send: Callable[[], Awaitable[CachedReply]]) -> CachedReply:
+        """Answer from the cache, or join the same request in flight, or send it and cache it."""
         cached = self.cache.get(key)
         if cached is not None:
-            self.usage.record(request.stage, spec.model, Usage(cached=1))
+            self.usage.record(stage, spec.model, Usage(cached=1))
             return cached
         if key in self._inflight:  # the same question is already on its way
             return await asyncio.shield(self._inflight[key])
         future: asyncio.Future[CachedReply] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         try:
-            if self.batching:
-                reply = await self.send_in_batch(lane, request, messages, schema, key)
-            else:
-                reply = await self.send(lane, request, messages, schema)
+            reply = await send()
             self.cache.put(key, reply)
             future.set_result(reply)
             return reply
@@ -270,8 +285,8 @@ class OpenAIClient:
             raise TransportFailure(short(result.error or "batch request failed"))
         return self.to_reply(request, spec, result.body)
 
-    def to_reply(self, request: StructuredRequest, spec: ModelSpec, completion: dict[str, Any]
-                 ) -> CachedReply:
+    def to_reply(self, request: StructuredRequest | TextRequest, spec: ModelSpec,
+                 completion: dict[str, Any]) -> CachedReply:
         """Usage, cost and refusal detection for one chat completion (sent or batched)."""
         choice = (completion.get("choices") or [{}])[0]
         message = choice.get("message") or {}
@@ -304,6 +319,42 @@ class OpenAIClient:
 
         return await answer_with_feedback(request, attempt, lane.spec.model)
 
+    async def complete(self, request: TextRequest) -> TextResult:
+        """A free-text answer; a refusal comes back as the answer, with ``refused`` set."""
+        lane = self.lanes[request.role]
+        spec = lane.spec
+        key = cache_key({"kind": "text", "model": spec.model, "base_url": spec.base_url,
+                         "messages": self.key_messages(request.messages),
+                         "temperature": spec.temperature, "seed": spec.seed,
+                         "max_tokens": spec.max_tokens})
+        try:
+            reply = await self.once(key, request.stage, spec,
+                                    lambda: self.send_text(lane, request))
+        except TransportFailure as error:
+            return TextResult(reason=RejectReason.api_error, detail=str(error), model=spec.model)
+        if reply.refusal:
+            self.usage.refusal(request.sub_category)
+        cost = (reply.input_tokens * spec.prices.input
+                + reply.output_tokens * spec.prices.output) / 1e6
+        return TextResult(text=reply.text if reply.text else (reply.refusal or ""),
+                          refused=bool(reply.refusal), model=spec.model,
+                          input_tokens=reply.input_tokens, output_tokens=reply.output_tokens,
+                          cost_usd=cost)
+
+    async def send_text(self, lane: ModelLane, request: TextRequest) -> CachedReply:
+        spec = lane.spec
+        wire, tokens = self.wire_messages(request.messages, spec)
+        self.check_budget((tokens * spec.prices.input + spec.max_tokens * spec.prices.output) / 1e6)
+        try:
+            completion = await self.call_with_retries(
+                lane, tokens + spec.max_tokens, lambda: lane.client.chat.completions.create(
+                    model=spec.model, messages=wire, temperature=spec.temperature,
+                    max_tokens=spec.max_tokens,
+                    seed=spec.seed if spec.seed is not None else openai.NOT_GIVEN))
+        except openai.BadRequestError as error:  # no response format to fall back from
+            raise TransportFailure(f"HTTP 400: {short(error.message)}") from None
+        return self.to_reply(request, spec, completion.model_dump())
+
     async def generate_image(self, request: ImageRequest) -> ImageResult:
         lane = self.lanes["image"]
         spec = lane.spec
@@ -328,6 +379,14 @@ class OpenAIClient:
         self.cache.put(key, CachedReply(text=None, refusal=None, input_tokens=0, output_tokens=0,
                                         image=data))
         return ImageResult(data=data, model=spec.model)
+
+
+def build_roles(config: BuildConfig) -> dict[str, ModelSpec]:
+    """The models of a build by role: text, vision, image and ``judge:<i>``."""
+    roles = {"text": config.models.text, "vision": config.models.vision,
+             "image": config.models.image}
+    roles.update({f"judge:{i}": spec for i, spec in enumerate(config.models.judges)})
+    return roles
 
 
 def short(text: str, limit: int = 300) -> str:

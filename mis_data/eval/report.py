@@ -1,0 +1,203 @@
+"""The printed tables and the plots of one eval, and of several side by side.
+
+The columns read like the paper's Table 4 (ASR↓ HR↓ RSR↑ RR↑, in %), with what the paper does
+not show: ``n``, how many were judged, and how many could not be answered or judged. An offline
+eval says so in its header, so its numbers are never mistaken for a model's.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+from typing import Any
+
+from mis_data.eval.protocol import BUCKETS
+from mis_data.rundir import read_json_or_none
+
+HEADS = {"asr": "ASR↓", "hr": "HR↓", "rsr": "RSR↑", "rr": "RR↑"}
+COLORS = {"asr": "#d62728", "hr": "#9467bd", "rsr": "#2ca02c", "rr": "#1f77b4"}
+
+
+def pct(value: float | None) -> str:
+    return "   -  " if value is None else f"{value:6.2f}"
+
+
+def where(row: dict[str, Any], many_sets: bool) -> str:
+    return f"{row['test_set']}/{row['split']}" if many_sets else row["split"]
+
+
+def rows_text(rows: list[dict[str, Any]], label: str, many_sets: bool,
+              name: Any = lambda row: "") -> list[str]:
+    lines = [f"{label:<44}{'n':>6}{'judged':>8}  " + "  ".join(f"{HEADS[b]:>6}" for b in BUCKETS)
+             + "  failed answer/judge"]
+    for row in rows:
+        title = (where(row, many_sets) + " " + name(row)).strip()
+        lines.append(f"{title[:43]:<44}{row['n']:>6}{row['judged']:>8}  "
+                     + "  ".join(pct(row[b]) for b in BUCKETS)
+                     + f"  {row['answer_failed']}/{row['judge_failed']}")
+    return lines
+
+
+def header_line(scores: dict[str, Any]) -> str:
+    line = f"MIS eval {scores['name']}: model {scores['model']}, judge {scores['judge']}, " \
+           f"backend {scores['backend']}"
+    if scores["backend"] == "offline":
+        line += " (OFFLINE: rule-based model and judge, not a real evaluation)"
+    return line
+
+
+def scores_table(scores: dict[str, Any]) -> str:
+    many = len(scores["test_sets"]) > 1
+    out = [header_line(scores), ""]
+    out += rows_text(scores["splits"], "split", many)
+    out += [""] + rows_text(scores["categories"], "split / category", many,
+                            lambda row: row["category"])
+    out += [""] + rows_text(scores["sub_categories"], "split / sub-category", many,
+                            lambda row: row["sub_category"])
+    if scores["over_refusal"]:
+        out += ["", f"{'over-refusal (SiSt→S items)':<44}{'n':>6}{'answered':>10}{'refused':>9}"
+                    f"{'rate %':>8}"]
+        out += [f"{where(row, many):<44}{row['n']:>6}{row['answered']:>10}{row['refused']:>9}"
+                f"{pct(row['rate']):>8}" for row in scores["over_refusal"]]
+    totals = scores["totals"]
+    failures = sorted({reason for row in scores["splits"] for reason in row["failed_reasons"]})
+    out += ["", f"{totals['items']} items, {totals['judged']} judged, {totals['answer_failed']} not "
+                f"answered, {totals['judge_failed']} not judged"
+            + (f" ({', '.join(failures)})" if failures else "")]
+    return "\n".join(out)
+
+
+def figure(width: float, height: float) -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.figure(figsize=(width, height))
+
+
+def write_scores_plot(scores: dict[str, Any], path: Path) -> None:
+    """Stacked bars per split: the four buckets of the judged answers, adding to 100 %."""
+    import matplotlib.pyplot as plt
+
+    from mis_data.rundir import write_bytes_atomic
+
+    rows = scores["splits"]
+    many = len(scores["test_sets"]) > 1
+    categories = sorted({row["category"] for row in scores["categories"]})
+    fig = figure(max(9.0, 1.2 * len(rows) + 6), 4.5)
+    fig.suptitle("\n".join(textwrap.wrap(header_line(scores), 90)), fontsize=8)
+    axis = fig.add_subplot(1, 2, 1)
+    labels = [f"{where(row, many)}\nn={row['n']}" for row in rows]
+    bottom = [0.0] * len(rows)
+    for name in BUCKETS:
+        values = [row[name] or 0.0 for row in rows]
+        axis.bar(labels, values, bottom=bottom, label=HEADS[name], color=COLORS[name])
+        bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+    axis.set_ylabel("% of judged answers")
+    axis.set_ylim(0, 100)
+    axis.legend(loc="upper right", fontsize=7)
+    right = fig.add_subplot(1, 2, 2)  # the paper's Fig. 9 view: ASR per category and split
+    height = 0.8 / max(1, len(rows))
+    for offset, row in enumerate(rows):
+        values = [next((c["asr"] or 0.0 for c in scores["categories"] if c["category"] == category
+                        and (c["test_set"], c["split"]) == (row["test_set"], row["split"])), 0.0)
+                  for category in categories]
+        right.barh([k + offset * height for k in range(len(categories))], values, height,
+                   label=where(row, many))
+    right.set_yticks([k + 0.4 - height / 2 for k in range(len(categories))], categories, fontsize=7)
+    right.set_xlim(0, 100)
+    right.set_xlabel("ASR % per category")
+    right.legend(fontsize=7)
+    fig.tight_layout()
+    write_bytes_atomic(path, png_bytes(fig))
+    plt.close(fig)
+
+
+def png_bytes(fig: Any) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, metadata={"Software": None})
+    return buffer.getvalue()
+
+
+# -- several evals side by side ---------------------------------------------------------------
+
+def load_scores(folder: Path) -> dict[str, Any]:
+    from mis_data.config import ConfigError
+
+    scores = read_json_or_none(Path(folder) / "scores.json")
+    if scores is None:
+        raise ConfigError(f"{folder}: no scores.json (run `mis-data eval` first)")
+    return scores
+
+
+def split_keys(all_scores: list[dict[str, Any]]) -> list[tuple[str, ...]]:
+    """Splits present in every eval: by split name when each eval has one test set per split,
+    else by (test set, split)."""
+    by_name = all(len({r["split"] for r in s["splits"]}) == len(s["splits"]) for s in all_scores)
+    keyed = [[(r["split"],) if by_name else (r["test_set"], r["split"]) for r in s["splits"]]
+             for s in all_scores]
+    return [key for key in keyed[0] if all(key in other for other in keyed[1:])]
+
+
+def row_for(scores: dict[str, Any], key: tuple[str, ...]) -> dict[str, Any]:
+    return next(r for r in scores["splits"]
+                if (r["split"],) == key or (r["test_set"], r["split"]) == key)
+
+
+def exact(row: dict[str, Any], bucket: str) -> float:
+    """A rate from its counts, so a difference is not a difference of rounded numbers."""
+    return 100 * row["counts"][bucket] / row["judged"]
+
+
+def compare_table(folders: list[Path]) -> tuple[str, list[dict[str, Any]]]:
+    """One table: per split, each eval's rates, then each later eval minus the first."""
+    all_scores = [load_scores(folder) for folder in folders]
+    names = [Path(folder).name for folder in folders]
+    out = [" vs ".join(f"{name} ({s['model']}, judge {s['judge']}, {s['backend']})"
+                       for name, s in zip(names, all_scores, strict=True)), ""]
+    out.append(f"{'split':<12}{'eval':<28}{'n':>6}{'judged':>8}  "
+               + "  ".join(f"{HEADS[b]:>7}" for b in BUCKETS) + "  failed a/j")
+    for key in split_keys(all_scores):
+        rows = [row_for(s, key) for s in all_scores]
+        for name, row in zip(names, rows, strict=True):
+            out.append(f"{'/'.join(key):<12}{name[:27]:<28}{row['n']:>6}{row['judged']:>8}  "
+                       + "  ".join(f"{pct(row[b]):>7}" for b in BUCKETS)
+                       + f"  {row['answer_failed']}/{row['judge_failed']}")
+        for name, row in zip(names[1:], rows[1:], strict=True):
+            deltas = ["      -" if row[b] is None or rows[0][b] is None
+                      else f"{exact(row, b) - exact(rows[0], b):+7.2f}" for b in BUCKETS]
+            out.append(f"{'/'.join(key):<12}{('Δ ' + name + ' − ' + names[0])[:27]:<28}"
+                       f"{'':>14}  " + "  ".join(deltas))
+        out.append("")
+    if len({(s["judge"], s["backend"]) for s in all_scores}) > 1:
+        out.append("note: the evals used different judges or backends; differences mix both")
+    return "\n".join(out).rstrip(), all_scores
+
+
+def write_compare_plot(folders: list[Path], all_scores: list[dict[str, Any]], path: Path) -> None:
+    """One panel per rate; per split, one bar per eval."""
+    import matplotlib.pyplot as plt
+
+    from mis_data.rundir import write_bytes_atomic
+
+    keys = split_keys(all_scores)
+    names = [Path(folder).name for folder in folders]
+    fig = figure(max(8.0, 2.2 * len(keys) * len(names) ** 0.5 + 4), 4.0)
+    width = 0.8 / len(names)
+    for index, name in enumerate(BUCKETS, start=1):
+        axis = fig.add_subplot(1, len(BUCKETS), index)
+        for offset, (label, scores) in enumerate(zip(names, all_scores, strict=True)):
+            values = [row_for(scores, key)[name] or 0.0 for key in keys]
+            axis.bar([k + offset * width for k in range(len(keys))], values, width, label=label)
+        axis.set_xticks([k + 0.4 - width / 2 for k in range(len(keys))],
+                        ["/".join(key) for key in keys], fontsize=8)
+        axis.set_ylim(0, 100)
+        axis.set_title(HEADS[name])
+    fig.axes[0].set_ylabel("% of judged answers")
+    fig.axes[-1].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    fig.tight_layout()
+    write_bytes_atomic(path, png_bytes(fig))
+    plt.close(fig)

@@ -1,0 +1,254 @@
+"""``mis-data eval``: ask the model under test, have the judge label each answer, score.
+
+The eval folder is its own truth, like a build's run folder::
+
+    evals/<name>/
+      eval.json          backend, models and judge-prompt hash the answers were made with
+      images/            the test sets' images, content-addressed (requests name them by sha256)
+      cache.sqlite       every model reply; a rerun asks nothing twice
+      responses.jsonl    one line per answered item (refusals are answers)
+      judgements.jsonl   one line per judged answer, or why the judge gave no labels
+      scores.json  scores.png  usage.json
+
+Each item is answered, then judged, by a pool of workers; every line is appended the moment it
+is known. A run killed at any point is finished by the same command: finished lines are kept,
+replies that came back before the kill are in the cache, and only requests that were in flight
+are sent again. ``scores.json`` is computed from the lines alone, so it has the same bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from mis_data.config import ConfigError, sha256_text
+from mis_data.eval.config import EvalConfig, check_keys, check_test_sets, load_eval_config
+from mis_data.eval.offline import OfflineEvalClient
+from mis_data.eval.protocol import JUDGE_PROMPT, answer_request, bucket, judge_request
+from mis_data.eval.records import JudgementLine, LineUsage, ResponseLine, latest
+from mis_data.eval.report import scores_table, write_scores_plot
+from mis_data.eval.scores import Outcome, compute_scores
+from mis_data.eval.testsets import EvalItem, detect_format, ingest
+from mis_data.images.store import ImageStore
+from mis_data.models.base import TextClient
+from mis_data.prompts import Prompt, PromptLibrary
+from mis_data.rundir import JsonlAppender, dump_json, read_json_or_none, write_text_atomic
+
+ANSWER_FIELDS = ("model", "base_url", "temperature", "max_tokens", "seed", "detail", "max_image_side")
+JUDGE_FIELDS = ANSWER_FIELDS
+
+
+@dataclass
+class EvalRun:
+    """What one ``mis-data eval`` produced."""
+
+    out: Path
+    scores: dict[str, Any]
+    table: str
+    usage: dict[str, Any]  # usage.json: tokens and cost of every session of this folder
+
+
+def identity(config: EvalConfig, prompt: Prompt) -> dict[str, Any]:
+    """Everything that changes an answer or a label; test sets may grow between runs."""
+    model = config.model.model_dump(include=set(ANSWER_FIELDS)) if config.model else None
+    return {"backend": config.backend, "seed": config.seed if config.backend == "offline" else None,
+            "model": model if config.backend == "openai" else "offline",
+            "judge": config.judge.model_dump(include=set(JUDGE_FIELDS))
+            if config.backend == "openai" else "offline",
+            "judge_prompt_sha256": prompt.sha256}
+
+
+def claim_folder(out: Path, settings: dict[str, Any]) -> None:
+    """Bind the folder to its settings; answers made with other settings are never mixed in."""
+    path = out / "eval.json"
+    previous = read_json_or_none(path)
+    if previous is not None and previous != settings:
+        changed = sorted(key for key in settings if previous.get(key) != settings[key])
+        raise ConfigError(f"{out}: made with other settings ({', '.join(changed)} changed); "
+                          "use another name or --out")
+    if previous is None:
+        write_text_atomic(path, dump_json(settings))
+
+
+class Worker:
+    """Answers and judges items, appending each line as it is known."""
+
+    def __init__(self, config: EvalConfig, client: TextClient, prompt: Prompt, out: Path) -> None:
+        self.config, self.client, self.prompt = config, client, prompt
+        self.responses = latest(out / "responses.jsonl", ResponseLine)
+        self.judgements = latest(out / "judgements.jsonl", JudgementLine)
+        self.response_file = JsonlAppender(out / "responses.jsonl")
+        self.judgement_file = JsonlAppender(out / "judgements.jsonl")
+
+    def response_for(self, entry: EvalItem) -> ResponseLine | None:
+        """The recorded answer that still stands: same content, not a failure to retry."""
+        response = self.responses.get(entry.item.key)
+        return response if response and response.item_sha256 == entry.sha256 and response.final \
+            else None
+
+    def judgement_for(self, entry: EvalItem) -> JudgementLine | None:
+        judgement = self.judgements.get(entry.item.key)
+        return judgement if judgement and judgement.item_sha256 == entry.sha256 and judgement.final \
+            else None
+
+    def pending(self, items: list[EvalItem]) -> list[EvalItem]:
+        def done(entry: EvalItem) -> bool:
+            response = self.response_for(entry)
+            return response is not None and (response.response is None
+                                             or self.judgement_for(entry) is not None)
+        return [entry for entry in items if not done(entry)]
+
+    async def answer(self, entry: EvalItem) -> ResponseLine:
+        item = entry.item
+        backend = self.config.backend
+        if entry.images is None:
+            return ResponseLine(**item.fields(), item_sha256=entry.sha256, response=None,
+                                error=f"bad_image: {entry.problem}",
+                                model=self.config.model_label(), backend=backend)
+        result = await self.client.complete(answer_request(item, entry.images))
+        usage = LineUsage(input_tokens=result.input_tokens, output_tokens=result.output_tokens,
+                          cost_usd=round(result.cost_usd, 8))
+        error = None if result.ok else f"{result.reason.value if result.reason else 'no_answer'}: " \
+                                       f"{result.detail}"
+        return ResponseLine(**item.fields(), item_sha256=entry.sha256,
+                            response=result.text if result.ok else None,
+                            refused=result.refused, error=error, model=result.model or
+                            self.config.model_label(), backend=backend, usage=usage)
+
+    async def judge(self, entry: EvalItem, response: ResponseLine) -> JudgementLine:
+        item = entry.item
+        assert entry.images is not None and response.response is not None
+        result = await self.client.structured(
+            judge_request(item, entry.images, response.response, self.prompt))
+        common = {"key": item.key, "item_sha256": entry.sha256, "test_set": item.test_set,
+                  "split": item.split, "id": item.id,
+                  "judge": result.model or self.config.judge_label(), "backend": self.config.backend}
+        if not result.ok or result.value is None:
+            reason = result.reason.value if result.reason else "invalid_output"
+            return JudgementLine(**common, reason=reason, detail=result.detail[:300])
+        labels = result.value.model_dump()
+        return JudgementLine(**common, **labels, bucket=bucket(labels["label_perception"],
+                                                               labels["label_str"]))
+
+    async def process(self, entry: EvalItem) -> None:
+        key = entry.item.key
+        response = self.response_for(entry)
+        if response is None:
+            response = await self.answer(entry)
+            self.response_file.write_many([response])
+            self.responses[key] = response
+        if response.response is not None and self.judgement_for(entry) is None:
+            judgement = await self.judge(entry, response)
+            self.judgement_file.write_many([judgement])
+            self.judgements[key] = judgement
+
+    def close(self) -> None:
+        self.response_file.close()
+        self.judgement_file.close()
+
+
+async def run_items(worker: Worker, pending: list[EvalItem], width: int, progress: bool) -> None:
+    queue: asyncio.Queue[EvalItem] = asyncio.Queue()
+    for entry in pending:
+        queue.put_nowait(entry)
+    bar = tqdm(total=len(pending), desc="eval", unit="item", disable=not progress)
+
+    async def loop() -> None:
+        while not queue.empty():
+            await worker.process(queue.get_nowait())
+            bar.update(1)
+            bar.set_postfix(cost=f"${worker.client.usage.total.cost_usd:.4f}", refresh=False)
+
+    tasks = [asyncio.create_task(loop()) for _ in range(max(1, min(width, len(pending))))]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        bar.close()
+
+
+def make_client(config: EvalConfig, store: ImageStore, out: Path) -> TextClient:
+    if config.backend == "offline":
+        return OfflineEvalClient(config.seed)
+    from mis_data.models.client import OpenAIClient
+
+    assert config.model is not None
+    return OpenAIClient(None, store, out / "cache.sqlite", max_cost=config.max_cost,
+                        roles={"model": config.model, "judge": config.judge})
+
+
+def merge_usage(out: Path, session: dict[str, Any]) -> None:
+    """Add this session's tokens and cost to the folder's ``usage.json`` (the cost cap reads it).
+
+    The build's rule (``finish.merge_usage``), kept here so an eval does not import exporters.
+    """
+    path = out / "usage.json"
+    previous = read_json_or_none(path) or {"sessions": []}
+    if session["total"]["requests"]:
+        previous["sessions"].append(session)
+    total: dict[str, float] = {}
+    for entry in previous["sessions"]:
+        for key, value in entry["total"].items():
+            total[key] = total.get(key, 0) + value
+    previous["total"] = total
+    write_text_atomic(path, dump_json(previous))
+
+
+def run_eval(config_path: Path, out: Path | None = None, max_cost: float | None = None,
+             progress: bool = False) -> EvalRun:
+    config = load_eval_config(config_path, {"out": out, "max_cost": max_cost})
+    check_keys(config, config_path)
+    check_test_sets(config, config_path)
+    prompt = PromptLibrary(config.prompts_folder()).get(JUDGE_PROMPT)
+    folder = config.out_dir
+    settings = identity(config, prompt)
+    claim_folder(folder, settings)
+    store = ImageStore(folder / "images", max_side=config.image_max_side)
+    items = ingest(config.test_sets, store, progress)
+
+    async def go() -> None:
+        client = make_client(config, store, folder)
+        worker = Worker(config, client, prompt, folder)
+        width = 8 if config.backend == "offline" else (
+            config.judge.concurrency + (config.model.concurrency if config.model else 0))
+        try:
+            await run_items(worker, worker.pending(items), width, progress)
+        finally:
+            worker.close()
+            merge_usage(folder, client.usage.as_dict())
+            await client.aclose()
+
+    asyncio.run(go())
+    scores = write_scores(config, settings, items, folder)
+    return EvalRun(out=folder, scores=scores, table=scores_table(scores),
+                   usage=read_json_or_none(folder / "usage.json") or {})
+
+
+def write_scores(config: EvalConfig, settings: dict[str, Any], items: list[EvalItem],
+                 folder: Path) -> dict[str, Any]:
+    responses = latest(folder / "responses.jsonl", ResponseLine)
+    judgements = latest(folder / "judgements.jsonl", JudgementLine)
+    def current(lines: dict[str, Any], entry: EvalItem) -> Any:
+        line = lines.get(entry.item.key)
+        return line if line is not None and line.item_sha256 == entry.sha256 else None
+
+    outcomes = [Outcome(e.item, current(responses, e), current(judgements, e)) for e in items]
+    header = {"name": config.name, "backend": config.backend, "model": config.model_label(),
+              "judge": config.judge_label(), "settings_sha256": sha256_text(json.dumps(
+                  settings, sort_keys=True)), "judge_prompt_sha256": settings["judge_prompt_sha256"],
+              "test_sets": [{"name": spec.label, "path": str(spec.path), "splits": spec.splits,
+                             "format": detect_format(spec.path) if spec.format == "auto"
+                             else spec.format} for spec in config.test_sets]}
+    if config.backend == "offline":
+        header["note"] = "offline: rule-based model and judge, not a language model"
+    scores = compute_scores(outcomes, header)
+    write_text_atomic(folder / "scores.json", dump_json(scores))
+    write_scores_plot(scores, folder / "scores.png")
+    return scores

@@ -1,0 +1,254 @@
+"""Test sets as the eval reads them: the MIS layout and the Hugging Face export.
+
+Two layouts hold the same items (FORMATS.md §4-5): ``mis_test/mis_{easy,hard,real}.json``
+(JSON arrays with ``id, category, sub_category, question, image_path1, image_path2``, paths
+relative to ``mis_test/``; a build's ``export/mis`` and the released MIS files alike), and a
+Hugging Face folder (configs easy/hard/real with split ``test`` as ``export/hf`` writes them,
+or one config with splits easy/hard/real as the released ``Tuwhy/MIS_Test``; images embedded).
+The low-level readers here (``mis_files``, ``hf_tables``, ``image_bytes``) are also what
+``mis-data decontaminate`` reads benchmarks with, so the two commands agree on what a test set is.
+
+Images go into the eval's own content-addressed store before anything is asked, and requests
+name them by sha256; ``raw_index.jsonl`` remembers which source bytes became which stored image,
+so a rerun re-hashes the files but never re-encodes them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from mis_data.config import ConfigError
+from mis_data.eval.config import SPLITS, TestSetSpec
+from mis_data.images.store import BadImage, ImageStore, StoredImage
+from mis_data.rundir import complete_lines
+
+
+@dataclass(frozen=True)
+class TestItem:
+    """One question and its two images, with what the tables group by."""
+
+    __test__ = False  # not a pytest class, despite the name
+
+    test_set: str
+    split: str
+    id: str
+    category: str
+    sub_category: str
+    question: str
+    image_path1: str
+    image_path2: str
+    cell: str | None = None  # "SiSt→S" marks a benign item scored for over-refusal
+
+    @property
+    def key(self) -> str:
+        return f"{self.test_set}/{self.split}/{self.id}"
+
+    def fields(self) -> dict[str, Any]:
+        data = {"key": self.key, "test_set": self.test_set, "split": self.split, "id": self.id,
+                "category": self.category, "sub_category": self.sub_category,
+                "question": self.question, "image_path1": self.image_path1,
+                "image_path2": self.image_path2}
+        return data | ({"cell": self.cell} if self.cell else {})
+
+
+@dataclass(frozen=True)
+class EvalItem:
+    """A test item whose images are in the store (``images``), or why they are not."""
+
+    item: TestItem
+    images: tuple[str, str] | None
+    problem: str | None = None
+
+    @property
+    def sha256(self) -> str:
+        """What the answer depends on: a recorded answer to other content is asked again."""
+        content = [self.item.question, list(self.images or ()), self.problem]
+        return hashlib.sha256(json.dumps(content).encode("utf-8")).hexdigest()
+
+
+# -- shared low-level readers ----------------------------------------------------------------
+
+def mis_root(folder: Path) -> Path:
+    """The folder holding ``mis_*.json``: ``folder/mis_test`` when it exists, else ``folder``."""
+    return folder / "mis_test" if (folder / "mis_test").is_dir() else folder
+
+
+def mis_files(folder: Path) -> list[Path]:
+    return sorted(mis_root(folder).glob("mis_*.json"))
+
+
+def read_array(file: Path) -> list[dict[str, Any]]:
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ConfigError(f"{file}: not a readable JSON file ({error})") from None
+    if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
+        raise ConfigError(f"{file}: expected a JSON array of items")
+    return data
+
+
+def undecoded(feature: Any) -> Any:
+    """The same image feature (alone or in a list) with decoding off, or None if not images."""
+    import datasets
+
+    if isinstance(feature, datasets.Image):
+        return datasets.Image(decode=False)
+    if isinstance(getattr(feature, "feature", None), datasets.Image):
+        return datasets.Sequence(datasets.Image(decode=False))
+    return None
+
+
+def hf_tables(name: str) -> Iterator[tuple[str, str, Any, list[str]]]:
+    """(config, split, dataset with undecoded images, image columns) for every table."""
+    import datasets
+
+    from mis_data.sources import quiet_datasets
+
+    try:
+        with quiet_datasets():
+            configs = datasets.get_dataset_config_names(name)
+            loaded = {config: datasets.load_dataset(name, config) for config in configs}
+    except Exception as error:  # any load failure means the test set is unusable
+        raise ConfigError(f"{name}: cannot load as a dataset: {str(error).splitlines()[0]}") from None
+    for config, splits in loaded.items():
+        for split, dataset in splits.items():
+            columns = [column for column, feature in dataset.features.items()
+                       if undecoded(feature) is not None]
+            for column in columns:
+                dataset = dataset.cast_column(column, undecoded(dataset.features[column]))
+            yield config, split, dataset, columns
+
+
+def image_bytes(cell: Any) -> list[bytes | None]:
+    """The bytes of an undecoded image cell (one image or a list), None where absent."""
+    found = []
+    for image in cell if isinstance(cell, list) else [cell]:
+        image = image or {}
+        data = image.get("bytes")
+        if not data and image.get("path") and Path(image["path"]).is_file():
+            data = Path(image["path"]).read_bytes()
+        found.append(data or None)
+    return found
+
+
+# -- the eval's readers ----------------------------------------------------------------------
+
+Source = tuple[TestItem, list[bytes | None] | str]  # images, or why they cannot be read
+
+
+def detect_format(path: Path) -> str:
+    if mis_files(path):
+        return "mis"
+    if (path / "README.md").is_file() or any(path.rglob("*.parquet")):
+        return "hf"
+    raise ConfigError(f"{path}: neither a MIS layout (mis_*.json) nor a Hugging Face dataset folder")
+
+
+def make_item(spec: TestSetSpec, split: str, index: int, row: dict[str, Any], where: str) -> TestItem:
+    missing = [key for key in ("question", "category", "sub_category") if not row.get(key)]
+    if missing:
+        raise ConfigError(f"{where}: missing {', '.join(missing)}")
+    item_id = row.get("id")
+    return TestItem(
+        test_set=spec.label, split=split, id=str(item_id if item_id is not None else index + 1),
+        category=str(row["category"]), sub_category=str(row["sub_category"]),
+        question=str(row["question"]), image_path1=str(row.get("image_path1") or ""),
+        image_path2=str(row.get("image_path2") or ""), cell=row.get("cell") or None)
+
+
+def read_mis(spec: TestSetSpec) -> Iterator[Source]:
+    root = mis_root(spec.path)
+    for split in spec.splits:
+        file = root / f"mis_{split}.json"
+        if not file.is_file():
+            continue
+        for index, row in enumerate(read_array(file)[:spec.limit]):
+            item = make_item(spec, split, index, row, f"{file}[{index}]")
+            paths = [root / path if path else None for path in (item.image_path1, item.image_path2)]
+            lost = [str(path) for path in paths if path is None or not path.is_file()]
+            yield item, (f"image not found: {lost[0]}" if lost
+                         else [path.read_bytes() for path in paths if path is not None])
+
+
+def read_hf(spec: TestSetSpec) -> Iterator[Source]:
+    for config, split, dataset, columns in hf_tables(str(spec.path)):
+        group = config if config in SPLITS else split if split in SPLITS else None
+        if group not in spec.splits or not columns:
+            continue  # the train config, or a split this eval does not ask for
+        for index, row in enumerate(dataset):
+            if spec.limit is not None and index >= spec.limit:
+                break
+            item = make_item(spec, group, index, row, f"{spec.path} {config}/{split}[{index}]")
+            images = [data for column in columns for data in image_bytes(row[column])]
+            yield item, (images if len(images) == 2 and all(images)
+                         else f"expected 2 embedded images, found {sum(map(bool, images))}")
+
+
+def read_test_set(spec: TestSetSpec) -> Iterator[Source]:
+    kind = detect_format(spec.path) if spec.format == "auto" else spec.format
+    return read_mis(spec) if kind == "mis" else read_hf(spec)
+
+
+def ingest(specs: list[TestSetSpec], store: ImageStore, progress: bool = False) -> list[EvalItem]:
+    """Every item of every test set, its images stored; duplicate keys are an error.
+
+    Images not stored before are normalized by a thread pool (Pillow decodes and encodes
+    outside the GIL), so a first run over thousands of photos uses every core.
+    """
+    from tqdm import tqdm
+
+    index_path = store.root / "raw_index.jsonl"
+    known: dict[str, str] = dict(json.loads(line) for line in complete_lines(index_path))
+    store.root.mkdir(parents=True, exist_ok=True)
+    items: list[EvalItem] = []
+    seen: set[str] = set()
+    batch: list[tuple[TestItem, list[str] | str]] = []  # raw shas, or why unusable
+    jobs: dict[str, Future[StoredImage]] = {}
+    workers = os.cpu_count() or 2
+
+    def settle(index: IO[str]) -> None:
+        failed: dict[str, str] = {}
+        for raw, job in jobs.items():
+            try:
+                known[raw] = job.result().sha256
+                index.write(json.dumps([raw, known[raw]]) + "\n")
+            except BadImage as error:
+                failed[raw] = f"bad image: {error}"
+        index.flush()
+        for item, raws in batch:
+            problem = raws if isinstance(raws, str) else next(
+                (failed[raw] for raw in raws if raw in failed), None)
+            items.append(EvalItem(item, None, problem) if problem
+                         else EvalItem(item, (known[raws[0]], known[raws[1]])))
+        batch.clear()
+        jobs.clear()
+
+    with open(index_path, "a", encoding="utf-8") as index, ThreadPoolExecutor(workers) as pool, \
+            tqdm(desc="images", unit="item", disable=not progress) as bar:
+        for spec in specs:
+            for item, images in read_test_set(spec):
+                if item.key in seen:
+                    raise ConfigError(f"{spec.path}: item id {item.id} appears twice in {item.split}")
+                seen.add(item.key)
+                if isinstance(images, str):
+                    batch.append((item, images))
+                    continue
+                raws = [hashlib.sha256(data or b"").hexdigest() for data in images]
+                for raw, data in zip(raws, images, strict=True):
+                    if raw not in jobs and (raw not in known or not store.looks_complete(known[raw])):
+                        jobs[raw] = pool.submit(store.put, data or b"")
+                batch.append((item, raws))
+                bar.update(1)
+                if len(jobs) >= 8 * workers:
+                    settle(index)
+        settle(index)
+    if not items:
+        raise ConfigError("the test sets hold no items for the splits asked for")
+    return items
