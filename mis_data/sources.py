@@ -113,13 +113,23 @@ def quiet_datasets() -> Iterator[None]:
             datasets.enable_progress_bars()
 
 
+def load_hf(name: str, *args: Any, **kwargs: Any) -> Any:
+    """``datasets.load_dataset``, regenerated from the files when ``name`` is a local folder:
+    ``datasets`` keys its cache of a folder on the card alone, so a folder whose files changed
+    under an unchanged card would give the old rows back. A Hub name keeps the normal cache."""
+    import datasets
+
+    if Path(name).exists():
+        kwargs.setdefault("download_mode", "force_redownload")
+    return datasets.load_dataset(name, *args, **kwargs)
+
+
 def read_hf_texts(source: HFDatasetConcepts) -> list[tuple[str, Any]]:
     """(where, text) from a Hugging Face dataset (hub name or local folder) loaded with datasets."""
-    import datasets
 
     try:
         with quiet_datasets():
-            dataset = datasets.load_dataset(source.name, source.config, split=source.split)
+            dataset = load_hf(source.name, source.config, split=source.split)
     except Exception as error:  # datasets raises many types; all mean "cannot load this source"
         raise ConfigError(f"dataset {source.name!r}: cannot load split {source.split!r}: "
                           f"{str(error).splitlines()[0][:200]}") from None
@@ -233,7 +243,7 @@ def hf_image_index(name: str, split: str, image_column: str, label_column: str) 
 
     try:
         with quiet_datasets():
-            dataset = datasets.load_dataset(name, split=split)
+            dataset = load_hf(name, split=split)
     except Exception as error:  # any load failure means the source is unusable
         raise ConfigError(f"dataset {name!r}: {str(error).splitlines()[0][:200]}") from None
     for column in (image_column, label_column):

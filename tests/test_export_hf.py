@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -160,3 +161,22 @@ def test_a_list_with_no_datasets_3_form_is_refused() -> None:
     fixed = Features({"pair": List(Value("int64"), length=2)}).to_dict()
     with pytest.raises(ValueError, match="no datasets 3.x form"):
         datasets3_form(fixed)
+
+
+def test_a_rewritten_export_loads_fresh_from_the_same_cache(run: Path, tmp_path: Path) -> None:
+    """``datasets`` keys its cache of a local folder on the card's metadata only: when a reviewer
+    drops a sample, the card's ``dataset_info`` (rows and bytes per split) must change, or
+    ``load_dataset`` gives the old rows back from the same cache."""
+    copy, cache = tmp_path / "run", str(tmp_path / "cache")
+    shutil.copytree(run, copy)
+    train = read_jsonl(run / "splits/train.jsonl")
+    before = load_dataset(str(copy / "export/hf"), "train", cache_dir=cache)
+    assert before["train"].num_rows == len(train) > 1
+    decision = {"id": train[0]["id"], "action": "drop", "reason": "duplicate",
+                "reviewer": "test", "at": "2026-01-01T00:00:00Z"}
+    (tmp_path / "decisions.jsonl").write_text(json.dumps(decision) + "\n", encoding="utf-8")
+    result = run_cli("apply-decisions", copy, tmp_path / "decisions.jsonl")
+    assert result.exit_code == 0, result.output
+    after = load_dataset(str(copy / "export/hf"), "train", cache_dir=cache)
+    assert after["train"].num_rows == len(read_jsonl(copy / "splits/train.jsonl")) == len(train) - 1
+    assert train[0]["id"] not in after["train"]["id"]

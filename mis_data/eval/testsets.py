@@ -109,12 +109,12 @@ def hf_tables(name: str) -> Iterator[tuple[str, str, Any, list[str]]]:
     """(config, split, dataset with undecoded images, image columns) for every table."""
     import datasets
 
-    from mis_data.sources import quiet_datasets
+    from mis_data.sources import load_hf, quiet_datasets
 
     try:
         with quiet_datasets():
             configs = datasets.get_dataset_config_names(name)
-            loaded = {config: datasets.load_dataset(name, config) for config in configs}
+            loaded = {config: load_hf(name, config) for config in configs}
     except Exception as error:  # any load failure means the test set is unusable
         raise ConfigError(f"{name}: cannot load as a dataset: {str(error).splitlines()[0]}") from None
     for config, splits in loaded.items():

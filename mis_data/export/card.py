@@ -10,6 +10,7 @@ from the clock, so the card is the same bytes for the same run.
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
@@ -33,7 +34,34 @@ def size_category(total: int) -> str:
     return "n>1M"
 
 
-def front_matter(data_files: dict[str, list[dict[str, str]]], total: int, info: RunInfo) -> str:
+@dataclass(frozen=True)
+class SplitSize:
+    """One split of one config as written: its Parquet bytes and rows."""
+
+    name: str
+    num_bytes: int
+    num_examples: int
+
+
+def dataset_info(sizes: dict[str, list[SplitSize]]) -> list[dict[str, Any]]:
+    """The card's ``dataset_info``: rows and bytes per split, as ``push_to_hub`` writes them.
+
+    Besides telling the Hub viewer the sizes, this is what makes a rebuilt export load fresh:
+    ``datasets`` keys its cache of a local folder on the card's metadata, not on the data files,
+    so a card that stayed the same after splits changed gives the previous rows back.
+    """
+    infos = []
+    for config, splits in sizes.items():
+        total = sum(split.num_bytes for split in splits)
+        infos.append({"config_name": config,
+                      "splits": [{"name": split.name, "num_bytes": split.num_bytes,
+                                  "num_examples": split.num_examples} for split in splits],
+                      "download_size": total, "dataset_size": total})
+    return infos
+
+
+def front_matter(data_files: dict[str, list[dict[str, str]]], sizes: dict[str, list[SplitSize]],
+                 total: int, info: RunInfo) -> str:
     configs = []
     for index, (config, files) in enumerate(data_files.items()):
         entry: dict[str, Any] = {"config_name": config, "data_files": files}
@@ -50,6 +78,7 @@ def front_matter(data_files: dict[str, list[dict[str, str]]], total: int, info: 
         "extra_gated_prompt": GATE,
         "extra_gated_fields": {"I agree to use this dataset for safety research only": "checkbox"},
         "configs": configs,
+        "dataset_info": dataset_info(sizes),
     }
     return "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True, width=1000) + "---\n"
 
@@ -150,8 +179,8 @@ def usage_section(data_files: dict[str, list[dict[str, str]]]) -> list[str]:
     ]
 
 
-def render_card(data_files: dict[str, list[dict[str, str]]], splits: dict[str, list[Sample]],
-                info: RunInfo) -> str:
+def render_card(data_files: dict[str, list[dict[str, str]]], sizes: dict[str, list[SplitSize]],
+                splits: dict[str, list[Sample]], info: RunInfo) -> str:
     total = sum(len(members) for members in splits.values())
     body = [
         f"# MIS multi-image safety data ({info.name})",
@@ -177,4 +206,4 @@ def render_card(data_files: dict[str, list[dict[str, str]]], splits: dict[str, l
         "Vision Language Models*, arXiv:2501.18533.",
         "",
     ]
-    return front_matter(data_files, total, info) + "\n" + "\n".join(body)
+    return front_matter(data_files, sizes, total, info) + "\n" + "\n".join(body)

@@ -39,7 +39,7 @@ from datasets import (
 )
 from datasets.table import embed_table_storage
 
-from mis_data.export.card import render_card
+from mis_data.export.card import SplitSize, render_card
 from mis_data.export.common import SYSTEM_PROMPT, RunInfo
 from mis_data.export.llamafactory import USER_PREFIX
 from mis_data.images.store import ImageStore
@@ -201,6 +201,7 @@ def export_hf(splits: dict[str, list[Sample]], store: ImageStore, out: Path,
               info: RunInfo | None = None, max_shard_bytes: int = MAX_SHARD_BYTES) -> None:
     """Write every non-empty split's Parquet shards, then the README card declaring them."""
     data_files: dict[str, list[dict[str, str]]] = {}
+    sizes: dict[str, list[SplitSize]] = {}
     with quiet_datasets():
         for config, repo_split, split in LAYOUT:
             samples = sorted(splits.get(split, []), key=lambda s: s.id)
@@ -212,10 +213,13 @@ def export_hf(splits: dict[str, list[Sample]], store: ImageStore, out: Path,
                 rows = [benchmark_row(n, split, s, store) for n, s in enumerate(samples, start=1)]
                 features = TEST_FEATURES
             groups = shards(rows, max_shard_bytes)
+            written = 0
             for index, group in enumerate(groups):
                 name = f"{config}/{repo_split}-{index:05d}-of-{len(groups):05d}.parquet"
                 write_parquet(group, features, out / name)
+                written += (out / name).stat().st_size
             data_files.setdefault(config, []).append({"split": repo_split,
                                                       "path": f"{config}/{repo_split}-*"})
-    card = render_card(data_files, splits, info or RunInfo())
+            sizes.setdefault(config, []).append(SplitSize(repo_split, written, len(rows)))
+    card = render_card(data_files, sizes, splits, info or RunInfo())
     (out / "README.md").write_text(card, encoding="utf-8")
