@@ -40,13 +40,28 @@ class Prices(Strict):
     per_image: float = Field(0.0, ge=0)
 
 
+class Endpoint(Strict):
+    """One server of a model role; unset fields take the model's own values."""
+
+    base_url: str | None = None
+    api_key_env: str | None = None
+    concurrency: int | None = Field(None, ge=1, le=4096)
+
+
 class ModelSpec(Strict):
-    """One model behind an OpenAI-compatible endpoint (OpenAI, vLLM, SGLang, ...)."""
+    """One model behind one or more OpenAI-compatible endpoints (OpenAI, vLLM, SGLang, ...).
+
+    ``base_url`` may be a list, or ``endpoints`` may give each server its own key variable and
+    concurrency: requests then go to the server with the fewest in flight, and a server that
+    fails is left out for ``cooldown_seconds`` while the others carry on.
+    """
 
     model: str
-    base_url: str | None = None
+    base_url: str | list[str] | None = None
+    endpoints: list[Endpoint] | None = None
     api_key_env: str = "OPENAI_API_KEY"
     concurrency: int = Field(16, ge=1, le=4096)
+    cooldown_seconds: float = Field(30.0, ge=0)
     rpm: int | None = Field(None, ge=1)
     tpm: int | None = Field(None, ge=1)
     max_retries: int = Field(5, ge=0, le=50)
@@ -59,9 +74,41 @@ class ModelSpec(Strict):
     max_image_side: int = Field(1024, ge=64)
     size: str = "1024x1024"
 
-    def api_key(self) -> str | None:
-        """The key from the environment variable this model names; None when unset."""
-        return os.environ.get(self.api_key_env) or None
+    @model_validator(mode="after")
+    def _one_way_to_name_servers(self) -> ModelSpec:
+        if self.endpoints is not None and self.base_url is not None:
+            raise ValueError("give either base_url or endpoints, not both")
+        if self.endpoints == [] or self.base_url == []:
+            raise ValueError("an empty list of endpoints names no server")
+        urls = [server.base_url for server in self.servers()]
+        if len(urls) > 1 and (None in urls or len(set(urls)) != len(urls)):
+            raise ValueError("with several endpoints, each needs its own base_url")
+        return self
+
+    def servers(self) -> list[Endpoint]:
+        """Every endpoint with its key variable and concurrency filled in."""
+        if self.endpoints is not None:
+            listed = self.endpoints
+        elif isinstance(self.base_url, list):
+            listed = [Endpoint(base_url=url) for url in self.base_url]
+        else:
+            listed = [Endpoint(base_url=self.base_url)]
+        return [Endpoint(base_url=server.base_url,
+                         api_key_env=server.api_key_env or self.api_key_env,
+                         concurrency=server.concurrency or self.concurrency)
+                for server in listed]
+
+    @property
+    def capacity(self) -> int:
+        """Requests this role can have in flight over all its servers."""
+        return sum(server.concurrency or self.concurrency for server in self.servers())
+
+    def key_variables(self) -> list[str]:
+        return sorted({server.api_key_env or self.api_key_env for server in self.servers()})
+
+    def api_key(self, variable: str | None = None) -> str | None:
+        """The key from the environment variable this model (or one server) names; None when unset."""
+        return os.environ.get(variable or self.api_key_env) or None
 
 
 class ModelsConfig(Strict):

@@ -486,7 +486,7 @@ def lane_seconds(row: Row, spec: ModelSpec, a: Assumptions) -> float:
     """The slowest of: requests x latency / concurrency, requests / rpm, tokens / tpm."""
     latency = a.image_latency if row.role == "image" else (
         a.vision_latency if row.image_tokens else a.text_latency)
-    seconds = row.requests * latency / spec.concurrency
+    seconds = row.requests * latency / spec.capacity
     if spec.rpm:
         seconds = max(seconds, row.requests / spec.rpm * 60)
     if spec.tpm:

@@ -29,7 +29,8 @@ def check_api_keys(config: BuildConfig) -> None:
     """A real build never falls back to offline: a missing key is an error before any work."""
     if config.backend == "offline":
         return
-    missing = sorted({spec.api_key_env for spec in config.model_specs() if not spec.api_key()})
+    missing = sorted({variable for spec in config.model_specs() for variable in spec.key_variables()
+                      if not spec.api_key(variable)})
     if missing:
         raise ConfigError(
             f"backend 'openai' needs the environment variable {', '.join(missing)} "

@@ -119,10 +119,11 @@ def check_keys(config: EvalConfig, source: Path) -> None:
         return
     specs = {"model": config.model, "judge": config.judge}
     for role, spec in specs.items():
-        if spec is not None and not spec.api_key():
-            raise ConfigError(
-                f"{source}: {role}.api_key_env: the environment variable {spec.api_key_env} is not "
-                "set (set it, or use backend: offline for a keyless demo eval)")
+        for variable in spec.key_variables() if spec is not None else []:
+            if not spec.api_key(variable):
+                raise ConfigError(
+                    f"{source}: {role}.api_key_env: the environment variable {variable} is not "
+                    "set (set it, or use backend: offline for a keyless demo eval)")
 
 
 def check_test_sets(config: EvalConfig, source: Path) -> None:

@@ -217,7 +217,7 @@ def run_eval(config_path: Path, out: Path | None = None, max_cost: float | None 
         client = make_client(config, store, folder)
         worker = Worker(config, client, prompt, folder)
         width = 8 if config.backend == "offline" else (
-            config.judge.concurrency + (config.model.concurrency if config.model else 0))
+            config.judge.capacity + (config.model.capacity if config.model else 0))
         try:
             await run_items(worker, worker.pending(items), width, progress)
         finally:

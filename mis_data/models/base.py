@@ -158,11 +158,28 @@ class Usage:
 
 
 @dataclass
+class ServerUsage:
+    """Requests sent to one server of a model, the failed ones, and their total seconds."""
+
+    requests: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
 class UsageMeter:
-    """Tokens, requests and cost per (stage, model), and refusals per sub-category."""
+    """Tokens, requests and cost per (stage, model), refusals per sub-category, and requests,
+    errors and latency per (model, server)."""
 
     by_stage_model: dict[tuple[str, str], Usage] = field(default_factory=dict)
     refusals_by_sub_category: dict[str, int] = field(default_factory=dict)
+    by_server: dict[tuple[str, str], ServerUsage] = field(default_factory=dict)
+
+    def server(self, model: str, url: str, ok: bool, seconds: float) -> None:
+        usage = self.by_server.setdefault((model, url), ServerUsage())
+        usage.requests += 1
+        usage.errors += 0 if ok else 1
+        usage.seconds += seconds
 
     def record(self, stage: str, model: str, usage: Usage) -> None:
         self.by_stage_model.setdefault((stage, model), Usage()).add(usage)
@@ -183,10 +200,16 @@ class UsageMeter:
             {"stage": stage, "model": model, **vars(usage)}
             for (stage, model), usage in sorted(self.by_stage_model.items())
         ]
+        servers = [
+            {"model": model, "server": url, "requests": usage.requests, "errors": usage.errors,
+             "mean_latency_s": round(usage.seconds / usage.requests, 4) if usage.requests else 0.0}
+            for (model, url), usage in sorted(self.by_server.items())
+        ]
         return {
             "by_stage_model": rows,
             "total": vars(self.total),
             "refusals_by_sub_category": dict(sorted(self.refusals_by_sub_category.items())),
+            "by_server": servers,
         }
 
 

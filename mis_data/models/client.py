@@ -1,24 +1,23 @@
 """The real backend: any OpenAI-compatible server (OpenAI, vLLM, SGLang, ...) via ``AsyncOpenAI``.
 
-Every request passes, in order: the response cache (answered before? no HTTP at all), the cost
-cap, the model's concurrency semaphore and RPM/TPM limiter, then the call with our own retries
-(the SDK's are off so that ``Retry-After`` and ``x-ratelimit-reset-*`` are honoured and counted).
-Structured output asks for a strict ``json_schema``; a server that rejects it is asked with
-``json_object``, then plain text, and the mode that worked is remembered per model. Refusals end
-the item at once. Images travel as base64 data URLs built at send time, never stored. With
-``--batch``, chat requests go through the Batch API instead (``batch.py``), cached the same way.
-Free-text requests (``complete``, for the model under test of ``mis-data eval``) take the same
-path — cache, in-flight sharing, cost cap, limiter, retries — with no response format.
+This module is the HTTP side: per role a lane (its servers, RPM/TPM limiter and remembered
+structured-output mode), retries of our own (the SDK's are off, so ``Retry-After`` and
+``x-ratelimit-reset-*`` are honoured and counted), failover between a role's servers, and the
+structured-output fallbacks: a server that rejects a strict ``json_schema`` is asked with
+``json_object``, then plain text. What every request shares (cache, in-flight sharing, cost cap,
+usage) is the ``Session``; how a request looks on the wire is ``wire.py``. Refusals end the item
+at once. With ``--batch``, structured requests go through the Batch API (``batch.py``), cached
+the same way. Free-text requests (``complete``, for the model under test of ``mis-data eval``)
+take the same path with no response format.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import io
-import json
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -26,15 +25,11 @@ from typing import Any
 import openai
 from openai import AsyncOpenAI
 from openai.lib._pydantic import to_strict_json_schema
-from PIL import Image
-from pydantic import BaseModel
 
 from mis_data.config import BuildConfig, ModelSpec
 from mis_data.images.store import ImageStore
 from mis_data.models.base import (
-    BudgetExceeded,
     ChatMessage,
-    ImagePart,
     ImageRequest,
     ImageResult,
     ModelResult,
@@ -43,17 +38,23 @@ from mis_data.models.base import (
     TextRequest,
     TextResult,
     Usage,
-    UsageMeter,
     answer_with_feedback,
 )
 from mis_data.models.batch import BatchRunner
-from mis_data.models.cache import CachedReply, ResponseCache, cache_key
-from mis_data.models.limits import RateLimiter, image_tokens, retry_delay
+from mis_data.models.cache import CachedReply, cache_key
+from mis_data.models.limits import RateLimiter, retry_delay
+from mis_data.models.servers import Server, ServerPool, display_url
+from mis_data.models.session import Session
+from mis_data.models.wire import (
+    MODES,
+    request_key,
+    response_format,
+    wire_messages,
+    with_schema_prompt,
+)
 from mis_data.records import REFUSAL_OPENER, RejectReason
-from mis_data.rundir import read_json_or_none
 
 log = logging.getLogger("mis_data")
-MODES = ("json_schema", "json_object", "text")
 SCHEMA_REJECTED = re.compile(r"response_format|json_schema|json_object|structured", re.IGNORECASE)
 
 
@@ -62,12 +63,11 @@ class TransportFailure(Exception):
 
 
 class ModelLane:
-    """One configured model: its client, limits and remembered structured-output mode."""
+    """One configured model: its servers, limits and remembered structured-output mode."""
 
-    def __init__(self, spec: ModelSpec, client: AsyncOpenAI, window: float) -> None:
+    def __init__(self, spec: ModelSpec, servers: list[Server], window: float) -> None:
         self.spec = spec
-        self.client = client
-        self.semaphore = asyncio.Semaphore(spec.concurrency)
+        self.pool = ServerPool(servers, spec.cooldown_seconds)
         self.limiter = RateLimiter(spec.rpm, spec.tpm, window)
         self.mode_index = 0
 
@@ -86,29 +86,31 @@ class OpenAIClient:
         self.config = config
         self.batching = batch
         self.store = store
-        self.cache = ResponseCache(cache_path)
-        self.max_cost = max_cost
-        self.usage = UsageMeter()
-        previous = read_json_or_none(cache_path.parent / "usage.json") or {}
-        self.spent_before = float(previous.get("total", {}).get("cost_usd", 0.0))
-        clients: dict[tuple[str | None, str], AsyncOpenAI] = {}
-        self.lanes: dict[str, ModelLane] = {}
+        self.session = Session(cache_path, max_cost)
+        self.usage = self.session.usage
         if roles is None:
             if config is None:
                 raise ValueError("OpenAIClient needs a build config or explicit roles")
             roles = build_roles(config)
+        clients: dict[tuple[str | None, str], AsyncOpenAI] = {}
+        self.lanes: dict[str, ModelLane] = {}
         for role, spec in roles.items():
-            key = (spec.base_url, spec.api_key_env)
-            if key not in clients:
-                clients[key] = AsyncOpenAI(api_key=spec.api_key() or "missing",
-                                           base_url=spec.base_url, max_retries=0,
-                                           timeout=spec.timeout)
-            self.lanes[role] = ModelLane(spec, clients[key], rate_window)
+            servers = []
+            for order, endpoint in enumerate(spec.servers()):
+                variable = endpoint.api_key_env or spec.api_key_env
+                key = (endpoint.base_url, variable)
+                if key not in clients:
+                    clients[key] = AsyncOpenAI(api_key=spec.api_key(variable) or "missing",
+                                               base_url=endpoint.base_url, max_retries=0,
+                                               timeout=spec.timeout)
+                servers.append(Server(url=display_url(endpoint.base_url), client=clients[key],
+                                      concurrency=endpoint.concurrency or spec.concurrency,
+                                      order=order))
+            self.lanes[role] = ModelLane(spec, servers, rate_window)
         self._clients = list(clients.values())
         self.batches = {id(c): BatchRunner(c, cache_path.parent / "batches.json",
                                            poll_seconds=batch_poll_seconds)
                         for c in self._clients} if batch else {}
-        self._inflight: dict[str, asyncio.Future[CachedReply]] = {}
 
     def model_name(self, role: str) -> str:
         return self.lanes[role].spec.model
@@ -118,146 +120,87 @@ class OpenAIClient:
             await runner.aclose()
         for client in self._clients:
             await client.close()
-        self.cache.close()
+        self.session.close()
 
-    # -- cost ------------------------------------------------------------------------------
     def spent(self) -> float:
-        return self.spent_before + self.usage.total.cost_usd
-
-    def check_budget(self, estimate: float) -> None:
-        if self.max_cost is not None and self.spent() + estimate > self.max_cost:
-            raise BudgetExceeded(
-                f"stopping before the cost cap: ${self.spent():.4f} spent, the next request may "
-                f"cost ${estimate:.4f}, cap ${self.max_cost:.2f}. Everything so far is kept; rerun "
-                "the same command with a higher --max-cost to continue.")
-
-    # -- messages --------------------------------------------------------------------------
-    def image_url(self, sha256: str, spec: ModelSpec) -> tuple[dict[str, Any], int]:
-        data = self.store.read(sha256)
-        with Image.open(io.BytesIO(data)) as image:
-            width, height = image.size
-            if max(width, height) > spec.max_image_side:
-                image.thumbnail((spec.max_image_side, spec.max_image_side))
-                buffer = io.BytesIO()
-                image.save(buffer, format="PNG")
-                data, (width, height) = buffer.getvalue(), image.size
-        url = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
-        return ({"type": "image_url", "image_url": {"url": url, "detail": spec.detail}},
-                image_tokens(width, height, spec.detail))
-
-    def wire_messages(self, messages: list[ChatMessage], spec: ModelSpec
-                      ) -> tuple[list[dict[str, Any]], int]:
-        """Messages as the API wants them, and an input-token estimate."""
-        wire, tokens = [], 0
-        for message in messages:
-            parts = []
-            for part in message.parts:
-                if isinstance(part, ImagePart):
-                    url, cost = self.image_url(part.sha256, spec)
-                    parts.append(url)
-                    tokens += cost
-                else:
-                    parts.append({"type": "text", "text": part.text})
-                    tokens += len(part.text) // 4 + 1
-            only_text = all(p["type"] == "text" for p in parts)
-            wire.append({"role": message.role,
-                         "content": parts[0]["text"] if only_text and len(parts) == 1 else parts})
-        return wire, tokens
-
-    @staticmethod
-    def key_messages(messages: list[ChatMessage]) -> list[Any]:
-        return [{"role": m.role, "parts": [{"image": p.sha256} if isinstance(p, ImagePart)
-                                           else {"text": p.text} for p in m.parts]}
-                for m in messages]
+        return self.session.spent()
 
     # -- the call ----------------------------------------------------------------------------
-    async def call_with_retries(self, lane: ModelLane, tokens: int, make_call: Any) -> Any:
+    async def call_with_retries(self, lane: ModelLane, tokens: int,
+                                make_call: Callable[[AsyncOpenAI], Awaitable[Any]]) -> Any:
+        """One request through the lane's servers: the least busy free one takes it; a server
+        that fails rests while the retry goes to another, or waits for backoff when alone."""
         spec = lane.spec
         for attempt in range(1, spec.max_retries + 2):
             await lane.limiter.acquire(tokens)
+            server = await lane.pool.acquire()
+            started, ok, headers, failed_over = time.monotonic(), False, {}, False
             try:
-                async with lane.semaphore:
-                    return await make_call()
+                result = await make_call(server.client)
+                ok = True
+                return result
             except openai.APIStatusError as error:
                 retryable = error.status_code == 429 or error.status_code >= 500
                 headers = dict(error.response.headers) if error.response is not None else {}
                 if error.status_code == 400 and SCHEMA_REJECTED.search(str(error.message)):
+                    ok = True  # the server works; the fallback to the next mode is the caller's
                     raise
                 if not retryable or attempt > spec.max_retries:
                     raise TransportFailure(f"HTTP {error.status_code}: {short(error.message)}") from None
+                if error.status_code >= 500:
+                    failed_over = lane.pool.rest(server, f"HTTP {error.status_code}")
             except (openai.APIConnectionError, openai.APITimeoutError) as error:
-                headers = {}
                 if attempt > spec.max_retries:
                     raise TransportFailure(f"{type(error).__name__}: {short(str(error))}") from None
+                failed_over = lane.pool.rest(server, type(error).__name__)
+            finally:
+                self.usage.server(spec.model, server.url, ok, time.monotonic() - started)
+                await lane.pool.release(server)
+            if failed_over and lane.pool.others_awake(server):
+                log.info("retry %d for %s on another server", attempt, spec.model)
+                continue
             delay = retry_delay(attempt, headers)
             log.info("retry %d for %s in %.2f s", attempt, spec.model, delay)
             await asyncio.sleep(delay)
         raise TransportFailure("retries exhausted")
 
-    def response_format(self, lane: ModelLane, model: type[BaseModel]) -> tuple[Any, str]:
-        mode = MODES[lane.mode_index]
-        if mode == "json_schema":
-            return {"type": "json_schema", "json_schema": {
-                "name": model.__name__, "strict": True, "schema": to_strict_json_schema(model)}}, mode
-        if mode == "json_object":
-            return {"type": "json_object"}, mode
-        return openai.NOT_GIVEN, mode
+    def wire(self, messages: list[ChatMessage], spec: ModelSpec) -> tuple[list[dict[str, Any]], int]:
+        """The messages on the wire, after checking the cost cap for them."""
+        wire, tokens = wire_messages(self.store, messages, spec)
+        self.session.check_budget((tokens * spec.prices.input
+                                   + spec.max_tokens * spec.prices.output) / 1e6)
+        return wire, tokens
+
+    @staticmethod
+    def sampling(spec: ModelSpec) -> dict[str, Any]:
+        return {"model": spec.model, "temperature": spec.temperature,
+                "max_tokens": spec.max_tokens,
+                "seed": spec.seed if spec.seed is not None else openai.NOT_GIVEN}
 
     async def ask(self, lane: ModelLane, request: StructuredRequest,
                   messages: list[ChatMessage]) -> CachedReply:
         spec = lane.spec
         schema = to_strict_json_schema(request.response_model)
-        key = cache_key({"model": spec.model, "base_url": spec.base_url,
-                         "messages": self.key_messages(messages), "schema": schema,
-                         "temperature": spec.temperature, "seed": spec.seed,
-                         "max_tokens": spec.max_tokens})
+        key = request_key(spec, messages, schema=schema)
         if self.batching:
-            return await self.once(key, request.stage, spec, lambda: self.send_in_batch(
+            return await self.session.once(key, request.stage, spec.model, lambda: self.send_in_batch(
                 lane, request, messages, schema, key))
-        return await self.once(key, request.stage, spec,
-                               lambda: self.send(lane, request, messages, schema))
-
-    async def once(self, key: str, stage: str, spec: ModelSpec,
-                   send: Callable[[], Awaitable[CachedReply]]) -> CachedReply:
-        """Answer from the cache, or join the same request in flight, or send it and cache it."""
-        cached = self.cache.get(key)
-        if cached is not None:
-            self.usage.record(stage, spec.model, Usage(cached=1))
-            return cached
-        if key in self._inflight:  # the same question is already on its way
-            return await asyncio.shield(self._inflight[key])
-        future: asyncio.Future[CachedReply] = asyncio.get_running_loop().create_future()
-        self._inflight[key] = future
-        try:
-            reply = await send()
-            self.cache.put(key, reply)
-            future.set_result(reply)
-            return reply
-        except BaseException as error:
-            future.set_exception(error)
-            future.exception()  # mark retrieved: waiters re-raise it themselves
-            raise
-        finally:
-            del self._inflight[key]
+        return await self.session.once(key, request.stage, spec.model,
+                                       lambda: self.send(lane, request, messages, schema))
 
     async def send(self, lane: ModelLane, request: StructuredRequest, messages: list[ChatMessage],
                    schema: dict[str, Any]) -> CachedReply:
         spec = lane.spec
-        wire, tokens = self.wire_messages(messages, spec)
-        self.check_budget((tokens * spec.prices.input + spec.max_tokens * spec.prices.output) / 1e6)
+        wire, tokens = self.wire(messages, spec)
         while True:
-            response_format, mode = self.response_format(lane, request.response_model)
-            sent = wire if mode == "json_schema" else [
-                {"role": "system", "content": "Answer with one JSON object that follows this JSON "
-                                              f"schema:\n{json.dumps(schema)}"}, *wire]
+            mode = MODES[lane.mode_index]
+            sent, wanted = with_schema_prompt(wire, mode, schema), response_format(
+                mode, request.response_model)
             try:
                 completion = await self.call_with_retries(
                     lane, tokens + spec.max_tokens,
-                    lambda sent=sent, response_format=response_format:
-                    lane.client.chat.completions.create(
-                        model=spec.model, messages=sent, response_format=response_format,
-                        temperature=spec.temperature, max_tokens=spec.max_tokens,
-                        seed=spec.seed if spec.seed is not None else openai.NOT_GIVEN))
+                    lambda client, sent=sent, wanted=wanted: client.chat.completions.create(
+                        messages=sent, response_format=wanted, **self.sampling(spec)))
                 break
             except openai.BadRequestError:
                 if lane.mode_index + 1 >= len(MODES):
@@ -271,16 +214,15 @@ class OpenAIClient:
                             messages: list[ChatMessage], schema: dict[str, Any], key: str) -> CachedReply:
         """The same request through the Batch API; the result arrives when the batch completes."""
         spec = lane.spec
-        wire, tokens = self.wire_messages(messages, spec)
-        self.check_budget((tokens * spec.prices.input + spec.max_tokens * spec.prices.output) / 1e6)
+        wire, _ = self.wire(messages, spec)
         body: dict[str, Any] = {
             "model": spec.model, "messages": wire, "temperature": spec.temperature,
             "max_tokens": spec.max_tokens,
-            "response_format": {"type": "json_schema", "json_schema": {
-                "name": request.response_model.__name__, "strict": True, "schema": schema}}}
+            "response_format": response_format("json_schema", request.response_model)}
         if spec.seed is not None:
             body["seed"] = spec.seed
-        result = await self.batches[id(lane.client)].result(key, body)
+        client = lane.pool.servers[0].client  # the Batch API is a hosted service: one endpoint
+        result = await self.batches[id(client)].result(key, body)
         if result.body is None:
             raise TransportFailure(short(result.error or "batch request failed"))
         return self.to_reply(request, spec, result.body)
@@ -323,13 +265,10 @@ class OpenAIClient:
         """A free-text answer; a refusal comes back as the answer, with ``refused`` set."""
         lane = self.lanes[request.role]
         spec = lane.spec
-        key = cache_key({"kind": "text", "model": spec.model, "base_url": spec.base_url,
-                         "messages": self.key_messages(request.messages),
-                         "temperature": spec.temperature, "seed": spec.seed,
-                         "max_tokens": spec.max_tokens})
+        key = request_key(spec, request.messages, kind="text")
         try:
-            reply = await self.once(key, request.stage, spec,
-                                    lambda: self.send_text(lane, request))
+            reply = await self.session.once(key, request.stage, spec.model,
+                                            lambda: self.send_text(lane, request))
         except TransportFailure as error:
             return TextResult(reason=RejectReason.api_error, detail=str(error), model=spec.model)
         if reply.refusal:
@@ -343,14 +282,11 @@ class OpenAIClient:
 
     async def send_text(self, lane: ModelLane, request: TextRequest) -> CachedReply:
         spec = lane.spec
-        wire, tokens = self.wire_messages(request.messages, spec)
-        self.check_budget((tokens * spec.prices.input + spec.max_tokens * spec.prices.output) / 1e6)
+        wire, tokens = self.wire(request.messages, spec)
         try:
             completion = await self.call_with_retries(
-                lane, tokens + spec.max_tokens, lambda: lane.client.chat.completions.create(
-                    model=spec.model, messages=wire, temperature=spec.temperature,
-                    max_tokens=spec.max_tokens,
-                    seed=spec.seed if spec.seed is not None else openai.NOT_GIVEN))
+                lane, tokens + spec.max_tokens,
+                lambda client: client.chat.completions.create(messages=wire, **self.sampling(spec)))
         except openai.BadRequestError as error:  # no response format to fall back from
             raise TransportFailure(f"HTTP 400: {short(error.message)}") from None
         return self.to_reply(request, spec, completion.model_dump())
@@ -358,16 +294,16 @@ class OpenAIClient:
     async def generate_image(self, request: ImageRequest) -> ImageResult:
         lane = self.lanes["image"]
         spec = lane.spec
-        key = cache_key({"model": spec.model, "base_url": spec.base_url, "prompt": request.prompt,
-                         "size": spec.size, "kind": "image"})
-        cached = self.cache.get(key)
+        key = cache_key({"model": spec.model, "prompt": request.prompt, "size": spec.size,
+                         "kind": "image"})
+        cached = self.session.cache.get(key)
         if cached is not None and cached.image:
             self.usage.record(request.stage, spec.model, Usage(cached=1))
             return ImageResult(data=cached.image, model=spec.model)
-        self.check_budget(spec.prices.per_image)
+        self.session.check_budget(spec.prices.per_image)
         extra = {} if spec.model.startswith("gpt-image") else {"response_format": "b64_json"}
         try:
-            response = await self.call_with_retries(lane, 1, lambda: lane.client.images.generate(
+            response = await self.call_with_retries(lane, 1, lambda client: client.images.generate(
                 model=spec.model, prompt=request.prompt, size=spec.size, n=1, **extra))
             data = base64.b64decode(response.data[0].b64_json or "")
         except TransportFailure as error:
@@ -376,8 +312,8 @@ class OpenAIClient:
             return ImageResult(reason=RejectReason.api_error, detail=short(str(error)), model=spec.model)
         self.usage.record(request.stage, spec.model, Usage(requests=1, images=1,
                                                            cost_usd=spec.prices.per_image))
-        self.cache.put(key, CachedReply(text=None, refusal=None, input_tokens=0, output_tokens=0,
-                                        image=data))
+        self.session.cache.put(key, CachedReply(text=None, refusal=None, input_tokens=0,
+                                                output_tokens=0, image=data))
         return ImageResult(data=data, model=spec.model)
 
 

@@ -29,7 +29,7 @@ from mis_data.stages.concept_rules import STAGE, concept_from_entry
 
 async def extracted_candidates(ctx: BuildContext, inputs: list[ConceptInput]) -> list[Candidate]:
     """Ask the model for a concept per query or image; results keep the input order."""
-    limit = asyncio.Semaphore(ctx.config.models.text.concurrency)
+    limit = asyncio.Semaphore(ctx.config.models.text.capacity)
 
     async def one(item: ConceptInput) -> Candidate:
         async with limit:

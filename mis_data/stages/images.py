@@ -55,7 +55,7 @@ class ImageStage(Stage):
         return parent_id(record_id)
 
     def concurrency(self) -> int:
-        return self.ctx.config.models.image.concurrency
+        return self.ctx.config.models.image.capacity
 
     def redo_ids(self) -> set[str]:
         """Pairs with a stored file missing or truncated: made again (model calls are cached)."""

@@ -191,7 +191,7 @@ class InstructionStage(Stage):
         return parent_id(record_id)
 
     def concurrency(self) -> int:
-        return self.ctx.config.models.text.concurrency
+        return self.ctx.config.models.text.capacity
 
     @cached_property
     def siblings(self) -> dict[str, list[dict[str, Any]]]:

@@ -85,7 +85,7 @@ class JudgeStage(Stage):
                 if sample.pair is not None and sample.id not in near_duplicates]
 
     def concurrency(self) -> int:
-        return max(judge.concurrency for judge in self.ctx.config.models.judges)
+        return max(judge.capacity for judge in self.ctx.config.models.judges)
 
     async def _vote(self, index: int, item: WorkItem) -> Vote | Rejection:
         sample: Joined = item.payload

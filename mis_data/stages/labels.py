@@ -105,7 +105,7 @@ class LabelStage(Stage):
                 if s.judgement is not None and s.judgement.route in routes]
 
     def concurrency(self) -> int:
-        return self.ctx.config.models.vision.concurrency
+        return self.ctx.config.models.vision.capacity
 
     async def process(self, item: WorkItem) -> Sequence[LabelRecord] | Rejection:
         sample: Joined = item.payload

@@ -1,0 +1,63 @@
+"""What every request of one build (or eval) shares, whichever server answers it.
+
+The response cache (answered before? then no request at all), in-flight sharing (the same
+question asked twice at once is sent once), the cost cap and the usage meter. The HTTP client
+(``client.py``) puts each request through ``Session.once``; nothing here knows about HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from mis_data.models.base import BudgetExceeded, Usage, UsageMeter
+from mis_data.models.cache import CachedReply, ResponseCache
+from mis_data.rundir import read_json_or_none
+
+
+class Session:
+    def __init__(self, cache_path: Path, max_cost: float | None = None) -> None:
+        self.cache = ResponseCache(cache_path)
+        self.max_cost = max_cost
+        self.usage = UsageMeter()
+        previous = read_json_or_none(cache_path.parent / "usage.json") or {}
+        self.spent_before = float(previous.get("total", {}).get("cost_usd", 0.0))
+        self._inflight: dict[str, asyncio.Future[CachedReply]] = {}
+
+    def spent(self) -> float:
+        """Dollars spent by this run folder, earlier invocations included."""
+        return self.spent_before + self.usage.total.cost_usd
+
+    def check_budget(self, estimate: float) -> None:
+        if self.max_cost is not None and self.spent() + estimate > self.max_cost:
+            raise BudgetExceeded(
+                f"stopping before the cost cap: ${self.spent():.4f} spent, the next request may "
+                f"cost ${estimate:.4f}, cap ${self.max_cost:.2f}. Everything so far is kept; rerun "
+                "the same command with a higher --max-cost to continue.")
+
+    async def once(self, key: str, stage: str, model: str,
+                   send: Callable[[], Awaitable[CachedReply]]) -> CachedReply:
+        """Answer from the cache, or join the same request in flight, or send it and cache it."""
+        cached = self.cache.get(key)
+        if cached is not None:
+            self.usage.record(stage, model, Usage(cached=1))
+            return cached
+        if key in self._inflight:  # the same question is already on its way
+            return await asyncio.shield(self._inflight[key])
+        future: asyncio.Future[CachedReply] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            reply = await send()
+            self.cache.put(key, reply)
+            future.set_result(reply)
+            return reply
+        except BaseException as error:
+            future.set_exception(error)
+            future.exception()  # mark retrieved: waiters re-raise it themselves
+            raise
+        finally:
+            del self._inflight[key]
+
+    def close(self) -> None:
+        self.cache.close()
