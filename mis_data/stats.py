@@ -223,7 +223,27 @@ def usage_lines(facts: RunFacts) -> list[str]:
                 for (stage, model), c in sorted(by_key.items(), key=lambda kv: _stage_order(kv[0][0]))]
         width = max(len(row[0]) for row in rows) + 2
         lines += _table(["stage         model", "requests", "input", "output", "cost $"], rows, width)
-    return lines
+    return lines + server_lines(facts)
+
+
+def server_lines(facts: RunFacts) -> list[str]:
+    """Requests, errors and mean latency per server of each model, over all sessions (what a
+    role spread over several endpoints shows: which server carried how much, and which failed)."""
+    totals: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
+    for session in (facts.usage or {}).get("sessions", []):
+        for row in session.get("by_server", []):
+            counter = totals[(row["model"], row["server"])]
+            counter["requests"] += row["requests"]
+            counter["errors"] += row["errors"]
+            counter["seconds"] += row["mean_latency_s"] * row["requests"]
+    if not totals:
+        return []
+    rows = [[f"{model}  {server}", str(c["requests"]), str(c["errors"]),
+             f"{c['seconds'] / c['requests']:.3f}" if c["requests"] else "-"]
+            for (model, server), c in sorted(totals.items())]
+    width = max(len(row[0]) for row in rows) + 2
+    return ["", "requests per server (sent, not cached):",
+            *_table(["model  server", "requests", "errors", "mean s"], rows, width)]
 
 
 @dataclass(frozen=True)
