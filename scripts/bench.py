@@ -6,7 +6,9 @@
 3. resume cost: rerunning a finished build (wall-time fraction, requests the server received);
 4. export speed of the hf and InternVL exports (scripts/bench_export.py);
 5. ``mis-data eval`` (answer + judge per item, cache and resume on) vs a bare AsyncOpenAI loop
-   making the same two calls per item, against the loopback server.
+   making the same two calls per item, against the loopback server;
+6. the label stage over 1, 2 and 4 loopback servers that each serve 16 requests at once, against
+   the ideal servers x 16 / latency.
 
     python scripts/bench.py [--n 2000] [--concurrency 64] [--latency 0.2] [--mem-n 10000]
 """
@@ -21,8 +23,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
+SERVER_SLOTS = 16  # figure 6: what each loopback server serves at once
+CLIENT_SLOTS = 24  # figure 6: requests the client keeps open per server (queued ones wait there)
 sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
 
 from bench_common import KEY_ENV, bare_loop, bench_config, fill_judged_items, peak_rss_mb, run_child  # noqa: E402
@@ -33,7 +38,7 @@ from mis_data.stages.base import run_stage  # noqa: E402
 from mis_data.stages.labels import LabelStage  # noqa: E402
 
 
-async def label_stage(url: str, root: Path, count: int, concurrency: int) -> tuple[float, int]:
+async def label_stage(url: str | list[str], root: Path, count: int, concurrency: int) -> tuple[float, int]:
     """Seconds for the label stage on ``count`` fresh items, and how many it labelled."""
     ctx = prepare(bench_config(root, url, concurrency), root / "run", show_progress=False)
     fill_judged_items(ctx.run, ctx.store, count)
@@ -62,6 +67,42 @@ def child(kind: str, count: int, concurrency: int, latency: float) -> None:
         seconds, done = asyncio.run(runner(server.url, Path(temp), count, concurrency))
         print(json.dumps({"seconds": seconds, "done": done, "rss_mb": peak_rss_mb(),
                           "requests": server.state.chat_requests}))
+
+
+# -- 6. several servers ----------------------------------------------------------------------
+
+def host_servers(count: int, latency: float, capacity: int, pipe: Any) -> None:
+    """Run ``count`` loopback servers in this process until told to stop; reply with the
+    requests each received."""
+    from contextlib import ExitStack
+
+    with ExitStack() as stack:
+        loopbacks = [stack.enter_context(LoopbackServer(latency=latency, keep_bodies=False,
+                                                        capacity=capacity))
+                     for _ in range(count)]
+        pipe.send([server.url for server in loopbacks])
+        pipe.recv()
+        pipe.send([server.state.chat_requests for server in loopbacks])
+
+
+def servers_child(servers: int, count: int, per_server: int, latency: float) -> None:
+    """The label stage against ``servers`` loopback servers that each serve ``per_server``
+    requests at once with ``latency`` seconds each. The servers run in a process of their own,
+    as real servers would, so the client's CPU is measured alone; prints a JSON line."""
+    import multiprocessing
+
+    ours, theirs = multiprocessing.Pipe()
+    host = multiprocessing.Process(target=host_servers, args=(servers, latency, per_server, theirs))
+    host.start()
+    try:
+        urls = ours.recv()
+        with tempfile.TemporaryDirectory(prefix="mis-bench-servers-") as temp:
+            seconds, done = asyncio.run(label_stage(urls, Path(temp), count, CLIENT_SLOTS))
+        ours.send("stop")
+        print(json.dumps({"seconds": seconds, "done": done, "per_server": ours.recv()}))
+    finally:
+        host.join(timeout=10)
+        host.kill()
 
 
 # -- 5. eval ---------------------------------------------------------------------------------
@@ -196,19 +237,24 @@ def main() -> None:
     parser.add_argument("--mem-n", type=int, default=10000)
     parser.add_argument("--export-n", type=int, default=5000)
     parser.add_argument("--eval-n", type=int, default=2000)
-    parser.add_argument("--only", choices=["speed", "memory", "resume", "export", "eval"],
-                        action="append")
-    parser.add_argument("--child", choices=["label", "bare", "eval", "bare-eval"],
+    parser.add_argument("--servers-n", type=int, default=2000)
+    parser.add_argument("--only", choices=["speed", "memory", "resume", "export", "eval",
+                                           "servers"], action="append")
+    parser.add_argument("--child", choices=["label", "bare", "eval", "bare-eval", "servers"],
                         help=argparse.SUPPRESS)
+    parser.add_argument("--servers", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ.setdefault(KEY_ENV, "bench-key")
     if args.child in ("eval", "bare-eval"):
         eval_child(args.child, args.n, args.concurrency, args.latency)
         return
+    if args.child == "servers":
+        servers_child(args.servers, args.n, SERVER_SLOTS, args.latency)
+        return
     if args.child:
         child(args.child, args.n, args.concurrency, args.latency)
         return
-    parts = args.only or ["speed", "memory", "resume", "export", "eval"]
+    parts = args.only or ["speed", "memory", "resume", "export", "eval", "servers"]
     common = ["--concurrency", str(args.concurrency), "--latency", str(args.latency)]
     if "speed" in parts:
         ideal = args.n * args.latency / args.concurrency
@@ -250,6 +296,19 @@ def main() -> None:
         print(f"   ideal N*latency/C     {n / ideal:7.1f} items/s")
         print(f"   ratio vs bare {theirs['seconds'] / ours['seconds']:.3f}; vs ideal "
               f"{ideal / ours['seconds']:.3f}")
+
+    if "servers" in parts:
+        n = args.servers_n
+        print(f"6. label stage over several servers, N={n}, each server {SERVER_SLOTS} requests at "
+              f"once with {args.latency} s latency (client concurrency {CLIENT_SLOTS} per server, "
+              "servers in a process of their own):")
+        for servers in (1, 2, 4):
+            result = run_child([__file__, "--child", "servers", "--servers", str(servers),
+                                "--n", str(n), "--latency", str(args.latency)])
+            ideal = servers * SERVER_SLOTS / args.latency
+            rate = n / result["seconds"]
+            print(f"   {servers} server(s): {rate:7.1f} rows/s, ideal {ideal:6.1f}, "
+                  f"{rate / ideal:.2f} of ideal; requests per server {result['per_server']}")
 
 
 if __name__ == "__main__":

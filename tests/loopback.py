@@ -54,6 +54,7 @@ class Received:
 class LoopbackState:
     responder: Responder
     latency: float = 0.0
+    capacity: int | None = None  # requests served at once, like a server's batch size; None = any
     script: list[str] = field(default_factory=list)  # faults for the next requests, in order
     rates: dict[str, float] = field(default_factory=dict)  # fault -> probability per request
     retry_after: float = 0.05
@@ -69,6 +70,11 @@ class LoopbackState:
     peak_in_flight: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
     rng: random.Random = field(default_factory=lambda: random.Random(0))
+    gate: threading.Semaphore | None = None
+
+    def __post_init__(self) -> None:
+        if self.capacity:
+            self.gate = threading.Semaphore(self.capacity)
 
     @property
     def chat_requests(self) -> int:
@@ -203,6 +209,8 @@ class Handler(BaseHTTPRequestHandler):
                                            body if state.keep_bodies else {}))
             state.in_flight += 1
             state.peak_in_flight = max(state.peak_in_flight, state.in_flight)
+        if state.gate:
+            state.gate.acquire()
         try:
             if state.latency:
                 time.sleep(state.latency)
@@ -236,8 +244,16 @@ class Handler(BaseHTTPRequestHandler):
                 else:
                     self.send_json(200, answer(reply))
         finally:
+            if state.gate:
+                state.gate.release()
             with state.lock:
                 state.in_flight -= 1
+
+
+class Listener(ThreadingHTTPServer):
+    """A listen backlog like a real server's: the stdlib's 5 drops a burst of connections."""
+
+    request_queue_size = 1024
 
 
 class LoopbackServer:
@@ -246,7 +262,7 @@ class LoopbackServer:
     def __init__(self, responder: Responder | None = None, **settings: Any) -> None:
         self.state = LoopbackState(responder=responder or mis_responder, **settings)
         handler = type("BoundHandler", (Handler,), {"state": self.state})
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd = Listener(("127.0.0.1", 0), handler)
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 

@@ -24,7 +24,6 @@ from typing import Any
 
 import openai
 from openai import AsyncOpenAI
-from openai.lib._pydantic import to_strict_json_schema
 
 from mis_data.config import BuildConfig, ModelSpec
 from mis_data.images.store import ImageStore
@@ -49,6 +48,7 @@ from mis_data.models.wire import (
     MODES,
     request_key,
     response_format,
+    strict_schema,
     wire_messages,
     with_schema_prompt,
 )
@@ -180,7 +180,7 @@ class OpenAIClient:
     async def ask(self, lane: ModelLane, request: StructuredRequest,
                   messages: list[ChatMessage]) -> CachedReply:
         spec = lane.spec
-        schema = to_strict_json_schema(request.response_model)
+        schema = strict_schema(request.response_model)
         key = request_key(spec, messages, schema=schema)
         if self.batching:
             return await self.session.once(key, request.stage, spec.model, lambda: self.send_in_batch(

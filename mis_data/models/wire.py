@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+from functools import lru_cache
 from typing import Any
 
 import openai
@@ -73,11 +74,18 @@ def request_key(spec: ModelSpec, messages: list[ChatMessage], **extra: Any) -> s
                       "max_tokens": spec.max_tokens})
 
 
+@lru_cache(maxsize=256)
+def strict_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The strict JSON schema of a reply model, built once per model (pydantic's schema
+    generation costs more than the rest of a request's preparation). Callers must not mutate it."""
+    return to_strict_json_schema(model)
+
+
 def response_format(mode: str, model: type[BaseModel]) -> Any:
     """The ``response_format`` argument for a structured-output mode."""
     if mode == "json_schema":
         return {"type": "json_schema", "json_schema": {
-            "name": model.__name__, "strict": True, "schema": to_strict_json_schema(model)}}
+            "name": model.__name__, "strict": True, "schema": strict_schema(model)}}
     if mode == "json_object":
         return {"type": "json_object"}
     return openai.NOT_GIVEN
