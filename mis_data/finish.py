@@ -33,21 +33,6 @@ def prompt_hashes(prompts_dir: Path) -> dict[str, str]:
     }
 
 
-def merge_usage(run: RunDir, session: dict[str, Any]) -> dict[str, Any]:
-    """Add this session's usage to what earlier sessions of the run spent."""
-    path = run.path / "usage.json"
-    previous = read_json_or_none(path) or {"sessions": []}
-    if session["total"]["requests"]:
-        previous["sessions"].append(session)
-    total: dict[str, float] = {}
-    for entry in previous["sessions"]:
-        for key, value in entry["total"].items():
-            total[key] = total.get(key, 0) + value
-    previous["total"] = total
-    write_text_atomic(path, dump_json(previous))
-    return previous
-
-
 def open_finished_run(path: Path) -> tuple[RunDir, BuildConfig, ImageStore]:
     """A run folder's resolved config and image store, read from its ``config.yaml`` alone."""
     run = RunDir(path)

@@ -15,9 +15,10 @@ from typing import Any
 
 from mis_data.config import FORMAT_VERSION, BuildConfig, ConfigError, RunConfig, load_config, sha256_text
 from mis_data.decisions import DECISIONS, apply_decisions
-from mis_data.finish import finish_run, merge_usage, prompt_hashes
+from mis_data.finish import finish_run, prompt_hashes
 from mis_data.images.store import ImageStore
 from mis_data.models import make_client
+from mis_data.models.session import record_usage
 from mis_data.preflight import preflight
 from mis_data.prompts import PromptLibrary
 from mis_data.records import Step
@@ -78,7 +79,7 @@ def apply_review(ctx: BuildContext) -> None:
 
 def finish(ctx: BuildContext, formats: list[str] | None = None) -> dict[str, Any]:
     """Splits, exports and manifest from whatever the stages have produced."""
-    merge_usage(ctx.run, ctx.client.usage.as_dict())
+    record_usage(ctx.run.path, ctx.client.usage.as_dict())
     apply_review(ctx)
     return finish_run(ctx.run, ctx.config, ctx.store, formats=formats, taxonomy=ctx.taxonomy)
 

@@ -36,6 +36,7 @@ from mis_data.eval.scores import Outcome, compute_scores
 from mis_data.eval.testsets import EvalItem, detect_format, ingest
 from mis_data.images.store import ImageStore
 from mis_data.models.base import TextClient
+from mis_data.models.session import record_usage
 from mis_data.prompts import Prompt, PromptLibrary
 from mis_data.rundir import JsonlAppender, dump_json, read_json_or_none, write_text_atomic
 
@@ -184,23 +185,6 @@ def make_client(config: EvalConfig, store: ImageStore, out: Path) -> TextClient:
                         roles={"model": config.model, "judge": config.judge})
 
 
-def merge_usage(out: Path, session: dict[str, Any]) -> None:
-    """Add this session's tokens and cost to the folder's ``usage.json`` (the cost cap reads it).
-
-    The build's rule (``finish.merge_usage``), kept here so an eval does not import exporters.
-    """
-    path = out / "usage.json"
-    previous = read_json_or_none(path) or {"sessions": []}
-    if session["total"]["requests"]:
-        previous["sessions"].append(session)
-    total: dict[str, float] = {}
-    for entry in previous["sessions"]:
-        for key, value in entry["total"].items():
-            total[key] = total.get(key, 0) + value
-    previous["total"] = total
-    write_text_atomic(path, dump_json(previous))
-
-
 def run_eval(config_path: Path, out: Path | None = None, max_cost: float | None = None,
              progress: bool = False) -> EvalRun:
     config = load_eval_config(config_path, {"out": out, "max_cost": max_cost})
@@ -222,7 +206,7 @@ def run_eval(config_path: Path, out: Path | None = None, max_cost: float | None 
             await run_items(worker, worker.pending(items), width, progress)
         finally:
             worker.close()
-            merge_usage(folder, client.usage.as_dict())
+            record_usage(folder, client.usage.as_dict())
             await client.aclose()
 
     asyncio.run(go())

@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from mis_data.models.base import BudgetExceeded, Usage, UsageMeter
 from mis_data.models.cache import CachedReply, ResponseCache
-from mis_data.rundir import read_json_or_none
+from mis_data.rundir import dump_json, read_json_or_none, write_text_atomic
 
 
 class Session:
@@ -61,3 +62,19 @@ class Session:
 
     def close(self) -> None:
         self.cache.close()
+
+
+def record_usage(folder: Path, session: dict[str, Any]) -> dict[str, Any]:
+    """Add one session's usage (``UsageMeter.as_dict``) to the folder's ``usage.json``, which
+    the next session's cost cap reads; a session that sent nothing is not added."""
+    path = folder / "usage.json"
+    previous = read_json_or_none(path) or {"sessions": []}
+    if session["total"]["requests"]:
+        previous["sessions"].append(session)
+    total: dict[str, float] = {}
+    for entry in previous["sessions"]:
+        for key, value in entry["total"].items():
+            total[key] = total.get(key, 0) + value
+    previous["total"] = total
+    write_text_atomic(path, dump_json(previous))
+    return previous
