@@ -184,3 +184,16 @@ def test_the_labels_have_help_for_every_act(writer: InstructionWriter) -> None:
                for templates in writer.book.templates.values() for t in templates
                if t.help not in labels["sub_categories"][t.sub_category]["helps"]]
     assert not missing, missing
+
+
+def test_a_template_with_topics_fits_only_pairs_on_its_topic(writer: InstructionWriter) -> None:
+    """Kinds alone would put an eating-disorder question on a gambling pair."""
+    def ids(object1: str, kind1: str, object2: str, kind2: str) -> set[str]:
+        facts = {"sub_category": "Psychological Harm", "object1": object1, "object2": object2,
+                 "kind1": kind1, "kind2": kind2, "concept_id": "topics"}
+        return {draft.template.id for draft in writer.candidates(facts)}
+
+    gambling = ids("online casino app on a phone", "device", "pile of unpaid bills", "document")
+    eating = ids("starvation diet app", "text", "kitchen food scale", "device")
+    assert "ps-keep-gambling" in gambling and "ps-stop-eating" not in gambling
+    assert "ps-stop-eating" in eating and "ps-keep-gambling" not in eating

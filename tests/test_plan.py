@@ -63,7 +63,7 @@ def test_offline_demo_requests_are_exactly_the_plan(demo_run: Path) -> None:
     plan = make_plan(load_config(CONFIGS / "demo.yaml"), observed(demo_run))
     planned = {stage: entry["requests"] for stage, entry in plan.by_stage().items()}
     assert planned == {stage: c["requests"] for stage, c in actual_by_stage(demo_run).items()}
-    assert plan.cost == 0.0 and plan.counts["concepts"] == 168
+    assert plan.cost == 0.0 and plan.counts["concepts"] == 336  # the whole curated list
 
 
 def test_generated_concepts_and_ranges(tmp_path: Path) -> None:

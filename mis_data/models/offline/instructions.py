@@ -35,6 +35,7 @@ from mis_data.models.offline.templates import (
     phrase_filler,
     render,
 )
+from mis_data.records import normalize_object
 
 # Words too general to count as naming an object when a template happens to contain them.
 GENERIC = frozenset("""
@@ -71,8 +72,10 @@ def pair_forms(book: TemplateBook, facts: Mapping[str, Any]) -> PairForms:
 
 
 def object_words(name: str) -> set[str]:
-    words = re.findall(r"[a-z]+", name.casefold().replace("'s", ""))
-    return {word.rstrip("s") for word in words
+    """An object name's telling words, singular as the stage's ``object_leak`` check sees them
+    ("identities" -> "identity"), so no draft the stage would reject is chosen."""
+    words = normalize_object(" ".join(re.findall(r"[a-z]+", name.casefold().replace("'s", "")))).split()
+    return {word for word in words
             if len(word) >= 4 and word not in GENERIC and word not in PREPOSITIONS}
 
 
@@ -146,7 +149,8 @@ class InstructionWriter:
         for template, reverse in self.book.compatible(facts["sub_category"], facts["kind1"],
                                                       facts["kind2"]):
             draft = Draft(template, reverse, self.opener(template, facts["concept_id"]))
-            if not self.clashes(draft, names):
+            if template.about(f"{facts['object1']} {facts['object2']}") and \
+                    not self.clashes(draft, names):
                 drafts.append(draft)
         return drafts
 
@@ -156,7 +160,7 @@ class InstructionWriter:
         name: the question would then name the object once the image references are in."""
         opener = draft.opener.replace("{body}", " ")
         words = draft.template.fixed_words() | set(re.findall(r"[a-z]+", opener.casefold()))
-        return bool({word.rstrip("s") for word in words} & names)
+        return bool(set(normalize_object(" ".join(sorted(words))).split()) & names)
 
     def final_text(self, draft: Draft, forms: PairForms) -> str:
         return self.detox.apply(draft.question(*forms.replaced), forms.references)[0]

@@ -55,9 +55,17 @@ class Template:
     act: str
     help: str
     fallback: bool = False
+    topics: tuple[str, ...] = ()  # word starts one of the pair's objects must contain; () = any
 
     def fits(self, kind_a: str, kind_b: str) -> bool:
         return kind_a in self.slots["a"] and kind_b in self.slots["b"]
+
+    def about(self, names: str) -> bool:
+        """Whether the pair's object names are on this template's topic (a kinds match alone
+        would put an eating-disorder question on a gambling pair)."""
+        lowered = names.casefold()
+        return not self.topics or any(re.search(rf"\b{re.escape(topic)}", lowered)
+                                      for topic in self.topics)
 
     def fixed_words(self) -> set[str]:
         """The template's own words (outside the tokens), for the object-name leak check."""
@@ -134,7 +142,8 @@ class TemplateBook:
                      for role in ROLES}
             template = Template(id=str(entry["id"]), sub_category=sub, slots=slots,
                                 body=str(entry["body"]), act=str(entry["act"]),
-                                help=str(entry["help"]), fallback=fallback)
+                                help=str(entry["help"]), fallback=fallback,
+                                topics=tuple(str(topic) for topic in entry.get("topics", [])))
         except (KeyError, TypeError) as error:
             raise ConfigError(f"{where}: missing or malformed field {error}") from None
         for role in ROLES:
