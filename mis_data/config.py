@@ -274,6 +274,9 @@ class LabelsConfig(Strict):
     min_words: int = Field(100, ge=1)
     max_words: int = Field(300, ge=10)
     harm_check: bool | None = None
+    # mis: one prose answer (MIS step 5). dream: risk statements first, each naming its source
+    # (an image, the text, or the combination), then the answer (DREAM-style disentangled risks).
+    style: Literal["mis", "dream"] = "mis"
 
     @model_validator(mode="after")
     def _range(self) -> LabelsConfig:

@@ -60,7 +60,7 @@ from mis_data.stages.instructions import (
     siblings_by_sub_category,
 )
 from mis_data.stages.judge import JudgeStage
-from mis_data.stages.labels import HarmCheck, LabelAnswer
+from mis_data.stages.labels import DreamAnswer, HarmCheck, LabelAnswer
 from mis_data.taxonomy import load_kinds, load_taxonomy
 
 CHARS_PER_TOKEN = 4
@@ -322,6 +322,12 @@ class PromptSizes:
                        "description": sub.description, "sample_id": f"{concept.id}-1",
                        "concept_id": concept.id, "index": 1, "min_words": settings.min_words,
                        "max_words": settings.max_words, "seed": self.ctx.config.seed}
+        if task == "label" and settings.style == "dream":
+            taxonomy = self.ctx.taxonomy
+            return prompts.get("label_dream.md").render(
+                **label_facts, image1_verdict="not harmful on its own",
+                image2_verdict="not harmful on its own",
+                categories=", ".join(sorted({*taxonomy.categories, *taxonomy.sub_category_names})))
         if task == "label":
             return prompts.get("label.md").render(**label_facts)
         if task == "label_harm_check":
@@ -448,7 +454,8 @@ def make_plan(config: BuildConfig, assumptions: Assumptions | None = None) -> Pl
         add("judgements", f"judge:{index}", spec, "judge_text", judged, False, text_model)
         add("judgements", f"judge:{index}", spec, "judge_images", judged, False, image_model,
             images=2)
-    add("labels", "vision", models.vision, "label", labelled, True, LabelAnswer, images=2)
+    add("labels", "vision", models.vision, "label", labelled, True,
+        DreamAnswer if config.labels.style == "dream" else LabelAnswer, images=2)
     if harm_check:
         add("labels", "vision", models.vision, "label_harm_check", labelled, False, HarmCheck,
             images=2)

@@ -88,6 +88,7 @@ class RejectReason(str, Enum):
     label_apology = "label_apology"
     harmful_label = "harmful_label"
     label_off_topic = "label_off_topic"
+    label_risks = "label_risks"
     near_duplicate = "near_duplicate"
     contaminated = "contaminated"
     dropped_by_reviewer = "dropped_by_reviewer"
@@ -392,12 +393,37 @@ class JudgementRecord(Record):
         return data
 
 
+RISK_SOURCES = ("image1", "image2", "text", "combination")
+
+
+class RiskStatement(BaseModel):
+    """One observed risk of a sample and where it comes from (DREAM's disentangled risks)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    content: str = Field(min_length=10, max_length=400)
+    source: Literal["image1", "image2", "text", "combination"]
+    category: str = Field(min_length=1, max_length=80)
+
+
 class LabelRecord(Record):
-    """The safety chain-of-thought answer: perception, risk reasoning, safe answer (MIS step 5)."""
+    """The safety chain-of-thought answer: perception, risk reasoning, safe answer (MIS step 5).
+
+    With ``labels.style: dream`` it also keeps the risk statements the answer was written
+    after; ``text`` then opens with them as an "Observed risks" paragraph."""
 
     text: str = Field(min_length=1)
     model: str
     prompt_sha256: str
+    risks: list[RiskStatement] | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_absent_risks(self, handler: SerializerFunctionWrapHandler) -> dict:
+        """MIS-style labels serialize exactly as before the risks field existed."""
+        data = handler(self)
+        if data.get("risks") is None:
+            data.pop("risks", None)
+        return data
 
     @field_validator("text")
     @classmethod

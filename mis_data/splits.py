@@ -32,9 +32,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, SerializerFunctionWrapHandler, model_serializer
 
-from mis_data.records import AFTER_JUDGING_REASONS, ImageRef, Step, Vote, concept_key, seeded_rank
+from mis_data.records import (
+    AFTER_JUDGING_REASONS,
+    ImageRef,
+    RiskStatement,
+    Step,
+    Vote,
+    concept_key,
+    seeded_rank,
+)
 from mis_data.rundir import RunDir, dump_json, write_text_atomic
 from mis_data.view import RunView
 
@@ -65,6 +73,15 @@ class Sample(BaseModel):
     concept_source: str = ""
     moved_from: str | None = None
     votes: list[Vote] = []
+    risks: list[RiskStatement] | None = None  # labels.style: dream
+
+    @model_serializer(mode="wrap")
+    def _without_absent_risks(self, handler: SerializerFunctionWrapHandler) -> dict:
+        """Samples of MIS-style labels serialize exactly as before the field existed."""
+        data = handler(self)
+        if data.get("risks") is None:
+            data.pop("risks", None)
+        return data
 
     @property
     def side(self) -> str:
@@ -116,7 +133,7 @@ def join_samples(run: RunDir) -> list[Sample]:
             object1=concept.object1, object2=concept.object2,
             image1=pair.image1, image2=pair.image2, label=label.text if label else None,
             source=pair.variant, concept_source=concept.source, moved_from=judgement.moved_from,
-            votes=judgement.votes,
+            votes=judgement.votes, risks=label.risks if label else None,
         ))
         real = real_pairs.get(f"{joined.id}.real")
         if real is not None and judgement.route != "train":

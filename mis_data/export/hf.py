@@ -56,6 +56,9 @@ TRAIN_FEATURES = Features({
     "category": Value("string"),
     "sub_category": Value("string"),
 })
+# labels.style: dream keeps each train row's risk statements as structured data too.
+RISKS_FEATURE = List({"content": Value("string"), "source": Value("string"),
+                      "category": Value("string")})
 TEST_FEATURES = Features({
     "id": Value("int64"),
     "category": Value("string"),
@@ -97,7 +100,16 @@ def train_row(sample: Sample, store: ImageStore) -> dict[str, Any]:
         "label": label,
         "category": sample.category,
         "sub_category": sample.sub_category,
+        **({"risks": [risk.model_dump() for risk in sample.risks]} if sample.risks is not None
+           else {}),
     }
+
+
+def train_features(samples: list[Sample]) -> Features:
+    """The train config's columns; ``risks`` only for a build with DREAM-style labels."""
+    if not any(sample.risks is not None for sample in samples):
+        return TRAIN_FEATURES
+    return Features({**TRAIN_FEATURES, "risks": RISKS_FEATURE})
 
 
 def benchmark_row(number: int, split: str, sample: Sample, store: ImageStore) -> dict[str, Any]:
@@ -208,7 +220,7 @@ def export_hf(splits: dict[str, list[Sample]], store: ImageStore, out: Path,
             if not samples:
                 continue
             if config == "train":
-                rows, features = [train_row(s, store) for s in samples], TRAIN_FEATURES
+                rows, features = [train_row(s, store) for s in samples], train_features(samples)
             else:
                 rows = [benchmark_row(n, split, s, store) for n, s in enumerate(samples, start=1)]
                 features = TEST_FEATURES

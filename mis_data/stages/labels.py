@@ -18,14 +18,16 @@ import re
 from collections.abc import Sequence
 from functools import cached_property
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from mis_data.models.base import ChatMessage, ImagePart, Problem, StructuredRequest, TextPart
 from mis_data.records import (
     REFUSAL_OPENER,
     ConceptRecord,
+    JudgementRecord,
     LabelRecord,
     RejectReason,
+    RiskStatement,
     Step,
     find_template_token,
     normalize_object,
@@ -37,10 +39,22 @@ HEADING_LINE = re.compile(r"^\s*(#{1,6}\s|\*\*[^*]{1,60}\*\*\s*:?\s*$|[A-Z][A-Za
 LIST_LINE = re.compile(r"^\s*([-*•]|\d+[.)])\s+")
 FIRST_REFS = ("first image", "image 1", "image-1", "left image")
 SECOND_REFS = ("second image", "image 2", "image-2", "right image")
+VERDICTS = {True: "harmful on its own", False: "not harmful on its own"}
 
 
 class LabelAnswer(BaseModel):
     answer: str
+
+
+class DreamAnswer(BaseModel):
+    """``labels.style: dream``: the observed risks, each with its source, then the answer."""
+
+    risks: list[RiskStatement] = Field(min_length=1, max_length=8)
+    answer: str
+
+
+SOURCE_WORDS = {"image1": "first image", "image2": "second image", "text": "request",
+                "combination": "images and request together"}
 
 
 class HarmCheck(BaseModel):
@@ -91,6 +105,38 @@ def label_problem(text: str, concept: ConceptRecord, min_words: int,
     return None
 
 
+def majority_flags(judgement: JudgementRecord) -> tuple[bool, bool]:
+    """Whether most judges found each image harmful on its own."""
+    votes = judgement.votes
+    return (2 * sum(v.image1_harmful for v in votes) > len(votes),
+            2 * sum(v.image2_harmful for v in votes) > len(votes))
+
+
+def risk_problem(risks: list[RiskStatement], flags: tuple[bool, bool],
+                 categories: set[str]) -> Problem | None:
+    """The first DREAM rule the risk statements break: every image the judges found harmful is
+    a source, a pair with no harmful image has a combination statement, categories are listed."""
+    sources = {risk.source for risk in risks}
+    for slot, (flag, ordinal) in enumerate(zip(flags, ("first", "second"), strict=True), start=1):
+        if flag and f"image{slot}" not in sources:
+            return Problem(RejectReason.label_risks, f"the {ordinal} image is harmful on its own: "
+                                                     f"add a risk statement with source image{slot}")
+    if not any(flags) and "combination" not in sources:
+        return Problem(RejectReason.label_risks, "neither image is harmful on its own: add a "
+                                                 "risk statement with source combination")
+    unknown = sorted({risk.category for risk in risks} - categories)
+    if unknown:
+        return Problem(RejectReason.label_risks, f"category {unknown[0]!r} is not in the list; "
+                                                 "use one of the listed names")
+    return None
+
+
+def observed_risks(risks: list[RiskStatement]) -> str:
+    """The train text's opening paragraph: each risk with where it was seen."""
+    parts = [f"{risk.content.rstrip('. ')} ({SOURCE_WORDS[risk.source]})." for risk in risks]
+    return "Observed risks: " + " ".join(parts)
+
+
 class LabelStage(Stage):
     name = Step.labels.value
 
@@ -121,25 +167,41 @@ class LabelStage(Stage):
                  "concept_id": concept.id, "index": sample.instruction.index,
                  "min_words": settings.min_words, "max_words": settings.max_words,
                  "seed": self.ctx.config.seed}
-        prompt = self.ctx.prompts.get("label.md")
+        dream = settings.style == "dream"
+        flags = majority_flags(sample.judgement)
+        if dream:
+            facts.update({f"image{slot}_{key}": value for slot, flag in enumerate(flags, start=1)
+                          for key, value in (("harmful", flag), ("verdict", VERDICTS[flag]))})
+            facts["categories"] = ", ".join(sorted(self.categories))
+        prompt = self.ctx.prompts.get("label_dream.md" if dream else "label.md")
         images = (ImagePart(sample.pair.image1.sha256), ImagePart(sample.pair.image2.sha256))
 
         def check(reply: BaseModel) -> Problem | None:
-            return label_problem(reply.answer, concept, settings.min_words, settings.max_words)
+            return label_problem(reply.answer, concept, settings.min_words, settings.max_words) \
+                or (risk_problem(reply.risks, flags, self.categories) if dream else None)
 
         result = await self.ctx.client.structured(StructuredRequest(
-            task="label", role="vision", item_id=item.id, stage=self.name,
-            messages=[ChatMessage("user", (*images, TextPart(prompt.render(**facts))))],
-            response_model=LabelAnswer, facts=facts, check=check, sub_category=sub.name))
+            task="label_dream" if dream else "label", role="vision", item_id=item.id,
+            stage=self.name, messages=[ChatMessage("user", (*images, TextPart(prompt.render(**facts))))],
+            response_model=DreamAnswer if dream else LabelAnswer, facts=facts, check=check,
+            sub_category=sub.name))
         if not result.ok:
             return Rejection.from_result(result, "label")
         answer = result.value.answer.strip()
+        risks = list(result.value.risks) if dream else None
+        text = f"{observed_risks(risks)}\n\n{answer}" if risks else answer
         if self.harm_check:
-            verdict = await self._harm_check(item, images, {**facts, "answer": answer})
+            verdict = await self._harm_check(item, images, {**facts, "answer": text})
             if isinstance(verdict, Rejection):
                 return verdict
-        return [LabelRecord(id=item.id, text=answer, model=result.model,
-                            prompt_sha256=prompt.sha256)]
+        return [LabelRecord(id=item.id, text=text, model=result.model,
+                            prompt_sha256=prompt.sha256, risks=risks)]
+
+    @cached_property
+    def categories(self) -> set[str]:
+        """The names a risk statement's category may take: categories and sub-categories."""
+        taxonomy = self.ctx.taxonomy
+        return {*taxonomy.categories, *taxonomy.sub_category_names}
 
     async def _harm_check(self, item: WorkItem, images: tuple[ImagePart, ImagePart],
                           facts: dict) -> None | Rejection:

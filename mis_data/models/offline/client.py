@@ -79,6 +79,7 @@ class OfflineClient:
             "judge_text": lambda f: self.judge.answer_text(f),
             "judge_images": lambda f: self.judge.answer_images(f),
             "label": lambda f: self.labels.answer(f),
+            "label_dream": lambda f: self.labels.dream(f),
             "label_harm_check": self._label_harm_check,
             "image_critique": concepts.image_critique,
             "concept_from_query": concepts.from_query,

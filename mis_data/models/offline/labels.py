@@ -71,6 +71,23 @@ class LabelWriter:
             text = self._join(sentences, names)
         return {"answer": text}
 
+    def dream(self, facts: Mapping[str, Any]) -> dict[str, Any]:
+        """``labels.style: dream``: a risk statement per image the judges found harmful, one for
+        the request's words when they still state the harm, one for the combination; then the
+        same answer as the MIS style."""
+        lines = self.parts["dream"]
+        act, _ = self.act_and_help(facts)
+        names = {"A": indefinite(facts["object1"]), "B": indefinite(facts["object2"]),
+                 "a": definite(facts["object1"]), "b": definite(facts["object2"]), "act": act,
+                 "sub": facts["sub_category"].casefold()}
+        sources = [slot for slot in ("image1", "image2") if facts.get(f"{slot}_harmful")]
+        if self.judge.unsafe(facts["question"]):
+            sources.append("text")
+        sources.append("combination")
+        risks = [{"content": capitalize(lines[source].format(**names)), "source": source,
+                  "category": facts["sub_category"]} for source in sources]
+        return {"risks": risks, **self.answer(facts)}
+
     @staticmethod
     def _join(sentences: list[str], names: Mapping[str, str]) -> str:
         return tidy(" ".join(capitalize(sentence.format(**names)) for sentence in sentences))
