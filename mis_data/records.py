@@ -12,7 +12,7 @@ import hashlib
 import re
 from datetime import datetime
 from enum import Enum
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import (
     BaseModel,
@@ -171,7 +171,23 @@ def scrub_template_tokens(text: str) -> str:
     return re.sub(r"[ \t]{2,}", " ", TEMPLATE_TOKEN_PATTERN.sub("", text)).strip()
 
 
-class Record(BaseModel):
+class OptionalFields(BaseModel):
+    """A model whose ``optional_fields`` are left out of its JSON while they are None, so
+    records and samples written without an optional feature stay byte-identical to the files
+    written before the feature existed."""
+
+    optional_fields: ClassVar[tuple[str, ...]] = ()
+
+    @model_serializer(mode="wrap")
+    def _omit_absent(self, handler: SerializerFunctionWrapHandler) -> dict:
+        data = handler(self)
+        for name in self.optional_fields:
+            if data.get(name) is None:
+                data.pop(name, None)
+        return data
+
+
+class Record(OptionalFields):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     id: str = Field(min_length=1)
@@ -383,14 +399,7 @@ class JudgementRecord(Record):
     moved_from: str | None = None
     votes: list[Vote] = Field(min_length=1)
     decision: ReviewDecision | None = None
-
-    @model_serializer(mode="wrap")
-    def _omit_no_decision(self, handler: SerializerFunctionWrapHandler) -> dict:
-        """Judgements nobody reviewed serialize exactly as before the field existed."""
-        data = handler(self)
-        if data.get("decision") is None:
-            data.pop("decision", None)
-        return data
+    optional_fields = ("decision",)  # judgements nobody reviewed: as before the field existed
 
 
 RISK_SOURCES = ("image1", "image2", "text", "combination")
@@ -416,14 +425,7 @@ class LabelRecord(Record):
     model: str
     prompt_sha256: str
     risks: list[RiskStatement] | None = None
-
-    @model_serializer(mode="wrap")
-    def _without_absent_risks(self, handler: SerializerFunctionWrapHandler) -> dict:
-        """MIS-style labels serialize exactly as before the risks field existed."""
-        data = handler(self)
-        if data.get("risks") is None:
-            data.pop("risks", None)
-        return data
+    optional_fields = ("risks",)
 
     @field_validator("text")
     @classmethod

@@ -32,11 +32,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, SerializerFunctionWrapHandler, model_serializer
+from pydantic import ConfigDict
 
 from mis_data.records import (
     AFTER_JUDGING_REASONS,
     ImageRef,
+    OptionalFields,
     RiskStatement,
     Step,
     Vote,
@@ -54,7 +55,7 @@ SPLIT_LEAKAGE = "split_leakage"
 OVER_QUOTA = "over_quota"
 
 
-class Sample(BaseModel):
+class Sample(OptionalFields):
     """One finished sample, joined from every stage's record: what exporters read."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -75,13 +76,7 @@ class Sample(BaseModel):
     votes: list[Vote] = []
     risks: list[RiskStatement] | None = None  # labels.style: dream
 
-    @model_serializer(mode="wrap")
-    def _without_absent_risks(self, handler: SerializerFunctionWrapHandler) -> dict:
-        """Samples of MIS-style labels serialize exactly as before the field existed."""
-        data = handler(self)
-        if data.get("risks") is None:
-            data.pop("risks", None)
-        return data
+    optional_fields = ("risks",)
 
     @property
     def side(self) -> str:
