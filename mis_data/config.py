@@ -285,6 +285,18 @@ class LabelsConfig(Strict):
         return self
 
 
+class TwinsConfig(Strict):
+    """Benign twins against over-refusal: for ``ratio`` of the judged samples, a matched
+    harmless counterpart with a helpful, non-refusing answer (HoliSafe's SᵢSₜ→S cell).
+    ``swap_image`` replaces the harmful (or the second) object by a same-kind look-alike and
+    keeps the neutral question (test-side sources); ``benign_text`` keeps both images and asks
+    an ordinary question about them (sources whose images are both harmless)."""
+
+    ratio: float = Field(0.3, gt=0, le=1)
+    kinds: list[Literal["swap_image", "benign_text"]] = Field(
+        default_factory=lambda: ["swap_image", "benign_text"], min_length=1)
+
+
 class SplitsConfig(Strict):
     val_size: float = Field(0.0, ge=0.0, lt=1.0)
     quotas: dict[str, int] | None = None
@@ -305,6 +317,7 @@ class BuildConfig(Strict):
     real: RealPoolConfig | None = None
     general: GeneralMixConfig | None = None
     labels: LabelsConfig = LabelsConfig()
+    twins: TwinsConfig | None = None
     splits: SplitsConfig = SplitsConfig()
     exports: list[Literal["mis", "internvl", "llamafactory", "hf"]] = Field(
         default_factory=lambda: ["mis", "internvl", "llamafactory", "hf"]

@@ -364,6 +364,8 @@ def output_chars(task: str, config: BuildConfig, a: Assumptions, sizes: PromptSi
         "label_harm_check": r + 70,
         "concept_generate": 10 * 140,
         "concept_from_query": 200, "concept_from_image": 200,
+        "twin_object_or_question": q + r + 40,
+        "twin_label": sizes.label_chars() + 15,
     }[task]
 
 
@@ -459,6 +461,16 @@ def make_plan(config: BuildConfig, assumptions: Assumptions | None = None) -> Pl
     if harm_check:
         add("labels", "vision", models.vision, "label_harm_check", labelled, False, HarmCheck,
             images=2)
+    if config.twins is not None:
+        # a twin per chosen judged sample (the eligible share is not known before judging:
+        # counted as every chosen one); its object or question, then its answer
+        twins = round(judged * (1 - a.discard_rate) * config.twins.ratio)
+        add("twins", "text", models.text, "twin_object_or_question", twins, True, None)
+        if t2i and "swap_image" in config.twins.kinds:
+            rows.append(Row(stage="twins", task="generate_image", role="image",
+                            model=models.image.model, requests=0, max_requests=twins,
+                            images=0))
+        add("twins", "vision", models.vision, "twin_label", twins, True, None, images=2)
     roles = {"text": models.text, "vision": models.vision, "image": models.image,
              **{f"judge:{i}": spec for i, spec in enumerate(models.judges)}}
     for row in rows:

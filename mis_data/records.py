@@ -54,6 +54,7 @@ class Step(str, Enum):
     dedup = "dedup"
     judgements = "judgements"
     labels = "labels"
+    twins = "twins"
     real = "real"
     general = "general"
 
@@ -89,6 +90,7 @@ class RejectReason(str, Enum):
     harmful_label = "harmful_label"
     label_off_topic = "label_off_topic"
     label_risks = "label_risks"
+    over_refusal = "over_refusal"
     near_duplicate = "near_duplicate"
     contaminated = "contaminated"
     dropped_by_reviewer = "dropped_by_reviewer"
@@ -451,3 +453,33 @@ class RejectRecord(BaseModel):
     reason: RejectReason
     detail: str = ""
     sub_category: str | None = None
+
+
+# HoliSafe's cells (image safety, text safety → whole), spelled with plain letters and an arrow:
+# MIS train is UiUt (an image harmful) or SiUt, MIS-easy UiSt, MIS-hard SiSt→U, a benign twin SiSt→S.
+CELLS = ("UiUt", "UiSt", "SiUt", "SiSt→U", "SiSt→S")
+BENIGN_CELL = "SiSt→S"
+
+
+class TwinRecord(Record):
+    """A benign counterpart of sample ``twin_of`` (id ``<sample>~t``): the same pair with one
+    object swapped for a harmless look-alike (``swap_image``), or the same images with an
+    ordinary question (``benign_text``); ``answer`` helps without refusing or lecturing."""
+
+    twin_of: str
+    kind: Literal["swap_image", "benign_text"]
+    question: str = Field(min_length=1)
+    object1: str
+    object2: str
+    image1: ImageRef
+    image2: ImageRef
+    swapped: Literal[1, 2] | None = None
+    reason: str = ""
+    answer: str = Field(min_length=1)
+    model: str
+    prompt_sha256: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("question", "answer")
+    @classmethod
+    def _no_tokens(cls, value: str) -> str:
+        return _no_template_tokens(value)

@@ -36,6 +36,7 @@ from pydantic import ConfigDict
 
 from mis_data.records import (
     AFTER_JUDGING_REASONS,
+    BENIGN_CELL,
     ImageRef,
     OptionalFields,
     RiskStatement,
@@ -47,8 +48,9 @@ from mis_data.records import (
 from mis_data.rundir import RunDir, dump_json, write_text_atomic
 from mis_data.view import RunView
 
-SPLITS = ("train", "val", "easy", "hard", "real")
-TEST_SPLITS = ("easy", "hard", "real")
+SPLITS = ("train", "val", "easy", "hard", "real", "twins")
+TEST_SPLITS = ("easy", "hard", "real", "twins")
+OPTIONAL_SPLITS = ("twins",)  # no file while empty: a build without twins writes what it did before
 GENERAL = "General"  # category and sub-category of general (non-safety) samples mixed into train
 QUOTA_SPLITS = ("easy", "hard")
 SPLIT_LEAKAGE = "split_leakage"
@@ -75,8 +77,10 @@ class Sample(OptionalFields):
     moved_from: str | None = None
     votes: list[Vote] = []
     risks: list[RiskStatement] | None = None  # labels.style: dream
+    cell: str | None = None  # HoliSafe's cell, on every sample of a build with twins
+    twin_of: str | None = None  # a benign twin's source sample
 
-    optional_fields = ("risks",)
+    optional_fields = ("risks", "cell", "twin_of")
 
     @property
     def side(self) -> str:
@@ -135,6 +139,9 @@ def join_samples(run: RunDir) -> list[Sample]:
             samples.append(samples[-1].model_copy(update={
                 "id": real.id, "split": "real", "image1": real.image1, "image2": real.image2,
                 "source": "real"}))
+    if run.config().config.twins is not None:
+        samples = [sample.model_copy(update={"cell": cell_of(sample)}) for sample in samples]
+        samples += twin_samples(view, {sample.id: sample for sample in samples})
     for record in view.general.values():
         samples.append(Sample(
             id=record.id, split="train", category=GENERAL, sub_category=GENERAL,
@@ -142,6 +149,32 @@ def join_samples(run: RunDir) -> list[Sample]:
             image2=record.image2, label=record.answer, source="general",
             concept_source=record.source))
     return sorted(samples, key=lambda sample: sample.id)
+
+
+def cell_of(sample: Sample) -> str:
+    """HoliSafe's cell of a MIS sample: train text is unsafe, easy has a harmful image, hard is
+    harmless images and text whose combination is unsafe; real follows its judged route."""
+    harmful_image = any(2 * sum(getattr(v, f"image{slot}_harmful") for v in sample.votes)
+                        > len(sample.votes) for slot in (1, 2))
+    if sample.split in ("train", "val"):
+        return "UiUt" if harmful_image else "SiUt"
+    return "UiSt" if harmful_image else "SiSt→U"
+
+
+def twin_samples(view: RunView, sources: dict[str, Sample]) -> list[Sample]:
+    """The benign twins whose source is a sample: a train source's twin trains (it teaches
+    helping), a test source's twin goes to the ``twins`` test split (it measures over-refusal)."""
+    twins = []
+    for twin in view.twins.values():
+        source = sources.get(twin.twin_of)
+        if source is None:
+            continue
+        twins.append(source.model_copy(update={
+            "id": twin.id, "split": "train" if source.side == "train" else "twins",
+            "question": twin.question, "object1": twin.object1, "object2": twin.object2,
+            "image1": twin.image1, "image2": twin.image2, "label": twin.answer,
+            "source": "twin", "risks": None, "cell": BENIGN_CELL, "twin_of": twin.twin_of}))
+    return twins
 
 
 # -- assignment ------------------------------------------------------------------------------
@@ -273,6 +306,9 @@ def write_splits(run: RunDir, samples: list[Sample], seed: int, val_size: float 
     plan = assign_splits(samples, seed, val_size, quotas)
     hashes = {}
     for split, members in plan.splits.items():
+        if split in OPTIONAL_SPLITS and not members:
+            split_file(run, split).unlink(missing_ok=True)
+            continue
         text = "".join(sample.model_dump_json() + "\n" for sample in members)
         write_text_atomic(split_file(run, split), text)
         hashes[f"{split}.jsonl"] = hashlib.sha256(text.encode("utf-8")).hexdigest()
@@ -280,7 +316,8 @@ def write_splits(run: RunDir, samples: list[Sample], seed: int, val_size: float 
         "seed": seed,
         "val_size": val_size,
         "quotas": dict(sorted((quotas or {}).items())),
-        "counts": {split: len(members) for split, members in plan.splits.items()},
+        "counts": {split: len(members) for split, members in plan.splits.items()
+                   if members or split not in OPTIONAL_SPLITS},
         "files": hashes,
         "ids": {sample.id: sample.split for sample in
                 sorted((s for members in plan.splits.values() for s in members), key=lambda s: s.id)},

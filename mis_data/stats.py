@@ -24,18 +24,22 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from mis_data.records import STEP_NAMES, ConceptRecord, RejectReason, RejectRecord
+from mis_data.records import CELLS, STEP_NAMES, ConceptRecord, RejectReason, RejectRecord
 from mis_data.rundir import RunDir, parent_id, read_json_or_none, write_bytes_atomic, write_text_atomic
-from mis_data.splits import GENERAL, SPLITS, Sample, read_splits
+from mis_data.splits import GENERAL, OPTIONAL_SPLITS, SPLITS, Sample, read_splits
 
 STATS_DIR = "stats"
-COLUMNS = (*SPLITS, "total")
+def shown_splits(facts: RunFacts) -> tuple[str, ...]:
+    """Every split, except an optional one (twins) that this run does not have."""
+    return tuple(split for split in SPLITS
+                 if split not in OPTIONAL_SPLITS or facts.splits.get(split))
 SPLIT_STAGE = "splits"  # pseudo-stage for samples the split step excluded (leakage, quota)
 SPLIT_COLORS = {"train": "#4e79a7", "val": "#76b7b2", "easy": "#59a14f", "hard": "#e15759",
-                "real": "#b07aa1"}
+                "real": "#b07aa1", "twins": "#ff9da7"}
 # One fixed colour per stage, so a stage looks the same in every run's plot.
 STAGE_COLORS = dict(zip((*STEP_NAMES, SPLIT_STAGE), ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f",
-                                                 "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#86bcb6"),
+                                                 "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#86bcb6",
+                                                 "#d37295"),
                         strict=True))
 DPI = 100
 
@@ -103,8 +107,10 @@ def split_lines(facts: RunFacts) -> list[str]:
     width = max([len(header), *(len(sub) + 2 for _, subs in groups for sub in subs),
                  *(len(category) for category, _ in groups)]) + 2
 
+    shown = shown_splits(facts)
+
     def cells(name: str, counter: Counter[str]) -> list[str]:
-        return [name, *(str(counter[split]) for split in SPLITS), str(sum(counter.values()))]
+        return [name, *(str(counter[split]) for split in shown), str(sum(counter.values()))]
 
     rows, grand = [], Counter[str]()
     for category, subs in groups:
@@ -116,8 +122,20 @@ def split_lines(facts: RunFacts) -> list[str]:
     lines = ["samples per split (categories, then their sub-categories):"]
     if not facts.splits_written:
         lines = ["samples per split: splits not written yet (the build has not finished)"]
-    lines += _table([header, *COLUMNS], rows, width)
-    return lines
+    lines += _table([header, *shown, "total"], rows, width)
+    return lines + cell_lines(facts)
+
+
+def cell_lines(facts: RunFacts) -> list[str]:
+    """Samples per HoliSafe cell and split, for a build with benign twins."""
+    counts = {split: Counter(s.cell for s in facts.splits.get(split, []) if s.cell)
+              for split in shown_splits(facts)}
+    cells = [cell for cell in CELLS if any(counter[cell] for counter in counts.values())]
+    if not cells:
+        return []
+    rows = [[cell, *(str(counts[split][cell]) for split in counts)] for cell in cells]
+    return ["", "samples per HoliSafe cell (SiSt→S: benign twins):",
+            *_table(["cell", *counts], rows, 10)]
 
 
 def reject_counts(facts: RunFacts) -> dict[str, Counter[str]]:

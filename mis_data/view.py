@@ -22,6 +22,7 @@ from mis_data.records import (
     PairRecord,
     RejectRecord,
     Step,
+    TwinRecord,
 )
 from mis_data.rundir import RunDir, parent_id
 
@@ -53,6 +54,10 @@ class RunView:
     @property
     def concepts(self) -> dict[str, ConceptRecord]:
         return self.run.records(Step.concepts.value, ConceptRecord)
+
+    @property
+    def twins(self) -> dict[str, TwinRecord]:
+        return self.run.records(Step.twins.value, TwinRecord)
 
     @property
     def images(self) -> dict[str, ImageRecord]:

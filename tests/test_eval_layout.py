@@ -103,7 +103,7 @@ def test_released_layout_evaluated_end_to_end(tmp_path: Path) -> None:
     assert [(r["split"], r["n"], r["judged"]) for r in scores["splits"]] == [
         ("easy", 2, 2), ("hard", 1, 1), ("real", 1, 1)]
     assert scores["test_sets"] == [{"name": "mis", "path": str(tmp_path / "MIS"), "format": "mis",
-                                    "splits": ["easy", "hard", "real"]}]
+                                    "splits": ["easy", "hard", "real", "twins"]}]
     assert len(list((tmp_path / "out/images").rglob("*.png"))) == 8
     lines = [json.loads(line) for line in (tmp_path / "out/responses.jsonl").read_text().splitlines()]
     assert {line["key"] for line in lines} == {"mis/easy/1", "mis/easy/2", "mis/hard/1", "mis/real/1"}

@@ -14,7 +14,7 @@ from PIL import Image
 
 from mis_data.records import RejectReason, RejectRecord
 from mis_data.rundir import RunDir
-from mis_data.splits import SPLITS
+from mis_data.splits import OPTIONAL_SPLITS, SPLITS
 from mis_data.stats import load_reference, plot_panels, read_facts, write_stats
 
 REFUSED_SUB = "Identity Theft"
@@ -58,12 +58,14 @@ def test_counts_match_the_split_files(run_dir: Path) -> None:
     assert expected, "the shared run should have finished samples"
     for sub, counter in expected.items():
         cells = table_row(text, sub)
-        assert cells == [str(counter[split]) for split in SPLITS] + [str(sum(counter.values()))], sub
+        shown = [split for split in SPLITS if split not in OPTIONAL_SPLITS]  # no twins here
+        assert cells == [str(counter[split]) for split in shown] + [str(sum(counter.values()))], sub
     total = sum(sum(counter.values()) for counter in expected.values())
     assert table_row(text, "total")[-1] == str(total)
     manifest = json.loads((run_dir / "splits" / "manifest.json").read_text(encoding="utf-8"))
-    assert [int(c) for c in table_row(text, "total")[:len(SPLITS)]] == [
-        manifest["counts"].get(split, 0) for split in SPLITS]
+    shown = [split for split in SPLITS if split not in OPTIONAL_SPLITS]
+    assert [int(c) for c in table_row(text, "total")[:len(shown)]] == [
+        manifest["counts"].get(split, 0) for split in shown]
 
 
 def test_rejects_refusals_and_offline_usage(run_dir: Path) -> None:
@@ -113,7 +115,7 @@ def test_unfinished_run_is_reported(run_dir: Path, tmp_path: Path) -> None:
     (run / "manifest.json").unlink()
     result = write_stats(run)
     assert "splits not written yet" in result.text
-    assert table_row(result.text, "total") == ["0"] * (len(SPLITS) + 1)
+    assert table_row(result.text, "total") == ["0"] * (len(SPLITS) - len(OPTIONAL_SPLITS) + 1)
     assert result.plot.exists()
 
 

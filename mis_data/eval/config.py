@@ -26,7 +26,7 @@ from mis_data.config import (
 )
 from mis_data.starter import shipped_path
 
-SPLITS = ("easy", "hard", "real")
+SPLITS = ("easy", "hard", "real", "twins")  # twins: benign items, scored as over-refusal
 # What MIS used (MIS_NOTES.md §4.1-4.2), applied to the fields a config leaves unset.
 MODEL_DEFAULTS = {"temperature": 0.0, "max_tokens": 1024}
 JUDGE_DEFAULTS = {"temperature": 0.0, "max_tokens": 128}
@@ -41,7 +41,7 @@ class TestSetSpec(Strict):
     path: Path
     name: str | None = None  # default: the folder's name
     format: Literal["auto", "mis", "hf"] = "auto"
-    splits: list[Literal["easy", "hard", "real"]] = Field(default_factory=lambda: list(SPLITS))
+    splits: list[Literal["easy", "hard", "real", "twins"]] = Field(default_factory=lambda: list(SPLITS))
     limit: int | None = Field(None, ge=1)  # the first N items of each split (a smoke run)
 
     @property

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from mis_data.export.common import RunInfo
+from mis_data.records import CELLS
 from mis_data.splits import Sample
 
 TASKS = ["image-text-to-text", "visual-question-answering"]
@@ -23,7 +24,7 @@ TAGS = ["safety", "multimodal", "multi-image", "chain-of-thought", "mis"]
 GATE = ("This dataset contains instructions and image pairs designed to probe whether models "
         "help with harmful requests. Use it for safety research and safety training only.")
 SPLIT_COLUMNS = (("train", "train"), ("val", "validation"), ("easy", "easy"), ("hard", "hard"),
-                 ("real", "real"))
+                 ("real", "real"), ("twins", "twins"))
 
 
 def size_category(total: int) -> str:
@@ -136,7 +137,24 @@ def counts_section(splits: dict[str, list[Sample]]) -> list[str]:
         lines.append(f"| {category} | {sub_category} | {cells} |")
     totals = " | ".join(f"**{len(splits[split])}**" for split, _ in present)
     lines += [f"| **total** | | {totals} |", ""]
-    return lines
+    return lines + cells_section(splits, present)
+
+
+def cells_section(splits: dict[str, list[Sample]], present: list[tuple[str, str]]) -> list[str]:
+    """Counts per HoliSafe cell and split, for a build with benign twins."""
+    counters = {split: Counter(s.cell for s in splits[split] if s.cell) for split, _ in present}
+    cells = [cell for cell in CELLS if any(counter[cell] for counter in counters.values())]
+    if not cells:
+        return []
+    lines = ["### Cells (HoliSafe)", "",
+             "UiUt / SiUt: unsafe text (train); UiSt: a harmful image (MIS-easy); SiSt→U: "
+             "harmless parts, unsafe together (MIS-hard); SiSt→S: a benign twin, answered "
+             "helpfully in train and scored as over-refusal in the `twins` test split.", "",
+             "| cell | " + " | ".join(title for _, title in present) + " |",
+             "|---|" + "---:|" * len(present)]
+    lines += [f"| {cell} | " + " | ".join(str(counters[split][cell]) for split, _ in present)
+              + " |" for cell in cells]
+    return lines + [""]
 
 
 def rejects_section(info: RunInfo) -> list[str]:

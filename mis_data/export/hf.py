@@ -84,7 +84,10 @@ LAYOUT = (
     ("easy", "test", "easy"),
     ("hard", "test", "hard"),
     ("real", "test", "real"),
+    ("twins", "test", "twins"),
 )
+# A build with twins tags every row with its HoliSafe cell and a twin with its source's id.
+CELL_FEATURES = {"cell": Value("string"), "twin_of": Value("string")}
 
 
 def train_row(sample: Sample, store: ImageStore) -> dict[str, Any]:
@@ -102,14 +105,24 @@ def train_row(sample: Sample, store: ImageStore) -> dict[str, Any]:
         "sub_category": sample.sub_category,
         **({"risks": [risk.model_dump() for risk in sample.risks]} if sample.risks is not None
            else {}),
+        **cell_columns(sample),
     }
+
+
+def cell_columns(sample: Sample) -> dict[str, Any]:
+    return {"cell": sample.cell, "twin_of": sample.twin_of} if sample.cell is not None else {}
 
 
 def train_features(samples: list[Sample]) -> Features:
     """The train config's columns; ``risks`` only for a build with DREAM-style labels."""
-    if not any(sample.risks is not None for sample in samples):
-        return TRAIN_FEATURES
-    return Features({**TRAIN_FEATURES, "risks": RISKS_FEATURE})
+    features = dict(TRAIN_FEATURES)
+    if any(sample.risks is not None for sample in samples):
+        features["risks"] = RISKS_FEATURE
+    return Features({**features, **cells_of(samples)})
+
+
+def cells_of(samples: list[Sample]) -> dict[str, Any]:
+    return CELL_FEATURES if any(sample.cell is not None for sample in samples) else {}
 
 
 def benchmark_row(number: int, split: str, sample: Sample, store: ImageStore) -> dict[str, Any]:
@@ -122,6 +135,7 @@ def benchmark_row(number: int, split: str, sample: Sample, store: ImageStore) ->
         "images": [str(store.path_for(sample.image1.sha256)), str(store.path_for(sample.image2.sha256))],
         "image_path1": f"{split}_image/{number}/object1.png",
         "image_path2": f"{split}_image/{number}/object2.png",
+        **cell_columns(sample),
     }
 
 
@@ -223,7 +237,8 @@ def export_hf(splits: dict[str, list[Sample]], store: ImageStore, out: Path,
                 rows, features = [train_row(s, store) for s in samples], train_features(samples)
             else:
                 rows = [benchmark_row(n, split, s, store) for n, s in enumerate(samples, start=1)]
-                features = TEST_FEATURES
+                features = Features({**TEST_FEATURES, **cells_of(samples)})
+            rows = [{name: row.get(name) for name in features} for row in rows]  # a twin has no risks
             groups = shards(rows, max_shard_bytes)
             written = 0
             for index, group in enumerate(groups):

@@ -34,6 +34,8 @@ def write_split(samples: list[Sample], split: str, folder: Path, store: ImageSto
                 "image_path1": paths[0], "image_path2": paths[1]}
         if with_label:
             item["label"] = scrub_template_tokens(sample.label or "")
+        if split == "twins":  # the released files' fields, plus the cell eval scores twins by
+            item["cell"] = sample.cell
         items.append(item)
         numbers[number] = sample.id
     write_json(folder / f"mis_{split}.json", items)
@@ -42,10 +44,11 @@ def write_split(samples: list[Sample], split: str, folder: Path, store: ImageSto
 
 def export_mis(splits: dict[str, list[Sample]], store: ImageStore, out: Path,
                info: RunInfo | None = None) -> None:
-    """Easy and hard always (the eval scripts expect both files), real only when it exists."""
+    """Easy and hard always (the eval scripts expect both files), real and twins (benign
+    counterparts, ``cell`` SiSt→S, for over-refusal) only when they exist."""
     id_map = {}
-    for split in ("easy", "hard", "real"):
-        if splits.get(split) or split != "real":
+    for split in ("easy", "hard", "real", "twins"):
+        if splits.get(split) or split in ("easy", "hard"):
             id_map[split] = write_split(splits.get(split, []), split, out / "mis_test", store,
                                         with_label=False)
     for split in ("train", "val"):

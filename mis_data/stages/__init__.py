@@ -13,9 +13,10 @@ from mis_data.stages.judge import JudgeStage
 from mis_data.stages.labels import LabelStage
 from mis_data.stages.pairs import PairStage
 from mis_data.stages.real import RealStage
+from mis_data.stages.twins import TwinStage
 
 STAGES: dict[Step, type[Stage] | type[WholeStage]] = {
     Step(stage.name): stage
     for stage in (ConceptStage, InstructionStage, ImageStage, PairStage, DedupStage, JudgeStage,
-                  LabelStage, RealStage, GeneralStage)
+                  LabelStage, TwinStage, RealStage, GeneralStage)
 }

@@ -26,7 +26,14 @@ from pydantic import BaseModel
 from mis_data.images.store import BadImage, StoredImage
 from mis_data.images.typography import render_typography
 from mis_data.models.base import ChatMessage, ImagePart, ImageRequest, StructuredRequest, TextPart
-from mis_data.records import ConceptRecord, ImageRecord, InstructionRecord, RejectReason, Step
+from mis_data.records import (
+    ConceptRecord,
+    ImageRecord,
+    ImageRef,
+    InstructionRecord,
+    RejectReason,
+    Step,
+)
 from mis_data.rundir import parent_id
 from mis_data.sources import ObjectImages
 from mis_data.stages.base import Outcome, Rejection, Stage, WorkItem
@@ -173,3 +180,34 @@ class ImageStage(Stage):
             return Rejection.from_result(result, "image critique")
         assert isinstance(result.value, Critique)
         return result.value
+
+
+async def make_object_image(ctx: Any, obj: str, kind: str, image_id: str,
+                            stage: str) -> ImageRef | Rejection:
+    """One image of ``obj`` from the build's image source, stored (for a later stage that needs
+    a new object, such as a twin's look-alike): typography, a T2I model, or the local pool."""
+    source = ctx.config.images.source
+    if source == "typography":
+        png = render_typography(obj, f"{ctx.config.seed}:{image_id}", ctx.config.images.typography_size)
+        stored, origin = ctx.store.put_png(png), "typography"
+    elif source == "t2i":
+        name = "t2i_prompt_text.md" if kind == "text" else "t2i_prompt.md"
+        prompt = ctx.prompts.get(name).render(object=obj, kind=kind).strip()
+        result = await ctx.client.generate_image(ImageRequest(
+            item_id=image_id, prompt=prompt, stage=stage,
+            facts={"object": obj, "style_seed": f"{ctx.config.seed}:{image_id}"}))
+        if result.data is None:
+            return Rejection(result.reason or RejectReason.api_error, result.detail)
+        try:
+            stored, origin = ctx.store.put(result.data), "t2i"
+        except BadImage as error:
+            return Rejection(RejectReason.bad_image, f"generated image of {obj!r}: {error}")
+    else:
+        data, where = ObjectImages(ctx.config.images.pool()).lookup(obj)
+        if data is None:
+            return Rejection(RejectReason.missing_image, where)
+        try:
+            stored, origin = ctx.store.put(data), f"{source}:{where}"
+        except BadImage as error:
+            return Rejection(RejectReason.bad_image, f"{where}: {error}")
+    return ImageRef(sha256=stored.sha256, width=stored.width, height=stored.height, source=origin)

@@ -22,7 +22,7 @@ from typing import Any
 
 # (config, split) of the export -> split file of the run (mis_data/export/hf.py LAYOUT).
 RUN_SPLIT = {("train", "train"): "train", ("train", "validation"): "val", ("easy", "test"): "easy",
-             ("hard", "test"): "hard", ("real", "test"): "real"}
+             ("hard", "test"): "hard", ("real", "test"): "real", ("twins", "test"): "twins"}
 
 
 def expected_rows(run_dir: Path) -> dict[str, int]:

@@ -25,7 +25,7 @@ from mis_data.models.base import (
     UsageMeter,
     answer_with_feedback,
 )
-from mis_data.models.offline import concepts
+from mis_data.models.offline import concepts, twins
 from mis_data.models.offline.detox import DetoxRules
 from mis_data.models.offline.grammar import STEP_PATTERN
 from mis_data.models.offline.instructions import InstructionWriter
@@ -36,7 +36,8 @@ from mis_data.prompts import PromptLibrary
 
 OFFLINE_MODEL = "offline"
 DATA = {"instructions": "offline/instructions.yaml", "detox": "offline/detox_rules.yaml",
-        "judge": "offline/judge_rules.yaml", "labels": "offline/labels.yaml"}
+        "judge": "offline/judge_rules.yaml", "labels": "offline/labels.yaml",
+        "twins": "offline/twins.yaml"}
 
 
 class OfflineClient:
@@ -80,6 +81,9 @@ class OfflineClient:
             "judge_images": lambda f: self.judge.answer_images(f),
             "label": lambda f: self.labels.answer(f),
             "label_dream": lambda f: self.labels.dream(f),
+            "twin_swap": lambda f: twins.swap(self.prompts.data(DATA["twins"]), f),
+            "twin_text": lambda f: twins.question(self.prompts.data(DATA["twins"]), f),
+            "twin_label": lambda f: twins.answer(self.prompts.data(DATA["twins"]), f),
             "label_harm_check": self._label_harm_check,
             "image_critique": concepts.image_critique,
             "concept_from_query": concepts.from_query,
