@@ -15,7 +15,7 @@
 
   var PAGE_SIZE = 48;
   var REJECT_PAGE = 100;
-  var STATUSES = ["train", "val", "easy", "hard", "real", "queue", "excluded", "dropped", "rejected", "pending"];
+  var STATUSES = ["train", "val", "easy", "hard", "real", "twins", "queue", "excluded", "dropped", "rejected", "pending"];
   var STATUS_NAMES = {queue: "review queue (ties)", excluded: "judged, not in a split",
                       dropped: "dropped by a reviewer", rejected: "rejected by a stage",
                       pending: "not finished"};
