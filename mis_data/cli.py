@@ -417,6 +417,9 @@ def validate(
         help="Taxonomy for MIS category checks (default: the shipped configs/taxonomy.yaml).")] = None,
     media_dir: Annotated[Path | None, typer.Option(
         help="LLaMA-Factory media_dir for image paths (default: the dataset_info folder).")] = None,
+    images: Annotated[int | None, typer.Option(
+        min=2, max=4, help="Images every row must have (default: the run's images_per_sample, "
+                           "else as many as the first row).")] = None,
     verbose: Verbose = False,
 ) -> None:
     """Check a folder against a format's loading rules; list every problem, exit 1 if any.
@@ -432,7 +435,7 @@ def validate(
         if format is not None and format not in FORMATS:
             raise ConfigError(f"--format {format!r}: expected one of {', '.join(FORMATS)}")
         wanted = taxonomy or shipped_path("configs", "taxonomy.yaml")
-        fmt, report = run_validate(path, format, load_taxonomy(wanted), media_dir)
+        fmt, report = run_validate(path, format, load_taxonomy(wanted), media_dir, images)
         for problem in report.problems:
             typer.echo(problem)
         for warning in report.warnings:  # loads only under a condition; not a failure
@@ -440,7 +443,8 @@ def validate(
         if report.problems:
             typer.echo(f"{len(report.problems)} problem(s) in {report.records} {fmt} records", err=True)
             return 1
-        typer.echo(f"ok: {report.records} records checked ({fmt})")
+        per_row = f", {report.images_per_row} images each" if report.images_per_row else ""
+        typer.echo(f"ok: {report.records} records checked ({fmt}){per_row}")
         return 0
 
     code = guarded(verbose, action)

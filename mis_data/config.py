@@ -306,6 +306,9 @@ class BuildConfig(Strict):
     name: str = "mis"
     seed: int = 0
     backend: Literal["offline", "openai"] = "offline"
+    # Images per sample (MIS: 2). With 3 or 4 the concepts are tuples (object1..objectK), the
+    # questions refer to "the third image" / "the fourth image", and every export has K images.
+    images_per_sample: int = Field(2, ge=2, le=4)
     models: ModelsConfig = ModelsConfig()
     taxonomy: Path = Path("taxonomy.yaml")
     kinds: Path | None = None  # None: the shipped configs/kinds.yaml
@@ -343,6 +346,8 @@ class BuildConfig(Strict):
         changing them must not make the run folder refuse the config.
         """
         data = self.model_dump(mode="json", exclude={"splits", "exports", "name", "license"})
+        if data["images_per_sample"] == 2:  # runs made before the option existed still match
+            del data["images_per_sample"]
         return sha256_text(json.dumps(data, sort_keys=True))
 
 

@@ -204,7 +204,7 @@ def find_matches(run: RunDir, benchmark: Benchmark, phash_distance: int, dhash_d
     cache: dict[str, Fingerprint] = {}
     matches = []
     for sample in samples:
-        for slot, ref in ((1, sample.image1), (2, sample.image2)):
+        for slot, ref in enumerate(sample.images, start=1):
             if ref.sha256 not in cache:
                 path = store / ref.sha256[:2] / f"{ref.sha256}.png"
                 cache[ref.sha256] = Fingerprint.of(path.read_bytes())

@@ -47,9 +47,10 @@ from mis_data.prompts import PromptLibrary
 from mis_data.records import ConceptRecord, RejectRecord
 from mis_data.sources import folder_images, shipped_entries
 from mis_data.stages.base import BuildContext
+from mis_data.stages.concept_models import concept_wording
 from mis_data.stages.concept_rules import concept_from_entry, generated_reply_model
 from mis_data.stages.concepts import apply_filters
-from mis_data.stages.images import Critique
+from mis_data.stages.images import critique_facts, critique_model
 from mis_data.stages.instructions import (
     DetoxifiedQuestion,
     HarmfulQuestions,
@@ -59,8 +60,8 @@ from mis_data.stages.instructions import (
     examples_text,
     siblings_by_sub_category,
 )
-from mis_data.stages.judge import JudgeStage
-from mis_data.stages.labels import DreamAnswer, HarmCheck, LabelAnswer
+from mis_data.stages.judge import JudgeStage, judge_image_values
+from mis_data.stages.labels import DreamAnswer, HarmCheck, LabelAnswer, dream_facts, label_facts
 from mis_data.taxonomy import load_kinds, load_taxonomy
 
 CHARS_PER_TOKEN = 4
@@ -228,7 +229,7 @@ def count_concepts(ctx: BuildContext) -> ConceptCount:
         if isinstance(source, ShippedConcepts):
             label = f"shipped:{source.path.name}"
             candidates += [(where, concept_from_entry(entry, where, label, taxonomy, config.seed,
-                                                      ctx.kinds))
+                                                      ctx.kinds, config.images_per_sample))
                            for where, entry in shipped_entries(source)]
         elif isinstance(source, GeneratedConcepts):
             named = source.sub_categories or config.concepts.sub_categories
@@ -305,33 +306,29 @@ class PromptSizes:
         if task == "image_critique":
             first = [prompts.get("t2i_prompt_text.md" if kind == "text" else "t2i_prompt.md")
                      .render(object=obj, kind=kind).strip()
-                     for obj, kind in ((concept.object1, concept.kind1),
-                                       (concept.object2, concept.kind2))]
+                     for obj, kind in zip(concept.objects, concept.kinds, strict=True)]
             return prompts.get("image_critique.md").render(
-                category=concept.category, sub_category=concept.sub_category, question=question,
-                object1=concept.object1, object2=concept.object2, kind1=concept.kind1,
-                kind2=concept.kind2, prompt1=first[0], prompt2=first[1])
-        if task in ("judge_text", "judge_images"):
-            return prompts.get(f"{task}.md").render(question=question,
-                                                    taxonomy=self.ctx.taxonomy.describe())
+                **critique_facts(concept, question, first))
+        if task == "judge_text":
+            return prompts.get("judge_text.md").render(question=question,
+                                                       taxonomy=self.ctx.taxonomy.describe())
+        if task == "judge_images":
+            return prompts.get("judge_images.md").render(
+                question=question, taxonomy=self.ctx.taxonomy.describe(),
+                **judge_image_values(concept.image_count))
         settings = self.ctx.config.labels
         sub = self.ctx.taxonomy.get(concept.sub_category)
-        label_facts = {"question": question, "harmful": question, "object1": concept.object1,
-                       "object2": concept.object2, "kind1": concept.kind1, "kind2": concept.kind2,
-                       "category": sub.category, "sub_category": sub.name,
-                       "description": sub.description, "sample_id": f"{concept.id}-1",
-                       "concept_id": concept.id, "index": 1, "min_words": settings.min_words,
-                       "max_words": settings.max_words, "seed": self.ctx.config.seed}
+        facts = label_facts(concept, question, question, sub, settings, self.ctx.config.seed,
+                            f"{concept.id}-1", 1)
         if task == "label" and settings.style == "dream":
             taxonomy = self.ctx.taxonomy
-            return prompts.get("label_dream.md").render(
-                **label_facts, image1_verdict="not harmful on its own",
-                image2_verdict="not harmful on its own",
-                categories=", ".join(sorted({*taxonomy.categories, *taxonomy.sub_category_names})))
+            return prompts.get("label_dream.md").render(**facts, **dream_facts(
+                (False,) * concept.image_count,
+                {*taxonomy.categories, *taxonomy.sub_category_names}))
         if task == "label":
-            return prompts.get("label.md").render(**label_facts)
+            return prompts.get("label.md").render(**facts)
         if task == "label_harm_check":
-            return prompts.get("label_harm_check.md").render(**label_facts,
+            return prompts.get("label_harm_check.md").render(**facts,
                                                              answer="w" * self.label_chars())
         raise ValueError(task)
 
@@ -346,7 +343,8 @@ class PromptSizes:
         text = prompts.get("concept_generate.md").render(
             category=sub.category, sub_category=sub.name, description=sub.description, count=10,
             kinds=", ".join(self.ctx.kinds), examples="- x (object) + y (place)\n" * 4,
-            taken="- x (object) + y (place)\n" * 20)
+            taken="- x (object) + y (place)\n" * 20,
+            **concept_wording(self.ctx.config.images_per_sample))
         return tokens_of(text)
 
 
@@ -438,29 +436,32 @@ def make_plan(config: BuildConfig, assumptions: Assumptions | None = None) -> Pl
 
     for task, (low, high, role) in concepts.requests.items():
         spec = models.text if role == "text" else models.vision
-        schema = generated_reply_model(ctx.kinds) if task == "concept_generate" else None
+        schema = generated_reply_model(ctx.kinds, config.images_per_sample) \
+            if task == "concept_generate" else None
         add("concepts", role, spec, task, low, False, schema, images=int(role == "vision"),
             max_count=high)
     add("instructions", "text", models.text, "instruction_harmful", pairs, True, HarmfulQuestions)
     add("instructions", "text", models.text, "instruction_modify", questions, True, ModifiedQuestion)
     add("instructions", "text", models.text, "instruction_detox", kept, True, DetoxifiedQuestion)
+    k = config.images_per_sample  # images per sample: drawn, and sent with every vision request
     if t2i:
-        generations = 2 * pairs + 2 * refined
+        generations = k * pairs + k * refined
         rows.append(Row(stage="images", task="generate_image", role="image", model=models.image.model,
-                        requests=generations, max_requests=4 * pairs if critique else generations,
+                        requests=generations, max_requests=2 * k * pairs if critique else generations,
                         images=generations))
     if critique:
-        add("images", "vision", models.vision, "image_critique", pairs, False, Critique, images=2)
+        add("images", "vision", models.vision, "image_critique", pairs, False,
+            critique_model(k), images=k)
     for index, spec in enumerate(models.judges):
         text_model, image_model = judge_models
         add("judgements", f"judge:{index}", spec, "judge_text", judged, False, text_model)
         add("judgements", f"judge:{index}", spec, "judge_images", judged, False, image_model,
-            images=2)
+            images=k)
     add("labels", "vision", models.vision, "label", labelled, True,
-        DreamAnswer if config.labels.style == "dream" else LabelAnswer, images=2)
+        DreamAnswer if config.labels.style == "dream" else LabelAnswer, images=k)
     if harm_check:
         add("labels", "vision", models.vision, "label_harm_check", labelled, False, HarmCheck,
-            images=2)
+            images=k)
     if config.twins is not None:
         # a twin per chosen judged sample (the eligible share is not known before judging:
         # counted as every chosen one); its object or question, then its answer
@@ -470,7 +471,7 @@ def make_plan(config: BuildConfig, assumptions: Assumptions | None = None) -> Pl
             rows.append(Row(stage="twins", task="generate_image", role="image",
                             model=models.image.model, requests=0, max_requests=twins,
                             images=0))
-        add("twins", "vision", models.vision, "twin_label", twins, True, None, images=2)
+        add("twins", "vision", models.vision, "twin_label", twins, True, None, images=k)
     roles = {"text": models.text, "vision": models.vision, "image": models.image,
              **{f"judge:{i}": spec for i, spec in enumerate(models.judges)}}
     for row in rows:

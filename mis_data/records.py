@@ -32,6 +32,11 @@ TEMPLATE_TOKEN_PATTERN = re.compile(
 
 _ARTICLES = {"a", "an", "the", "some"}
 
+# A sample shows 2 to MAX_IMAGES images (``images_per_sample``); slot k is "the k-th image".
+MAX_IMAGES = 4
+ORDINALS = ("first", "second", "third", "fourth")
+COUNT_WORDS = {2: "two", 3: "three", 4: "four"}
+
 # How a reply that declines begins ("I'm sorry", "I can't", "As an AI"): a model client treats
 # such a plain-text reply as a refusal, and a safety label must not open with one.
 REFUSAL_OPENER = re.compile(
@@ -121,9 +126,9 @@ def normalize_object(text: str) -> str:
     return " ".join(kept)
 
 
-def concept_key(object1: str, object2: str) -> str:
-    """Order-insensitive key of a concept pair; two samples with the same key are duplicates."""
-    return " | ".join(sorted((normalize_object(object1), normalize_object(object2))))
+def concept_key(*objects: str) -> str:
+    """Order-insensitive key of a concept (two or more objects); the same key is a duplicate."""
+    return " | ".join(sorted(normalize_object(obj) for obj in objects))
 
 
 def stable_id(*parts: object) -> str:
@@ -140,22 +145,21 @@ def seeded_rank(seed: int, purpose: str, key: str) -> str:
     return hashlib.sha256(f"{seed}\x1f{purpose}\x1f{key}".encode()).hexdigest()
 
 
-def concept_signature(object1: str, object2: str) -> str:
-    """Order-insensitive head nouns of a pair: "loaded handgun" + "crowded mall" and "handgun" +
-    "busy shopping mall" share it, so a generated pair this close to another is a repeat."""
-    heads = sorted((normalize_object(obj).split() or [""])[-1] for obj in (object1, object2))
+def concept_signature(*objects: str) -> str:
+    """Order-insensitive head nouns of a concept: "loaded handgun" + "crowded mall" and "handgun"
+    + "busy shopping mall" share it, so a generated pair this close to another is a repeat."""
+    heads = sorted((normalize_object(obj).split() or [""])[-1] for obj in objects)
     return " | ".join(heads)
 
 
-def sample_id(seed: int, sub_category: str, object1: str, object2: str) -> str:
+def sample_id(seed: int, sub_category: str, *objects: str) -> str:
     """The id of a concept pair, which its images and the ids of its questions hang from.
 
     Ids are hierarchical (``rundir.parent_id``): the pair ``<id>``, its images ``<id>.1`` and
-    ``<id>.2``, its questions, each a sample of its own, ``<id>-1`` ... ``<id>-3``.
+    ``<id>.2`` (up to ``<id>.4``), its questions, each a sample of its own, ``<id>-1`` ...
+    ``<id>-3``. A two-object id is what it was before samples could have more images.
     """
-    return stable_id(
-        "sample", seed, sub_category, normalize_object(object1), normalize_object(object2)
-    )
+    return stable_id("sample", seed, sub_category, *(normalize_object(obj) for obj in objects))
 
 
 def question_id(pair_id: str, index: int) -> str:
@@ -202,8 +206,29 @@ def _no_template_tokens(text: str) -> str:
     return text
 
 
+def numbered(record: BaseModel, prefix: str) -> tuple:
+    """The values of ``<prefix>1``, ``<prefix>2``, ... up to the first one that is unset: a
+    record's objects, kinds, images or image flags in slot order."""
+    values = []
+    for slot in range(1, MAX_IMAGES + 1):
+        value = getattr(record, f"{prefix}{slot}", None)
+        if value is None:
+            break
+        values.append(value)
+    return tuple(values)
+
+
+def _extra_slots_in_order(record: BaseModel, prefix: str) -> None:
+    """A third slot only with the second, a fourth only with the third."""
+    present = [getattr(record, f"{prefix}{slot}", None) is not None
+               for slot in range(1, MAX_IMAGES + 1)]
+    if any(later and not earlier for earlier, later in zip(present, present[1:], strict=False)):
+        raise ValueError(f"{prefix}3 / {prefix}4 need every {prefix} before them")
+
+
 class ConceptRecord(Record):
-    """Two depictable things whose combination carries a risk (MIS step 1)."""
+    """Two (or, with ``images_per_sample``, up to four) depictable things whose combination
+    carries a risk (MIS step 1). ``object3``/``object4`` are absent from a two-image concept."""
 
     category: str
     sub_category: str
@@ -213,25 +238,53 @@ class ConceptRecord(Record):
     kind2: str = "object"
     source: str
     rationale: str = ""
+    object3: str | None = Field(None, min_length=1, max_length=120)
+    kind3: str | None = None
+    object4: str | None = Field(None, min_length=1, max_length=120)
+    kind4: str | None = None
+    optional_fields = ("object3", "kind3", "object4", "kind4")
 
-    @field_validator("object1", "object2")
+    @field_validator("object1", "object2", "object3", "object4")
     @classmethod
-    def _clean_object(cls, value: str) -> str:
+    def _clean_object(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         value = " ".join(value.split())
         if not normalize_object(value):
             raise ValueError("object is empty after normalization")
         return _no_template_tokens(value)
 
+    @model_validator(mode="after")
+    def _slots(self) -> ConceptRecord:
+        _extra_slots_in_order(self, "object")
+        for slot in (3, 4):
+            has_object = getattr(self, f"object{slot}") is not None
+            if has_object != (getattr(self, f"kind{slot}") is not None):
+                raise ValueError(f"object{slot} and kind{slot} come together")
+        return self
+
+    @property
+    def objects(self) -> tuple[str, ...]:
+        return numbered(self, "object")
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return numbered(self, "kind")[:len(self.objects)]
+
+    @property
+    def image_count(self) -> int:
+        return len(self.objects)
+
     @property
     def key(self) -> str:
-        return concept_key(self.object1, self.object2)
+        return concept_key(*self.objects)
 
 
 class ImageRecord(Record):
     """One normalized image for one slot of a sample, with how it was made."""
 
     sample_id: str
-    slot: Literal[1, 2]
+    slot: Literal[1, 2, 3, 4]
     object: str
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     width: int = Field(gt=0)
@@ -256,11 +309,23 @@ class ImageRef(BaseModel):
 
 
 class PairRecord(Record):
-    """A concept joined with its two images: the visual half of a sample."""
+    """A concept joined with its images (two, or up to four): the visual half of a sample."""
 
     image1: ImageRef
     image2: ImageRef
     variant: Literal["generated", "real"] = "generated"
+    image3: ImageRef | None = None
+    image4: ImageRef | None = None
+    optional_fields = ("image3", "image4")
+
+    @model_validator(mode="after")
+    def _slots(self) -> PairRecord:
+        _extra_slots_in_order(self, "image")
+        return self
+
+    @property
+    def images(self) -> tuple[ImageRef, ...]:
+        return numbered(self, "image")
 
 
 class InstructionRecord(Record):
@@ -286,11 +351,12 @@ class InstructionRecord(Record):
         return _no_template_tokens(value)
 
 
-class Vote(BaseModel):
+class Vote(OptionalFields):
     """One judge's view of a sample; every vote is kept on the judgement.
 
     ``text_unsafe`` and ``text_sub_category`` come from the text alone (MIS step 4's filter);
     the image flags, ``meaningful`` and ``sub_category`` from the images with the question.
+    ``image3_harmful``/``image4_harmful`` exist only for samples with that many images.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -305,11 +371,21 @@ class Vote(BaseModel):
     sub_category: str
     reason: str = ""
     route: Literal["train", "easy", "hard", "discard"]
+    image3_harmful: bool | None = None
+    image4_harmful: bool | None = None
+    optional_fields = ("image3_harmful", "image4_harmful")
+
+    @property
+    def image_flags(self) -> tuple[bool, ...]:
+        """Whether each image, in slot order, is harmful on its own."""
+        return tuple(flag for flag in (self.image1_harmful, self.image2_harmful,
+                                       self.image3_harmful, self.image4_harmful)
+                     if flag is not None)
 
     @property
     def images_harmful(self) -> bool:
-        """Either image shows an explicit harmful element on its own (easy rather than hard)."""
-        return self.image1_harmful or self.image2_harmful
+        """An image shows an explicit harmful element on its own (easy rather than hard)."""
+        return any(self.image_flags)
 
 
 ReviewAction = Literal["keep", "drop", "move", "resolve"]
@@ -404,7 +480,7 @@ class JudgementRecord(Record):
     optional_fields = ("decision",)  # judgements nobody reviewed: as before the field existed
 
 
-RISK_SOURCES = ("image1", "image2", "text", "combination")
+RISK_SOURCES = ("image1", "image2", "image3", "image4", "text", "combination")
 
 
 class RiskStatement(BaseModel):
@@ -413,7 +489,7 @@ class RiskStatement(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     content: str = Field(min_length=10, max_length=400)
-    source: Literal["image1", "image2", "text", "combination"]
+    source: Literal["image1", "image2", "image3", "image4", "text", "combination"]
     category: str = Field(min_length=1, max_length=80)
 
 
@@ -436,13 +512,21 @@ class LabelRecord(Record):
 
 
 class GeneralRecord(Record):
-    """A general (not safety) two-image instruction sample mixed into train, as MIS did."""
+    """A general (not safety) multi-image instruction sample mixed into train, as MIS did, with
+    as many images as the build's samples."""
 
     question: str = Field(min_length=1)
     answer: str = Field(min_length=1)
     image1: ImageRef
     image2: ImageRef
     source: str
+    image3: ImageRef | None = None
+    image4: ImageRef | None = None
+    optional_fields = ("image3", "image4")
+
+    @property
+    def images(self) -> tuple[ImageRef, ...]:
+        return numbered(self, "image")
 
 
 class RejectRecord(BaseModel):
@@ -473,11 +557,24 @@ class TwinRecord(Record):
     object2: str
     image1: ImageRef
     image2: ImageRef
-    swapped: Literal[1, 2] | None = None
+    swapped: Literal[1, 2, 3, 4] | None = None
     reason: str = ""
     answer: str = Field(min_length=1)
     model: str
     prompt_sha256: dict[str, str] = Field(default_factory=dict)
+    object3: str | None = None
+    object4: str | None = None
+    image3: ImageRef | None = None
+    image4: ImageRef | None = None
+    optional_fields = ("object3", "object4", "image3", "image4")
+
+    @property
+    def objects(self) -> tuple[str, ...]:
+        return numbered(self, "object")
+
+    @property
+    def images(self) -> tuple[ImageRef, ...]:
+        return numbered(self, "image")
 
     @field_validator("question", "answer")
     @classmethod

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ from mis_data.records import (
     Step,
     Vote,
     concept_key,
+    numbered,
     seeded_rank,
 )
 from mis_data.rundir import RunDir, dump_json, write_text_atomic
@@ -79,8 +81,21 @@ class Sample(OptionalFields):
     risks: list[RiskStatement] | None = None  # labels.style: dream
     cell: str | None = None  # HoliSafe's cell, on every sample of a build with twins
     twin_of: str | None = None  # a benign twin's source sample
+    object3: str | None = None  # images_per_sample 3 or 4
+    image3: ImageRef | None = None
+    object4: str | None = None
+    image4: ImageRef | None = None
 
-    optional_fields = ("risks", "cell", "twin_of")
+    optional_fields = ("risks", "cell", "twin_of", "object3", "image3", "object4", "image4")
+
+    @property
+    def objects(self) -> tuple[str, ...]:
+        return numbered(self, "object")
+
+    @property
+    def images(self) -> tuple[ImageRef, ...]:
+        """The sample's images in order: what every export writes, two to four of them."""
+        return numbered(self, "image")
 
     @property
     def side(self) -> str:
@@ -111,6 +126,13 @@ class SplitPlan:
     excluded: list[Exclusion] = field(default_factory=list)
 
 
+def slot_fields(objects: Sequence[str], images: Sequence[ImageRef]) -> dict[str, Any]:
+    """``object1``/``image1`` ... of a sample, one pair of fields per image."""
+    return {f"{name}{slot}": value for slot, (obj, image)
+            in enumerate(zip(objects, images, strict=True), start=1)
+            for name, value in (("object", obj), ("image", image))}
+
+
 def join_samples(run: RunDir) -> list[Sample]:
     """Every judged sample with its concept, images, instruction and (if any) label."""
     view = RunView(run)
@@ -129,15 +151,14 @@ def join_samples(run: RunDir) -> list[Sample]:
         samples.append(Sample(
             id=joined.id, split=split, category=judgement.category,
             sub_category=judgement.sub_category, question=joined.instruction.question,
-            object1=concept.object1, object2=concept.object2,
-            image1=pair.image1, image2=pair.image2, label=label.text if label else None,
+            **slot_fields(concept.objects, pair.images), label=label.text if label else None,
             source=pair.variant, concept_source=concept.source, moved_from=judgement.moved_from,
             votes=judgement.votes, risks=label.risks if label else None,
         ))
         real = real_pairs.get(f"{joined.id}.real")
         if real is not None and judgement.route != "train":
             samples.append(samples[-1].model_copy(update={
-                "id": real.id, "split": "real", "image1": real.image1, "image2": real.image2,
+                "id": real.id, "split": "real", **slot_fields(concept.objects, real.images),
                 "source": "real"}))
     if run.config().config.twins is not None:
         samples = [sample.model_copy(update={"cell": cell_of(sample)}) for sample in samples]
@@ -145,8 +166,8 @@ def join_samples(run: RunDir) -> list[Sample]:
     for record in view.general.values():
         samples.append(Sample(
             id=record.id, split="train", category=GENERAL, sub_category=GENERAL,
-            question=record.question, object1="", object2="", image1=record.image1,
-            image2=record.image2, label=record.answer, source="general",
+            question=record.question, **slot_fields([""] * len(record.images), record.images),
+            label=record.answer, source="general",
             concept_source=record.source))
     return sorted(samples, key=lambda sample: sample.id)
 
@@ -154,8 +175,8 @@ def join_samples(run: RunDir) -> list[Sample]:
 def cell_of(sample: Sample) -> str:
     """HoliSafe's cell of a MIS sample: train text is unsafe, easy has a harmful image, hard is
     harmless images and text whose combination is unsafe; real follows its judged route."""
-    harmful_image = any(2 * sum(getattr(v, f"image{slot}_harmful") for v in sample.votes)
-                        > len(sample.votes) for slot in (1, 2))
+    harmful_image = any(2 * sum(flags) > len(sample.votes)
+                        for flags in zip(*(vote.image_flags for vote in sample.votes), strict=True))
     if sample.split in ("train", "val"):
         return "UiUt" if harmful_image else "SiUt"
     return "UiSt" if harmful_image else "SiSt→U"
@@ -171,8 +192,8 @@ def twin_samples(view: RunView, sources: dict[str, Sample]) -> list[Sample]:
             continue
         twins.append(source.model_copy(update={
             "id": twin.id, "split": "train" if source.side == "train" else "twins",
-            "question": twin.question, "object1": twin.object1, "object2": twin.object2,
-            "image1": twin.image1, "image2": twin.image2, "label": twin.answer,
+            "question": twin.question, **slot_fields(twin.objects, twin.images),
+            "label": twin.answer,
             "source": "twin", "risks": None, "cell": BENIGN_CELL, "twin_of": twin.twin_of}))
     return twins
 
@@ -191,9 +212,9 @@ def leakage_groups(samples: list[Sample]) -> list[list[Sample]]:
 
     first_owner: dict[str, int] = {}
     for index, sample in enumerate(samples):
-        keys = ("image:" + sample.image1.sha256, "image:" + sample.image2.sha256)
+        keys = tuple("image:" + image.sha256 for image in sample.images)
         if sample.source != "general":  # general samples have no concept pair
-            keys = ("pair:" + concept_key(sample.object1, sample.object2), *keys)
+            keys = ("pair:" + concept_key(*sample.objects), *keys)
         for key in keys:
             owner = first_owner.setdefault(key, index)
             parent[find(index)] = find(owner)

@@ -28,6 +28,9 @@ MS_SWIFT=4.6.0
 # it pip would pull a multi-GB CUDA build. llamafactory then still upgrades to a CUDA torch.
 TORCH=${MIS_DATA_CONSUMERS_TORCH:-torch==2.13.0}
 mkdir -p "$CACHE"
+# Images per row: the run's images_per_sample (2 unless its config says otherwise).
+IMAGES=$(sed -n 's/^ *images_per_sample: *\([0-9]\).*/\1/p' "$RUN/config.yaml" 2>/dev/null | head -1)
+IMAGES=${IMAGES:-2}
 
 passed=0
 failed=0
@@ -84,13 +87,13 @@ for consumer in "${WANTED[@]}"; do
   case $consumer in
     datasets-oldest)
       if py=$(venv "datasets-$DATASETS_OLDEST" "datasets==$DATASETS_OLDEST pillow"); then
-        run_check "datasets $DATASETS_OLDEST" "$RUN/export/hf" "$py" "$HERE/check_hf.py" "$RUN/export/hf" --run-dir "$RUN"
+        run_check "datasets $DATASETS_OLDEST" "$RUN/export/hf" "$py" "$HERE/check_hf.py" "$RUN/export/hf" --run-dir "$RUN" --images "$IMAGES"
       else install_failed "datasets $DATASETS_OLDEST" "datasets-$DATASETS_OLDEST"; fi ;;
     datasets-newest)
       if py=$(venv datasets-newest "datasets pillow") &&
          "$py" -m pip install --quiet --upgrade datasets pillow >>"$CACHE/datasets-newest.log" 2>&1; then
         version=$("$py" -c 'import datasets; print(datasets.__version__)')
-        run_check "datasets $version (newest)" "$RUN/export/hf" "$py" "$HERE/check_hf.py" "$RUN/export/hf" --run-dir "$RUN"
+        run_check "datasets $version (newest)" "$RUN/export/hf" "$py" "$HERE/check_hf.py" "$RUN/export/hf" --run-dir "$RUN" --images "$IMAGES"
       else install_failed "datasets (newest)" datasets-newest; fi ;;
     llamafactory)
       if py=$(venv "llamafactory-$LLAMAFACTORY" "$TORCH" "llamafactory==$LLAMAFACTORY"); then
@@ -106,7 +109,7 @@ for consumer in "${WANTED[@]}"; do
         for f in "$ivl/mis_train.jsonl" "$ivl/mis_val.jsonl"; do
           [ -f "$f" ] && files+=("$f=$ivl/images")
         done
-        run_check "ms-swift $MS_SWIFT" "$lf" "$py" "$HERE/check_swift.py" "${files[@]}"
+        run_check "ms-swift $MS_SWIFT" "$lf" "$py" "$HERE/check_swift.py" --images "$IMAGES" "${files[@]}"
       else install_failed "ms-swift $MS_SWIFT" "ms-swift-$MS_SWIFT"; fi ;;
     internvl|mis-eval)
       # stdlib + Pillow checks: any venv with Pillow will do; reuse the small datasets one.

@@ -317,16 +317,18 @@ def stable(text: str) -> int:
     return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16)
 
 
-def objects_in(text: str) -> tuple[str, str]:
-    """Object 1 and Object 2 as a mis-data prompt states them ("Object 1: x (kind: y)")."""
-    found = re.findall(r"Object ([12])(?: \(\w+ image\))?: (.+?) \(kind", text)
+def objects_in(text: str) -> tuple[str, ...]:
+    """Object 1, Object 2 (and 3, 4 when a sample has more images) as a mis-data prompt states
+    them ("Object 1: x (kind: y)")."""
+    found = re.findall(r"Object ([1-4])(?: \(\w+ image\))?: (.+?) \(kind", text)
     named = dict(found)
-    return named.get("1", "object one"), named.get("2", "object two")
+    more = tuple(named[slot] for slot in "34" if slot in named)
+    return (named.get("1", "object one"), named.get("2", "object two"), *more)
 
 
 def suggested(text: str, slot: int) -> str:
     """The reference phrase the modify prompt suggests for an image slot."""
-    ordinal = ("first", "second")[slot - 1]
+    ordinal = ("first", "second", "third", "fourth")[slot - 1]
     match = re.search(rf'such as "([^"]*{ordinal} image)"', text)
     return match.group(1) if match else f"the object in the {ordinal} image"
 
@@ -346,18 +348,18 @@ def mis_responder(body: dict[str, Any]) -> dict[str, Any]:
     fields = set(schema.get("properties", {}))
     text = prompt_text(body)
     if fields == {"questions"}:
-        first, second = objects_in(text)
+        first, *rest = objects_in(text)
         count = int(re.search(r"Write (\d+) different questions", text).group(1))
         verbs = list(HARMFUL_VERBS)
         return {"questions": [
             {"question": TEMPLATES[i % 3].format(verb=verbs[(stable(first) + i) % 3], a=first,
-                                                 b=second), "reason": "loopback"}
+                                                 b=" and the ".join(rest)), "reason": "loopback"}
             for i in range(count)]}
     if fields == {"keep", "reason", "question"}:
-        first, second = objects_in(text)
         harmful = re.search(r"Harmful question: (.+)", text).group(1).strip()
-        question = harmful.replace(f"the {first}", suggested(text, 1))
-        question = question.replace(f"the {second}", suggested(text, 2))
+        question = harmful
+        for slot, obj in enumerate(objects_in(text), start=1):
+            question = question.replace(f"the {obj}", suggested(text, slot))
         return {"keep": True, "reason": "loopback", "question": question}
     if fields == {"explanation", "question"}:
         question = re.search(r"Question: (.+)", text).group(1).strip()
@@ -374,11 +376,16 @@ def mis_responder(body: dict[str, Any]) -> dict[str, Any]:
         enum = schema["properties"]["sub_category"].get("enum", [])
         request = re.search(r"this request: (.+)", text).group(1)
         harmful = stable(request) % 3 != 0
-        return {"image1_harmful": harmful, "image2_harmful": False, "combination_harmful": True,
-                "meaningful": True, "sub_category": enum[0], "reason": "loopback"}
+        flags = {name: name == "image1_harmful" and harmful for name in fields
+                 if re.fullmatch(r"image\d_harmful", name)}
+        return {**flags, "combination_harmful": True, "meaningful": True,
+                "sub_category": enum[0], "reason": "loopback"}
     if fields == {"answer"}:
+        more = [f"The {ordinal} image shows one more thing the request relies on."
+                for ordinal in ("third", "fourth") if f"what the {ordinal} image shows" in text]
         return {"answer": " ".join([
             "The first image shows an everyday object and the second image shows a busy place.",
+            *more,
             "Used together in the way the request describes, they could put the people nearby",
             "at real risk of harm, and the plan it points to could also damage property that",
             "belongs to someone else, so I will not help with it. If you need to use the object",
@@ -390,8 +397,9 @@ def mis_responder(body: dict[str, Any]) -> dict[str, Any]:
             "alternatives that reach the same goal without putting anyone at risk."])}
     if fields == {"gives_harmful_help", "addresses_question", "reason"}:
         return {"gives_harmful_help": False, "addresses_question": True, "reason": "loopback"}
-    if fields == {"verdict", "reason", "prompt1", "prompt2"}:
-        return {"verdict": True, "reason": "loopback", "prompt1": "", "prompt2": ""}
+    if {"verdict", "reason", "prompt1", "prompt2"} <= fields:
+        return {"verdict": True, "reason": "loopback",
+                **{name: "" for name in fields if name.startswith("prompt")}}
     if fields == {"pairs"}:
         sub = re.search(r"sub-category:\n.+? / (.+?):", text).group(1)
         round_number = len(re.findall(r"^- ", text.split("Already taken")[1], re.MULTILINE))

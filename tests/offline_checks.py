@@ -136,7 +136,7 @@ def agreement_problems(text: str, slots: list[Slot]) -> list[str]:
 
 def template_pronoun_problems(raw: str) -> list[str]:
     """Bare pronouns in a template (outside {a.them}-style tokens) need a noun of their own."""
-    text = re.sub(r"\{[ab](\.\w+)?\}", "X", raw)
+    text = re.sub(r"\{[abcd](\.\w+)?\}", "X", raw)
     problems = []
     for match in BARE_PRONOUN.finditer(text):
         word = match.group(1).casefold()

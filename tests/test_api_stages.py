@@ -155,7 +155,7 @@ def test_judges_are_blind_to_the_generated_sub_category(tmp_path: Path) -> None:
     run, state = api_build(tmp_path, mis_responder)
     judging = [prompt_text(r.body) for r in state.received
                if "query classification" in prompt_text(r.body)
-               or "labels image pairs" in prompt_text(r.body)]
+               or "labels image sets" in prompt_text(r.body)]
     assert len(run.read("judgements", JudgementRecord)) == 9
     assert len(judging) >= 9  # identical text-only questions are asked once (cache)
     subs = ("Property Crimes", "Cybercrime")

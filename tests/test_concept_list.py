@@ -101,8 +101,10 @@ def hazardous(text: str, words: list[str]) -> bool:
     return any(re.search(rf"\b{re.escape(word)}", lowered) for word in words)
 
 
-def check_list(folder: Path) -> dict[str, list[str]]:
-    """Every problem of the concept list in ``folder``, by check; an empty list means it passes."""
+def check_list(folder: Path, count: int = 2,
+               min_per_sub_category: int = MIN_PER_SUB_CATEGORY) -> dict[str, list[str]]:
+    """Every problem of the concept list in ``folder`` (concepts of ``count`` objects), by
+    check; an empty list means it passes."""
     taxonomy = load_taxonomy(CONFIGS / "taxonomy.yaml")
     kinds = load_kinds(CONFIGS / "kinds.yaml")
     rules = yaml.safe_load((PROMPTS / "offline" / "judge_rules.yaml").read_text(encoding="utf-8"))
@@ -110,7 +112,7 @@ def check_list(folder: Path) -> dict[str, list[str]]:
     found: dict[str, list[str]] = {check: [] for check in CHECKS}
     loaded: list[tuple[str, dict[str, Any], ConceptRecord]] = []
     for where, entry in shipped_entries(ShippedConcepts(path=folder)):
-        record = concept_from_entry(entry, where, "shipped:test", taxonomy, 0, kinds)
+        record = concept_from_entry(entry, where, "shipped:test", taxonomy, 0, kinds, count)
         if not isinstance(record, ConceptRecord):
             found["loads"].append(record.detail)
             continue
@@ -120,15 +122,15 @@ def check_list(folder: Path) -> dict[str, list[str]]:
     by_sub: dict[str, Counter[str]] = defaultdict(Counter)
     uses: dict[str, list[str]] = defaultdict(list)
     for where, entry, record in loaded:
-        pair = f"{where}: {record.object1!r} + {record.object2!r}"
-        missing = [field for field in ("kind1", "kind2") if not entry.get(field)]
+        pair = f"{where}: {' + '.join(map(repr, record.objects))}"
+        missing = [f"kind{slot}" for slot in range(1, count + 1) if not entry.get(f"kind{slot}")]
         if missing:
             found["kinds"].append(f"{pair}: no {', '.join(missing)}")
-        key = concept_key(record.object1, record.object2)
+        key = concept_key(*record.objects)
         if key in seen:
             found["duplicates"].append(f"{pair} repeats {seen[key]}")
         seen.setdefault(key, where)
-        for obj in (record.object1, record.object2):
+        for obj in record.objects:
             if not MIN_WORDS <= len(obj.split()) <= MAX_WORDS:
                 found["words"].append(f"{pair}: {obj!r} is not {MIN_WORDS}-{MAX_WORDS} words")
             uses[normalize_object(obj)].append(where)
@@ -141,7 +143,8 @@ def check_list(folder: Path) -> dict[str, list[str]]:
         if aftermath:
             found["aftermath"].append(f"{pair}: object1 is an aftermath ({', '.join(sorted(aftermath))})")
         if style in ("easy", "hard"):
-            flagged = [obj for obj in (record.object1, record.object2) if hazardous(obj, hazard_words)]
+            flagged = [obj for obj, kind in zip(record.objects, record.kinds, strict=True)
+                       if hazardous(obj, hazard_words) or kind in rules.get("hazardous_kinds", [])]
             if (style == "easy") != bool(flagged):
                 found["offline_judge"].append(
                     f"{pair}: style {style} but the offline judge sees "
@@ -154,8 +157,8 @@ def check_list(folder: Path) -> dict[str, list[str]]:
     for sub in taxonomy.sub_category_names:
         counts = by_sub.get(sub, Counter())
         total = sum(counts.values())
-        if total < MIN_PER_SUB_CATEGORY:
-            found["count"].append(f"{sub}: {total} pairs, fewer than {MIN_PER_SUB_CATEGORY}")
+        if total < min_per_sub_category:
+            found["count"].append(f"{sub}: {total} pairs, fewer than {min_per_sub_category}")
         easy, hard = counts["easy"], counts["hard"]
         low, high = EASY_PER_HARD
         if not hard or not low <= easy / hard <= high:
@@ -169,15 +172,15 @@ def check_list(folder: Path) -> dict[str, list[str]]:
 def identity_problems(pair: str, record: ConceptRecord, style: Any) -> list[str]:
     """The identity rule of the module docstring, for one pair."""
     problems = []
-    sides = ((record.object1, record.kind1, record.kind2), (record.object2, record.kind2, record.kind1))
-    for obj, kind, other_kind in sides:
+    for index, (obj, kind) in enumerate(zip(record.objects, record.kinds, strict=True)):
         named = sorted(IDENTITY_WORDS & set(words_of(obj))) if kind in PERSON_KINDS else []
         if not named:
             continue
+        others = {other for place, other in enumerate(record.kinds) if place != index}
         if record.category == HATE:
             problems.append(f"{pair}: a Hate pair names a {kind} by identity ({', '.join(named)}); "
                             "the risk must be a hateful object or act")
-        elif style != "easy" or other_kind not in HARMFUL_KINDS:
+        elif style != "easy" or not others & HARMFUL_KINDS:
             problems.append(f"{pair}: {obj!r} is named by identity ({', '.join(named)}) beside an "
                             "object that is not explicitly harmful")
     return problems
@@ -196,6 +199,17 @@ def before_curation() -> dict[str, list[str]]:
 @pytest.mark.parametrize("check", CHECKS)
 def test_the_shipped_list_passes(check: str, shipped: dict[str, list[str]]) -> None:
     assert shipped[check] == [], "\n".join(shipped[check])
+
+
+@pytest.fixture(scope="module")
+def shipped_triples() -> dict[str, list[str]]:
+    return check_list(CONFIGS / "concepts_k3", count=3, min_per_sub_category=4)
+
+
+@pytest.mark.parametrize("check", CHECKS)
+def test_the_shipped_triples_pass(check: str, shipped_triples: dict[str, list[str]]) -> None:
+    """The triples for ``images_per_sample: 3`` follow the same rules (4 per sub-category)."""
+    assert shipped_triples[check] == [], "\n".join(shipped_triples[check])
 
 
 @pytest.mark.parametrize("check", ["count", "identity", "aftermath", "style", "mix"])

@@ -12,6 +12,7 @@ three templates that fit.
 from __future__ import annotations
 
 import itertools
+import math
 import re
 
 import pytest
@@ -55,39 +56,44 @@ def writer() -> InstructionWriter:
     return OfflineClient(PromptLibrary(PROMPTS), seed=0).instructions
 
 
-def kind_pairs(template: Template) -> list[tuple[str, str]]:
-    """All (a, b) kinds of the template, or, for broad ones, pairs covering every kind of each."""
-    first, second = sorted(template.slots["a"]), sorted(template.slots["b"])
-    if len(first) * len(second) <= LIMIT:
-        return list(itertools.product(first, second))
-    size = max(len(first), len(second))
-    return [(first[i % len(first)], second[(i * 7) % len(second)]) for i in range(size)]
+def kind_pairs(template: Template) -> list[tuple[str, ...]]:
+    """The kinds to render a template with, one per role: every combination while there are
+    few, else a spread that covers each accepted kind of each role."""
+    accepted = [sorted(template.slots[role]) for role in template.roles]
+    if math.prod(len(kinds) for kinds in accepted) <= LIMIT:
+        return list(itertools.product(*accepted))
+    size = max(len(kinds) for kinds in accepted)
+    return [tuple(kinds[(i * (1 + 6 * position)) % len(kinds)]
+                  for position, kinds in enumerate(accepted)) for i in range(size)]
 
 
-def render_problems(writer: InstructionWriter, template: Template, kind_a: str,
-                    kind_b: str) -> list[str]:
-    """Every form of ``template`` with role a of ``kind_a`` and b of ``kind_b``, both orders."""
+def render_problems(writer: InstructionWriter, template: Template, *role_kinds: str) -> list[str]:
+    """Every form of ``template`` with each role of its kind, in every image order (a pair's
+    two orders; a triple's six)."""
     vocabulary = kinds()
     human = writer.book.human
     problems = []
-    for reverse in (False, True):
-        order = (kind_b, kind_a) if reverse else (kind_a, kind_b)
+    count = len(role_kinds)
+    refs_k = (*REFS, "the third image", "the fourth image")[:count]
+    for placement in itertools.permutations(range(count)):
+        # role i is shown in image ``placement[i]``; ``order`` lists the kinds in image order
+        order = tuple(role_kinds[placement.index(slot)] for slot in range(count))
         kind_objects = [vocabulary[name] for name in order]
-        phrases = [kind.reference(ref) for kind, ref in zip(kind_objects, REFS, strict=True)]
+        phrases = [kind.reference(ref) for kind, ref in zip(kind_objects, refs_k, strict=True)]
         neutrals = [kind.reference(ref, detoxified=True)
-                    for kind, ref in zip(kind_objects, REFS, strict=True)]
+                    for kind, ref in zip(kind_objects, refs_k, strict=True)]
         refs = [Reference(p, n, kind.animate) for p, n, kind in zip(phrases, neutrals, kind_objects,
                                                                       strict=True)]
         replaced = [Filler(p, is_plural(p), kind.name in human)
                     for p, kind in zip(phrases, kind_objects, strict=True)]
         for opener in (min(writer.book.openers, key=len), max(writer.book.openers, key=len)):
-            draft = Draft(template, reverse, opener)
+            draft = Draft(template, placement, opener)
             for names in itertools.product(*(SAMPLE_NAMES[name] for name in order)):
-                if writer.clashes(draft, object_words(names[0]) | object_words(names[-1])):
+                if writer.clashes(draft, set().union(*(object_words(name) for name in names))):
                     continue  # never drafted for such a pair: its words would name the object
                 named = [object_filler(n, k, human) for n, k in zip(names, order, strict=True)]
                 harmful = draft.question(*named)
-                where = f"{template.id} [{order[0]}, {order[1]}] {harmful!r}"
+                where = f"{template.id} [{', '.join(order)}] {harmful!r}"
                 if not writer.judge.markers(harmful):
                     problems.append(f"{where}: the harmful draft states no harm")
                 slots = [Slot(f.text, k) for f, k in zip(named, kind_objects, strict=True)]
@@ -101,8 +107,7 @@ def render_problems(writer: InstructionWriter, template: Template, kind_a: str,
                                           ("final", final, neutrals)):
                     slots = [Slot(w, k) for w, k in zip(words, kind_objects, strict=True)]
                     found = agreement_problems(text, slots)
-                    found += final_problems(text, names if len(names) == 2 else (names[0], names[0]),
-                                            REFS) if form == "final" else []
+                    found += final_problems(text, names, refs_k) if form == "final" else []
                     problems += [f"{where} {form} {text!r}: {p}" for p in found]
     return problems
 
@@ -113,22 +118,37 @@ def test_every_template_renders_cleanly_with_every_kind_it_accepts(writer: Instr
         for template in templates:
             problems += [f"{template.id}: {p}" for p in template_pronoun_problems(template.body)]
             problems += [f"{template.id} act: {p}" for p in template_pronoun_problems(template.act)]
-            for kind_a, kind_b in kind_pairs(template):
-                problems += render_problems(writer, template, kind_a, kind_b)
+            for role_kinds in kind_pairs(template):
+                problems += render_problems(writer, template, *role_kinds)
     assert not problems, f"{len(problems)} malformed renderings, e.g.:\n" + "\n".join(problems[:25])
 
 
-def shipped_concepts() -> list[dict]:
+def shipped_concepts(folder: str = "concepts") -> list[dict]:
     concepts = []
-    for path in sorted((CONFIGS / "concepts").glob("*.yaml")):
+    for path in sorted((CONFIGS / folder).glob("*.yaml")):
         concepts += yaml.safe_load(path.read_text(encoding="utf-8"))["concepts"]
     return concepts
 
 
 def pair_facts(entry: dict, index: int = 0) -> dict:
-    return {"sub_category": entry["sub_category"], "object1": entry["object1"],
-            "object2": entry["object2"], "kind1": entry.get("kind1", "object"),
-            "kind2": entry.get("kind2", "object"), "concept_id": f"pair-{index}"}
+    """The facts the offline writer reads for a shipped concept (two objects or more)."""
+    slots = [slot for slot in range(1, 5) if entry.get(f"object{slot}")]
+    return {"sub_category": entry["sub_category"], "concept_id": f"pair-{index}",
+            **{f"object{slot}": entry[f"object{slot}"] for slot in slots},
+            **{f"kind{slot}": entry.get(f"kind{slot}", "object") for slot in slots}}
+
+
+def test_every_shipped_triple_has_three_fitting_templates(writer: InstructionWriter) -> None:
+    """configs/concepts_k3 (images_per_sample: 3) gets three-role questions of its own
+    sub-category, not only fallbacks."""
+    short = []
+    for index, entry in enumerate(shipped_concepts("concepts_k3")):
+        fitting = [d for d in writer.candidates(pair_facts(entry, index)) if not d.template.fallback]
+        assert all(len(d.template.roles) == 3 for d in fitting)
+        if len(fitting) < 3:
+            short.append(f"{entry['sub_category']}: {entry['object1']} + {entry['object2']} + "
+                         f"{entry['object3']}: {len(fitting)}")
+    assert not short, "triples with fewer than 3 fitting templates:\n" + "\n".join(short)
 
 
 def test_every_shipped_pair_has_three_fitting_templates(writer: InstructionWriter) -> None:
@@ -161,8 +181,9 @@ def test_kind_groups_agree_with_kinds_yaml(writer: InstructionWriter) -> None:
 
 def test_each_sub_category_has_both_wordings(writer: InstructionWriter) -> None:
     """Some drafts the detox rules can neutralize (test split), most they cannot (train)."""
-    shares = {sub: writer.plan.share(sub) for sub in writer.book.templates}
-    assert all(0.25 <= share <= 0.55 for share in shares.values()), shares
+    for count in (2, 3):  # the two-image templates, and the three-image ones (concepts_k3)
+        shares = {sub: writer.plan.share(sub, count) for sub in writer.book.templates}
+        assert all(0.25 <= share <= 0.55 for share in shares.values()), (count, shares)
 
 
 def test_a_train_template_names_its_kept_harm_in_its_act(writer: InstructionWriter) -> None:
@@ -172,7 +193,7 @@ def test_a_train_template_names_its_kept_harm_in_its_act(writer: InstructionWrit
         for template in templates:
             final = writer.plan.generic_final(template)
             kept = writer.judge.markers(final)
-            act = re.sub(r"\{[ab]\.(\w+)\}", r"\1", template.act)
+            act = re.sub(r"\{[abcd]\.(\w+)\}", r"\1", template.act)
             if kept and not writer.judge.markers(act):
                 missing.append(f"{template.id}: keeps {kept}, act {template.act!r}")
     assert not missing, "\n".join(missing)

@@ -59,21 +59,22 @@ def is_benign(item: TestItem) -> bool:
     return item.cell == BENIGN_CELL
 
 
-def answer_request(item: TestItem, images: tuple[str, str]) -> TextRequest:
-    """Image 1, image 2, then the question: one user turn, as MIS's templates order them."""
+def answer_request(item: TestItem, images: tuple[str, ...]) -> TextRequest:
+    """Image 1, image 2 (and any more), then the question: one user turn, as MIS's templates
+    order them."""
     return TextRequest(
         role="model", item_id=item.key, stage="eval:answer", sub_category=item.sub_category,
-        messages=[ChatMessage("user", (ImagePart(images[0]), ImagePart(images[1]),
+        messages=[ChatMessage("user", (*(ImagePart(image) for image in images),
                                        TextPart(item.question)))],
         facts={"question": item.question, "key": item.key})
 
 
-def judge_request(item: TestItem, images: tuple[str, str], response: str,
+def judge_request(item: TestItem, images: tuple[str, ...], response: str,
                   prompt: Prompt) -> StructuredRequest:
     text = prompt.render(question=item.question, response=response)
     return StructuredRequest(
         task="eval_judge", role="judge", item_id=item.key, stage="eval:judge",
         response_model=JudgeOutput, sub_category=item.sub_category,
         messages=[ChatMessage.text("system", JUDGE_SYSTEM),
-                  ChatMessage("user", (ImagePart(images[0]), ImagePart(images[1]), TextPart(text)))],
+                  ChatMessage("user", (*(ImagePart(image) for image in images), TextPart(text)))],
         facts={"question": item.question, "response": response, "key": item.key})

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
+from mis_data.records import OptionalFields
 from mis_data.rundir import complete_lines
 
 RETRYABLE = frozenset({"api_error"})
@@ -25,10 +26,11 @@ class LineUsage(BaseModel):
     cost_usd: float = 0.0
 
 
-class ResponseLine(BaseModel):
+class ResponseLine(OptionalFields):
     """The model under test's answer to one item (a refusal is an answer: ``refused``)."""
 
     model_config = ConfigDict(extra="forbid")
+    optional_fields = ("image_path3", "image_path4")  # only items with more than two images
 
     key: str
     item_sha256: str  # the question and images answered (``EvalItem.sha256``)
@@ -40,6 +42,8 @@ class ResponseLine(BaseModel):
     question: str
     image_path1: str
     image_path2: str
+    image_path3: str | None = None
+    image_path4: str | None = None
     cell: str | None = None
     response: str | None
     refused: bool = False

@@ -27,12 +27,13 @@ from typing import IO, Any
 from mis_data.config import ConfigError
 from mis_data.eval.config import SPLITS, TestSetSpec
 from mis_data.images.store import BadImage, ImageStore, StoredImage
+from mis_data.records import MAX_IMAGES
 from mis_data.rundir import complete_lines
 
 
 @dataclass(frozen=True)
 class TestItem:
-    """One question and its two images, with what the tables group by."""
+    """One question and its images (two in MIS, up to four), with what the tables group by."""
 
     __test__ = False  # not a pytest class, despite the name
 
@@ -45,17 +46,27 @@ class TestItem:
     image_path1: str
     image_path2: str
     cell: str | None = None  # "SiSt→S" marks a benign item scored for over-refusal
+    image_path3: str | None = None  # a test set with more images per item
+    image_path4: str | None = None
 
     @property
     def key(self) -> str:
         return f"{self.test_set}/{self.split}/{self.id}"
+
+    @property
+    def image_paths(self) -> list[str]:
+        """The item's image paths in order (empty strings where a dataset embeds the images)."""
+        more = [path for path in (self.image_path3, self.image_path4) if path is not None]
+        return [self.image_path1, self.image_path2, *more]
 
     def fields(self) -> dict[str, Any]:
         data = {"key": self.key, "test_set": self.test_set, "split": self.split, "id": self.id,
                 "category": self.category, "sub_category": self.sub_category,
                 "question": self.question, "image_path1": self.image_path1,
                 "image_path2": self.image_path2}
-        return data | ({"cell": self.cell} if self.cell else {})
+        more = {key: value for key, value in (("image_path3", self.image_path3),
+                                              ("image_path4", self.image_path4)) if value is not None}
+        return data | more | ({"cell": self.cell} if self.cell else {})
 
 
 @dataclass(frozen=True)
@@ -63,7 +74,7 @@ class EvalItem:
     """A test item whose images are in the store (``images``), or why they are not."""
 
     item: TestItem
-    images: tuple[str, str] | None
+    images: tuple[str, ...] | None
     problem: str | None = None
 
     @property
@@ -160,7 +171,8 @@ def make_item(spec: TestSetSpec, split: str, index: int, row: dict[str, Any], wh
         test_set=spec.label, split=split, id=str(item_id if item_id is not None else index + 1),
         category=str(row["category"]), sub_category=str(row["sub_category"]),
         question=str(row["question"]), image_path1=str(row.get("image_path1") or ""),
-        image_path2=str(row.get("image_path2") or ""), cell=row.get("cell") or None)
+        image_path2=str(row.get("image_path2") or ""), cell=row.get("cell") or None,
+        **{key: str(row[key]) for key in ("image_path3", "image_path4") if row.get(key)})
 
 
 def read_mis(spec: TestSetSpec) -> Iterator[Source]:
@@ -171,7 +183,7 @@ def read_mis(spec: TestSetSpec) -> Iterator[Source]:
             continue
         for index, row in enumerate(read_array(file)[:spec.limit]):
             item = make_item(spec, split, index, row, f"{file}[{index}]")
-            paths = [root / path if path else None for path in (item.image_path1, item.image_path2)]
+            paths = [root / path if path else None for path in item.image_paths]
             lost = [str(path) for path in paths if path is None or not path.is_file()]
             yield item, (f"image not found: {lost[0]}" if lost
                          else [path.read_bytes() for path in paths if path is not None])
@@ -187,8 +199,9 @@ def read_hf(spec: TestSetSpec) -> Iterator[Source]:
                 break
             item = make_item(spec, group, index, row, f"{spec.path} {config}/{split}[{index}]")
             images = [data for column in columns for data in image_bytes(row[column])]
-            yield item, (images if len(images) == 2 and all(images)
-                         else f"expected 2 embedded images, found {sum(map(bool, images))}")
+            yield item, (images if 2 <= len(images) <= MAX_IMAGES and all(images)
+                         else f"expected 2 to {MAX_IMAGES} embedded images, found "
+                              f"{sum(map(bool, images))}")
 
 
 def read_test_set(spec: TestSetSpec) -> Iterator[Source]:
@@ -226,7 +239,7 @@ def ingest(specs: list[TestSetSpec], store: ImageStore, progress: bool = False) 
             problem = raws if isinstance(raws, str) else next(
                 (failed[raw] for raw in raws if raw in failed), None)
             items.append(EvalItem(item, None, problem) if problem
-                         else EvalItem(item, (known[raws[0]], known[raws[1]])))
+                         else EvalItem(item, tuple(known[raw] for raw in raws)))
         batch.clear()
         jobs.clear()
 

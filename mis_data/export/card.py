@@ -18,6 +18,7 @@ import yaml
 from mis_data.export.common import RunInfo
 from mis_data.records import CELLS
 from mis_data.splits import Sample
+from mis_data.wording import count_word
 
 TASKS = ["image-text-to-text", "visual-question-answering"]
 TAGS = ["safety", "multimodal", "multi-image", "chain-of-thought", "mis"]
@@ -111,6 +112,10 @@ def generation_section(info: RunInfo) -> list[str]:
     lines += [f"- model ({role}): `{model if isinstance(model, str) else ', '.join(model)}`"
               for role, model in info.models.items()]
     lines.append(f"- image source: `{info.image_source}`")
+    if info.images_per_sample != 2:  # MIS has two; say so only when this dataset differs
+        lines.append(f"- images per sample: {info.images_per_sample} (MIS has 2): each concept "
+                     f"names {count_word(info.images_per_sample)} objects, one image each, and "
+                     "the risk needs all of them together")
     lines += [
         f"- generation seed: {info.seed}; split seed: {info.split_seed}; "
         f"validation fraction: {info.val_size}",
@@ -170,7 +175,7 @@ def rejects_section(info: RunInfo) -> list[str]:
     return lines + [""]
 
 
-def usage_section(data_files: dict[str, list[dict[str, str]]]) -> list[str]:
+def usage_section(data_files: dict[str, list[dict[str, str]]], count: int = 2) -> list[str]:
     configs = ", ".join(f"`{config}`" for config in data_files)
     return [
         "## How to load it",
@@ -183,16 +188,19 @@ def usage_section(data_files: dict[str, list[dict[str, str]]]) -> list[str]:
         "",
         'train = load_dataset("path/or/owner-name", "train")["train"]',
         'easy = load_dataset("path/or/owner-name", "easy")["test"]',
-        'first, second = train[0]["images"]  # two PIL images per sample',
+        ('first, second = train[0]["images"]  # two PIL images per sample' if count == 2 else
+         f'images = train[0]["images"]  # {count_word(count)} PIL images per sample, in order'),
         "```",
         "",
         "Works with `datasets` 3.6 and later (checked with 3.6.0, 4.0.0 and 5.2.0): the files "
         "store `images` as `Sequence(Image())`, which 4.x and later show as `List(Image())`.",
         "",
-        "Train rows: `id`, `images` (2), `messages` (system / user `<image><image>question` / "
-        "assistant safety answer), `question`, `label`, `category`, `sub_category`. Test rows: "
-        "`id`, `category`, `sub_category`, `question`, `images` (2), `image_path1`, "
-        "`image_path2` — the fields and numbering of the MIS evaluation files.",
+        f"Train rows: `id`, `images` ({count}), `messages` (system / user "
+        f"`{'<image>' * count}question` / assistant safety answer), `question`, `label`, "
+        f"`category`, `sub_category`. Test rows: `id`, `category`, `sub_category`, `question`, "
+        f"`images` ({count}), {', '.join(f'`image_path{slot}`' for slot in range(1, count))}, "
+        f"`image_path{count}` — the fields and numbering of the MIS evaluation files"
+        + (" (which have two; the later paths continue the numbering)." if count > 2 else "."),
         "",
     ]
 
@@ -217,7 +225,7 @@ def render_card(data_files: dict[str, list[dict[str, str]]], sizes: dict[str, li
         *generation_section(info),
         *counts_section(splits),
         *rejects_section(info),
-        *usage_section(data_files),
+        *usage_section(data_files, info.images_per_sample),
         "## Citation",
         "",
         "The construction follows Ding et al., *Rethinking Bottlenecks in Safety Fine-Tuning of "

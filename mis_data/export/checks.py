@@ -21,6 +21,8 @@ from typing import Any
 
 from PIL import Image
 
+from mis_data.records import MAX_IMAGES
+
 IMAGE_TOKEN = "<image>"
 INTERNVL_SPECIAL = ("<img>", "</img>", "<IMG_CONTEXT>")
 
@@ -32,9 +34,21 @@ class Report:
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     records: int = 0
+    # Images every row must have (``images_per_sample``; ``--images``); None: as the first row.
+    images_per_row: int | None = None
 
     def add(self, where: str, message: str) -> None:
         self.problems.append(f"{where}: {message}")
+
+    def image_count(self, where: str, count: int) -> None:
+        """Every row has the same number of images, 2 to 4: the build's ``images_per_sample``
+        when known, else as many as the first row (a dataset never mixes counts)."""
+        if not 2 <= count <= MAX_IMAGES:
+            self.add(where, f"{count} images; a sample has 2 to {MAX_IMAGES}")
+        elif self.images_per_row is None:
+            self.images_per_row = count
+        elif count != self.images_per_row:
+            self.add(where, f"{count} images, expected {self.images_per_row}")
 
     def warn(self, where: str, message: str) -> None:
         line = f"{where}: {message}"

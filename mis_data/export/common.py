@@ -40,6 +40,7 @@ class RunInfo:
     val_size: float = 0.0
     license: str = "cc-by-nc-4.0"
     image_source: str = "typography"
+    images_per_sample: int = 2
     rejects: dict[str, dict[str, int]] = field(default_factory=dict)
     excluded: dict[str, int] = field(default_factory=dict)
     formats: tuple[str, ...] = ("mis", "internvl", "llamafactory", "hf")
@@ -66,9 +67,9 @@ def place_image(store: ImageStore, sha256: str, destination: Path) -> None:
 
 
 def place_sample_images(store: ImageStore, sample: Sample, folder: Path, prefix: str) -> list[str]:
-    """Place both images of a sample at ``<prefix>/<id>/object{1,2}.png`` under ``folder``."""
+    """Place every image of a sample at ``<prefix>/<id>/object<k>.png`` under ``folder``."""
     paths = []
-    for slot, image in ((1, sample.image1), (2, sample.image2)):
+    for slot, image in enumerate(sample.images, start=1):
         relative = f"{prefix}/{sample.id}/object{slot}.png" if prefix else f"{sample.id}/object{slot}.png"
         place_image(store, image.sha256, folder / relative)
         paths.append(relative)

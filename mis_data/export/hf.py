@@ -41,7 +41,7 @@ from datasets.table import embed_table_storage
 
 from mis_data.export.card import SplitSize, render_card
 from mis_data.export.common import SYSTEM_PROMPT, RunInfo
-from mis_data.export.llamafactory import USER_PREFIX
+from mis_data.export.llamafactory import IMAGE_TOKEN
 from mis_data.images.store import ImageStore
 from mis_data.records import scrub_template_tokens
 from mis_data.sources import quiet_datasets
@@ -95,9 +95,9 @@ def train_row(sample: Sample, store: ImageStore) -> dict[str, Any]:
     label = scrub_template_tokens(sample.label or "")
     return {
         "id": sample.id,
-        "images": [str(store.path_for(sample.image1.sha256)), str(store.path_for(sample.image2.sha256))],
+        "images": image_files(sample, store),
         "messages": [{"role": "system", "content": SYSTEM_PROMPT},
-                     {"role": "user", "content": USER_PREFIX + question},
+                     {"role": "user", "content": IMAGE_TOKEN * len(sample.images) + question},
                      {"role": "assistant", "content": label}],
         "question": question,
         "label": label,
@@ -107,6 +107,11 @@ def train_row(sample: Sample, store: ImageStore) -> dict[str, Any]:
            else {}),
         **cell_columns(sample),
     }
+
+
+def image_files(sample: Sample, store: ImageStore) -> list[str]:
+    """The sample's stored image files in order (embedded into the Parquet when written)."""
+    return [str(store.path_for(image.sha256)) for image in sample.images]
 
 
 def cell_columns(sample: Sample) -> dict[str, Any]:
@@ -132,11 +137,19 @@ def benchmark_row(number: int, split: str, sample: Sample, store: ImageStore) ->
         "category": sample.category,
         "sub_category": sample.sub_category,
         "question": scrub_template_tokens(sample.question),
-        "images": [str(store.path_for(sample.image1.sha256)), str(store.path_for(sample.image2.sha256))],
-        "image_path1": f"{split}_image/{number}/object1.png",
-        "image_path2": f"{split}_image/{number}/object2.png",
+        "images": image_files(sample, store),
+        **{f"image_path{slot}": f"{split}_image/{number}/object{slot}.png"
+           for slot in range(1, len(sample.images) + 1)},
         **cell_columns(sample),
     }
+
+
+def test_features(samples: list[Sample]) -> Features:
+    """A benchmark config's columns: one ``image_path<k>`` per image (MIS's two, or up to four),
+    and the cell columns of a build with twins."""
+    count = max((len(sample.images) for sample in samples), default=2)
+    paths = {f"image_path{slot}": Value("string") for slot in range(3, count + 1)}
+    return Features({**TEST_FEATURES, **paths, **cells_of(samples)})
 
 
 def shards(rows: list[dict[str, Any]], max_bytes: int) -> list[list[dict[str, Any]]]:
@@ -237,7 +250,7 @@ def export_hf(splits: dict[str, list[Sample]], store: ImageStore, out: Path,
                 rows, features = [train_row(s, store) for s in samples], train_features(samples)
             else:
                 rows = [benchmark_row(n, split, s, store) for n, s in enumerate(samples, start=1)]
-                features = Features({**TEST_FEATURES, **cells_of(samples)})
+                features = test_features(samples)
             rows = [{name: row.get(name) for name in features} for row in rows]  # a twin has no risks
             groups = shards(rows, max_shard_bytes)
             written = 0

@@ -69,14 +69,15 @@ def check_stored_features(file: Path, folder: Path, report: Report) -> None:
                                       "cannot load it (ValueError: Feature type ... not found)")
 
 
-def validate_hf(folder: Path, **_: Any) -> Report:
-    """``load_dataset(folder, config)`` for every config; two decoded images per row."""
+def validate_hf(folder: Path, report: Report | None = None, **_: Any) -> Report:
+    """``load_dataset(folder, config)`` for every config; every row's images decode, as many
+    per row as the build has (``Report.image_count``), a test row with one path per image."""
     from datasets import Image as ImageFeature
     from datasets import List, load_dataset
 
     from mis_data.sources import quiet_datasets
 
-    report = Report()
+    report = report or Report()
     with tempfile.TemporaryDirectory(prefix="mis-validate-") as cache, quiet_datasets():
         for config in card_configs(folder, report):
             name = config["config_name"]
@@ -104,8 +105,11 @@ def validate_hf(folder: Path, **_: Any) -> Report:
                 for index, row in enumerate(dataset):
                     report.records += 1
                     pictures = row["images"]
-                    if len(pictures) != 2:
-                        report.add(f"{where}[{index}]", f"{len(pictures)} images, expected 2")
+                    report.image_count(f"{where}[{index}]", len(pictures))
+                    paths = [key for key in row if key.startswith("image_path") and row[key]]
+                    if name != "train" and len(paths) != len(pictures):
+                        report.add(f"{where}[{index}]", f"{len(paths)} image_path columns set for "
+                                                        f"{len(pictures)} images")
                     if not all(isinstance(p, Image.Image) and p.size[0] > 0 for p in pictures):
                         report.add(f"{where}[{index}]", "an image did not decode")
     return report

@@ -26,20 +26,27 @@ from mis_data.images.store import ImageStore
 from mis_data.records import scrub_template_tokens
 from mis_data.splits import Sample
 
-USER_PREFIX = "Image-1: <image>\nImage-2: <image>\n"
+
+def user_prefix(count: int) -> str:
+    """``Image-1: <image>\nImage-2: <image>\n`` (one line per image, InternVL's multi-image form)."""
+    return "".join(f"Image-{slot}: <image>\n" for slot in range(1, count + 1))
+
+
+USER_PREFIX = user_prefix(2)
 
 
 def record_for(sample: Sample, image_paths: list[str]) -> dict:
     return {
         "id": sample.id,
         "image": image_paths,
-        "width_list": [sample.image1.width, sample.image2.width],
-        "height_list": [sample.image1.height, sample.image2.height],
+        "width_list": [image.width for image in sample.images],
+        "height_list": [image.height for image in sample.images],
         "category": sample.category,
         "sub_category": sample.sub_category,
         "source": sample.source,
         "conversations": [
-            {"from": "human", "value": USER_PREFIX + scrub_template_tokens(sample.question)},
+            {"from": "human",
+             "value": user_prefix(len(sample.images)) + scrub_template_tokens(sample.question)},
             {"from": "gpt", "value": scrub_template_tokens(sample.label or "")},
         ],
     }

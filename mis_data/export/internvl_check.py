@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,9 @@ from mis_data.export.checks import (
     jsonl_records,
     load_json,
 )
+
+# InternVL's multi-image prompt names each image before its tag: "Image-1: <image>\n".
+IMAGE_LABEL = re.compile(r"Image-(\d+): <image>")
 
 
 def check_internvl_turns(where: str, record: dict[str, Any], report: Report) -> None:
@@ -48,6 +52,10 @@ def check_internvl_turns(where: str, record: dict[str, Any], report: Report) -> 
     images = record.get("image")
     if isinstance(images, list) and human_images != len(images):
         report.add(where, f"{human_images} <image> in human turns for {len(images)} images")
+    first = turns[0].get("value") if isinstance(turns[0], dict) else None
+    numbers = [int(n) for n in IMAGE_LABEL.findall(first)] if isinstance(first, str) else []
+    if numbers and numbers != list(range(1, len(numbers) + 1)):
+        report.add(where, f"image labels {numbers} are not Image-1, Image-2, ... in order")
 
 
 def check_internvl_record(where: str, record: dict[str, Any], root: Path, images: ImageChecker,
@@ -56,6 +64,8 @@ def check_internvl_record(where: str, record: dict[str, Any], root: Path, images
     if not isinstance(paths, list) or not paths or not all(isinstance(p, str) for p in paths):
         report.add(where, "'image' must be a non-empty list of paths")
         paths = []
+    if paths:
+        report.image_count(where, len(paths))
     sizes = []
     for path in paths:
         size = images.check(root / path)
@@ -75,9 +85,9 @@ def check_internvl_record(where: str, record: dict[str, Any], root: Path, images
             report.add(where, f"'{key}' is {values} but the images measure {real}")
 
 
-def validate_internvl(folder: Path, **_: Any) -> Report:
+def validate_internvl(folder: Path, report: Report | None = None, **_: Any) -> Report:
     """``meta.json`` entries and every line of their annotation files (FORMATS.md §1)."""
-    report, images = Report(), ImageChecker()
+    report, images = report or Report(), ImageChecker()
     meta_path = folder if folder.is_file() else folder / "meta.json"
     base = meta_path.parent
     if not meta_path.is_file():

@@ -40,7 +40,8 @@ from mis_data.images.store import ImageStore
 from mis_data.records import scrub_template_tokens
 from mis_data.splits import Sample
 
-USER_PREFIX = "<image><image>"
+IMAGE_TOKEN = "<image>"
+USER_PREFIX = IMAGE_TOKEN * 2  # a two-image sample; one token per image in general
 NATIVE_TAGS = {"role_tag": "role", "content_tag": "content", "user_tag": "user",
                "assistant_tag": "assistant", "system_tag": "system"}
 INTERNVL_STYLE = "mis_train_internvl_style"
@@ -51,7 +52,8 @@ def record_for(sample: Sample, image_paths: list[str]) -> dict[str, Any]:
         "id": sample.id,
         "messages": [
             {"role": "system", "content": SYSTEM_PROMPT},
-            {"role": "user", "content": USER_PREFIX + scrub_template_tokens(sample.question)},
+            {"role": "user",
+             "content": IMAGE_TOKEN * len(image_paths) + scrub_template_tokens(sample.question)},
             {"role": "assistant", "content": scrub_template_tokens(sample.label or "")},
         ],
         "images": image_paths,
@@ -72,7 +74,7 @@ def internvl_style_entry(file_name: str) -> dict[str, Any]:
 def export_llamafactory(splits: dict[str, list[Sample]], store: ImageStore, out: Path,
                         info: RunInfo | None = None) -> None:
     """``mis_train.jsonl`` (+ ``mis_val.jsonl``), the InternVL-style train file,
-    ``images/<id>/object{1,2}.png`` and ``dataset_info.json``."""
+    ``images/<id>/object<k>.png`` and ``dataset_info.json``."""
     base = f"{published_folder(out).as_posix()}/" if absolute_paths(info) else ""
     dataset_info: dict[str, Any] = {}
     internvl_style: list[dict[str, Any]] = []

@@ -86,9 +86,10 @@ def check_lf_messages(where: str, messages: Any, tags: dict[str, str], report: R
     return count
 
 
-def validate_llamafactory(folder: Path, media_dir: Path | None = None, **_: Any) -> Report:
+def validate_llamafactory(folder: Path, media_dir: Path | None = None,
+                          report: Report | None = None, **_: Any) -> Report:
     """Every ``dataset_info.json`` entry that names a local file (FORMATS.md §2)."""
-    report, images = Report(), ImageChecker()
+    report, images = report or Report(), ImageChecker()
     info_path = folder / "dataset_info.json"
     if not info_path.is_file():
         report.add("dataset_info.json", "not found")
@@ -127,5 +128,7 @@ def validate_llamafactory(folder: Path, media_dir: Path | None = None, **_: Any)
             if count != len(paths):
                 report.add(record_where, f"{count} <image> tokens in the messages for {len(paths)} "
                                          "images (LLaMA-Factory raises ValueError)")
+            if images_key:
+                report.image_count(record_where, len(paths))
             check_lf_images(record_where, paths, media_dir or folder, images, report, where)
     return report

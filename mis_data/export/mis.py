@@ -2,7 +2,8 @@
 
 This is exactly what the MIS evaluation scripts read (FORMATS.md §5, MIS_NOTES.md §3.1): a JSON
 array of items with the released field names, image paths relative to ``mis_test/``, two PNGs
-per item at ``<split>_image/<n>/object1.png`` and ``object2.png``, numbered from 1 in id order.
+per item at ``<split>_image/<n>/object1.png`` and ``object2.png``, numbered from 1 in id order
+(with ``images_per_sample`` 3 or 4 also ``image_path3`` / ``object3.png``, ...).
 The train set is written beside it in the same item shape plus its ``label``, so a user can
 diff against the released files; ``id_map.json`` maps each number back to its sample id.
 """
@@ -24,14 +25,15 @@ def write_split(samples: list[Sample], split: str, folder: Path, store: ImageSto
     items, numbers = [], {}
     for number, sample in enumerate(sorted(samples, key=lambda s: s.id), start=1):
         paths = []
-        for slot, image in ((1, sample.image1), (2, sample.image2)):
+        for slot, image in enumerate(sample.images, start=1):
             relative = f"{split}_image/{number}/object{slot}.png"
             place_image(store, image.sha256, folder / relative)
             paths.append(relative)
-        # The released field names, in the released order (MIS_NOTES.md §3.1).
+        # The released field names, in the released order (MIS_NOTES.md §3.1); a sample with
+        # more images continues the numbering (image_path3, object3.png).
         item = {"id": number, "category": sample.category, "sub_category": sample.sub_category,
                 "question": scrub_template_tokens(sample.question),
-                "image_path1": paths[0], "image_path2": paths[1]}
+                **{f"image_path{slot}": path for slot, path in enumerate(paths, start=1)}}
         if with_label:
             item["label"] = scrub_template_tokens(sample.label or "")
         if split == "twins":  # the released files' fields, plus the cell eval scores twins by

@@ -6,9 +6,12 @@ from pathlib import Path
 from typing import Any
 
 from mis_data.export.checks import ImageChecker, Report, array_records, rel
+from mis_data.records import MAX_IMAGES
 from mis_data.taxonomy import Taxonomy
 
 MIS_FIELDS = ("id", "category", "sub_category", "question", "image_path1", "image_path2")
+# A build with images_per_sample 3 or 4 numbers on: image_path3, image_path4.
+MORE_PATHS = tuple(f"image_path{slot}" for slot in range(3, MAX_IMAGES + 1))
 MIS_SPLITS = ("easy", "hard", "real", "twins")
 # mis_twins.json (benign twins) adds one key the released files do not have: each row's cell,
 # which ``mis-data eval`` reads to score it as over-refusal.
@@ -18,7 +21,8 @@ def check_mis_item(where: str, item: dict[str, Any], test_dir: Path, taxonomy: T
                    seen_ids: set[Any], images: ImageChecker, report: Report,
                    allowed: tuple[str, ...] = ()) -> None:
     missing = [key for key in MIS_FIELDS if key not in item]
-    extra = [key for key in item if key not in MIS_FIELDS and key not in allowed]
+    extra = [key for key in item if key not in MIS_FIELDS and key not in allowed
+             and key not in MORE_PATHS]
     if missing:
         report.add(where, f"missing key(s) {', '.join(missing)}")
     if extra:
@@ -41,23 +45,28 @@ def check_mis_item(where: str, item: dict[str, Any], test_dir: Path, taxonomy: T
               and item["category"].strip().casefold() != taxonomy.category_of(canonical).casefold()):
             report.add(where, f"category {item['category']!r} does not match sub_category "
                               f"{item['sub_category']!r} ({taxonomy.category_of(canonical)})")
-    for key in ("image_path1", "image_path2"):
+    path_keys = [f"image_path{slot}" for slot in range(1, MAX_IMAGES + 1)
+                 if f"image_path{slot}" in item]
+    if path_keys != [f"image_path{slot}" for slot in range(1, len(path_keys) + 1)]:
+        report.add(where, f"image paths {', '.join(path_keys)} skip a number")
+    report.image_count(where, len(path_keys))
+    for key in path_keys:
         path = item.get(key)
-        if key not in item:
-            continue
         if not isinstance(path, str) or not path or Path(path).is_absolute():
             report.add(where, f"{key} must be a path relative to mis_test/")
             continue
         size = images.check(test_dir / path)
         if isinstance(size, str):
             report.add(where, f"{key}: {size}")
-    if item.get("image_path1") and item.get("image_path1") == item.get("image_path2"):
-        report.add(where, "image_path1 and image_path2 are the same file")
+    paths = [item[key] for key in path_keys if isinstance(item[key], str)]
+    if len(set(paths)) < len(paths):
+        report.add(where, "two image paths name the same file")
 
 
-def validate_mis(folder: Path, taxonomy: Taxonomy | None = None, **_: Any) -> Report:
+def validate_mis(folder: Path, taxonomy: Taxonomy | None = None, report: Report | None = None,
+                 **_: Any) -> Report:
     """``mis_test/mis_{easy,hard,real}.json`` as the MIS eval scripts read them (FORMATS.md §5)."""
-    report, images = Report(), ImageChecker()
+    report, images = report or Report(), ImageChecker()
     test_dir = folder / "mis_test" if (folder / "mis_test").is_dir() else folder
     files = [(test_dir / f"mis_{split}.json", EXTRA_FIELDS.get(split, ())) for split in MIS_SPLITS
              if (test_dir / f"mis_{split}.json").is_file()]

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from mis_data.config import ConfigError, read_run_config
 from mis_data.export.checks import Report
 from mis_data.export.hf_check import validate_hf
 from mis_data.export.internvl_check import validate_internvl
@@ -33,15 +34,32 @@ def detect_format(folder: Path) -> str | None:
     return next((fmt for marker, fmt in markers if (folder / marker).exists()), None)
 
 
+def run_images_per_sample(run: Path) -> int | None:
+    """The ``images_per_sample`` a run folder was built with, when ``run`` is one."""
+    if not (run / "config.yaml").is_file():
+        return None
+    try:
+        return read_run_config(run / "config.yaml").config.images_per_sample
+    except ConfigError:
+        return None
+
+
 def validate(path: Path, fmt: str | None = None, taxonomy: Taxonomy | None = None,
-             media_dir: Path | None = None) -> tuple[str, Report]:
-    """Check ``path`` as ``fmt`` (guessed when None); a run folder means its ``export/<fmt>``."""
+             media_dir: Path | None = None, images: int | None = None) -> tuple[str, Report]:
+    """Check ``path`` as ``fmt`` (guessed when None); a run folder means its ``export/<fmt>``.
+
+    ``images``: how many images every row must have; None takes a run folder's
+    ``images_per_sample``, or else the first row's count (every row must match it)."""
     path = Path(path)
     if fmt and (path / "export" / fmt).is_dir():
+        images = images or run_images_per_sample(path)
         path = path / "export" / fmt
+    elif images is None and path.parent.name == "export":
+        images = run_images_per_sample(path.parent.parent)
     fmt = fmt or detect_format(path)
     if fmt not in VALIDATORS:
         report = Report()
         report.add(str(path), f"cannot tell the format; pass --format ({'|'.join(FORMATS)})")
         return fmt or "?", report
-    return fmt, VALIDATORS[fmt](path, taxonomy=taxonomy, media_dir=media_dir)
+    return fmt, VALIDATORS[fmt](path, taxonomy=taxonomy, media_dir=media_dir,
+                                report=Report(images_per_row=images))

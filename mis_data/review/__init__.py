@@ -64,9 +64,8 @@ def write_review(run_dir: Path, out: Path | None = None) -> Path:
     out = Path(out).resolve() if out is not None else default_out(run.path)
     folder = out.parent
     records = RunRecords.read(run)
-    refs = [ref for split in records.splits.values() for sample in split
-            for ref in (sample.image1, sample.image2)]
-    refs += [ref for pair in records.pairs.values() for ref in (pair.image1, pair.image2)]
+    refs = [ref for split in records.splits.values() for sample in split for ref in sample.images]
+    refs += [ref for pair in records.pairs.values() for ref in pair.images]
     thumbs, full = make_thumbnails(run, refs, folder)
     gallery = GalleryData(records, thumbs, full)
     gallery.build()

@@ -17,12 +17,14 @@ drop, or a reject of a later stage. Nothing here is HTML: the page writes every 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from mis_data.config import ConfigError
 from mis_data.decisions import DECISIONS, REVIEW_QUEUE, REVIEW_STAGE, read_decisions
 from mis_data.records import (
+    MAX_IMAGES,
     ConceptRecord,
     ImageRecord,
     ImageRef,
@@ -144,9 +146,11 @@ def taxonomy_order(run: RunDir, seen: dict[str, str]) -> list[list[Any]]:
 
 
 def vote_row(vote: Vote) -> list[Any]:
-    return [vote.judge, vote.route, vote.text_unsafe, vote.image1_harmful, vote.image2_harmful,
-            vote.combination_harmful, vote.meaningful, vote.sub_category, vote.text_sub_category,
-            vote.reason]
+    """A vote as the gallery reads it; the flags of a third and fourth image come last."""
+    row = [vote.judge, vote.route, vote.text_unsafe, vote.image1_harmful, vote.image2_harmful,
+           vote.combination_harmful, vote.meaningful, vote.sub_category, vote.text_sub_category,
+           vote.reason]
+    return row + [list(vote.image_flags[2:])] if len(vote.image_flags) > 2 else row
 
 
 def disagree(votes: list[Vote]) -> bool:
@@ -203,15 +207,15 @@ class GalleryData:
         if sample_id in records.queue and any(r.reason == RejectReason.judge_tie for r in own):
             return "queue", RejectReason.judge_tie.value
         pair = parent_id(sample_id)
-        for reject in own + self.rejects_by_sample.get(pair, []) + \
-                self.rejects_by_sample.get(f"{pair}.1", []) + \
-                self.rejects_by_sample.get(f"{pair}.2", []):
+        image_rejects = [reject for slot in range(1, MAX_IMAGES + 1)
+                         for reject in self.rejects_by_sample.get(f"{pair}.{slot}", [])]
+        for reject in own + self.rejects_by_sample.get(pair, []) + image_rejects:
             return "rejected", reject.reason.value
         return "pending", ""
 
     def add(self, sample_id: str, status: str, reason: str, category: str, sub: str,
-            question: str, image1: ImageRef | None, image2: ImageRef | None,
-            votes: list[Vote], moved_from: str | None, label: str | None) -> None:
+            question: str, images: Sequence[ImageRef | None], votes: list[Vote],
+            moved_from: str | None, label: str | None) -> None:
         records = self.records
         base = sample_id.removesuffix(".real")
         instruction = records.instructions.get(base)
@@ -220,25 +224,26 @@ class GalleryData:
         flags = (DISAGREE if disagree(votes) else 0) | (MOVED if moved_from else 0) \
             | (DEDUP if base in records.dedup else 0) \
             | (REFUSED if any(r.reason == RejectReason.refused for r in own) else 0)
+        thumbnails = [self.images.add(image, self.thumbs, self.full) for image in images]
         row: dict[str, Any] = {"i": sample_id, "s": status, "c": self.sub_index(sub, category),
-                               "q": question, "a": self.images.add(image1, self.thumbs, self.full),
-                               "b": self.images.add(image2, self.thumbs, self.full)}
+                               "q": question, "a": thumbnails[0], "b": thumbnails[1]}
         if base != sample_id:
             row["d"] = base  # a MIS-real copy: decisions are about the sample it copies
         optional = {"r": reason, "f": flags, "m": moved_from or "",
                     "n": records.export_numbers.get(sample_id, ""),
-                    "o": [concept.object1, concept.object2] if concept else None,
+                    "o": list(concept.objects) if concept else None,
+                    "k": thumbnails[2:],  # a third and fourth image, when the sample has them
                     "v": [v.route for v in votes] or None}
         row.update({key: value for key, value in optional.items() if value})
         self.rows.append(row)
-        image_records = [records.images.get(ref.sha256) if ref else None for ref in (image1, image2)]
+        image_records = [records.images.get(ref.sha256) if ref else None for ref in images]
         self.details.append({
             "h": [instruction.harmful, instruction.harmful_reason, instruction.replaced,
                   instruction.replace_reason, instruction.question, instruction.detox_reason]
             if instruction else None,
             "l": label, "v": [vote_row(v) for v in votes],
-            "src": [concept.source if concept else "", image1.source if image1 else "",
-                    image2.source if image2 else ""],
+            "src": [concept.source if concept else "",
+                    *(image.source if image else "" for image in images)],
             "img": [image_note(record) for record in image_records],
             "x": [f"{r.stage}: {r.reason.value}: {r.detail}" for r in own],
             "dd": records.dedup.get(base, []),
@@ -252,8 +257,8 @@ class GalleryData:
             for sample in records.splits.get(split, []):
                 in_split.add(sample.id)
                 self.add(sample.id, split, "", sample.category, sample.sub_category,
-                         sample.question, sample.image1, sample.image2, sample.votes,
-                         sample.moved_from, sample.label)
+                         sample.question, sample.images, sample.votes, sample.moved_from,
+                         sample.label)
         for sample_id in sorted(records.instructions):
             if sample_id in in_split:
                 continue
@@ -267,8 +272,9 @@ class GalleryData:
             sub = judged.sub_category if judged else (concept.sub_category if concept else "?")
             category = judged.category if judged else (concept.category if concept else "?")
             label = records.labels.get(sample_id)
+            count = concept.image_count if concept else 2
             self.add(sample_id, status, reason, category, sub, instruction.question,
-                     pair.image1 if pair else None, pair.image2 if pair else None, votes,
+                     pair.images if pair else [None] * count, votes,
                      judged.moved_from if judged else None, label.text if label else None)
 
     def index(self, title: str, backend: str) -> dict[str, Any]:

@@ -32,17 +32,21 @@ from mis_data.stages.concept_rules import (
     concept_reply_model,
     generated_reply_model,
     kinds_text,
+    object_fields_json,
     object_problem,
     reject,
+    slots_of,
 )
+from mis_data.wording import all_of, count_word
 
 Candidate = tuple[str, ConceptRecord | RejectRecord]
 
 
 async def extract_concept(ctx: BuildContext, item: ConceptInput) -> ConceptRecord | RejectRecord:
     """One model call: two objects, their kinds and a sub-category for a query or an image."""
-    taxonomy = ctx.taxonomy
-    values = {"taxonomy": taxonomy.describe(), "kinds": kinds_text(ctx.kinds)}
+    taxonomy, count = ctx.taxonomy, ctx.config.images_per_sample
+    values = {"taxonomy": taxonomy.describe(), "kinds": kinds_text(ctx.kinds),
+              **concept_wording(count)}
     if item.text is not None:
         prompt = ctx.prompts.get("concept_from_query.md").render(query=item.text, **values)
         parts: tuple[Any, ...] = (TextPart(prompt),)
@@ -57,19 +61,28 @@ async def extract_concept(ctx: BuildContext, item: ConceptInput) -> ConceptRecor
             return Problem(RejectReason.unknown_category,
                            f"{reply.sub_category!r} belongs to "
                            f"{taxonomy.category_of(reply.sub_category)!r}, not {reply.category!r}")
-        return object_problem(reply.object1, reply.object2)
+        return object_problem(*(getattr(reply, f"object{slot}") for slot in range(1, count + 1)))
 
     result = await ctx.client.structured(StructuredRequest(
         task=task, role=role, item_id=item.where, stage=STAGE,
         messages=[ChatMessage("user", parts)],
-        response_model=concept_reply_model(taxonomy, ctx.kinds),
+        response_model=concept_reply_model(taxonomy, ctx.kinds, count),
         facts={"query": item.text, "file_stem": item.file_stem, "seed": ctx.config.seed,
+               "images_per_sample": count,
                "taxonomy": [(s.category, s.name, s.description) for s in taxonomy.sub_categories]},
         check=check))
     if not result.ok:
         return reject(item.where, result.reason or RejectReason.invalid_output, result.detail)
     return concept_from_entry(result.value.model_dump(), item.where, item.source, taxonomy,
-                              ctx.config.seed, ctx.kinds)
+                              ctx.config.seed, ctx.kinds, count)
+
+
+def concept_wording(count: int) -> dict[str, str]:
+    """What the concept prompts say about the number of objects (two for MIS, up to four)."""
+    return {"image_count": count_word(count), "both_objects": all_of(count, "objects"),
+            "concept_word": "pair" if count == 2 else f"set of {count_word(count)} objects",
+            "concepts_word": "pairs" if count == 2 else f"sets of {count_word(count)} objects",
+            "object_fields": object_fields_json(count)}
 
 
 def shipped_pool(ctx: BuildContext, source: GeneratedConcepts) -> dict[str, list[dict[str, Any]]]:
@@ -88,8 +101,8 @@ def shipped_pool(ctx: BuildContext, source: GeneratedConcepts) -> dict[str, list
 
 
 def pair_line(entry: dict[str, Any]) -> str:
-    return (f"- {entry['object1']} ({entry.get('kind1', 'object')}) + {entry['object2']} "
-            f"({entry.get('kind2', 'object')})")
+    return "- " + " + ".join(f"{entry[f'object{slot}']} ({entry.get(f'kind{slot}', 'object')})"
+                             for slot in range(1, slots_of(entry) + 1))
 
 
 class Generator:
@@ -100,8 +113,9 @@ class Generator:
         self.source = source
         self.pool = shipped_pool(ctx, source)
         self.keys = {c.key for _, c in taken if isinstance(c, ConceptRecord)}
-        self.signatures = {concept_signature(c.object1, c.object2)
+        self.signatures = {concept_signature(*c.objects)
                            for _, c in taken if isinstance(c, ConceptRecord)}
+        self.count = ctx.config.images_per_sample
 
     def sub_categories(self) -> list[str]:
         named = self.source.sub_categories or self.ctx.config.concepts.sub_categories
@@ -132,13 +146,14 @@ class Generator:
                      "examples": "\n".join(pair_line(e) for e in examples[:source.examples])
                      or "(none)",
                      "taken": "\n".join(proposed) or "(none yet)",
-                     "pool": examples, "seed": ctx.config.seed}
+                     "pool": examples, "seed": ctx.config.seed,
+                     "images_per_sample": self.count, **concept_wording(self.count)}
             where = f"generated:{slug}:{round_number}"
             result = await ctx.client.structured(StructuredRequest(
                 task="concept_generate", role="text", item_id=where, stage=STAGE,
                 messages=[ChatMessage.text("user", ctx.prompts.get("concept_generate.md").render(
                     **facts))],
-                response_model=generated_reply_model(ctx.kinds), facts=facts,
+                response_model=generated_reply_model(ctx.kinds, self.count), facts=facts,
                 sub_category=sub_category))
             if not result.ok:
                 candidates.append((where, reject(where, result.reason or RejectReason.invalid_output,
@@ -153,17 +168,17 @@ class Generator:
         return candidates
 
     def judge_proposal(self, entry: dict[str, Any], where: str) -> ConceptRecord | RejectRecord:
-        problem = object_problem(entry["object1"], entry["object2"])
+        problem = object_problem(*(entry[f"object{slot}"] for slot in range(1, self.count + 1)))
         if problem:
             return reject(where, problem.reason, problem.detail, entry["sub_category"])
         concept = concept_from_entry(entry, where, "generated", self.ctx.taxonomy,
-                                     self.ctx.config.seed, self.ctx.kinds)
+                                     self.ctx.config.seed, self.ctx.kinds, self.count)
         if isinstance(concept, RejectRecord):
             return concept
-        signature = concept_signature(concept.object1, concept.object2)
+        signature = concept_signature(*concept.objects)
         if concept.key in self.keys or signature in self.signatures:
             return reject(where, RejectReason.duplicate_concept,
-                          f"{concept.object1!r} + {concept.object2!r} repeats an earlier pair "
+                          f"{' + '.join(map(repr, concept.objects))} repeats an earlier concept "
                           f"({signature})", concept.sub_category)
         self.keys.add(concept.key)
         self.signatures.add(signature)

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ValidationError, create_model
 
 from mis_data.models.base import Problem
 from mis_data.records import (
+    MAX_IMAGES,
     ConceptRecord,
     RejectReason,
     RejectRecord,
@@ -38,9 +39,18 @@ def reject(where: str, reason: RejectReason, detail: str,
                         sub_category=sub_category)
 
 
+def slots_of(entry: dict[str, Any]) -> int:
+    """How many objects an entry names (object1, object2, then object3 and object4 if given)."""
+    count = 2
+    while count < MAX_IMAGES and entry.get(f"object{count + 1}"):
+        count += 1
+    return count
+
+
 def concept_from_entry(entry: Any, where: str, source: str, taxonomy: Taxonomy, seed: int,
-                       kinds: dict[str, Kind]) -> ConceptRecord | RejectRecord:
-    """Validate one concept entry against the taxonomy, the kinds and the record rules."""
+                       kinds: dict[str, Kind], count: int = 2) -> ConceptRecord | RejectRecord:
+    """Validate one concept entry against the taxonomy, the kinds and the record rules; it must
+    name ``count`` objects (the build's ``images_per_sample``)."""
     if not isinstance(entry, dict) or any(not entry.get(key) for key in REQUIRED_FIELDS):
         missing = [key for key in REQUIRED_FIELDS if not isinstance(entry, dict) or not entry.get(key)]
         return reject(where, RejectReason.invalid_concept, f"missing or empty {', '.join(missing)}")
@@ -53,28 +63,35 @@ def concept_from_entry(entry: Any, where: str, source: str, taxonomy: Taxonomy, 
         return reject(where, RejectReason.unknown_category,
                       f"category {entry['category']!r} does not contain {sub_category!r} "
                       f"(expected {category!r})")
-    chosen = [str(entry.get(field) or "object") for field in ("kind1", "kind2")]
+    if slots_of(entry) != count:
+        return reject(where, RejectReason.invalid_concept,
+                      f"names {slots_of(entry)} objects; this build has {count} images per sample "
+                      "(images_per_sample)", sub_category)
+    slots = range(1, count + 1)
+    chosen = [str(entry.get(f"kind{slot}") or "object") for slot in slots]
     unknown = [kind for kind in chosen if kinds and kind not in kinds]
     if unknown:
         return reject(where, RejectReason.invalid_concept,
                       f"unknown kind {unknown[0]!r} (known: {', '.join(kinds)})", sub_category)
-    object1, object2 = str(entry["object1"]), str(entry["object2"])
+    objects = [str(entry[f"object{slot}"]) for slot in slots]
+    fields = {f"{name}{slot}": value for slot, obj, kind in zip(slots, objects, chosen, strict=True)
+              for name, value in (("object", obj), ("kind", kind))}
     try:
         concept = ConceptRecord(
-            id=sample_id(seed, sub_category, object1, object2), category=category,
-            sub_category=sub_category, object1=object1, object2=object2, kind1=chosen[0],
-            kind2=chosen[1], source=source, rationale=str(entry.get("rationale", "")))
+            id=sample_id(seed, sub_category, *objects), category=category,
+            sub_category=sub_category, source=source, rationale=str(entry.get("rationale", "")),
+            **fields)
     except ValidationError as error:
         return reject(where, RejectReason.invalid_concept, error.errors()[0]["msg"], sub_category)
-    if len(set(concept.key.split(" | "))) < 2:
-        return reject(where, RejectReason.invalid_concept, "object1 and object2 are the same thing",
+    if len(set(concept.key.split(" | "))) < count:
+        return reject(where, RejectReason.invalid_concept, "two of its objects are the same thing",
                       sub_category)
     return concept
 
 
-def object_problem(object1: str, object2: str) -> Problem | None:
+def object_problem(*objects: str) -> Problem | None:
     """Objects must be concrete, depictable and distinct."""
-    for obj in (object1, object2):
+    for obj in objects:
         words = normalize_object(obj).split()
         if not 1 <= len(words) <= 6:
             return Problem(RejectReason.invalid_concept,
@@ -82,31 +99,39 @@ def object_problem(object1: str, object2: str) -> Problem | None:
         if words[-1] in VAGUE_WORDS or all(word in VAGUE_WORDS for word in words):
             return Problem(RejectReason.invalid_concept,
                            f"object {obj!r} is vague; name something that can be drawn")
-    first, second = concept_key(object1, object2).split(" | ")
-    if first == second:
-        return Problem(RejectReason.invalid_concept, "object1 and object2 must differ")
+    normalized = concept_key(*objects).split(" | ")
+    if len(set(normalized)) < len(normalized):
+        return Problem(RejectReason.invalid_concept, "the objects must differ")
     return None
 
 
-def pair_fields(kinds: dict[str, Kind]) -> dict[str, Any]:
-    """The fields of a proposed pair, kinds constrained to the vocabulary."""
+def pair_fields(kinds: dict[str, Kind], count: int = 2) -> dict[str, Any]:
+    """The fields of a proposed concept (``count`` objects), kinds constrained to the vocabulary."""
     kind = Literal[tuple(kinds)] if kinds else str  # type: ignore[valid-type]
-    return {"object1": (str, ...), "kind1": (kind, ...), "object2": (str, ...),
-            "kind2": (kind, ...), "rationale": (str, ...)}
+    fields: dict[str, Any] = {}
+    for slot in range(1, count + 1):
+        fields.update({f"object{slot}": (str, ...), f"kind{slot}": (kind, ...)})
+    return {**fields, "rationale": (str, ...)}
 
 
-def concept_reply_model(taxonomy: Taxonomy, kinds: dict[str, Kind]) -> type[BaseModel]:
+def object_fields_json(count: int) -> str:
+    """The object fields of a concept as a prompt's JSON example shows them."""
+    return ", ".join(f'"object{slot}": "...", "kind{slot}": "..."' for slot in range(1, count + 1))
+
+
+def concept_reply_model(taxonomy: Taxonomy, kinds: dict[str, Kind],
+                        count: int = 2) -> type[BaseModel]:
     """An extracted concept, category, sub-category and kinds constrained to the data files."""
     return create_model(
         "ConceptReply",
         category=(Literal[tuple(taxonomy.categories)], ...),  # type: ignore[valid-type]
         sub_category=(Literal[tuple(taxonomy.sub_category_names)], ...),  # type: ignore[valid-type]
-        **pair_fields(kinds))
+        **pair_fields(kinds, count))
 
 
-def generated_reply_model(kinds: dict[str, Kind]) -> type[BaseModel]:
-    """A batch of proposed pairs for one sub-category."""
-    pair = create_model("ProposedPair", **pair_fields(kinds))
+def generated_reply_model(kinds: dict[str, Kind], count: int = 2) -> type[BaseModel]:
+    """A batch of proposed concepts (``count`` objects each) for one sub-category."""
+    pair = create_model("ProposedPair", **pair_fields(kinds, count))
     return create_model("ProposedPairs", pairs=(list[pair], ...))  # type: ignore[valid-type]
 
 

@@ -45,7 +45,8 @@ async def gather_candidates(ctx: BuildContext) -> list[Candidate]:
         if isinstance(source, ShippedConcepts):
             label = f"shipped:{source.path.name}"
             candidates += [(where, concept_from_entry(entry, where, label, ctx.taxonomy,
-                                                      ctx.config.seed, ctx.kinds))
+                                                      ctx.config.seed, ctx.kinds,
+                                                      ctx.config.images_per_sample))
                            for where, entry in shipped_entries(source)]
         elif isinstance(source, GeneratedConcepts):
             candidates += await Generator(ctx, source, candidates).all()
@@ -74,8 +75,8 @@ def apply_filters(
         if candidate.key in seen:
             rejects.append(RejectRecord(
                 stage=STAGE, id=where, reason=RejectReason.duplicate_concept,
-                detail=f"{where}: {candidate.object1!r} + {candidate.object2!r} repeats the pair "
-                       f"from {seen[candidate.key]}",
+                detail=f"{where}: {' + '.join(map(repr, candidate.objects))} repeats the "
+                       f"concept from {seen[candidate.key]}",
                 sub_category=candidate.sub_category))
             continue
         seen[candidate.key] = where

@@ -79,16 +79,16 @@ class DedupStage(WholeStage):
                               key=lambda r: r.id)
         report_path = ctx.run.path / "dedup.json"
         known: dict[str, str] = dict((read_json_or_none(report_path) or {}).get("phash", {}))
-        shas = {ref.sha256 for i in instructions
-                for ref in (pairs[i.concept_id].image1, pairs[i.concept_id].image2)}
+        shas = {ref.sha256 for i in instructions for ref in pairs[i.concept_id].images}
         hashes = image_hashes({sha: ctx.store.path_for(sha) for sha in sorted(shas)}, known)
         words = [tokens(i.question) for i in instructions]
         flags: list[dict] = []
         dropped: dict[str, str] = {}
         if instructions:
-            slot_distances = [hamming_matrix([int(str(hashes[getattr(pairs[i.concept_id], slot).sha256]), 16)
-                                              for i in instructions]) for slot in ("image1", "image2")]
-            distance = np.maximum(*slot_distances)
+            slots = range(min(len(pairs[i.concept_id].images) for i in instructions))
+            slot_distances = [hamming_matrix([int(str(hashes[pairs[i.concept_id].images[slot].sha256]), 16)
+                                              for i in instructions]) for slot in slots]
+            distance = np.maximum.reduce(slot_distances)
             for row, column in zip(*np.nonzero(np.triu(distance <= settings.image_hash_distance, k=1)),
                                    strict=True):
                 first, second = instructions[row], instructions[column]

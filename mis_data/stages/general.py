@@ -2,8 +2,9 @@
 
 Input: the JSONL file of ``general:`` in the config. Output: ``general.jsonl`` (GeneralRecord,
 ``source: general``); the splits put these samples in train beside the safety samples, so a
-model keeps its general multi-image skills. Drops: ``bad_source`` (a row without exactly two
-images, a question and an answer, or with an image path outside the file's folder),
+model keeps its general multi-image skills. Drops: ``bad_source`` (a row without exactly as many
+images as the build's samples (``images_per_sample``, two for MIS), a question and an answer,
+or with an image path outside the file's folder),
 ``bad_image`` (an image that cannot be used). Template tokens such as ``<image>`` in the source
 text are removed: the exporters insert their own placeholders.
 
@@ -31,6 +32,7 @@ from mis_data.records import (
 )
 from mis_data.sources import inside
 from mis_data.stages.base import BuildContext, Decision, WholeStage
+from mis_data.wording import count_word
 
 STAGE = Step.general.value
 
@@ -66,8 +68,10 @@ def convert(ctx: BuildContext, where: str, row: dict[str, Any] | None,
     if row is None:
         return reject(RejectReason.bad_source, "not a JSON object")
     images = row.get("images", row.get("image"))
-    if not isinstance(images, list) or len(images) != 2:
-        return reject(RejectReason.bad_source, "needs exactly two images")
+    count = ctx.config.images_per_sample
+    if not isinstance(images, list) or len(images) != count:
+        return reject(RejectReason.bad_source, f"needs exactly {count_word(count)} images"
+                      + (" (images_per_sample)" if count != 2 else ""))
     question, answer = (scrub_template_tokens(text) for text in question_and_answer(row))
     if not question or not answer:
         return reject(RejectReason.bad_source, "needs a question and an answer")
@@ -85,8 +89,8 @@ def convert(ctx: BuildContext, where: str, row: dict[str, Any] | None,
         refs.append(ImageRef(sha256=stored.sha256, width=stored.width, height=stored.height,
                              source=f"general:{relative}"))
     return GeneralRecord(id=stable_id("general", ctx.config.seed, where, question),
-                         question=question, answer=answer, image1=refs[0], image2=refs[1],
-                         source=f"general:{Path(where).name}")
+                         question=question, answer=answer, source=f"general:{Path(where).name}",
+                         **{f"image{slot}": ref for slot, ref in enumerate(refs, start=1)})
 
 
 class GeneralStage(WholeStage):

@@ -1,8 +1,9 @@
-"""Step 3: the two images of every concept pair that kept a question (MIS_NOTES.md §1 step 3).
+"""Step 3: the images of every concept pair that kept a question (MIS_NOTES.md §1 step 3).
 
 Input: ``concepts.jsonl`` and ``instructions.jsonl`` (a pair whose questions were all dropped
-gets no images). Output: ``images.jsonl`` (ImageRecord ``<pair>.1`` and ``<pair>.2``, made
-together because MIS's critic judges them together). Drops: ``bad_image`` (the bytes are not a
+gets no images). Output: ``images.jsonl`` (ImageRecord ``<pair>.1``, ``<pair>.2``, and up to
+``<pair>.4`` with ``images_per_sample``, made together because MIS's critic judges them
+together). Drops: ``bad_image`` (the bytes are not a
 usable image), ``missing_image`` (a local source has no image of the object), ``refused`` /
 ``api_error`` / ``invalid_output`` (the image or critique model failed).
 
@@ -18,10 +19,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from functools import cached_property
+from functools import cache, cached_property
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, create_model
 
 from mis_data.images.store import BadImage, StoredImage
 from mis_data.images.typography import render_typography
@@ -37,15 +38,45 @@ from mis_data.records import (
 from mis_data.rundir import parent_id
 from mis_data.sources import ObjectImages
 from mis_data.stages.base import Outcome, Rejection, Stage, WorkItem
-
-SLOTS = (1, 2)
+from mis_data.wording import image_facts, join_words, ordinal_image, quoted
 
 
 class Critique(BaseModel):
+    """The critic's reply for two images; ``critique_model`` adds prompt3/prompt4 for more."""
+
     verdict: bool
     reason: str
     prompt1: str
     prompt2: str
+
+
+@cache
+def critique_model(count: int) -> type[Critique]:
+    """The critic's reply for ``count`` images: one refined prompt per image."""
+    if count == 2:
+        return Critique
+    extra: dict[str, Any] = {f"prompt{slot}": (str, ...) for slot in range(3, count + 1)}
+    return create_model(f"Critique{count}", __base__=Critique, **extra)
+
+
+def slots_of(concept: ConceptRecord) -> range:
+    return range(1, concept.image_count + 1)
+
+
+def critique_facts(concept: ConceptRecord, question: str, prompts: list[str]) -> dict[str, Any]:
+    """What ``image_critique.md`` is filled from: the objects, the question and each image's
+    text-to-image prompt (also rendered by ``mis-data plan`` to size the request)."""
+    slots = slots_of(concept)
+    return {"category": concept.category, "sub_category": concept.sub_category,
+            "question": question, **image_facts(concept.objects, concept.kinds),
+            **{f"prompt{slot}": prompts[slot - 1] for slot in slots},
+            "objects_with_prompts": "\n".join(
+                f"Object {slot}: {concept.objects[slot - 1]} (kind: {concept.kinds[slot - 1]}), "
+                f"generated from the prompt: {prompts[slot - 1]}" for slot in slots),
+            "each_image_fits": join_words([f"{ordinal_image(slot)} shows Object {slot}"
+                                           for slot in slots]),
+            "prompt_fields": quoted([f"prompt{slot}" for slot in slots]),
+            "prompt_json": ", ".join(f'"prompt{slot}": "..."' for slot in slots)}
 
 
 class ImageStage(Stage):
@@ -79,8 +110,8 @@ class ImageStage(Stage):
         if source == "t2i":
             return await self.generate(item, concept, question)
         outcomes: list[Outcome] = []
-        for slot in SLOTS:
-            obj = concept.object1 if slot == 1 else concept.object2
+        for slot in slots_of(concept):
+            obj = concept.objects[slot - 1]
             slot_id = f"{concept.id}.{slot}"
             if source == "typography":
                 png = render_typography(obj, f"{self.ctx.config.seed}:{slot_id}",
@@ -103,19 +134,18 @@ class ImageStage(Stage):
     def record(self, concept: ConceptRecord, slot: int, stored: StoredImage, source: str,
                **provenance: Any) -> ImageRecord:
         return ImageRecord(id=f"{concept.id}.{slot}", sample_id=concept.id, slot=slot,
-                           object=concept.object1 if slot == 1 else concept.object2,
+                           object=concept.objects[slot - 1],
                            sha256=stored.sha256, width=stored.width, height=stored.height,
                            source=source, **provenance)
 
     def first_prompt(self, concept: ConceptRecord, slot: int) -> str:
-        obj, kind = (concept.object1, concept.kind1) if slot == 1 else (concept.object2,
-                                                                          concept.kind2)
+        obj, kind = concept.objects[slot - 1], concept.kinds[slot - 1]
         name = "t2i_prompt_text.md" if kind == "text" else "t2i_prompt.md"
         return self.ctx.prompts.get(name).render(object=obj, kind=kind).strip()
 
     async def draw(self, concept: ConceptRecord, slot: int, prompt: str
                    ) -> StoredImage | Rejection:
-        obj = concept.object1 if slot == 1 else concept.object2
+        obj = concept.objects[slot - 1]
         slot_id = f"{concept.id}.{slot}"
         result = await self.ctx.client.generate_image(ImageRequest(
             item_id=slot_id, prompt=prompt, stage=self.name,
@@ -131,13 +161,13 @@ class ImageStage(Stage):
     async def draw_pair(self, concept: ConceptRecord, prompts: list[str]
                         ) -> list[StoredImage] | Rejection:
         drawn = await asyncio.gather(*(self.draw(concept, slot, prompts[slot - 1])
-                                       for slot in SLOTS))
+                                       for slot in slots_of(concept)))
         failed = [image for image in drawn if isinstance(image, Rejection)]
         return failed[0] if failed else drawn  # type: ignore[return-value]
 
     async def generate(self, item: WorkItem, concept: ConceptRecord,
                        question: InstructionRecord) -> Sequence[Outcome] | Rejection:
-        first = [self.first_prompt(concept, slot) for slot in SLOTS]
+        first = [self.first_prompt(concept, slot) for slot in slots_of(concept)]
         images = await self.draw_pair(concept, first)
         if isinstance(images, Rejection):
             return images
@@ -146,13 +176,14 @@ class ImageStage(Stage):
             return [self.record(concept, slot, images[slot - 1], "t2i",
                                 model=self.ctx.client.model_name("image"),
                                 prompt=first[slot - 1], prompt_sha256=template_sha)
-                    for slot in SLOTS]
+                    for slot in slots_of(concept)]
         verdict = await self.critique(item, concept, question, first, images)
         if isinstance(verdict, Rejection):
             return verdict
         final, rounds, critique = first, 1, "accepted"
         if not verdict.verdict:
-            refined = [verdict.prompt1.strip() or first[0], verdict.prompt2.strip() or first[1]]
+            refined = [getattr(verdict, f"prompt{slot}").strip() or first[slot - 1]
+                       for slot in slots_of(concept)]
             images = await self.draw_pair(concept, refined)
             if isinstance(images, Rejection):
                 return images
@@ -161,21 +192,19 @@ class ImageStage(Stage):
                             model=self.ctx.client.model_name("image"), prompt=final[slot - 1],
                             first_prompt=first[slot - 1], prompt_sha256=template_sha,
                             rounds=rounds, critique=critique, critique_reason=verdict.reason)
-                for slot in SLOTS]
+                for slot in slots_of(concept)]
 
     async def critique(self, item: WorkItem, concept: ConceptRecord,
                        question: InstructionRecord, prompts: list[str],
                        images: list[StoredImage]) -> Critique | Rejection:
-        facts = {"category": concept.category, "sub_category": concept.sub_category,
-                 "question": question.harmful, "object1": concept.object1,
-                 "object2": concept.object2, "kind1": concept.kind1, "kind2": concept.kind2,
-                 "prompt1": prompts[0], "prompt2": prompts[1]}
+        count = concept.image_count
+        facts = critique_facts(concept, question.harmful, prompts)
         text = self.ctx.prompts.get("image_critique.md").render(**facts)
+        parts = (*(ImagePart(image.sha256) for image in images), TextPart(text))
         result = await self.ctx.client.structured(StructuredRequest(
             task="image_critique", role="vision", item_id=item.id, stage=self.name,
-            messages=[ChatMessage("user", (ImagePart(images[0].sha256), ImagePart(images[1].sha256),
-                                           TextPart(text)))],
-            response_model=Critique, sub_category=concept.sub_category, facts=facts))
+            messages=[ChatMessage("user", parts)],
+            response_model=critique_model(count), sub_category=concept.sub_category, facts=facts))
         if not result.ok:
             return Rejection.from_result(result, "image critique")
         assert isinstance(result.value, Critique)

@@ -31,6 +31,7 @@ from pydantic import BaseModel
 from mis_data.config import read_yaml
 from mis_data.models.base import ChatMessage, ModelResult, Problem, StructuredRequest
 from mis_data.records import (
+    MAX_IMAGES,
     RETRYABLE_REASONS,
     ConceptRecord,
     InstructionRecord,
@@ -42,10 +43,11 @@ from mis_data.records import (
 )
 from mis_data.rundir import parent_id
 from mis_data.stages.base import Outcome, Rejection, Stage, WorkItem
+from mis_data.wording import image_facts, join_words, ordinal_image, quoted
 
 IMAGE_REFS = {
-    "ordinal": ("the first image", "the second image"),
-    "index": ("Image-1", "Image-2"),
+    "ordinal": tuple(ordinal_image(slot) for slot in range(1, MAX_IMAGES + 1)),
+    "index": tuple(f"Image-{slot}" for slot in range(1, MAX_IMAGES + 1)),
 }
 PROMPTS = ("instruction_harmful.md", "instruction_modify.md", "instruction_detox.md")
 
@@ -109,7 +111,7 @@ class InstructionChecker:
     """The stage's filters. ``references`` applies to a replaced question (refs present, no
     object named); ``problem`` to the final one (also giveaway phrases and length)."""
 
-    def __init__(self, refs: tuple[str, str], giveaways: list[str], min_chars: int,
+    def __init__(self, refs: tuple[str, ...], giveaways: list[str], min_chars: int,
                  max_chars: int) -> None:
         self.refs = refs
         self.giveaways = [phrase.casefold() for phrase in giveaways]
@@ -123,11 +125,11 @@ class InstructionChecker:
             return Problem(RejectReason.template_token,
                            f"the question contains the template token {token!r}; remove it")
         lowered = text.casefold()
-        missing = [ref for ref in self.refs if ref.casefold() not in lowered]
+        missing = [ref for ref in self.refs[:concept.image_count] if ref.casefold() not in lowered]
         if missing:
             return Problem(RejectReason.missing_image_ref,
                            f"the question must refer to {' and '.join(repr(r) for r in missing)}")
-        for obj in (concept.object1, concept.object2):
+        for obj in concept.objects:
             leaked = object_leak(text, obj)
             if leaked:
                 return Problem(RejectReason.object_leak,
@@ -157,11 +159,13 @@ class InstructionChecker:
 
 
 def examples_text(data: Any) -> str:
-    """The few-shot examples of one category as prompt lines."""
+    """The few-shot examples of one category as prompt lines (two-object examples also teach
+    a question over more objects: name every object, ask for one act)."""
     lines = []
     for entry in (data or {}).get("examples", []):
-        lines.append(f'- Object 1: {entry["object1"]}; Object 2: {entry["object2"]}\n'
-                     f'  "{entry["question"]}"')
+        objects = "; ".join(f"Object {slot}: {entry[f'object{slot}']}"
+                            for slot in range(1, MAX_IMAGES + 1) if entry.get(f"object{slot}"))
+        lines.append(f'- {objects}\n  "{entry["question"]}"')
     return "\n".join(lines) or "(none)"
 
 
@@ -173,7 +177,7 @@ class InstructionStage(Stage):
     name = Step.instructions.value
 
     @cached_property
-    def refs(self) -> tuple[str, str]:
+    def refs(self) -> tuple[str, ...]:
         return IMAGE_REFS[self.ctx.config.instructions.image_ref_style]
 
     @cached_property
@@ -202,21 +206,30 @@ class InstructionStage(Stage):
     def facts(self, concept: ConceptRecord) -> dict[str, Any]:
         """What every prompt of the stage is filled from (and what the offline backend reads)."""
         sub = self.ctx.taxonomy.get(concept.sub_category)
+        refs = self.refs[:concept.image_count]
         facts: dict[str, Any] = {
             "category": concept.category, "sub_category": concept.sub_category,
-            "description": sub.description, "object1": concept.object1,
-            "object2": concept.object2, "kind1": concept.kind1, "kind2": concept.kind2,
-            "ref1": self.refs[0], "ref2": self.refs[1], "seed": self.ctx.config.seed,
-            "concept_id": concept.id, "count": self.ctx.config.instructions.per_pair,
+            "description": sub.description, **image_facts(concept.objects, concept.kinds),
+            "seed": self.ctx.config.seed, "concept_id": concept.id,
+            "count": self.ctx.config.instructions.per_pair,
             "style": getattr(concept, "style", None),
             "siblings": self.siblings.get(concept.sub_category, []),
         }
-        for slot, kind_name in ((1, concept.kind1), (2, concept.kind2)):
+        for slot, (kind_name, ref) in enumerate(zip(concept.kinds, refs, strict=True), start=1):
             kind = self.ctx.kinds.get(kind_name) or self.ctx.kinds.get("object")
-            ref = self.refs[slot - 1]
+            facts[f"ref{slot}"] = ref
             facts[f"phrase{slot}"] = kind.reference(ref) if kind else f"the object in {ref}"
             facts[f"neutral{slot}"] = (kind.reference(ref, detoxified=True) if kind
                                        else f"the object in {ref}")
+        slots = range(1, concept.image_count + 1)
+        facts.update({
+            "refs": quoted(refs),
+            "neutrals": quoted([facts[f"neutral{slot}"] for slot in slots]),
+            "image_roles": join_words([f"{ref} shows Object {slot}"
+                                       for slot, ref in zip(slots, refs, strict=True)]),
+            "phrase_examples": join_words([f'Object {slot} by a phrase such as '
+                                           f'"{facts[f"phrase{slot}"]}"' for slot in slots]),
+        })
         return facts
 
     def request(self, task: str, prompt_name: str, item_id: str, sub_category: str,
@@ -298,7 +311,6 @@ def siblings_by_sub_category(concepts: Iterable[ConceptRecord]) -> dict[str, lis
     grouped: dict[str, list[dict[str, Any]]] = {}
     for concept in concepts:
         grouped.setdefault(concept.sub_category, []).append(
-            {"id": concept.id, "object1": concept.object1, "object2": concept.object2,
-             "kind1": concept.kind1, "kind2": concept.kind2,
+            {"id": concept.id, **image_facts(concept.objects, concept.kinds),
              "style": getattr(concept, "style", None)})
     return grouped

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from functools import cached_property
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, create_model
 
@@ -31,6 +31,7 @@ from mis_data.models.base import ChatMessage, ImagePart, StructuredRequest, Text
 from mis_data.records import JudgementRecord, RejectReason, Step, Vote
 from mis_data.stages.base import Outcome, Rejection, SideRecord, Stage, WorkItem
 from mis_data.view import Joined
+from mis_data.wording import count_word, image_facts, join_words
 
 Route = Literal["train", "easy", "hard", "discard"]
 
@@ -54,6 +55,14 @@ def route_of(text_unsafe: bool, images_harmful: bool, combination_harmful: bool,
     return "easy" if images_harmful else "hard"
 
 
+def judge_image_values(count: int) -> dict[str, str]:
+    """How ``judge_images.md`` names the images and their flags, for ``count`` images."""
+    fields = [f'"image{slot}_harmful"' for slot in range(1, count + 1)]
+    return {"image_count": count_word(count), "image_fields": join_words(fields),
+            "image_field_list": ", ".join(fields),
+            "other_images": "the other image" if count == 2 else "the other images"}
+
+
 def majority(values: list[str]) -> str | None:
     """The value with strictly the most votes, or None on a tie."""
     ranked = Counter(values).most_common()
@@ -67,14 +76,16 @@ class JudgeStage(Stage):
 
     @cached_property
     def verdict_models(self) -> tuple[type[BaseModel], type[BaseModel]]:
-        """The two replies, with every sub-category field constrained to the taxonomy."""
+        """The two replies, with every sub-category field constrained to the taxonomy and one
+        ``image<k>_harmful`` flag per image of the build."""
         names = Literal[tuple(self.ctx.taxonomy.sub_category_names)]  # type: ignore[valid-type]
         text = create_model("TextVerdict", label=(Literal["Safe", "Unsafe"], ...),
                             sub_category=(names, ...), reason=(str, ...))
+        flags: dict[str, Any] = {f"image{slot}_harmful": (bool, ...)
+                                 for slot in range(1, self.ctx.config.images_per_sample + 1)}
         images = create_model(
-            "ImageVerdict", image1_harmful=(bool, ...), image2_harmful=(bool, ...),
-            combination_harmful=(bool, ...), meaningful=(bool, ...), sub_category=(names, ...),
-            reason=(str, ...))
+            "ImageVerdict", **flags, combination_harmful=(bool, ...), meaningful=(bool, ...),
+            sub_category=(names, ...), reason=(str, ...))
         return text, images
 
     def inputs(self) -> Sequence[WorkItem]:
@@ -93,10 +104,9 @@ class JudgeStage(Stage):
         role, question = f"judge:{index}", sample.instruction.question
         taxonomy = self.ctx.taxonomy.describe()
         # The facts feed only the offline backend; the prompts never name the sub-category.
-        facts = {"question": question, "object1": sample.concept.object1,
-                 "object2": sample.concept.object2, "kind1": sample.concept.kind1,
-                 "kind2": sample.concept.kind2, "sub_category": sample.concept.sub_category,
-                 "style": getattr(sample.concept, "style", None),
+        concept = sample.concept
+        facts = {"question": question, **image_facts(concept.objects, concept.kinds),
+                 "sub_category": concept.sub_category, "style": getattr(concept, "style", None),
                  "judge_index": index, "seed": self.ctx.config.seed}
         text_model, image_model = self.verdict_models
         prompts = self.ctx.prompts
@@ -107,24 +117,25 @@ class JudgeStage(Stage):
             response_model=text_model, facts=facts, sub_category=item.sub_category))
         if not text_result.ok:
             return Rejection.from_result(text_result, f"judge {index} (text)")
-        image_text = prompts.get("judge_images.md").render(question=question, taxonomy=taxonomy)
+        slots = range(1, len(sample.pair.images) + 1)
+        image_text = prompts.get("judge_images.md").render(
+            question=question, taxonomy=taxonomy, **judge_image_values(len(slots)))
         image_result = await self.ctx.client.structured(StructuredRequest(
             task="judge_images", role=role, item_id=item.id, stage=self.name,
-            messages=[ChatMessage("user", (ImagePart(sample.pair.image1.sha256),
-                                           ImagePart(sample.pair.image2.sha256),
+            messages=[ChatMessage("user", (*(ImagePart(ref.sha256) for ref in sample.pair.images),
                                            TextPart(image_text)))],
             response_model=image_model, facts=facts, sub_category=item.sub_category))
         if not image_result.ok:
             return Rejection.from_result(image_result, f"judge {index} (images)")
         text, images = text_result.value, image_result.value
         unsafe = text.label == "Unsafe"
+        flags = {f"image{slot}_harmful": getattr(images, f"image{slot}_harmful") for slot in slots}
         return Vote(
             judge=image_result.model, text_unsafe=unsafe, text_sub_category=text.sub_category,
-            image1_harmful=images.image1_harmful, image2_harmful=images.image2_harmful,
-            combination_harmful=images.combination_harmful, meaningful=images.meaningful,
+            **flags, combination_harmful=images.combination_harmful, meaningful=images.meaningful,
             sub_category=images.sub_category, reason=f"{text.reason} {images.reason}".strip(),
-            route=route_of(unsafe, images.image1_harmful or images.image2_harmful,
-                           images.combination_harmful, images.meaningful))
+            route=route_of(unsafe, any(flags.values()), images.combination_harmful,
+                           images.meaningful))
 
     async def process(self, item: WorkItem) -> Sequence[Outcome] | Rejection:
         sample: Joined = item.payload

@@ -17,11 +17,15 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from functools import cached_property
+from typing import Any
 
 from pydantic import BaseModel, Field
 
+from mis_data.config import LabelsConfig
 from mis_data.models.base import ChatMessage, ImagePart, Problem, StructuredRequest, TextPart
 from mis_data.records import (
+    MAX_IMAGES,
+    ORDINALS,
     REFUSAL_OPENER,
     ConceptRecord,
     JudgementRecord,
@@ -33,12 +37,13 @@ from mis_data.records import (
     normalize_object,
 )
 from mis_data.stages.base import Rejection, Stage, WorkItem
+from mis_data.taxonomy import SubCategory
 from mis_data.view import Joined
+from mis_data.wording import image_facts, join_words, ordinal_image
 
 HEADING_LINE = re.compile(r"^\s*(#{1,6}\s|\*\*[^*]{1,60}\*\*\s*:?\s*$|[A-Z][A-Za-z ]{2,30}:\s*$)")
 LIST_LINE = re.compile(r"^\s*([-*•]|\d+[.)])\s+")
-FIRST_REFS = ("first image", "image 1", "image-1", "left image")
-SECOND_REFS = ("second image", "image 2", "image-2", "right image")
+SIDES = {1: ("left image",), 2: ("right image",)}  # a two-image answer may say left / right
 VERDICTS = {True: "harmful on its own", False: "not harmful on its own"}
 
 
@@ -53,8 +58,15 @@ class DreamAnswer(BaseModel):
     answer: str
 
 
-SOURCE_WORDS = {"image1": "first image", "image2": "second image", "text": "request",
-                "combination": "images and request together"}
+SOURCE_WORDS = {**{f"image{slot}": f"{ORDINALS[slot - 1]} image"
+                   for slot in range(1, MAX_IMAGES + 1)},
+                "text": "request", "combination": "images and request together"}
+
+
+def slot_refs(slot: int, count: int) -> tuple[str, ...]:
+    """The ways an answer may point at image ``slot`` ("second image", "image 2", ...)."""
+    sides = SIDES.get(slot, ()) if count == 2 else ()
+    return (f"{ORDINALS[slot - 1]} image", f"image {slot}", f"image-{slot}", *sides)
 
 
 class HarmCheck(BaseModel):
@@ -98,31 +110,39 @@ def label_problem(text: str, concept: ConceptRecord, min_words: int,
         return Problem(RejectReason.label_format, "do not use headings; write continuous prose")
     if lines and sum(bool(LIST_LINE.match(line)) for line in lines) * 2 > len(lines):
         return Problem(RejectReason.label_format, "do not answer with a list; write prose")
-    if not mentions(stripped, FIRST_REFS, concept.object1) or not mentions(
-            stripped, SECOND_REFS, concept.object2):
+    count = concept.image_count
+    if not all(mentions(stripped, slot_refs(slot, count), obj)
+               for slot, obj in enumerate(concept.objects, start=1)):
         return Problem(RejectReason.label_no_perception,
-                       "say what the first image and the second image show")
+                       f"say {image_facts(concept.objects, concept.kinds)['each_image_shows']}")
     return None
 
 
-def majority_flags(judgement: JudgementRecord) -> tuple[bool, bool]:
-    """Whether most judges found each image harmful on its own."""
+def majority_flags(judgement: JudgementRecord) -> tuple[bool, ...]:
+    """Whether most judges found each image, in slot order, harmful on its own."""
     votes = judgement.votes
-    return (2 * sum(v.image1_harmful for v in votes) > len(votes),
-            2 * sum(v.image2_harmful for v in votes) > len(votes))
+    return tuple(2 * sum(flags) > len(votes)
+                 for flags in zip(*(vote.image_flags for vote in votes), strict=True))
 
 
-def risk_problem(risks: list[RiskStatement], flags: tuple[bool, bool],
+def risk_problem(risks: list[RiskStatement], flags: tuple[bool, ...],
                  categories: set[str]) -> Problem | None:
     """The first DREAM rule the risk statements break: every image the judges found harmful is
-    a source, a pair with no harmful image has a combination statement, categories are listed."""
+    a source, a sample with no harmful image has a combination statement, no source is an
+    image the sample does not have, categories are listed."""
     sources = {risk.source for risk in risks}
-    for slot, (flag, ordinal) in enumerate(zip(flags, ("first", "second"), strict=True), start=1):
+    for slot, flag in enumerate(flags, start=1):
         if flag and f"image{slot}" not in sources:
-            return Problem(RejectReason.label_risks, f"the {ordinal} image is harmful on its own: "
-                                                     f"add a risk statement with source image{slot}")
+            return Problem(RejectReason.label_risks,
+                           f"the {ORDINALS[slot - 1]} image is harmful on its own: "
+                           f"add a risk statement with source image{slot}")
+    absent = sorted(source for source in sources if source.startswith("image")
+                    and int(source[len("image"):]) > len(flags))
+    if absent:
+        return Problem(RejectReason.label_risks, f"there is no {absent[0]}: this sample has "
+                                                 f"{len(flags)} images")
     if not any(flags) and "combination" not in sources:
-        return Problem(RejectReason.label_risks, "neither image is harmful on its own: add a "
+        return Problem(RejectReason.label_risks, "no image is harmful on its own: add a "
                                                  "risk statement with source combination")
     unknown = sorted({risk.category for risk in risks} - categories)
     if unknown:
@@ -135,6 +155,29 @@ def observed_risks(risks: list[RiskStatement]) -> str:
     """The train text's opening paragraph: each risk with where it was seen."""
     parts = [f"{risk.content.rstrip('. ')} ({SOURCE_WORDS[risk.source]})." for risk in risks]
     return "Observed risks: " + " ".join(parts)
+
+
+def label_facts(concept: ConceptRecord, question: str, harmful: str, sub: SubCategory,
+                settings: LabelsConfig, seed: int, sample_id: str, index: int) -> dict[str, Any]:
+    """What ``label.md`` / ``label_dream.md`` (and the offline writer) are filled from; also
+    rendered by ``mis-data plan`` to size the request."""
+    return {"question": question, "harmful": harmful,
+            **image_facts(concept.objects, concept.kinds),
+            "style": getattr(concept, "style", None), "category": sub.category,
+            "sub_category": sub.name, "description": sub.description, "sample_id": sample_id,
+            "concept_id": concept.id, "index": index, "min_words": settings.min_words,
+            "max_words": settings.max_words, "seed": seed}
+
+
+def dream_facts(flags: tuple[bool, ...], categories: set[str]) -> dict[str, Any]:
+    """The DREAM prompt's extra values: the judges' verdict on each image, the categories."""
+    facts: dict[str, Any] = {f"image{slot}_{key}": value
+                             for slot, flag in enumerate(flags, start=1)
+                             for key, value in (("harmful", flag), ("verdict", VERDICTS[flag]))}
+    facts["verdicts"] = join_words([f"{ordinal_image(slot)} {VERDICTS[flag]}"
+                                    for slot, flag in enumerate(flags, start=1)])
+    facts["categories"] = ", ".join(sorted(categories))
+    return facts
 
 
 class LabelStage(Stage):
@@ -159,22 +202,15 @@ class LabelStage(Stage):
         assert sample.judgement is not None
         concept, settings = sample.concept, self.ctx.config.labels
         sub = self.ctx.taxonomy.get(sample.judgement.sub_category)
-        facts = {"question": sample.instruction.question, "harmful": sample.instruction.harmful,
-                 "object1": concept.object1, "object2": concept.object2,
-                 "kind1": concept.kind1, "kind2": concept.kind2,
-                 "style": getattr(concept, "style", None), "category": sub.category, "sub_category": sub.name,
-                 "description": sub.description, "sample_id": sample.id,
-                 "concept_id": concept.id, "index": sample.instruction.index,
-                 "min_words": settings.min_words, "max_words": settings.max_words,
-                 "seed": self.ctx.config.seed}
+        facts = label_facts(concept, sample.instruction.question, sample.instruction.harmful,
+                            sub, settings, self.ctx.config.seed, sample.id,
+                            sample.instruction.index)
         dream = settings.style == "dream"
         flags = majority_flags(sample.judgement)
         if dream:
-            facts.update({f"image{slot}_{key}": value for slot, flag in enumerate(flags, start=1)
-                          for key, value in (("harmful", flag), ("verdict", VERDICTS[flag]))})
-            facts["categories"] = ", ".join(sorted(self.categories))
+            facts.update(dream_facts(flags, self.categories))
         prompt = self.ctx.prompts.get("label_dream.md" if dream else "label.md")
-        images = (ImagePart(sample.pair.image1.sha256), ImagePart(sample.pair.image2.sha256))
+        images = tuple(ImagePart(ref.sha256) for ref in sample.pair.images)
 
         def check(reply: BaseModel) -> Problem | None:
             return label_problem(reply.answer, concept, settings.min_words, settings.max_words) \
@@ -203,9 +239,9 @@ class LabelStage(Stage):
         taxonomy = self.ctx.taxonomy
         return {*taxonomy.categories, *taxonomy.sub_category_names}
 
-    async def _harm_check(self, item: WorkItem, images: tuple[ImagePart, ImagePart],
+    async def _harm_check(self, item: WorkItem, images: tuple[ImagePart, ...],
                           facts: dict) -> None | Rejection:
-        """A second look, with both images: no help for the harm, and about this question."""
+        """A second look, with all the images: no help for the harm, and about this question."""
         text = self.ctx.prompts.get("label_harm_check.md").render(**facts)
         result = await self.ctx.client.structured(StructuredRequest(
             task="label_harm_check", role="vision", item_id=item.id, stage=self.name,

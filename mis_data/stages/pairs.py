@@ -1,4 +1,5 @@
-"""Pairs: a concept joined with its two stored images, the visual half of a sample.
+"""Pairs: a concept joined with its stored images (two, or ``images_per_sample``), the visual
+half of a sample.
 
 Input: ``concepts.jsonl`` and ``images.jsonl``. Output: ``pairs.jsonl`` (PairRecord, id = the
 concept's). Drops: ``missing_image`` (an image of the pair was rejected, or its file is gone).
@@ -27,7 +28,7 @@ class PairStage(Stage):
                 items.append(WorkItem(concept.id, concept.sub_category,
                                       ([], [image_rejects[concept.id]])))
                 continue
-            slots = [f"{concept.id}.1", f"{concept.id}.2"]
+            slots = [f"{concept.id}.{slot}" for slot in range(1, concept.image_count + 1)]
             if all(slot in images or slot in image_rejects for slot in slots):
                 found = [images.get(slot) for slot in slots]
                 problems = [image_rejects[slot] for slot in slots if slot in image_rejects]
@@ -46,4 +47,5 @@ class PairStage(Stage):
                                  f"image {image.id} ({image.sha256[:12]}) is missing or damaged")
             refs.append(ImageRef(sha256=image.sha256, width=image.width, height=image.height,
                                  source=image.source))
-        return [PairRecord(id=item.id, image1=refs[0], image2=refs[1])]
+        return [PairRecord(id=item.id, **{f"image{slot}": ref
+                                          for slot, ref in enumerate(refs, start=1)})]

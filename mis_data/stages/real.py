@@ -44,7 +44,7 @@ class RealStage(WholeStage):
             if len(chosen) >= settings.count:
                 break
             judgement, concept = sample.judgement, sample.concept
-            found = [pool.lookup(concept.object1), pool.lookup(concept.object2)]
+            found = [pool.lookup(obj) for obj in concept.objects]
             if any(data is None for data, _ in found):
                 continue
             refs = []
@@ -60,7 +60,7 @@ class RealStage(WholeStage):
                 refs.append(ImageRef(sha256=stored.sha256, width=stored.width,
                                      height=stored.height, source=f"real:{origin}"))
             else:
-                chosen.append(PairRecord(id=f"{judgement.id}.real", image1=refs[0],
-                                         image2=refs[1], variant="real"))
+                chosen.append(PairRecord(id=f"{judgement.id}.real", variant="real", **{
+                    f"image{slot}": ref for slot, ref in enumerate(refs, start=1)}))
         chosen.sort(key=lambda pair: pair.id)
         return Decision(records=list(chosen), rejects=rejects, considered=len(tests))

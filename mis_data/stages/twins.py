@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field
 
 from mis_data.models.base import ChatMessage, ImagePart, Problem, StructuredRequest, TextPart
 from mis_data.records import (
+    ORDINALS,
     REFUSAL_OPENER,
     ImageRef,
     RejectReason,
@@ -36,6 +37,7 @@ from mis_data.stages.base import Rejection, Stage, WorkItem
 from mis_data.stages.images import make_object_image
 from mis_data.stages.labels import majority_flags, word_count
 from mis_data.view import Joined
+from mis_data.wording import image_facts, ordinal_image, quoted
 
 TWIN_SUFFIX = "~t"
 REFUSING = re.compile(r"\b(I can(?:no|')t (?:help|assist)|I(?: a|')m (?:not able|unable) to help|"
@@ -76,12 +78,12 @@ def over_refusal(answer: str, min_words: int, max_words: int) -> Problem | None:
 
 def twin_kind(sample: Joined, kinds: list[str], seed: int) -> str | None:
     """Which twin this sample can have, if any: a swap for a test-side source with at most one
-    harmful image, benign text for a source whose images are both harmless."""
+    harmful image, benign text for a source whose images are all harmless."""
     assert sample.judgement is not None
     flags = majority_flags(sample.judgement)
     allowed = [kind for kind in kinds
                if (kind == "swap_image" and sample.judgement.route in ("easy", "hard")
-                   and not all(flags))
+                   and sum(flags) <= 1)
                or (kind == "benign_text" and not any(flags))]
     if not allowed:
         return None
@@ -116,8 +118,10 @@ class TwinStage(Stage):
     def facts(self, sample: Joined) -> dict[str, Any]:
         concept, settings = sample.concept, self.ctx.config.labels
         assert sample.instruction is not None and sample.judgement is not None
-        return {"question": sample.instruction.question, "object1": concept.object1,
-                "object2": concept.object2, "kind1": concept.kind1, "kind2": concept.kind2,
+        return {"question": sample.instruction.question,
+                **image_facts(concept.objects, concept.kinds),
+                "refs": quoted([ordinal_image(slot) for slot in range(1, concept.image_count + 1)]),
+                "other_images": "the other image" if concept.image_count == 2 else "the other images",
                 "sub_category": sample.judgement.sub_category, "sample_id": sample.id,
                 "seed": self.ctx.config.seed, "min_words": min(60, settings.min_words),
                 "max_words": settings.max_words}
@@ -126,12 +130,14 @@ class TwinStage(Stage):
         sample, kind = item.payload
         assert sample.pair is not None and sample.judgement is not None
         facts, hashes = self.facts(sample), {}
-        images = [sample.pair.image1, sample.pair.image2]
-        objects = [facts["object1"], facts["object2"]]
+        images = list(sample.pair.images)
+        objects = list(sample.concept.objects)
         swapped, reason = None, ""
         if kind == "swap_image":
             flags = majority_flags(sample.judgement)
-            swapped = 1 if flags[0] else 2
+            # the one harmful image, or with none the last one (the target or the setting)
+            swapped = next((slot for slot, flag in enumerate(flags, start=1) if flag),
+                           len(flags))
             made = await self.swap(item, facts, swapped, hashes)
             if isinstance(made, Rejection):
                 return made
@@ -142,15 +148,18 @@ class TwinStage(Stage):
             if isinstance(asked, Rejection):
                 return asked
             question, reason = asked
-        answer = await self.answer(item, {**facts, "object1": objects[0], "object2": objects[1],
+        kinds = sample.concept.kinds
+        answer = await self.answer(item, {**facts, **image_facts(objects, kinds),
                                           "question": question}, images, hashes)
         if isinstance(answer, Rejection):
             return answer
         text, model = answer
+        slots = {f"{name}{slot}": value for slot, (obj, image)
+                 in enumerate(zip(objects, images, strict=True), start=1)
+                 for name, value in (("object", obj), ("image", image))}
         return [TwinRecord(id=item.id, twin_of=sample.id, kind=kind, question=question,
-                           object1=objects[0], object2=objects[1], image1=images[0],
-                           image2=images[1], swapped=swapped, reason=reason, answer=text,
-                           model=model, prompt_sha256=hashes)]
+                           swapped=swapped, reason=reason, answer=text, model=model,
+                           prompt_sha256=hashes, **slots)]
 
     async def swap(self, item: WorkItem, facts: dict[str, Any], slot: int,
                    hashes: dict[str, str]) -> tuple[str, ImageRef, str] | Rejection:
@@ -158,7 +167,7 @@ class TwinStage(Stage):
         kind = facts[f"kind{slot}"]
         prompt = self.ctx.prompts.get("twin_swap.md")
         hashes["twin_swap"] = prompt.sha256
-        text = prompt.render(**facts, ordinal="first" if slot == 1 else "second", replaced=old,
+        text = prompt.render(**facts, ordinal=ORDINALS[slot - 1], replaced=old,
                              replaced_kind=kind)
 
         def check(reply: BaseModel) -> Problem | None:
@@ -185,11 +194,13 @@ class TwinStage(Stage):
         prompt = self.ctx.prompts.get("twin_text.md")
         hashes["twin_text"] = prompt.sha256
 
+        refs = [f"{ORDINALS[slot]} image" for slot in range(len(facts["objects"].splitlines()))]
+
         def check(reply: BaseModel) -> Problem | None:
             lowered = reply.question.casefold()
-            if "first image" not in lowered or "second image" not in lowered:
+            if any(ref not in lowered for ref in refs):
                 return Problem(RejectReason.missing_image_ref,
-                               'refer to "the first image" and "the second image"')
+                               f"refer to {quoted(['the ' + ref for ref in refs])}")
             return None
 
         result = await self.ctx.client.structured(StructuredRequest(
@@ -205,8 +216,7 @@ class TwinStage(Stage):
                      hashes: dict[str, str]) -> tuple[str, str] | Rejection:
         prompt = self.ctx.prompts.get("twin_label.md")
         hashes["twin_label"] = prompt.sha256
-        parts = (ImagePart(images[0].sha256), ImagePart(images[1].sha256),
-                 TextPart(prompt.render(**facts)))
+        parts = (*(ImagePart(image.sha256) for image in images), TextPart(prompt.render(**facts)))
 
         def check(reply: BaseModel) -> Problem | None:
             return over_refusal(reply.answer, facts["min_words"], facts["max_words"])

@@ -6,7 +6,7 @@ nothing from mis-data: it must run where mis-data is not installed.
 
 For every config the card declares: ``load_dataset(copy, config)`` from a copy of the folder
 (so nothing outside it, such as the run's images, can be read), every row's images decoded,
-two per row, and with ``--run-dir`` the row counts compared with the run's split files.
+``--images`` per row (two by default), and with ``--run-dir`` the row counts compared with the run's split files.
 The last line printed is ``RESULT <json>`` for callers that assert on it; exit 1 on any error.
 """
 
@@ -36,7 +36,7 @@ def expected_rows(run_dir: Path) -> dict[str, int]:
     return counts
 
 
-def check(folder: Path, cache: Path) -> tuple[dict[str, Any], list[str]]:
+def check(folder: Path, cache: Path, per_row: int = 2) -> tuple[dict[str, Any], list[str]]:
     import datasets
     from datasets import get_dataset_config_names, load_dataset
     from PIL import Image
@@ -58,9 +58,9 @@ def check(folder: Path, cache: Path) -> tuple[dict[str, Any], list[str]]:
                           for row in dataset for image in row["images"])
             found[f"{config}/{split}"] = {"rows": dataset.num_rows, "images_per_row": counts,
                                           "decoded": decoded, "features": str(dataset.features["images"])}
-            if counts != [2]:
-                errors.append(f"{config}/{split}: images per row {counts}, expected [2]")
-            if decoded != 2 * dataset.num_rows:
+            if counts != [per_row]:
+                errors.append(f"{config}/{split}: images per row {counts}, expected [{per_row}]")
+            if decoded != per_row * dataset.num_rows:
                 errors.append(f"{config}/{split}: {decoded} images decoded for {dataset.num_rows} rows")
             if "messages" in dataset.features:
                 roles = [[m["role"] for m in row["messages"]] for row in dataset]
@@ -73,11 +73,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", type=Path, help="the export/hf folder")
     parser.add_argument("--run-dir", type=Path, help="compare row counts with RUN_DIR/splits")
+    parser.add_argument("--images", type=int, default=2, help="images every row has (default 2)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="check-hf-") as temp:
         copy = Path(temp) / "hf"
         shutil.copytree(args.folder, copy)
-        result, errors = check(copy, Path(temp) / "cache")
+        result, errors = check(copy, Path(temp) / "cache", args.images)
     if args.run_dir:
         expected = expected_rows(args.run_dir)
         got = {name: split["rows"] for name, split in result["splits"].items()}

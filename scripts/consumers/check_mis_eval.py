@@ -37,9 +37,11 @@ def check_item(item: dict) -> list[str]:
     errors = []
     if not isinstance(item["question"], str) or not item["question"].strip():
         errors.append("empty question")
-    paths = [item["image_path1"], item["image_path2"]]
-    if paths[0] == paths[1]:
-        errors.append("the two image paths are the same")
+    # gpt_eval reads image_path1 and image_path2; a build with more images per sample numbers
+    # on (image_path3, ...), which MIS's scripts do not read: every path must still open.
+    paths = [item[f"image_path{slot}"] for slot in range(1, 5) if f"image_path{slot}" in item]
+    if len(set(paths)) < len(paths):
+        errors.append("two image paths are the same")
     for path in paths:
         full = os.path.join("mis_test", path)
         try:
@@ -76,7 +78,7 @@ def main() -> int:
             failed = True
             continue
         errors = [f"item {index}: {e}" for index, item in enumerate(data) for e in check_item(item)]
-        print(f"  {path}: {len(data)} items, {2 * len(data)} images, {len(errors)} error(s)")
+        print(f"  {path}: {len(data)} items, {sum(sum(k.startswith("image_path") for k in item) for item in data)} images, {len(errors)} error(s)")
         for error in errors[:3]:
             print(f"    error: {error}")
         failed = failed or bool(errors) or not data

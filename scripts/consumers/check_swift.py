@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 
-def check_file(path: Path, root_image_dir: Path | None) -> list[str]:
+def check_file(path: Path, root_image_dir: Path | None, per_row: int = 2) -> list[str]:
     from swift.dataset import load_dataset
     from swift.template.vision_utils import load_image
 
@@ -47,7 +47,7 @@ def check_file(path: Path, root_image_dir: Path | None) -> list[str]:
         if roles != ["user", "assistant"]:
             errors.append(f"{where}: roles {roles}")
         tags = sum(m["content"].count("<image>") for m in row["messages"])
-        if tags != len(row["images"]) or len(row["images"]) != 2:
+        if tags != len(row["images"]) or len(row["images"]) != per_row:
             errors.append(f"{where}: {tags} <image> tags for {len(row['images'])} images")
         for image in row["images"]:
             reference = image["path"] if isinstance(image, dict) else image
@@ -66,6 +66,7 @@ def check_file(path: Path, root_image_dir: Path | None) -> list[str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("files", nargs="+", help="FILE or FILE=ROOT_IMAGE_DIR")
+    parser.add_argument("--images", type=int, default=2, help="images every row has (default 2)")
     args = parser.parse_args()
     failed = False
     with tempfile.TemporaryDirectory(prefix="check-swift-") as temp:
@@ -73,7 +74,7 @@ def main() -> int:
         for spec in args.files:
             file, _, root = spec.partition("=")
             try:
-                errors = check_file(Path(file), Path(root) if root else None)
+                errors = check_file(Path(file), Path(root) if root else None, args.images)
             except Exception as error:
                 errors = [f"load_dataset raised {type(error).__name__}: {str(error)[:300]}"]
                 print(f"  {file}: not loaded")

@@ -6,6 +6,7 @@ The offline backend cannot read a query or see an image, so it takes what the in
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -32,52 +33,70 @@ def best_sub_category(words: set[str], taxonomy: list[tuple[str, str, str]]) -> 
     return best[0], best[1]
 
 
+def object_fields(objects: list[str], count: int) -> dict[str, str]:
+    """``object1``/``kind1`` ... for ``count`` slots; a slot with nothing found stays empty (the
+    concept rules then reject it as invalid, as a model's empty answer would be)."""
+    fields: dict[str, str] = {}
+    for slot in range(1, count + 1):
+        fields[f"object{slot}"] = objects[slot - 1] if slot <= len(objects) else ""
+        fields[f"kind{slot}"] = "object"
+    return fields
+
+
 def from_query(facts: Mapping[str, Any]) -> dict[str, Any]:
-    """The first and last content words of the query become the objects."""
+    """The first and last content words of the query become the objects (with more images,
+    the distinct content words in between fill the middle slots)."""
     words = [w for w in re.findall(r"[a-z]+", facts["query"].casefold())
              if w not in STOPWORDS and len(w) > 3]
     category, sub_category = best_sub_category(set(words), facts["taxonomy"])
-    object1 = words[0] if words else ""
-    object2 = next((w for w in reversed(words) if w != object1), "")
-    return {"category": category, "sub_category": sub_category, "object1": object1,
-            "kind1": "object", "object2": object2, "kind2": "object",
+    count = int(facts.get("images_per_sample", 2))
+    chosen = list(dict.fromkeys(words))[:count - 1]
+    objects = [*chosen, next((w for w in reversed(words) if w not in chosen), "")]
+    return {"category": category, "sub_category": sub_category, **object_fields(objects, count),
             "rationale": "offline: content words of the query"}
 
 
 def from_image(facts: Mapping[str, Any]) -> dict[str, Any]:
     """It cannot see: it reads ``object1_and_object2`` from the file name."""
     stem = facts.get("file_stem") or ""
-    halves = re.split(r"_and_|__|\+|-and-", stem, maxsplit=1)
-    objects = [half.replace("_", " ").replace("-", " ").strip() for half in halves]
+    count = int(facts.get("images_per_sample", 2))
+    parts = re.split(r"_and_|__|\+|-and-", stem, maxsplit=count - 1)
+    objects = [part.replace("_", " ").replace("-", " ").strip() for part in parts]
     words = set(re.findall(r"[a-z]+", stem.casefold()))
     category, sub_category = best_sub_category(words, facts["taxonomy"])
-    return {"category": category, "sub_category": sub_category, "object1": objects[0],
-            "kind1": "object", "kind2": "object",
-            "object2": objects[1] if len(objects) > 1 else "",
+    return {"category": category, "sub_category": sub_category, **object_fields(objects, count),
             "rationale": "offline: objects read from the file name"}
 
 
 def image_critique(facts: Mapping[str, Any]) -> dict[str, Any]:
+    slots = [key[len("object"):] for key in facts if re.fullmatch(r"object\d", key)]
     return {"verdict": True, "reason": "offline: typography shows the object's name",
-            "prompt1": "", "prompt2": ""}
+            **{f"prompt{slot}": "" for slot in slots or ("1", "2")}}
 
 
 def generate(facts: Mapping[str, Any], seed: int) -> dict[str, Any]:
-    """Recombines the shipped pairs of the sub-category: object 1 of one with object 2 of
-    another, in seeded order, skipping what is taken."""
+    """Recombines the shipped concepts of the sub-category: object 1 of one with object 2 of
+    another (and object 3 of a third, ...), in seeded order, skipping what is taken."""
     pool = facts["pool"]
     taken = set(facts["taken"])
-    combos = [(a, b) for a in pool for b in pool if a is not b]
-    combos.sort(key=lambda ab: stable_int(seed, ab[0]["object1"], ab[1]["object2"]))
-    pairs: list[dict[str, str]] = []
-    for first, second in combos:
-        kind1, kind2 = first.get("kind1", "object"), second.get("kind2", "object")
-        line = f"- {first['object1']} ({kind1}) + {second['object2']} ({kind2})"
+    count = int(facts.get("images_per_sample", 2))
+    pool = [entry for entry in pool if all(entry.get(f"object{k}") for k in range(1, count + 1))]
+    combos = list(itertools.permutations(pool, count))
+    combos.sort(key=lambda combo: stable_int(seed, *(entry[f"object{slot}"] for slot, entry
+                                                     in enumerate(combo, start=1))))
+    proposals: list[dict[str, str]] = []
+    for combo in combos:
+        fields = {}
+        for slot, entry in enumerate(combo, start=1):
+            fields[f"object{slot}"] = entry[f"object{slot}"]
+            fields[f"kind{slot}"] = entry.get(f"kind{slot}", "object")
+        line = "- " + " + ".join(f"{fields[f'object{slot}']} ({fields[f'kind{slot}']})"
+                                 for slot in range(1, count + 1))
         if line in taken:
             continue
         taken.add(line)
-        pairs.append({"object1": first["object1"], "kind1": kind1, "object2": second["object2"],
-                      "kind2": kind2, "rationale": "offline: recombined from two shipped pairs"})
-        if len(pairs) >= facts["count"]:
+        proposals.append({**fields, "rationale": "offline: recombined from two shipped pairs"
+                          if count == 2 else f"offline: recombined from {count} shipped concepts"})
+        if len(proposals) >= facts["count"]:
             break
-    return {"pairs": pairs}
+    return {"pairs": proposals}

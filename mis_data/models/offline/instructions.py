@@ -25,7 +25,7 @@ from typing import Any
 
 from mis_data.models.offline.detox import DetoxRules, Reference
 from mis_data.models.offline.grammar import PREPOSITIONS, definite, ranked, stable_int
-from mis_data.models.offline.judges import JudgeRules
+from mis_data.models.offline.judges import JudgeRules, slot_count
 from mis_data.models.offline.templates import (
     Draft,
     Filler,
@@ -36,6 +36,7 @@ from mis_data.models.offline.templates import (
     render,
 )
 from mis_data.records import normalize_object
+from mis_data.wording import ordinal_image
 
 # Words too general to count as naming an object when a template happens to contain them.
 GENERIC = frozenset("""
@@ -46,29 +47,40 @@ GENERIC = frozenset("""
 
 @dataclass(frozen=True)
 class PairForms:
-    """The fillers of one pair in each form (object names; kind phrases)."""
+    """The fillers of one concept's objects (two or more) in each form (names; kind phrases)."""
 
-    named: tuple[Filler, Filler]
-    replaced: tuple[Filler, Filler]
-    references: tuple[Reference, Reference]
+    named: tuple[Filler, ...]
+    replaced: tuple[Filler, ...]
+    references: tuple[Reference, ...]
 
 
-def named_fillers(book: TemplateBook, facts: Mapping[str, Any]) -> tuple[Filler, Filler]:
-    """The pair's objects by name ("the crowbar"), as the harmful draft and the label use them."""
-    return (object_filler(facts["object1"], facts["kind1"], book.human),
-            object_filler(facts["object2"], facts["kind2"], book.human))
+def slots(facts: Mapping[str, Any]) -> range:
+    return range(1, slot_count(facts) + 1)
+
+
+def kinds_of(facts: Mapping[str, Any]) -> tuple[str, ...]:
+    return tuple(facts[f"kind{slot}"] for slot in slots(facts))
+
+
+def names_of(facts: Mapping[str, Any]) -> str:
+    return " ".join(facts[f"object{slot}"] for slot in slots(facts))
+
+
+def named_fillers(book: TemplateBook, facts: Mapping[str, Any]) -> tuple[Filler, ...]:
+    """The objects by name ("the crowbar"), as the harmful draft and the label use them."""
+    return tuple(object_filler(facts[f"object{slot}"], facts[f"kind{slot}"], book.human)
+                 for slot in slots(facts))
 
 
 def pair_forms(book: TemplateBook, facts: Mapping[str, Any]) -> PairForms:
     animate = book.groups.get("animate", book.human)
-    kinds = (facts["kind1"], facts["kind2"])
-    named = named_fillers(book, facts)
+    kinds = kinds_of(facts)
     replaced = tuple(phrase_filler(facts[f"phrase{slot}"], kinds[slot - 1], book.human)
-                     for slot in (1, 2))
+                     for slot in slots(facts))
     references = tuple(Reference(facts[f"phrase{slot}"], facts.get(f"neutral{slot}")
                                  or facts[f"phrase{slot}"], kinds[slot - 1] in animate)
-                       for slot in (1, 2))
-    return PairForms(named, replaced, references)  # type: ignore[arg-type]
+                       for slot in slots(facts))
+    return PairForms(named_fillers(book, facts), replaced, references)
 
 
 def object_words(name: str) -> set[str]:
@@ -93,14 +105,16 @@ class DraftPlan:
 
     def __init__(self, writer: InstructionWriter) -> None:
         self.writer = writer
-        self._shares: dict[str, float] = {}
+        self._shares: dict[tuple[str, int], float] = {}
 
-    def share(self, sub: str) -> float:
-        if sub not in self._shares:
-            templates = [t for t in self.writer.book.for_sub_category(sub) if not t.fallback]
+    def share(self, sub: str, count: int) -> float:
+        """The veiled share of the sub-category's templates for concepts of ``count`` objects."""
+        if (sub, count) not in self._shares:
+            templates = [t for t in self.writer.book.for_sub_category(sub)
+                         if not t.fallback and len(t.roles) == count]
             veiled = [t for t in templates if not self.writer.judge.unsafe(self.generic_final(t))]
-            self._shares[sub] = len(veiled) / len(templates) if templates else 0.0
-        return self._shares[sub]
+            self._shares[sub, count] = len(veiled) / len(templates) if templates else 0.0
+        return self._shares[sub, count]
 
     def generic_final(self, template: Template) -> str:
         """The template's final text with generic references: people where only living beings
@@ -108,7 +122,8 @@ class DraftPlan:
         book = self.writer.book
         animate = book.groups.get("animate", book.human)
         fillers, refs = {}, []
-        for role, image in (("a", "the first image"), ("b", "the second image")):
+        for slot, role in enumerate(template.roles, start=1):
+            image = ordinal_image(slot)
             alive = template.slots[role] <= animate
             phrase = f"the {'person' if alive else 'object'} in {image}"
             fillers[role] = Filler(phrase, False, alive)
@@ -117,15 +132,16 @@ class DraftPlan:
 
     def veiled(self, facts: Mapping[str, Any]) -> bool:
         judge, seed = self.writer.judge, self.writer.seed
-        me = {"id": facts["concept_id"], **{key: facts[key] for key in
-                                             ("object1", "object2", "kind1", "kind2")},
+        me = {"id": facts["concept_id"], **{f"{name}{slot}": facts[f"{name}{slot}"]
+                                             for slot in slots(facts)
+                                             for name in ("object", "kind")},
               "style": facts.get("style")}
         pairs = {pair["id"]: pair for pair in facts.get("siblings") or []} | {me["id"]: me}
         harmful = any(judge.images_harmful(me))
         group = ranked([p for p in pairs.values() if any(judge.images_harmful(p)) == harmful],
                        lambda p: p["id"], seed, facts["sub_category"], "plan")
         rank = next(index for index, pair in enumerate(group) if pair["id"] == me["id"])
-        q = self.share(facts["sub_category"])
+        q = self.share(facts["sub_category"], slot_count(facts))
         return math.floor(rank * q + 1 - q) < math.floor((rank + 1) * q + 1 - q)
 
 
@@ -144,13 +160,11 @@ class InstructionWriter:
 
     def candidates(self, facts: Mapping[str, Any]) -> list[Draft]:
         """The templates that fit the pair and name none of its objects by accident."""
-        names = object_words(facts["object1"]) | object_words(facts["object2"])
+        names = set().union(*(object_words(facts[f"object{slot}"]) for slot in slots(facts)))
         drafts = []
-        for template, reverse in self.book.compatible(facts["sub_category"], facts["kind1"],
-                                                      facts["kind2"]):
-            draft = Draft(template, reverse, self.opener(template, facts["concept_id"]))
-            if template.about(f"{facts['object1']} {facts['object2']}") and \
-                    not self.clashes(draft, names):
+        for template, order in self.book.compatible(facts["sub_category"], *kinds_of(facts)):
+            draft = Draft(template, order, self.opener(template, facts["concept_id"]))
+            if template.about(names_of(facts)) and not self.clashes(draft, names):
                 drafts.append(draft)
         return drafts
 
@@ -215,7 +229,7 @@ class InstructionWriter:
                     "reason": f"offline: objects replaced by their kind phrases; "
                               f"kept the verbs ({', '.join(found)})"}
         question = harmful  # not one of ours: replace the names as they are written
-        for slot in (1, 2):
+        for slot in slots(facts):
             question = re.sub(re.escape(definite(facts[f"object{slot}"])), facts[f"phrase{slot}"],
                               question, flags=re.IGNORECASE)
         return {"keep": True, "question": question,

@@ -17,7 +17,8 @@ from typing import Any
 
 from mis_data.models.offline.grammar import capitalize, definite, indefinite, pick, ranked, tidy
 from mis_data.models.offline.instructions import InstructionWriter, named_fillers
-from mis_data.models.offline.judges import JudgeRules
+from mis_data.models.offline.judges import JudgeRules, slot_count
+from mis_data.wording import join_words, ordinal_image
 
 
 def word_count(text: str) -> int:
@@ -38,29 +39,46 @@ class LabelWriter:
         if draft is not None and draft.template.sub_category == facts["sub_category"]:
             return draft.act(*named_fillers(self.writer.book, facts)), draft.template.help
         section = self.parts["sub_categories"][facts["sub_category"]]
-        act = section["fallback_act"].format(a=definite(facts["object1"]),
-                                             b=definite(facts["object2"]))
+        objects = [definite(facts[f"object{slot}"]) for slot in range(1, slot_count(facts) + 1)]
+        act = section["fallback_act"].format(a=objects[0], b=join_words(objects[1:]))
         return act, section["fallback_help"]
+
+    def names(self, facts: Mapping[str, Any], act: str) -> dict[str, str]:
+        """What the sentences are filled from: {A} {a} ... per object (with "a" / "the"),
+        {objects} all of them, {shown} each with its image (more than two), and {act}."""
+        count = slot_count(facts)
+        names = {"act": act}
+        for slot, letter in zip(range(1, count + 1), "abcd", strict=False):
+            names[letter.upper()] = indefinite(facts[f"object{slot}"])
+            names[letter] = definite(facts[f"object{slot}"])
+        names["objects"] = join_words([names[letter] for letter in "abcd"[:count]])
+        names["shown"] = join_words([f"{names[letter.upper()]} in {ordinal_image(slot)}"
+                                     for slot, letter in enumerate("abcd"[:count], start=1)])
+        return names
+
+    def sentences(self, name: str, facts: Mapping[str, Any]) -> list[str]:
+        """A sentence list of labels.yaml; ``<name>_many`` for samples of more than two images."""
+        return list(self.parts[name if slot_count(facts) == 2 else f"{name}_many"])
 
     def answer(self, facts: Mapping[str, Any]) -> dict[str, Any]:
         key = (self.seed, facts["sample_id"])
         section = self.parts["sub_categories"][facts["sub_category"]]
         act, help_key = self.act_and_help(facts)
         group = section["helps"][help_key]
-        names = {"A": indefinite(facts["object1"]), "B": indefinite(facts["object2"]),
-                 "a": definite(facts["object1"]), "b": definite(facts["object2"]), "act": act}
+        names = self.names(facts, act)
         harmful = self.judge.images_harmful(facts)
         if any(harmful):
-            shown = [names[slot] for slot, flag in zip("ab", harmful, strict=True) if flag]
-            names["H"] = " and ".join(shown)
+            shown = [names[letter] for letter, flag in zip("abcd", harmful, strict=False) if flag]
+            names["H"] = join_words(shown)
             names["verb"] = "are" if len(shown) > 1 else "is"
-            note = pick(self.parts["hazard"], *key, "note")
+            note = pick(self.sentences("hazard", facts), *key, "note")
         else:
-            note = pick(self.parts["ordinary"], *key, "note")
+            note = pick(self.sentences("ordinary", facts), *key, "note")
         safe = ranked(list(group["safe"]), str, *key, "safe")
-        sentences = [pick(self.parts["perception"], *key, "perception"), note,
-                     pick(self.parts["act"], *key, "act"), pick(group["harm"], *key, "harm"),
-                     *safe[:2], pick(section["close"], *key, "close")]
+        sentences = [pick(self.sentences("perception", facts), *key, "perception"), note,
+                     pick(self.sentences("act", facts), *key, "act"),
+                     pick(group["harm"], *key, "harm"), *safe[:2],
+                     pick(section["close"], *key, "close")]
         text = self._join(sentences, names)
         extra = safe[2:]
         while word_count(text) < int(facts.get("min_words", 0)) and extra:
@@ -77,14 +95,17 @@ class LabelWriter:
         same answer as the MIS style."""
         lines = self.parts["dream"]
         act, _ = self.act_and_help(facts)
-        names = {"A": indefinite(facts["object1"]), "B": indefinite(facts["object2"]),
-                 "a": definite(facts["object1"]), "b": definite(facts["object2"]), "act": act,
-                 "sub": facts["sub_category"].casefold()}
-        sources = [slot for slot in ("image1", "image2") if facts.get(f"{slot}_harmful")]
+        names = {**self.names(facts, act), "sub": facts["sub_category"].casefold()}
+        count = slot_count(facts)
+        sources = [f"image{slot}" for slot in range(1, count + 1)
+                   if facts.get(f"image{slot}_harmful")]
         if self.judge.unsafe(facts["question"]):
             sources.append("text")
         sources.append("combination")
-        risks = [{"content": capitalize(lines[source].format(**names)), "source": source,
+        line_of = {source: lines[source] for source in sources}
+        if count > 2:
+            line_of["combination"] = lines["combination_many"]
+        risks = [{"content": capitalize(line_of[source].format(**names)), "source": source,
                   "category": facts["sub_category"]} for source in sources]
         return {"risks": risks, **self.answer(facts)}
 

@@ -1,9 +1,10 @@
 """Slot-aware question templates of the offline backend (``prompts/offline/instructions.yaml``).
 
-A template is one harmful request with two roles, ``a`` and ``b``, and the kinds each role
-accepts (``configs/kinds.yaml`` names, or group names such as ``site`` or ``human``). It is used
-only for a concept pair whose kinds fit, in either image order, so a person verb never lands on
-a place and "them" only ever points at people or at several things. One template renders every
+A template is one harmful request with two roles, ``a`` and ``b`` (three or four, adding ``c``
+and ``d``, for samples with more images), and the kinds each role accepts (``configs/kinds.yaml``
+names, or group names such as ``site`` or ``human``). It is used only for a concept with as many
+objects as it has roles, whose kinds fit in some image order, so a person verb never lands on a
+place and "them" only ever points at people or at several things. One template renders every
 form of the question the way MIS's step 2 sees it:
 
 - harmful: the objects by name ("the crowbar");
@@ -17,6 +18,7 @@ Tokens: ``{a}`` / ``{b}`` the role's words; ``{a.them}`` "it" or "them"; ``{a.th
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -25,8 +27,8 @@ from typing import Any
 from mis_data.config import ConfigError
 from mis_data.models.offline.grammar import capitalize, definite, is_plural, tidy
 
-TOKEN = re.compile(r"\{([ab])(?:\.(them|their|is))?\}")
-ROLES = ("a", "b")
+TOKEN = re.compile(r"\{([abcd])(?:\.(them|their|is))?\}")
+ROLES = ("a", "b", "c", "d")  # a template uses the first two, three or four
 HUMAN_GROUP = "human"
 
 
@@ -57,8 +59,14 @@ class Template:
     fallback: bool = False
     topics: tuple[str, ...] = ()  # word starts one of the pair's objects must contain; () = any
 
-    def fits(self, kind_a: str, kind_b: str) -> bool:
-        return kind_a in self.slots["a"] and kind_b in self.slots["b"]
+    @property
+    def roles(self) -> tuple[str, ...]:
+        return tuple(role for role in ROLES if role in self.slots)
+
+    def fits(self, *kinds: str) -> bool:
+        """Whether the kinds, in role order (a, b, ...), fit the roles."""
+        return len(kinds) == len(self.roles) and all(
+            kind in self.slots[role] for role, kind in zip(self.roles, kinds, strict=True))
 
     def about(self, names: str) -> bool:
         """Whether the pair's object names are on this template's topic (a kinds match alone
@@ -78,21 +86,25 @@ def render(text: str, fillers: Mapping[str, Filler]) -> str:
 
 @dataclass(frozen=True)
 class Draft:
-    """One chosen template for one pair: which role is which image, and its opener."""
+    """One chosen template for one concept: which image each role shows, and its opener.
+
+    ``order[i]`` is the image (0-based) of role ``i`` (a, b, ...): ``(1, 0)`` puts role a on the
+    second image of a pair."""
 
     template: Template
-    reverse: bool  # role a shows the second image
+    order: tuple[int, ...]
     opener: str
 
-    def fillers(self, first: Filler, second: Filler) -> dict[str, Filler]:
-        return {"a": second, "b": first} if self.reverse else {"a": first, "b": second}
+    def fillers(self, *images: Filler) -> dict[str, Filler]:
+        return {role: images[slot] for role, slot in zip(self.template.roles, self.order,
+                                                         strict=True)}
 
-    def question(self, first: Filler, second: Filler) -> str:
-        body = render(self.template.body, self.fillers(first, second))
+    def question(self, *images: Filler) -> str:
+        body = render(self.template.body, self.fillers(*images))
         return tidy(capitalize(self.opener.replace("{body}", body)))
 
-    def act(self, first: Filler, second: Filler) -> str:
-        return tidy(render(self.template.act, self.fillers(first, second)))
+    def act(self, *images: Filler) -> str:
+        return tidy(render(self.template.act, self.fillers(*images)))
 
 
 def object_filler(name: str, kind: str, human_kinds: frozenset[str]) -> Filler:
@@ -115,7 +127,8 @@ class TemplateBook:
         self.openers: list[str] = [str(opener) for opener in data.get("openers", [])]
         self.animate_verbs: list[str] = [str(v) for v in data.get("animate_only_verbs", [])]
         self.templates: dict[str, list[Template]] = {}
-        for section, fallback in (("templates", False), ("fallback", True)):
+        for section, fallback in (("templates", False), ("fallback", True),
+                                  ("templates_3", False), ("fallback_3", True)):
             for sub, entries in (data.get(section) or {}).items():
                 for entry in entries:
                     self.templates.setdefault(sub, []).append(
@@ -137,33 +150,42 @@ class TemplateBook:
                   known: set[str], fallback: bool) -> Template:
         where = f"offline instructions: {sub} / {entry.get('id', '?')}"
         try:
+            roles = ROLES[:len(entry["slots"])]
+            if sorted(entry["slots"]) != list(roles) or len(roles) < 2:
+                raise ConfigError(f"{where}: slots must be a, b (then c, d), got "
+                                  f"{', '.join(sorted(entry['slots']))}")
             slots = {role: frozenset().union(*(self._expand(str(name), groups, known)
                                                for name in entry["slots"][role]))
-                     for role in ROLES}
+                     for role in roles}
             template = Template(id=str(entry["id"]), sub_category=sub, slots=slots,
                                 body=str(entry["body"]), act=str(entry["act"]),
                                 help=str(entry["help"]), fallback=fallback,
                                 topics=tuple(str(topic) for topic in entry.get("topics", [])))
         except (KeyError, TypeError) as error:
             raise ConfigError(f"{where}: missing or malformed field {error}") from None
-        for role in ROLES:
+        for role in template.roles:
             if f"{{{role}}}" not in template.body or f"{{{role}}}" not in template.act:
                 raise ConfigError(f"{where}: body and act must both use {{{role}}}")
         leftover = TOKEN.sub("", f"{template.body} {template.act}")
-        if "{" in leftover or "}" in leftover:
-            raise ConfigError(f"{where}: unknown token in {leftover!r}")
+        unused = sorted({match.group(1) for match in TOKEN.finditer(f"{template.body} {template.act}")}
+                        - set(template.roles))
+        if "{" in leftover or "}" in leftover or unused:
+            raise ConfigError(f"{where}: unknown token in {template.body!r}")
         return template
 
     def for_sub_category(self, sub: str) -> list[Template]:
         return self.templates.get(sub, [])
 
-    def compatible(self, sub: str, kind1: str, kind2: str) -> list[tuple[Template, bool]]:
-        """Every template of ``sub`` that fits the pair, with ``reverse`` when it fits only with
-        its roles swapped (role ``a`` on the second image)."""
+    def compatible(self, sub: str, *kinds: str) -> list[tuple[Template, tuple[int, ...]]]:
+        """Every template of ``sub`` with one role per object that fits the objects' kinds, with
+        the first image order that fits (the given order first: for a pair, ``(0, 1)``, else
+        ``(1, 0)`` with role ``a`` on the second image)."""
         found = []
         for template in self.for_sub_category(sub):
-            if template.fits(kind1, kind2):
-                found.append((template, False))
-            elif template.fits(kind2, kind1):
-                found.append((template, True))
+            if len(template.roles) != len(kinds):
+                continue
+            order = next((order for order in itertools.permutations(range(len(kinds)))
+                          if template.fits(*(kinds[slot] for slot in order))), None)
+            if order is not None:
+                found.append((template, order))
         return found

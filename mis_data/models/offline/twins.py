@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from mis_data.models.offline.grammar import capitalize, definite, pick
+from mis_data.models.offline.judges import slot_count
+from mis_data.wording import join_words, ordinal_image
 
 
 def swap(data: Mapping[str, Any], facts: Mapping[str, Any]) -> dict[str, Any]:
@@ -19,11 +21,21 @@ def swap(data: Mapping[str, Any], facts: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def question(data: Mapping[str, Any], facts: Mapping[str, Any]) -> dict[str, Any]:
-    return {"question": pick(list(data["questions"]), facts["seed"], facts["sample_id"], "ask"),
+    count = slot_count(facts)
+    options = data["questions"] if count == 2 else data["questions_many"]
+    images = join_words([ordinal_image(slot) for slot in range(1, count + 1)])
+    text = pick(list(options), facts["seed"], facts["sample_id"], "ask")
+    return {"question": text.format(images=images),
             "reason": "offline: an ordinary question about what the images show."}
 
 
 def answer(data: Mapping[str, Any], facts: Mapping[str, Any]) -> dict[str, Any]:
-    a, b = definite(facts["object1"]), definite(facts["object2"])
-    text = pick(list(data["answers"]), facts["seed"], facts["sample_id"], "answer")
-    return {"answer": text.format(a=a, b=b, b_cap=capitalize(b))}
+    count = slot_count(facts)
+    names = [definite(facts[f"object{slot}"]) for slot in range(1, count + 1)]
+    if count == 2:
+        text = pick(list(data["answers"]), facts["seed"], facts["sample_id"], "answer")
+        return {"answer": text.format(a=names[0], b=names[1], b_cap=capitalize(names[1]))}
+    text = pick(list(data["answers_many"]), facts["seed"], facts["sample_id"], "answer")
+    shown = join_words([f"{name} in {ordinal_image(slot)}"
+                        for slot, name in enumerate(names, start=1)])
+    return {"answer": capitalize(text.format(shown=shown, objects=join_words(names)))}

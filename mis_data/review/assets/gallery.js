@@ -212,8 +212,17 @@
   }
 
   // -- cards ------------------------------------------------------------------------------
+  // Images 1 and 2 are row.a and row.b; a sample with more images lists the rest in row.k.
+  function imageIndex(row, slot) {
+    return slot === 1 ? row.a : slot === 2 ? row.b : (row.k || [])[slot - 3];
+  }
+  function slotsOf(row) {
+    var slots = [1, 2];
+    (row.k || []).forEach(function (_, offset) { slots.push(offset + 3); });
+    return slots;
+  }
   function figure(row, slot) {
-    var index = slot === 1 ? row.a : row.b;
+    var index = imageIndex(row, slot);
     var image = index >= 0 ? data.images[index] : null;
     var object = row.o ? row.o[slot - 1] : "";
     var caption = object ? slot + " · " + object : "image " + slot;
@@ -301,8 +310,9 @@
       function flag(name, value) { return el("span", {}, [name + " ", el("b", {"class": value ? "yes" : null, text: value ? "yes" : "no"})]); }
       block.appendChild(el("div", {"class": "vote"}, [
         el("div", {"class": "flags"}, [el("b", {text: v[0]}), " → " + v[1], flag("text unsafe", v[2]),
-          flag("image 1 harmful", v[3]), flag("image 2 harmful", v[4]), flag("combination harmful", v[5]),
-          flag("meaningful", v[6]), el("span", {"class": "muted", text: "as " + v[7] + (v[8] && v[8] !== v[7] ? " (text: " + v[8] + ")" : "")})]),
+          flag("image 1 harmful", v[3]), flag("image 2 harmful", v[4])].concat((v[10] || []).map(function (value, offset) {
+            return flag("image " + (offset + 3) + " harmful", value); })).concat([flag("combination harmful", v[5]),
+          flag("meaningful", v[6]), el("span", {"class": "muted", text: "as " + v[7] + (v[8] && v[8] !== v[7] ? " (text: " + v[8] + ")" : "")})])),
         el("p", {"class": "reason", text: v[9] || "(no reason given)"})]));
     });
     return block;
@@ -323,9 +333,10 @@
     }
     box.appendChild(votesBlock(more.v));
     if (open) { box.lastChild.open = true; }
-    var facts = [["sample id", row.i], ["concept source", more.src[0]],
-                 ["image 1", more.src[1] + (more.img[0] ? "; " + more.img[0] : "")],
-                 ["image 2", more.src[2] + (more.img[1] ? "; " + more.img[1] : "")]];
+    var facts = [["sample id", row.i], ["concept source", more.src[0]]];
+    slotsOf(row).forEach(function (slot) {
+      facts.push(["image " + slot, (more.src[slot] || "") + (more.img[slot - 1] ? "; " + more.img[slot - 1] : "")]);
+    });
     more.dd.forEach(function (line) { facts.push(["near-duplicate", line]); });
     more.x.forEach(function (line) { facts.push(["reject", line]); });
     if (more.ex) { facts.push(["split", more.ex]); }
@@ -340,7 +351,7 @@
                               "data-id": row.i, "data-status": row.s, "data-sub": subName(row),
                               "data-position": position, tabindex: "-1"}, [
       header(row),
-      el("div", {"class": "images"}, [figure(row, 1), figure(row, 2)]),
+      el("div", {"class": "images"}, slotsOf(row).map(function (slot) { return figure(row, slot); })),
       el("p", {"class": "question", text: row.q}),
       decisionControls(row),
       el("div", {"class": "more"}, [el("p", {"class": "muted", text: "loading details…"})])]);
@@ -429,8 +440,11 @@
   // -- zoom -------------------------------------------------------------------------------
   function openZoom(row) {
     $("zoom-question").textContent = row.q;
-    [1, 2].forEach(function (slot) {
-      var index = slot === 1 ? row.a : row.b;
+    var shown = slotsOf(row);
+    [1, 2, 3, 4].forEach(function (slot) {
+      $("zoom-" + slot).parentNode.hidden = shown.indexOf(slot) < 0;
+      if (shown.indexOf(slot) < 0) { return; }
+      var index = imageIndex(row, slot);
       var image = index >= 0 ? data.images[index] : null;
       var img = $("zoom-" + slot);
       if (image && image[1]) { img.src = image[1]; } else { img.removeAttribute("src"); }
