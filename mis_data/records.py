@@ -218,6 +218,19 @@ def numbered(record: BaseModel, prefix: str) -> tuple:
     return tuple(values)
 
 
+class SlotValues:
+    """``objects`` and ``images`` in slot order, for a record with ``object<k>`` / ``image<k>``
+    fields (two, or up to four with ``images_per_sample``)."""
+
+    @property
+    def objects(self) -> tuple[str, ...]:
+        return numbered(self, "object")  # type: ignore[arg-type]
+
+    @property
+    def images(self) -> tuple[ImageRef, ...]:
+        return numbered(self, "image")  # type: ignore[arg-type]
+
+
 def _extra_slots_in_order(record: BaseModel, prefix: str) -> None:
     """A third slot only with the second, a fourth only with the third."""
     present = [getattr(record, f"{prefix}{slot}", None) is not None
@@ -308,7 +321,7 @@ class ImageRef(BaseModel):
     source: str
 
 
-class PairRecord(Record):
+class PairRecord(SlotValues, Record):
     """A concept joined with its images (two, or up to four): the visual half of a sample."""
 
     image1: ImageRef
@@ -322,10 +335,6 @@ class PairRecord(Record):
     def _slots(self) -> PairRecord:
         _extra_slots_in_order(self, "image")
         return self
-
-    @property
-    def images(self) -> tuple[ImageRef, ...]:
-        return numbered(self, "image")
 
 
 class InstructionRecord(Record):
@@ -511,7 +520,7 @@ class LabelRecord(Record):
         return _no_template_tokens(value)
 
 
-class GeneralRecord(Record):
+class GeneralRecord(SlotValues, Record):
     """A general (not safety) multi-image instruction sample mixed into train, as MIS did, with
     as many images as the build's samples."""
 
@@ -523,10 +532,6 @@ class GeneralRecord(Record):
     image3: ImageRef | None = None
     image4: ImageRef | None = None
     optional_fields = ("image3", "image4")
-
-    @property
-    def images(self) -> tuple[ImageRef, ...]:
-        return numbered(self, "image")
 
 
 class RejectRecord(BaseModel):
@@ -545,7 +550,7 @@ CELLS = ("UiUt", "UiSt", "SiUt", "SiSt→U", "SiSt→S")
 BENIGN_CELL = "SiSt→S"
 
 
-class TwinRecord(Record):
+class TwinRecord(SlotValues, Record):
     """A benign counterpart of sample ``twin_of`` (id ``<sample>~t``): the same pair with one
     object swapped for a harmless look-alike (``swap_image``), or the same images with an
     ordinary question (``benign_text``); ``answer`` helps without refusing or lecturing."""
@@ -567,14 +572,6 @@ class TwinRecord(Record):
     image3: ImageRef | None = None
     image4: ImageRef | None = None
     optional_fields = ("object3", "object4", "image3", "image4")
-
-    @property
-    def objects(self) -> tuple[str, ...]:
-        return numbered(self, "object")
-
-    @property
-    def images(self) -> tuple[ImageRef, ...]:
-        return numbered(self, "image")
 
     @field_validator("question", "answer")
     @classmethod

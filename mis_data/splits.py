@@ -41,10 +41,10 @@ from mis_data.records import (
     ImageRef,
     OptionalFields,
     RiskStatement,
+    SlotValues,
     Step,
     Vote,
     concept_key,
-    numbered,
     seeded_rank,
 )
 from mis_data.rundir import RunDir, dump_json, write_text_atomic
@@ -59,7 +59,7 @@ SPLIT_LEAKAGE = "split_leakage"
 OVER_QUOTA = "over_quota"
 
 
-class Sample(OptionalFields):
+class Sample(SlotValues, OptionalFields):
     """One finished sample, joined from every stage's record: what exporters read."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -87,15 +87,6 @@ class Sample(OptionalFields):
     image4: ImageRef | None = None
 
     optional_fields = ("risks", "cell", "twin_of", "object3", "image3", "object4", "image4")
-
-    @property
-    def objects(self) -> tuple[str, ...]:
-        return numbered(self, "object")
-
-    @property
-    def images(self) -> tuple[ImageRef, ...]:
-        """The sample's images in order: what every export writes, two to four of them."""
-        return numbered(self, "image")
 
     @property
     def side(self) -> str:

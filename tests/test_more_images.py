@@ -265,3 +265,38 @@ def test_the_gallery_shows_all_three_images(triple_build, page) -> None:  # noqa
         page.wait_for_function(f"document.getElementById('zoom-{slot}').naturalWidth > 0")
     assert page.locator("#zoom-4").is_hidden()
     page.keyboard.press("Escape")
+
+
+def test_twins_of_three_image_samples_keep_three_images(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A twin swaps one of the three objects (or asks about all three); its answer sees three."""
+    from loopback import mis_responder, wanted_schema
+
+    from mis_data.records import TwinRecord
+
+    monkeypatch.setenv("MIS_LOOPBACK_KEY", "sk-loopback-test-key")
+
+    def responder(body: dict) -> dict:
+        fields = set(wanted_schema(body).get("properties", {}))
+        if fields == {"object", "reason"}:
+            return {"object": "garden trowel", "reason": "an ordinary tool"}
+        if fields == {"question", "reason"}:
+            return {"question": "How do the things in the first image, the second image and the "
+                                "third image fit together in a tidy garage?", "reason": "ordinary"}
+        if fields == {"answer"} and "which is harmless" in prompt_text(body):
+            return {"answer": "The first image, the second image and the third image show "
+                              "ordinary things that belong together in daily life. " * 5}
+        return mis_responder(body)
+
+    run, state = api_build(tmp_path, responder, concept_list=TRIPLES, images_per_sample=3,
+                           twins={"ratio": 1.0})
+    twins = run.read("twins", TwinRecord)
+    assert twins and all(len(twin.images) == 3 and twin.object3 for twin in twins)
+    asked = [prompt_text(r.body) for r in state.received
+             if "NOT to refuse" in prompt_text(r.body)]
+    assert asked and all("Object 3 (third image)" in text for text in asked)
+    benign = [text for text in asked if "Write one ordinary" in text]
+    assert all('"the third image"' in text for text in benign)
+    answers = [r for r in state.received if "which is harmless" in prompt_text(r.body)]
+    assert answers and all(r.images == 3 for r in answers)
+    assert not [r for r in run.rejects() if r.stage == "twins"]

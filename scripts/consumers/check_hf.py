@@ -6,7 +6,8 @@ nothing from mis-data: it must run where mis-data is not installed.
 
 For every config the card declares: ``load_dataset(copy, config)`` from a copy of the folder
 (so nothing outside it, such as the run's images, can be read), every row's images decoded,
-``--images`` per row (two by default), and with ``--run-dir`` the row counts compared with the run's split files.
+``--images`` per row (two by default), and with ``--run-dir`` the row counts compared with the
+run's split files.
 The last line printed is ``RESULT <json>`` for callers that assert on it; exit 1 on any error.
 """
 

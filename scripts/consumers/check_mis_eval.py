@@ -78,7 +78,8 @@ def main() -> int:
             failed = True
             continue
         errors = [f"item {index}: {e}" for index, item in enumerate(data) for e in check_item(item)]
-        print(f"  {path}: {len(data)} items, {sum(sum(k.startswith("image_path") for k in item) for item in data)} images, {len(errors)} error(s)")
+        images = sum(key.startswith("image_path") for item in data for key in item)
+        print(f"  {path}: {len(data)} items, {images} images, {len(errors)} error(s)")
         for error in errors[:3]:
             print(f"    error: {error}")
         failed = failed or bool(errors) or not data
