@@ -300,3 +300,64 @@ def test_twins_of_three_image_samples_keep_three_images(tmp_path: Path,
     answers = [r for r in state.received if "which is harmless" in prompt_text(r.body)]
     assert answers and all(r.images == 3 for r in answers)
     assert not [r for r in run.rejects() if r.stage == "twins"]
+
+
+def test_eval_reads_three_images_per_item_from_both_layouts(triple_build, tmp_path: Path) -> None:
+    """``mis-data eval`` takes every image of an item, in order, from the MIS layout and the HF
+    export alike, and keeps ``image_path3`` on its response lines."""
+    from mis_data.eval.config import TestSetSpec
+    from mis_data.eval.testsets import ingest
+
+    run, _ = triple_build
+    store = ImageStore(tmp_path / "images")
+    mis = ingest([TestSetSpec(path=run.path / "export/mis/mis_test", name="x")], store)
+    hf = ingest([TestSetSpec(path=run.path / "export/hf", name="x")], store)
+    assert mis and all(entry.images is not None and len(entry.images) == 3 for entry in mis)
+    assert [entry.images for entry in mis] == [entry.images for entry in hf]
+    config = tmp_path / "eval.yaml"
+    config.write_text(json.dumps({"name": "k3", "backend": "offline", "seed": 0, "test_sets": [
+        {"path": str(run.path / "export/mis/mis_test")}]}))
+    result = run_cli("eval", "--config", config, "--out", tmp_path / "out", "--no-progress")
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in (tmp_path / "out/responses.jsonl").open()]
+    assert lines and all(line["image_path3"].endswith("object3.png") for line in lines)
+
+
+QUADRUPLES = "concepts:\n" + "".join(
+    f"  - {{sub_category: {sub}, object1: {a}, kind1: tool, object2: {b}, kind2: container, "
+    f"object3: {c}, kind3: place, object4: {d}, kind4: vehicle}}\n"
+    for sub, a, b, c, d in (("Property Crimes", "crowbar", "duffel bag", "jewelry store",
+                             "getaway car"),
+                            ("Property Crimes", "bolt cutter", "sports bag", "bicycle rack",
+                             "pickup truck")))
+
+
+@pytest.mark.parametrize("backend", ["openai", "offline"])
+def test_four_images_per_sample_build_and_validate(tmp_path: Path, backend: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The upper end of ``images_per_sample``: over HTTP and offline (whose four-role fallback
+    templates cover any four kinds), questions refer to the fourth image and every export has
+    four images per row."""
+    if backend == "openai":
+        from loopback import mis_responder
+
+        monkeypatch.setenv("MIS_LOOPBACK_KEY", "sk-loopback-test-key")
+        run, _ = api_build(tmp_path, mis_responder, concept_list=QUADRUPLES, images_per_sample=4,
+                           exports=["mis", "internvl", "llamafactory", "hf"])
+    else:
+        from conftest import write_config
+
+        (tmp_path / "concepts.yaml").write_text(QUADRUPLES)
+        config = write_config(tmp_path, images_per_sample=4, exports=[
+            "mis", "internvl", "llamafactory", "hf"], concepts={"sources": [
+                {"kind": "shipped", "path": str(tmp_path / "concepts.yaml")}]})
+        result = run_cli("build", "--config", config, "--run-dir", tmp_path / "run",
+                         "--no-progress")
+        assert result.exit_code == 0, result.output
+        run = RunDir(tmp_path / "run")
+    questions = run.read("instructions", InstructionRecord)
+    assert len(questions) == 6 and all("the fourth image" in q.question for q in questions)
+    assert not run.rejects()
+    for fmt in ("mis", "internvl", "llamafactory", "hf"):
+        _, report = validate(run.path / "export" / fmt, fmt)
+        assert report.ok and report.images_per_row == 4, (fmt, report.problems[:3])

@@ -75,7 +75,10 @@ def render_problems(writer: InstructionWriter, template: Template, *role_kinds: 
     problems = []
     count = len(role_kinds)
     refs_k = (*REFS, "the third image", "the fourth image")[:count]
-    for placement in itertools.permutations(range(count)):
+    # every image order for two or three roles; for four (the generic fallbacks) the rotations
+    placements = list(itertools.permutations(range(count))) if count <= 3 else [
+        tuple((slot + shift) % count for slot in range(count)) for shift in range(count)]
+    for placement in placements:
         # role i is shown in image ``placement[i]``; ``order`` lists the kinds in image order
         order = tuple(role_kinds[placement.index(slot)] for slot in range(count))
         kind_objects = [vocabulary[name] for name in order]
@@ -88,7 +91,8 @@ def render_problems(writer: InstructionWriter, template: Template, *role_kinds: 
                     for p, kind in zip(phrases, kind_objects, strict=True)]
         for opener in (min(writer.book.openers, key=len), max(writer.book.openers, key=len)):
             draft = Draft(template, placement, opener)
-            for names in itertools.product(*(SAMPLE_NAMES[name] for name in order)):
+            samples = [SAMPLE_NAMES[name] if count <= 3 else SAMPLE_NAMES[name][:1] for name in order]
+            for names in itertools.product(*samples):
                 if writer.clashes(draft, set().union(*(object_words(name) for name in names))):
                     continue  # never drafted for such a pair: its words would name the object
                 named = [object_filler(n, k, human) for n, k in zip(names, order, strict=True)]

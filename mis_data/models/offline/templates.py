@@ -128,7 +128,8 @@ class TemplateBook:
         self.animate_verbs: list[str] = [str(v) for v in data.get("animate_only_verbs", [])]
         self.templates: dict[str, list[Template]] = {}
         for section, fallback in (("templates", False), ("fallback", True),
-                                  ("templates_3", False), ("fallback_3", True)):
+                                  ("templates_3", False), ("fallback_3", True),
+                                  ("fallback_4", True)):
             for sub, entries in (data.get(section) or {}).items():
                 for entry in entries:
                     self.templates.setdefault(sub, []).append(
