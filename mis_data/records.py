@@ -239,7 +239,7 @@ def _extra_slots_in_order(record: BaseModel, prefix: str) -> None:
         raise ValueError(f"{prefix}3 / {prefix}4 need every {prefix} before them")
 
 
-class ConceptRecord(Record):
+class ConceptRecord(SlotValues, Record):
     """Two (or, with ``images_per_sample``, up to four) depictable things whose combination
     carries a risk (MIS step 1). ``object3``/``object4`` are absent from a two-image concept."""
 
@@ -275,10 +275,6 @@ class ConceptRecord(Record):
             if has_object != (getattr(self, f"kind{slot}") is not None):
                 raise ValueError(f"object{slot} and kind{slot} come together")
         return self
-
-    @property
-    def objects(self) -> tuple[str, ...]:
-        return numbered(self, "object")
 
     @property
     def kinds(self) -> tuple[str, ...]:
