@@ -361,3 +361,35 @@ def test_four_images_per_sample_build_and_validate(tmp_path: Path, backend: str,
     for fmt in ("mis", "internvl", "llamafactory", "hf"):
         _, report = validate(run.path / "export" / fmt, fmt)
         assert report.ok and report.images_per_row == 4, (fmt, report.problems[:3])
+
+
+def test_generated_triples_offline_recombine_the_shipped_triples(tmp_path: Path) -> None:
+    """``kind: generated`` with three images asks for sets of three objects (the prompt says so)
+    and, offline, recombines the shipped triples into new ones of the same sub-category."""
+    from conftest import CONFIGS, write_config
+
+    config = write_config(tmp_path, images_per_sample=3, concepts={
+        "sources": [{"kind": "generated", "per_sub_category": 3, "per_request": 3,
+                     "examples_path": str(CONFIGS / "concepts_k3")}],
+        "sub_categories": ["Property Crimes"]})
+    result = run_cli("build", "--config", config, "--run-dir", tmp_path / "run", "--no-progress")
+    assert result.exit_code == 0, result.output
+    run = RunDir(tmp_path / "run")
+    concepts = run.read("concepts", ConceptRecord)
+    assert len(concepts) == 3 and all(c.image_count == 3 and c.source == "generated"
+                                      for c in concepts)
+    shipped = {concept_key(*(entry[f"object{slot}"] for slot in (1, 2, 3)))
+               for entry in __import__("yaml").safe_load(
+                   (CONFIGS / "concepts_k3/illegal_activity.yaml").read_text())["concepts"]}
+    assert not {c.key for c in concepts} & shipped  # new combinations, not copies
+    from conftest import PROMPTS
+
+    prompt = (PROMPTS / "concept_generate.md").read_text()
+    from mis_data.prompts import Prompt
+    from mis_data.stages.concept_models import concept_wording
+
+    rendered = Prompt("g", prompt, "").render(
+        category="Illegal Activity", sub_category="Property Crimes", description="-", count=3,
+        kinds="-", examples="-", taken="-", **concept_wording(3))
+    assert "Propose 3 new concept sets of three objects" in rendered
+    assert '"object3": "...", "kind3": "..."' in rendered
