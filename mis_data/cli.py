@@ -482,10 +482,10 @@ def decontaminate(
                    f"{len(images)} samples, {len(result['text_matches'])} question matches; "
                    f"{result['images_per_second']} images/s")
         typer.echo(f"report: {Path(run_dir) / 'decontamination.json'}")
-        if result["dropped"]:
+        if result["newly_dropped"]:
             run, config, store = open_finished_run(run_dir)
             manifest = finish_run(run, config, store)
-            typer.echo(f"dropped {len(result['dropped'])} samples as contaminated; splits: "
+            typer.echo(f"dropped {len(result['newly_dropped'])} samples as contaminated; splits: "
                        + ", ".join(f"{k}={v}" for k, v in manifest["split_plan"]["counts"].items()))
 
     guarded(verbose, action)

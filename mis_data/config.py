@@ -297,6 +297,40 @@ class TwinsConfig(Strict):
         default_factory=lambda: ["swap_image", "benign_text"], min_length=1)
 
 
+class BenchmarkRef(Strict):
+    """A public test set to keep out of train: a folder (the MIS test layout, a Hugging Face
+    dataset folder, a plain image folder) or a Hub dataset name. ``kind`` is the CLI's ``--as``;
+    left out, it is guessed from what the folder holds."""
+
+    path: str = Field(min_length=1)
+    kind: Literal["mis", "hf", "folder"] | None = None
+
+
+class DecontaminateConfig(Strict):
+    """Decontamination as a build step: after the labels, every train and validation image and
+    question is compared with each benchmark in ``against`` (``mis-data decontaminate`` does
+    the same on a finished run). With ``drop`` (the default here: a build asked to
+    decontaminate means it) the matches are rejected as ``contaminated`` before the final
+    splits and exports; ``drop_text`` also drops question-only matches."""
+
+    against: list[BenchmarkRef] = Field(min_length=1)
+    drop: bool = True
+    drop_text: bool = False
+    phash_distance: int = Field(4, ge=0, le=16)
+    dhash_distance: int = Field(4, ge=0, le=16)
+    text_jaccard: float = Field(0.9, gt=0.0, le=1.0)
+
+    @field_validator("against", mode="before")
+    @classmethod
+    def _paths_as_entries(cls, value: Any) -> Any:
+        """``against: [path, ...]`` is short for ``against: [{path: ...}, ...]``."""
+        if isinstance(value, str):
+            value = [value]
+        if isinstance(value, list):
+            return [{"path": item} if isinstance(item, str) else item for item in value]
+        return value
+
+
 class SplitsConfig(Strict):
     val_size: float = Field(0.0, ge=0.0, lt=1.0)
     quotas: dict[str, int] | None = None
@@ -321,6 +355,7 @@ class BuildConfig(Strict):
     general: GeneralMixConfig | None = None
     labels: LabelsConfig = LabelsConfig()
     twins: TwinsConfig | None = None
+    decontaminate: DecontaminateConfig | None = None
     splits: SplitsConfig = SplitsConfig()
     exports: list[Literal["mis", "internvl", "llamafactory", "hf"]] = Field(
         default_factory=lambda: ["mis", "internvl", "llamafactory", "hf"]
@@ -342,10 +377,11 @@ class BuildConfig(Strict):
     def generation_hash(self) -> str:
         """Hash of everything that changes what the models are asked.
 
-        Splits and exports are left out: they can be regenerated from a finished run, so
-        changing them must not make the run folder refuse the config.
+        Splits, exports and decontamination are left out: they can be redone on a finished
+        run with no model call, so changing them must not make the run folder refuse the config.
         """
-        data = self.model_dump(mode="json", exclude={"splits", "exports", "name", "license"})
+        data = self.model_dump(mode="json", exclude={"splits", "exports", "name", "license",
+                                                     "decontaminate"})
         if data["images_per_sample"] == 2:  # runs made before the option existed still match
             del data["images_per_sample"]
         return sha256_text(json.dumps(data, sort_keys=True))
@@ -457,6 +493,11 @@ def resolve_paths(config: BuildConfig, base: Path) -> BuildConfig:
     if config.general is not None:
         update["general"] = config.general.model_copy(
             update={"path": _resolve(base, config.general.path)})
+    if config.decontaminate is not None:  # a local folder made absolute; a Hub name kept
+        update["decontaminate"] = config.decontaminate.model_copy(update={"against": [
+            bench.model_copy(update={"path": str((base / bench.path).resolve())})
+            if (base / bench.path).exists() else bench
+            for bench in config.decontaminate.against]})
     return config.model_copy(update=update)
 
 

@@ -3,9 +3,10 @@
 ``mis-data decontaminate RUN --against PATH`` compares every train and validation image of a
 finished run with every image of a benchmark (the released MIS test layout, a Hugging Face
 dataset folder or name, or a plain image folder) and every train question with the
-benchmark's questions, and writes ``decontamination.json`` with each match and its distances.
-With ``--drop`` the matching samples are rejected (``contaminated``) and the splits and exports
-are rewritten, with no model call.
+benchmark's questions, and files each match with its distances in ``decontamination.json``
+(one entry per benchmark). With ``--drop`` the matching samples are rejected (``contaminated``)
+and the splits and exports are rewritten, with no model call. A ``decontaminate:`` section in
+the build config does the same as the build's last step, before the final splits and exports.
 
 An image matches when its bytes are identical, or when both its perceptual hashes (pHash and
 dHash, 64 bits each) are within a few bits of a benchmark image: one hash alone confuses images
@@ -32,15 +33,16 @@ from typing import Any
 import imagehash
 from PIL import Image
 
-from mis_data.config import ConfigError
+from mis_data.config import ConfigError, DecontaminateConfig
 from mis_data.eval.testsets import hf_tables, image_bytes, mis_files, mis_root, read_array
 from mis_data.records import RejectReason, RejectRecord
-from mis_data.rundir import RunDir, dump_json, write_text_atomic
+from mis_data.rundir import RunDir, dump_json, read_json_or_none, write_text_atomic
 from mis_data.sources import IMAGE_SUFFIXES
 from mis_data.splits import read_splits
 
 STAGE = "decontamination"
 REPORT = "decontamination.json"
+KINDS = ("mis", "hf", "folder")
 
 
 @dataclass(frozen=True)
@@ -109,13 +111,28 @@ def read_hf(name: str) -> Iterator[tuple[str, bytes | None, str | None]]:
                         yield f"{where}.{column}{slot}", data, None
 
 
+def check_benchmark(against: str, kind: str | None) -> str:
+    """The benchmark's kind, after checking that it is there: a folder that does not exist is
+    an error, not a Hub name, unless the kind says ``hf`` (a Hub name cannot be checked offline)."""
+    if kind is not None and kind not in KINDS:
+        raise ConfigError(f"--as {kind!r}: expected mis, hf or folder")
+    folder = Path(against)
+    if not folder.exists():
+        if kind == "hf":
+            return kind
+        raise ConfigError(f"{against}: benchmark folder not found (a Hub dataset needs --as hf, "
+                          "or kind: hf in the config)")
+    kind = kind or detect_kind(against)
+    if kind in ("mis", "folder") and not folder.is_dir():
+        raise ConfigError(f"{against}: benchmark folder not found")
+    if kind == "mis" and not mis_files(folder):
+        raise ConfigError(f"{against}: no mis_*.json here or in mis_test/ (not a MIS test layout)")
+    return kind
+
+
 def read_benchmark(against: str, kind: str) -> Benchmark:
     readers = {"mis": lambda: read_mis(Path(against)), "folder": lambda: read_folder(Path(against)),
                "hf": lambda: read_hf(against)}
-    if kind not in readers:
-        raise ConfigError(f"--as {kind!r}: expected mis, hf or folder")
-    if kind != "hf" and not Path(against).is_dir():
-        raise ConfigError(f"{against}: benchmark folder not found")
     benchmark = Benchmark()
     for name, data, question in readers[kind]():
         if data is not None:
@@ -225,36 +242,88 @@ def find_matches(run: RunDir, benchmark: Benchmark, phash_distance: int, dhash_d
                   time.perf_counter() - started)
 
 
-def decontaminate(run_dir: Path, against: str, kind: str | None = None, drop: bool = False,
+# -- the report and the drops ------------------------------------------------------------
+
+def read_reports(run: RunDir) -> dict[str, dict[str, Any]]:
+    """Every benchmark's last result, by its ``against``: one report file for them all."""
+    data = read_json_or_none(run.path / REPORT)
+    return dict(data.get("benchmarks", {})) if isinstance(data, dict) else {}
+
+
+def carried_over(previous: dict[str, Any] | None, key: str, already: set[str],
+                 found: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """This pass's matches plus the earlier ones of samples already dropped for them: a
+    dropped sample is no longer in train, so a second pass (a rerun build) cannot see it."""
+    new_ids = {m["id"] for m in found}
+    kept = [m for m in (previous or {}).get(key, []) if m["id"] in already and m["id"] not in new_ids]
+    return sorted(kept + found, key=lambda m: (m["id"], m.get("slot", 0), m["benchmark"]))
+
+
+def benchmark_key(against: str) -> str:
+    """Where a benchmark's result is filed: a local folder by its absolute path, a Hub name as is."""
+    return str(Path(against).resolve()) if Path(against).exists() else against
+
+
+def decontaminate(run_dir: Path | RunDir, against: str, kind: str | None = None, drop: bool = False,
                   drop_text: bool = False, phash_distance: int = 4, dhash_distance: int = 4,
                   text_threshold: float = 0.9) -> dict[str, Any]:
-    """Compare, write ``decontamination.json``, and with ``drop`` reject the matches."""
-    run = RunDir(run_dir)
+    """Compare, file the result in ``decontamination.json``, and with ``drop`` reject the matches.
+
+    Returns the result, whose ``newly_dropped`` says which samples this pass rejected. The
+    build passes its open ``RunDir``, so its view of the rejects stays current.
+    """
+    run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
     run.config()
-    kind = kind or detect_kind(against)
+    kind = check_benchmark(against, kind)
+    key = benchmark_key(against)
     started = time.perf_counter()
     benchmark = read_benchmark(against, kind)
     hashed = time.perf_counter() - started
     report = find_matches(run, benchmark, phash_distance, dhash_distance, text_threshold)
-    dropped = sorted({m["id"] for m in report.matches}
-                     | ({m["id"] for m in report.text_matches} if drop_text else set()))
+    reports = read_reports(run)
+    previous = reports.get(key)
+    already = {r.id for r in run.rejects() if r.stage == STAGE}
+    matches = carried_over(previous, "matches", already, report.matches)
+    text_matches = carried_over(previous, "text_matches", already, report.text_matches)
+    found = {m["id"] for m in report.matches} | (
+        {m["id"] for m in report.text_matches} if drop_text else set())
+    newly_dropped = sorted(found - already) if drop else []
+    earlier = set((previous or {}).get("dropped", [])) & already
     total = hashed + report.seconds
     result = {
-        "against": against, "as": kind,
+        "against": key, "name": Path(key).name if Path(key).exists() else key, "as": kind,
         "thresholds": {"phash_distance": phash_distance, "dhash_distance": dhash_distance,
                        "text_jaccard": text_threshold},
         "train_images": report.train_images, "benchmark_images": report.benchmark_images,
         "benchmark_questions": len(benchmark.questions),
         "images_per_second": round((report.train_images + report.benchmark_images)
                                    / total, 1) if total else None,
-        "matches": report.matches, "text_matches": report.text_matches,
-        "dropped": dropped if drop else [],
+        "matches": matches, "text_matches": text_matches,
+        "dropped": sorted(earlier | set(newly_dropped)),
     }
-    write_text_atomic(run.path / REPORT, dump_json(result))
-    if drop and dropped:
+    reports[key] = result
+    write_text_atomic(run.path / REPORT, dump_json({"benchmarks": dict(sorted(reports.items()))}))
+    if newly_dropped:
         with run:
-            for sample_id in dropped:
+            for sample_id in newly_dropped:
                 where = next(m for m in report.matches + report.text_matches if m["id"] == sample_id)
                 run.reject(RejectRecord(stage=STAGE, id=sample_id, reason=RejectReason.contaminated,
-                                        detail=f"matches {where['benchmark']} in {against}"))
-    return result
+                                        detail=f"matches {where['benchmark']} in {result['name']}"))
+    return {**result, "newly_dropped": newly_dropped}
+
+
+def decontaminate_build(run: RunDir, settings: DecontaminateConfig) -> int:
+    """The build step (``decontaminate:`` in the config): every benchmark in turn; how many
+    samples were newly dropped, so the build knows whether to split and export again."""
+    return sum(len(decontaminate(
+        run, bench.path, bench.kind, drop=settings.drop, drop_text=settings.drop_text,
+        phash_distance=settings.phash_distance, dhash_distance=settings.dhash_distance,
+        text_threshold=settings.text_jaccard)["newly_dropped"]) for bench in settings.against)
+
+
+def summary(run: RunDir) -> dict[str, dict[str, Any]]:
+    """Per benchmark (by name): matches and drops, for the manifest and the dataset card."""
+    return {result["name"]: {"as": result["as"], "image_matches": len(result["matches"]),
+                             "text_matches": len(result["text_matches"]),
+                             "dropped": len(result["dropped"])}
+            for result in read_reports(run).values()}

@@ -14,6 +14,7 @@ from typing import Any
 
 from mis_data.config import BuildConfig, ConfigError, sha256_file
 from mis_data.decisions import decisions_summary, reviewer_dropped
+from mis_data.decontaminate import summary as decontamination_summary
 from mis_data.export import run_exports
 from mis_data.export.common import RunInfo
 from mis_data.images.store import ImageStore
@@ -72,6 +73,7 @@ def run_info(run: RunDir, config: BuildConfig, split_manifest: dict[str, Any],
         split_seed=int(split_manifest.get("seed", config.seed)),
         val_size=float(split_manifest.get("val_size", 0.0)), license=config.license,
         rejects=rejects, excluded=dict(split_manifest.get("excluded_by_reason", {})),
+        decontamination=decontamination_summary(run),
         formats=tuple(dict.fromkeys([*config.exports, *formats])),
     )
 
@@ -105,6 +107,9 @@ def finish_run(run: RunDir, config: BuildConfig, store: ImageStore, *, seed: int
     manifest = build_manifest(run, config, splits, usage, run.config().prompt_sha256)
     manifest["split_plan"] = {key: split_manifest.get(key) for key in
                               ("seed", "val_size", "quotas", "counts", "excluded_by_reason")}
+    decontamination = decontamination_summary(run)
+    if decontamination:
+        manifest["decontamination"] = decontamination
     review = decisions_summary(run)
     if review is not None:
         manifest["review"] = review

@@ -15,6 +15,7 @@ from typing import Any
 
 from mis_data.config import FORMAT_VERSION, BuildConfig, ConfigError, RunConfig, load_config, sha256_text
 from mis_data.decisions import DECISIONS, apply_decisions
+from mis_data.decontaminate import decontaminate_build
 from mis_data.finish import finish_run, prompt_hashes
 from mis_data.images.store import ImageStore
 from mis_data.models import make_client
@@ -78,10 +79,20 @@ def apply_review(ctx: BuildContext) -> None:
 
 
 def finish(ctx: BuildContext, formats: list[str] | None = None) -> dict[str, Any]:
-    """Splits, exports and manifest from whatever the stages have produced."""
+    """Splits, exports and manifest from whatever the stages have produced.
+
+    With ``decontaminate:`` in the config the train side of those splits is compared with the
+    benchmarks, and while that drops samples the splits and exports are written again (the
+    drops only shrink train, so this ends; usually after one more pass, on a rerun after none).
+    """
     record_usage(ctx.run.path, ctx.client.usage.as_dict())
     apply_review(ctx)
-    return finish_run(ctx.run, ctx.config, ctx.store, formats=formats, taxonomy=ctx.taxonomy)
+    manifest = finish_run(ctx.run, ctx.config, ctx.store, formats=formats, taxonomy=ctx.taxonomy)
+    settings = ctx.config.decontaminate
+    while settings is not None and decontaminate_build(ctx.run, settings):
+        manifest = finish_run(ctx.run, ctx.config, ctx.store, formats=formats,
+                              taxonomy=ctx.taxonomy)
+    return manifest
 
 
 async def run_build(ctx: BuildContext) -> BuildResult:

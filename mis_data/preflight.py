@@ -4,8 +4,8 @@ Rules between fields of the config itself (``images.source: folder`` needs ``ima
 are pydantic validators in ``config.py``: they fail while the YAML is read. What needs the
 world outside the file is checked here, once: the taxonomy and kinds load, every sub-category
 the config names exists, every file and folder it points to is there and opens (concept
-sources, image pools, the general mix, giveaway phrases, prompts), and every API key is set.
-A broken config therefore ends with one line and an empty run folder.
+sources, image pools, the general mix, giveaway phrases, prompts, decontamination benchmarks),
+and every API key is set. A broken config therefore ends with one line and an empty run folder.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mis_data.config import BuildConfig, ConfigError
+from mis_data.decontaminate import check_benchmark
 from mis_data.sources import ObjectImages, check_source
 from mis_data.taxonomy import Kind, Taxonomy, load_kinds, load_taxonomy
 
@@ -60,6 +61,8 @@ def check_files(config: BuildConfig) -> None:
         ObjectImages(config.real).check()
     if config.general is not None and not config.general.path.is_file():
         raise ConfigError(f"{config.general.path}: general data file not found")
+    for bench in config.decontaminate.against if config.decontaminate else []:
+        check_benchmark(bench.path, bench.kind)
 
 
 def preflight(config: BuildConfig) -> Checked:

@@ -153,8 +153,11 @@ def join_samples(run: RunDir) -> list[Sample]:
                 "source": "real"}))
     if run.config().config.twins is not None:
         samples = [sample.model_copy(update={"cell": cell_of(sample)}) for sample in samples]
-        samples += twin_samples(view, {sample.id: sample for sample in samples})
+        samples += [twin for twin in twin_samples(view, {sample.id: sample for sample in samples})
+                    if twin.id not in dropped]
     for record in view.general.values():
+        if record.id in dropped:
+            continue
         samples.append(Sample(
             id=record.id, split="train", category=GENERAL, sub_category=GENERAL,
             question=record.question, **slot_fields([""] * len(record.images), record.images),

@@ -1,4 +1,5 @@
-"""Decontamination finds train images copied into a benchmark, nothing else, and drops them."""
+"""Decontamination finds train images copied into a benchmark, nothing else, and drops them:
+as a command on a finished run and as the build step ``decontaminate:`` (issue #16 part 4)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,12 @@ import shutil
 from pathlib import Path
 
 import pytest
-from _builds import read_jsonl
+import yaml
+from _builds import read_jsonl, tree_hashes
 from conftest import CONFIGS, run_cli, write_config
+from loopback import LoopbackServer
 from PIL import Image
+from test_client_build import KEY, api_config
 
 from mis_data.decontaminate import Fingerprint, HashIndex
 from mis_data.rundir import RunDir
@@ -81,7 +85,7 @@ def test_finds_every_copied_train_image_and_nothing_else_then_drops(photo_run: P
     copied = benchmark_with_copies(run, tmp_path / "bench")
     result = run_cli("decontaminate", run, "--against", tmp_path / "bench")
     assert result.exit_code == 0, result.output
-    report = json.loads((run / "decontamination.json").read_text())
+    report = only_report(run)
     assert report["as"] == "mis" and report["images_per_second"] > 0
     assert {m["id"] for m in report["matches"]} == copied
     assert any(m["exact"] for m in report["matches"]) and any(not m["exact"] for m in report["matches"])
@@ -89,6 +93,7 @@ def test_finds_every_copied_train_image_and_nothing_else_then_drops(photo_run: P
     assert dropped.exit_code == 0, dropped.output
     rejects = {r.id: r.reason.value for r in RunDir(run).rejects() if r.stage == "decontamination"}
     assert rejects == dict.fromkeys(copied, "contaminated")
+    assert {m["id"] for m in only_report(run)["matches"]} == copied  # still listed after the drop
     remaining = {s["id"] for s in read_jsonl(run / "splits/train.jsonl")}
     assert remaining and not remaining & copied
     exported = (run / "export/internvl/mis_train.jsonl").read_text()
@@ -96,6 +101,12 @@ def test_finds_every_copied_train_image_and_nothing_else_then_drops(photo_run: P
     again = run_cli("split", run)  # a re-split keeps them out
     assert again.exit_code == 0 and not {s["id"] for s in read_jsonl(
         run / "splits/train.jsonl")} & copied
+
+
+def only_report(run: Path) -> dict:
+    reports = json.loads((run / "decontamination.json").read_text())["benchmarks"]
+    assert len(reports) == 1
+    return next(iter(reports.values()))
 
 
 def test_the_hash_index_finds_every_hash_within_the_distance() -> None:
@@ -109,3 +120,63 @@ def test_the_hash_index_finds_every_hash_within_the_distance() -> None:
         assert name in index.candidates(Fingerprint("x", flipped, 0))
     far = Fingerprint("y", bench["b0"].phash ^ 0xFFFF_FFFF_FFFF_FFFF, 0)
     assert "b0" not in index.candidates(far)
+
+
+def copy_train_images(run: Path, folder: Path, count: int) -> set[str]:
+    """``count`` train images copied into an image folder; the train ids that use them."""
+    folder.mkdir(parents=True)
+    train = read_jsonl(run / "splits/train.jsonl")
+    shas = sorted({s["image1"]["sha256"] for s in train})[:count]
+    for sha in shas:
+        shutil.copyfile(run / "images" / sha[:2] / f"{sha}.png", folder / f"{sha[:12]}.png")
+    return {s["id"] for s in train if {s["image1"]["sha256"], s["image2"]["sha256"]} & set(shas)}
+
+
+def test_the_build_step_over_http_drops_the_copies_with_no_model_call(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``decontaminate:`` in the config of a real-backend build: added to a finished run, the
+    same command drops exactly the train samples whose images were copied into the benchmark,
+    asks the model nothing, and a third run changes no byte."""
+    monkeypatch.setenv("MIS_LOOPBACK_KEY", KEY)
+    with LoopbackServer() as server:
+        config = api_config(tmp_path, server.url)
+        args = ("build", "--config", config, "--run-dir", tmp_path / "run", "--no-progress")
+        assert run_cli(*args).exit_code == 0
+        run = tmp_path / "run"
+        copied = copy_train_images(run, tmp_path / "bench", 2)
+        assert copied and len(read_jsonl(run / "splits/train.jsonl")) > len(copied)
+        data = yaml.safe_load(config.read_text())
+        data["decontaminate"] = {"against": [str(tmp_path / "bench")]}
+        config.write_text(yaml.safe_dump(data))
+        sent = len(server.state.received)
+        result = run_cli(*args)
+        assert result.exit_code == 0, result.output
+        assert len(server.state.received) == sent  # decontamination asks no model
+        first = tree_hashes(run / "export")
+        again = run_cli(*args)
+        assert again.exit_code == 0 and len(server.state.received) == sent
+    assert tree_hashes(run / "export") == first
+    rejects = {r.id for r in RunDir(run).rejects() if r.reason.value == "contaminated"}
+    assert rejects == copied
+    assert not {s["id"] for s in read_jsonl(run / "splits/train.jsonl")} & copied
+    report = only_report(run)
+    assert report["as"] == "folder" and set(report["dropped"]) == copied
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["decontamination"] == {"bench": {"as": "folder", "image_matches": len(
+        report["matches"]), "text_matches": 0, "dropped": len(copied)}}
+
+
+@pytest.mark.parametrize(("against", "message"), [
+    ("no/such/folder", "no/such/folder: benchmark folder not found (a Hub dataset needs --as hf"),
+    ({"path": "{tmp}", "kind": "mis"}, "no mis_*.json here or in mis_test/"),
+    ({"path": "{tmp}", "kind": "parquet"}, "decontaminate.against.0.kind: Input should be"),
+])
+def test_a_broken_benchmark_stops_the_build_before_any_file(tmp_path: Path, against: object,
+                                                            message: str) -> None:
+    if isinstance(against, dict):
+        against = {key: value.format(tmp=tmp_path) for key, value in against.items()}
+    config = write_config(tmp_path / "cfg", decontaminate={"against": [against]})
+    result = run_cli("build", "--config", config, "--run-dir", tmp_path / "run", "--no-progress")
+    assert result.exit_code == 2 and message in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()

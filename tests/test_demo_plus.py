@@ -1,14 +1,20 @@
 """configs/demo_plus.yaml: the offline demo with twins, DREAM labels and three images per sample
 builds, and every export passes `mis-data validate` with three images per row and loads (twins'
-rows have no risk statements), and decontamination against its own test export finds nothing
-in train (the splits keep images apart)."""
+rows have no risk statements); its decontamination step drops exactly the train samples whose
+images benchmarks/demo_overlap copied (one exact, one re-encoded), and a check against its own
+test export finds nothing in train (the splits keep images apart)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from _builds import read_jsonl
 from conftest import CONFIGS, run_cli
 from datasets import load_dataset
+
+from mis_data.rundir import RunDir
+
+COPIED_INTO_THE_BENCHMARK = {"bicycle parking garage", "bank branch counter"}
 
 
 def test_demo_plus_builds_and_every_export_validates(tmp_path: Path) -> None:
@@ -29,7 +35,16 @@ def test_demo_plus_builds_and_every_export_validates(tmp_path: Path) -> None:
     assert len(twins) and all(row["cell"] == "SiSt→S" and row["twin_of"] and len(row["images"]) == 3
                               for row in twins)
     assert any(risk["source"] == "image3" for row in train for risk in row["risks"] or [])
+    shows_a_copy = {c["id"] for c in read_jsonl(run / "concepts.jsonl")
+                    if COPIED_INTO_THE_BENCHMARK & {c[f"object{k}"] for k in (1, 2, 3)}}
+    expected = {j["id"] for j in read_jsonl(run / "judgements.jsonl")
+                if j["route"] == "train" and j["id"].rsplit("-", 1)[0] in shows_a_copy}
+    dropped = {r.id for r in RunDir(run).rejects() if r.reason.value == "contaminated"}
+    twin_of = {t["id"]: t["twin_of"] for t in read_jsonl(run / "twins.jsonl")}
+    assert expected and {i for i in dropped if i not in twin_of} == expected
+    assert all(twin_of[i] in expected for i in dropped if i in twin_of)  # a twin shares images
+    assert not {row["id"] for row in train} & dropped
+    assert "| demo_overlap | mis | 6 | 0 | 6 |" in (run / "export/hf/README.md").read_text()
     cleaned = run_cli("decontaminate", run, "--against", run / "export/mis", "--as", "mis")
     assert cleaned.exit_code == 0, cleaned.output
-    report = __import__("json").loads((run / "decontamination.json").read_text())
-    assert report["matches"] == [] or all(m["kind"] != "image" for m in report["matches"])
+    assert "0 image matches" in cleaned.output

@@ -49,3 +49,8 @@ def test_a_wheel_builds_the_demo_from_an_empty_folder(tmp_path: Path) -> None:
     assert build.returncode == 0, build.stderr[-2000:]
     assert (empty / "runs/demo/export/hf/README.md").is_file()
     assert run("-m", "mis_data", "validate", "runs/demo/export/mis").returncode == 0
+    # demo_plus needs more than YAML: the stand-in benchmark's JSON and images travel too
+    plus = run("-m", "mis_data", "build", "--config", "demo/configs/demo_plus.yaml",
+               "--no-progress", "--yes")
+    assert plus.returncode == 0, plus.stderr[-2000:]
+    assert '"contaminated": 6' in (empty / "runs/demo_plus/manifest.json").read_text()

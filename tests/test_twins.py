@@ -6,6 +6,7 @@ answer is rejected as ``over_refusal`` while everything else completes."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import yaml
 from conftest import CONFIGS, run_cli
 from datasets import load_dataset
 from loopback import LoopbackServer, mis_responder, prompt_text, wanted_schema
+from PIL import Image
 from test_api_stages import CONCEPTS
 from test_client_build import KEY, api_config
 
@@ -154,3 +156,29 @@ def test_twins_over_http_and_refusals_are_over_refusal(tmp_path: Path, refuse: b
     else:
         assert twins and not rejected
         assert {t.kind for t in twins.values()} <= {"swap_image", "benign_text"}
+
+
+def test_a_twin_whose_question_is_in_a_benchmark_is_dropped_alone(twins_run: Path,
+                                                                   tmp_path: Path) -> None:
+    """Decontamination reaches twins too: a train twin's ordinary question found in a test set
+    (``--drop-text``) drops that twin alone, not its source, and it stays out of the exports."""
+    run = tmp_path / "run"
+    shutil.copytree(twins_run, run)
+    train = [json.loads(line) for line in (run / "splits/train.jsonl").read_text().splitlines()]
+    twin = next(row for row in train if row.get("twin_of"))
+    bench = tmp_path / "bench"
+    (bench / "easy_image/1").mkdir(parents=True)
+    for slot, colour in ((1, "red"), (2, "blue")):
+        Image.new("RGB", (64, 64), colour).save(bench / f"easy_image/1/object{slot}.png")
+    (bench / "mis_easy.json").write_text(json.dumps([{
+        "id": 1, "category": twin["category"], "sub_category": twin["sub_category"],
+        "question": twin["question"], "image_path1": "easy_image/1/object1.png",
+        "image_path2": "easy_image/1/object2.png"}]))
+    result = run_cli("decontaminate", run, "--against", bench, "--drop", "--drop-text")
+    assert result.exit_code == 0, result.output
+    dropped = {r.id for r in RunDir(run).rejects() if r.reason.value == "contaminated"}
+    assert twin["id"] in dropped and twin["twin_of"] not in dropped
+    train_ids = (run / "splits/train.jsonl").read_text()
+    assert twin["id"] not in train_ids and twin["twin_of"] in train_ids
+    assert twin["id"] not in "".join(
+        path.read_text() for path in (run / "export/internvl").glob("*.jsonl"))

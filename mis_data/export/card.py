@@ -169,9 +169,24 @@ def rejects_section(info: RunInfo) -> list[str]:
             for reason, count in sorted(reasons.items()) if count]
     rows += [("splits", reason, count) for reason, count in sorted(info.excluded.items()) if count]
     if not rows:
-        return lines + ["None.", ""]
+        return lines + ["None.", "", *decontamination_section(info)]
     lines += ["| stage | reason | count |", "|---|---|---:|"]
     lines += [f"| {stage} | {reason} | {count} |" for stage, reason, count in rows]
+    return lines + ["", *decontamination_section(info)]
+
+
+def decontamination_section(info: RunInfo) -> list[str]:
+    """Which test sets train was checked against, and what that found and dropped."""
+    if not info.decontamination:
+        return []
+    lines = ["### Decontamination", "",
+             "Train and validation images were compared with each benchmark's images (identical "
+             "bytes, or pHash and dHash both within a few bits) and the questions by word "
+             "overlap; the last column counts the samples dropped as `contaminated`.", "",
+             "| benchmark | as | image matches | question matches | samples dropped |",
+             "|---|---|---:|---:|---:|"]
+    lines += [f"| {name} | {entry['as']} | {entry['image_matches']} | {entry['text_matches']} | "
+              f"{entry['dropped']} |" for name, entry in sorted(info.decontamination.items())]
     return lines + [""]
 
 

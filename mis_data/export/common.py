@@ -43,6 +43,8 @@ class RunInfo:
     images_per_sample: int = 2
     rejects: dict[str, dict[str, int]] = field(default_factory=dict)
     excluded: dict[str, int] = field(default_factory=dict)
+    # Per benchmark name: its kind, image and question matches, samples dropped.
+    decontamination: dict[str, dict[str, Any]] = field(default_factory=dict)
     formats: tuple[str, ...] = ("mis", "internvl", "llamafactory", "hf")
     # Absolute image paths (and InternVL root/annotation) in the train exports, for training
     # from another folder: InternVL and ms-swift resolve relative paths against the working
