@@ -23,7 +23,7 @@ from __future__ import annotations
 import io
 import re
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from hashlib import sha256
@@ -322,8 +322,13 @@ def decontaminate_build(run: RunDir, settings: DecontaminateConfig) -> int:
 
 
 def summary(run: RunDir) -> dict[str, dict[str, Any]]:
-    """Per benchmark (by name): matches and drops, for the manifest and the dataset card."""
-    return {result["name"]: {"as": result["as"], "image_matches": len(result["matches"]),
-                             "text_matches": len(result["text_matches"]),
-                             "dropped": len(result["dropped"])}
-            for result in read_reports(run).values()}
+    """Per benchmark: matches and drops, for the manifest and the dataset card. A benchmark is
+    named by its folder's name (no local path in a published card), or ``parent/name`` when two
+    share a name (the released ``mis_test`` and a build's own ``export/mis/mis_test``)."""
+    results = read_reports(run).values()
+    names = Counter(result["name"] for result in results)
+    return {(result["name"] if names[result["name"]] == 1 else
+             f"{Path(result['against']).parent.name}/{result['name']}"):
+            {"as": result["as"], "image_matches": len(result["matches"]),
+             "text_matches": len(result["text_matches"]), "dropped": len(result["dropped"])}
+            for result in results}

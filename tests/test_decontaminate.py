@@ -180,3 +180,21 @@ def test_a_broken_benchmark_stops_the_build_before_any_file(tmp_path: Path, agai
     assert result.exit_code == 2 and message in result.output
     assert len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "run").exists()
+
+
+def test_each_benchmark_keeps_its_own_entry_even_with_the_same_folder_name(
+        photo_run: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(photo_run, run)
+    train = read_jsonl(run / "splits/train.jsonl")
+    for parent, sample in (("released", train[0]), ("ours", train[-1])):
+        folder = tmp_path / parent / "mis_test"
+        folder.mkdir(parents=True)
+        sha = sample["image2"]["sha256"]
+        shutil.copyfile(run / "images" / sha[:2] / f"{sha}.png", folder / "copy.png")
+        assert run_cli("decontaminate", run, "--against", folder, "--drop").exit_code == 0
+    reports = json.loads((run / "decontamination.json").read_text())["benchmarks"]
+    assert len(reports) == 2 and all(report["dropped"] for report in reports.values())
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert set(manifest["decontamination"]) == {"released/mis_test", "ours/mis_test"}
+    assert str(tmp_path) not in (run / "manifest.json").read_text()  # no local path published
