@@ -154,14 +154,15 @@ def reject_lines(facts: RunFacts) -> list[str]:
     counts = reject_counts(facts)
     if not counts:
         return ["rejects: none"]
+    stage_width = max(14, *(len(stage) + 2 for stage in counts))  # "decontamination" is long
     rows = []
     for stage, reasons in counts.items():
         for index, (reason, count) in enumerate(sorted(reasons.items())):
-            rows.append([f"{stage if index == 0 else '':<14}{reason}", str(count)])
+            rows.append([f"{stage if index == 0 else '':<{stage_width}}{reason}", str(count)])
     rows.append(["total", str(sum(sum(reasons.values()) for reasons in counts.values()))])
     width = max(len(row[0]) for row in rows) + 2
     return ["rejects by stage and reason (splits = samples excluded when splitting):",
-            *_table(["stage         reason", "count"], rows, width)]
+            *_table(["stage".ljust(stage_width) + "reason", "count"], rows, width)]
 
 
 def model_stages(facts: RunFacts) -> list[str]:

@@ -6,6 +6,7 @@ test export finds nothing in train (the splits keep images apart)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from _builds import read_jsonl
@@ -45,6 +46,8 @@ def test_demo_plus_builds_and_every_export_validates(tmp_path: Path) -> None:
     assert all(twin_of[i] in expected for i in dropped if i in twin_of)  # a twin shares images
     assert not {row["id"] for row in train} & dropped
     assert "| demo_overlap | mis | 6 | 0 | 6 |" in (run / "export/hf/README.md").read_text()
+    stats = run_cli("stats", run)
+    assert stats.exit_code == 0 and re.search(r"decontamination +contaminated +6\n", stats.output)
     cleaned = run_cli("decontaminate", run, "--against", run / "export/mis", "--as", "mis")
     assert cleaned.exit_code == 0, cleaned.output
     assert "0 image matches" in cleaned.output
