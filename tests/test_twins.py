@@ -19,6 +19,7 @@ from PIL import Image
 from test_api_stages import CONCEPTS
 from test_client_build import KEY, api_config
 
+from mis_data.export.mis import TEST_FIELDS
 from mis_data.records import BENIGN_CELL, RejectRecord, TwinRecord
 from mis_data.rundir import RunDir
 from mis_data.splits import read_splits
@@ -89,10 +90,28 @@ def test_twin_exports_load_and_validate(twins_run: Path, tmp_path: Path) -> None
     assert set(easy["cell"]) == {"UiSt"}
     mis_twins = json.loads((twins_run / "export/mis/mis_test/mis_twins.json").read_text())
     assert mis_twins and {item["cell"] for item in mis_twins} == {BENIGN_CELL}
-    assert "cell" not in json.loads((twins_run / "export/mis/mis_test/mis_easy.json").read_text())[0]
+    mis_easy = json.loads((twins_run / "export/mis/mis_test/mis_easy.json").read_text())
+    assert list(mis_easy[0])[:6] == list(TEST_FIELDS)  # the released fields first, in order
+    assert {item["cell"] for item in mis_easy} == {"UiSt"}
+    assert all(item["twin_of"] for item in mis_twins)
+    train_rows = [json.loads(line) for name in ("internvl/mis_train.jsonl",
+                  "llamafactory/mis_train.jsonl", "llamafactory/mis_train_internvl_style.jsonl")
+                  for line in (twins_run / "export" / name).read_text().splitlines()]
+    train_rows += json.loads((twins_run / "export/mis/mis_train/mis_train.json").read_text())
+    cells = {row["cell"] for row in train_rows}  # every row tagged: unsafe text, or a twin
+    assert BENIGN_CELL in cells and cells <= {"UiUt", "SiUt", BENIGN_CELL}
+    assert all(bool(row["twin_of"]) == (row["cell"] == BENIGN_CELL) for row in train_rows)
     for fmt in ("hf", "internvl", "llamafactory", "mis"):
         checked = run_cli("validate", twins_run / "export" / fmt, "--format", fmt)
         assert checked.exit_code == 0, checked.output
+    broken = tmp_path / "mis"
+    shutil.copytree(twins_run / "export/mis", broken)
+    mis_easy[0]["cell"], mis_easy[1]["cel"] = "unsafe", "UiSt"  # a bad value, a misspelled key
+    (broken / "mis_test/mis_easy.json").write_text(json.dumps(mis_easy))
+    checked = run_cli("validate", broken, "--format", "mis")
+    assert checked.exit_code == 1
+    assert "mis_easy.json[0]: cell 'unsafe' is not one of UiUt, UiSt" in checked.output
+    assert "mis_easy.json[1]: unexpected key(s) cel" in checked.output
     card = (hf / "README.md").read_text()
     assert "### Cells (HoliSafe)" in card and "| SiSt→S |" in card
     stats = run_cli("stats", twins_run)

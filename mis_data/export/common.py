@@ -56,6 +56,12 @@ class RunInfo:
         return self.backend == "offline"
 
 
+def cell_columns(sample: Sample) -> dict[str, Any]:
+    """A build with twins tags every row of every export with its HoliSafe cell and a twin
+    with its source's id (``twin_of``, None otherwise); a build without twins adds nothing."""
+    return {"cell": sample.cell, "twin_of": sample.twin_of} if sample.cell is not None else {}
+
+
 def place_image(store: ImageStore, sha256: str, destination: Path) -> None:
     """Put a stored image at ``destination``: a hard link when possible, else a copy."""
     destination.parent.mkdir(parents=True, exist_ok=True)

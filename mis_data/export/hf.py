@@ -40,7 +40,7 @@ from datasets import (
 from datasets.table import embed_table_storage
 
 from mis_data.export.card import SplitSize, render_card
-from mis_data.export.common import SYSTEM_PROMPT, RunInfo
+from mis_data.export.common import SYSTEM_PROMPT, RunInfo, cell_columns
 from mis_data.export.llamafactory import IMAGE_TOKEN
 from mis_data.images.store import ImageStore
 from mis_data.records import scrub_template_tokens
@@ -112,10 +112,6 @@ def train_row(sample: Sample, store: ImageStore) -> dict[str, Any]:
 def image_files(sample: Sample, store: ImageStore) -> list[str]:
     """The sample's stored image files in order (embedded into the Parquet when written)."""
     return [str(store.path_for(image.sha256)) for image in sample.images]
-
-
-def cell_columns(sample: Sample) -> dict[str, Any]:
-    return {"cell": sample.cell, "twin_of": sample.twin_of} if sample.cell is not None else {}
 
 
 def train_features(samples: list[Sample]) -> Features:

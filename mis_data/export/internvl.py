@@ -17,6 +17,7 @@ from pathlib import Path
 from mis_data.export.common import (
     RunInfo,
     absolute_paths,
+    cell_columns,
     place_sample_images,
     published_folder,
     write_json,
@@ -44,6 +45,7 @@ def record_for(sample: Sample, image_paths: list[str]) -> dict:
         "category": sample.category,
         "sub_category": sample.sub_category,
         "source": sample.source,
+        **cell_columns(sample),
         "conversations": [
             {"from": "human",
              "value": user_prefix(len(sample.images)) + scrub_template_tokens(sample.question)},

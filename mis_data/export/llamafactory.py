@@ -31,6 +31,7 @@ from mis_data.export.common import (
     SYSTEM_PROMPT,
     RunInfo,
     absolute_paths,
+    cell_columns,
     place_sample_images,
     published_folder,
     write_json,
@@ -57,6 +58,7 @@ def record_for(sample: Sample, image_paths: list[str]) -> dict[str, Any]:
             {"role": "assistant", "content": scrub_template_tokens(sample.label or "")},
         ],
         "images": image_paths,
+        **cell_columns(sample),
     }
 
 

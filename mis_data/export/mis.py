@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mis_data.export.common import RunInfo, place_image, write_json
+from mis_data.export.common import RunInfo, cell_columns, place_image, write_json
 from mis_data.images.store import ImageStore
 from mis_data.records import scrub_template_tokens
 from mis_data.splits import Sample
@@ -36,8 +36,7 @@ def write_split(samples: list[Sample], split: str, folder: Path, store: ImageSto
                 **{f"image_path{slot}": path for slot, path in enumerate(paths, start=1)}}
         if with_label:
             item["label"] = scrub_template_tokens(sample.label or "")
-        if split == "twins":  # the released files' fields, plus the cell eval scores twins by
-            item["cell"] = sample.cell
+        item.update(cell_columns(sample))  # after the released fields; only with twins
         items.append(item)
         numbers[number] = sample.id
     write_json(folder / f"mis_{split}.json", items)

@@ -6,23 +6,26 @@ from pathlib import Path
 from typing import Any
 
 from mis_data.export.checks import ImageChecker, Report, array_records, rel
-from mis_data.records import MAX_IMAGES
+from mis_data.records import CELLS, MAX_IMAGES
 from mis_data.taxonomy import Taxonomy
 
 MIS_FIELDS = ("id", "category", "sub_category", "question", "image_path1", "image_path2")
 # A build with images_per_sample 3 or 4 numbers on: image_path3, image_path4.
 MORE_PATHS = tuple(f"image_path{slot}" for slot in range(3, MAX_IMAGES + 1))
 MIS_SPLITS = ("easy", "hard", "real", "twins")
-# mis_twins.json (benign twins) adds one key the released files do not have: each row's cell,
-# which ``mis-data eval`` reads to score it as over-refusal.
-EXTRA_FIELDS = {"twins": ("cell",)}
+# A build with twins adds two keys the released files do not have, after theirs, on every row:
+# the HoliSafe cell (``mis-data eval`` scores SiSt→S rows as over-refusal) and, on a twin, the id
+# of its source. MIS's scripts read items by key, so the extra keys change nothing for them.
+CELL_FIELDS = ("cell", "twin_of")
 
 def check_mis_item(where: str, item: dict[str, Any], test_dir: Path, taxonomy: Taxonomy | None,
                    seen_ids: set[Any], images: ImageChecker, report: Report,
-                   allowed: tuple[str, ...] = ()) -> None:
+                   allowed: tuple[str, ...] = CELL_FIELDS) -> None:
     missing = [key for key in MIS_FIELDS if key not in item]
     extra = [key for key in item if key not in MIS_FIELDS and key not in allowed
              and key not in MORE_PATHS]
+    if "cell" in item and item["cell"] not in CELLS:
+        report.add(where, f"cell {item['cell']!r} is not one of {', '.join(CELLS)}")
     if missing:
         report.add(where, f"missing key(s) {', '.join(missing)}")
     if extra:
@@ -68,13 +71,13 @@ def validate_mis(folder: Path, taxonomy: Taxonomy | None = None, report: Report 
     """``mis_test/mis_{easy,hard,real}.json`` as the MIS eval scripts read them (FORMATS.md §5)."""
     report, images = report or Report(), ImageChecker()
     test_dir = folder / "mis_test" if (folder / "mis_test").is_dir() else folder
-    files = [(test_dir / f"mis_{split}.json", EXTRA_FIELDS.get(split, ())) for split in MIS_SPLITS
+    files = [test_dir / f"mis_{split}.json" for split in MIS_SPLITS
              if (test_dir / f"mis_{split}.json").is_file()]
     if not (test_dir / "mis_easy.json").is_file():
         report.add(rel(test_dir / "mis_easy.json", folder), "not found")
-    for file, allowed in files:
+    for file in files:
         seen: set[Any] = set()
         for where, item in array_records(file, folder, report):
             report.records += 1
-            check_mis_item(where, item, test_dir, taxonomy, seen, images, report, allowed)
+            check_mis_item(where, item, test_dir, taxonomy, seen, images, report)
     return report
