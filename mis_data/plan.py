@@ -490,6 +490,9 @@ def make_plan(config: BuildConfig, assumptions: Assumptions | None = None) -> Pl
     if any(isinstance(s, GeneratedConcepts) for s in config.concepts.sources):
         notes.append("generated concepts: each sub-category asks per_sub_category / per_request "
                      "rounds, up to twice that when proposals repeat (the range)")
+    if config.decontaminate is not None:
+        notes.append(f"decontamination against {len(config.decontaminate.against)} benchmark(s) "
+                     "asks no model; it only lowers train by what matches (not estimated)")
     notes.append("the plan counts a whole build; a resumed build asks only what is not done "
                  "(answers are cached)")
     return Plan(rows=rows, assumptions=a, notes=notes,
