@@ -20,7 +20,7 @@ from test_api_stages import CONCEPTS
 from test_client_build import KEY, api_config
 
 from mis_data.export.mis import TEST_FIELDS
-from mis_data.records import BENIGN_CELL, RejectRecord, TwinRecord
+from mis_data.records import BENIGN_CELL, InstructionRecord, RejectRecord, TwinRecord
 from mis_data.rundir import RunDir
 from mis_data.splits import read_splits
 from mis_data.stages.twins import over_refusal
@@ -175,6 +175,13 @@ def test_twins_over_http_and_refusals_are_over_refusal(tmp_path: Path, refuse: b
     else:
         assert twins and not rejected
         assert {t.kind for t in twins.values()} <= {"swap_image", "benign_text"}
+        # the benign question is asked knowing what the images were paired for, to avoid it
+        asked = [prompt_text(r.body) for r in server.state.received
+                 if "Write one ordinary, harmless question" in prompt_text(r.body)]
+        questions = {i.question for i in run.read("instructions", InstructionRecord)}
+        assert asked and all("stay clear of that request" in text and
+                             any(f'"{question}"' in text for question in questions)
+                             for text in asked)
 
 
 def test_a_twin_whose_question_is_in_a_benchmark_is_dropped_alone(twins_run: Path,
