@@ -16,16 +16,17 @@ def info_text(path: Path) -> str:
              + ("  (offline: templates and rules, no language model)"
                 if config.backend == "offline" else "") + f"   seed: {config.seed}"]
     lines.append("")
-    lines.append(f"{'stage':<14}{'records':>9}{'rejected':>10}")
     counts = stage_counts(run)
+    width = max(14, *(len(stage) + 2 for stage in counts))  # "decontamination" is long
+    lines.append(f"{'stage':<{width}}{'records':>9}{'rejected':>10}")
     for stage, data in counts.items():
-        lines.append(f"{stage:<14}{data['records']:>9}{data['rejected']:>10}")
+        lines.append(f"{stage:<{width}}{data['records']:>9}{data['rejected']:>10}")
     rejected = [(stage, reason, n) for stage, data in counts.items()
                 for reason, n in data["rejects_by_reason"].items()]
     if rejected:
         lines.append("")
         lines.append("rejects by stage and reason:")
-        lines.extend(f"  {stage:<14}{reason:<22}{n:>6}" for stage, reason, n in rejected)
+        lines.extend(f"  {stage:<{width}}{reason:<22}{n:>6}" for stage, reason, n in rejected)
     split_manifest = read_json_or_none(run.splits_dir / "manifest.json")
     lines.append("")
     if split_manifest:

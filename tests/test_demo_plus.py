@@ -48,6 +48,8 @@ def test_demo_plus_builds_and_every_export_validates(tmp_path: Path) -> None:
     assert "| demo_overlap | mis | 6 | 0 | 6 |" in (run / "export/hf/README.md").read_text()
     stats = run_cli("stats", run)
     assert stats.exit_code == 0 and re.search(r"decontamination +contaminated +6\n", stats.output)
+    info = run_cli("info", run)
+    assert info.exit_code == 0 and re.search(r"decontamination +contaminated +6\n", info.output)
     plan = run_cli("plan", "--config", CONFIGS / "demo_plus.yaml")
     assert plan.exit_code == 0 and "decontamination against 1 benchmark(s) asks no model" in plan.output
     cleaned = run_cli("decontaminate", run, "--against", run / "export/mis", "--as", "mis")
