@@ -493,10 +493,10 @@ def resolve_paths(config: BuildConfig, base: Path) -> BuildConfig:
     if config.general is not None:
         update["general"] = config.general.model_copy(
             update={"path": _resolve(base, config.general.path)})
-    if config.decontaminate is not None:  # a local folder made absolute; a Hub name kept
+    if config.decontaminate is not None:  # a folder made absolute; a Hub name (kind: hf) kept
         update["decontaminate"] = config.decontaminate.model_copy(update={"against": [
             bench.model_copy(update={"path": str((base / bench.path).resolve())})
-            if (base / bench.path).exists() else bench
+            if bench.kind != "hf" or (base / bench.path).exists() else bench
             for bench in config.decontaminate.against]})
     return config.model_copy(update=update)
 

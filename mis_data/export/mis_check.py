@@ -19,11 +19,9 @@ MIS_SPLITS = ("easy", "hard", "real", "twins")
 CELL_FIELDS = ("cell", "twin_of")
 
 def check_mis_item(where: str, item: dict[str, Any], test_dir: Path, taxonomy: Taxonomy | None,
-                   seen_ids: set[Any], images: ImageChecker, report: Report,
-                   allowed: tuple[str, ...] = CELL_FIELDS) -> None:
+                   seen_ids: set[Any], images: ImageChecker, report: Report) -> None:
     missing = [key for key in MIS_FIELDS if key not in item]
-    extra = [key for key in item if key not in MIS_FIELDS and key not in allowed
-             and key not in MORE_PATHS]
+    extra = [key for key in item if key not in (*MIS_FIELDS, *MORE_PATHS, *CELL_FIELDS)]
     if "cell" in item and item["cell"] not in CELLS:
         report.add(where, f"cell {item['cell']!r} is not one of {', '.join(CELLS)}")
     if missing:
