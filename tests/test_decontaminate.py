@@ -94,6 +94,7 @@ def test_finds_every_copied_train_image_and_nothing_else_then_drops(photo_run: P
     rejects = {r.id: r.reason.value for r in RunDir(run).rejects() if r.stage == "decontamination"}
     assert rejects == dict.fromkeys(copied, "contaminated")
     assert {m["id"] for m in only_report(run)["matches"]} == copied  # still listed after the drop
+    assert report["images_hashed"] > 0 and only_report(run)["images_hashed"] == 0  # kept
     remaining = {s["id"] for s in read_jsonl(run / "splits/train.jsonl")}
     assert remaining and not remaining & copied
     exported = (run / "export/internvl/mis_train.jsonl").read_text()
