@@ -199,3 +199,20 @@ def test_each_benchmark_keeps_its_own_entry_even_with_the_same_folder_name(
     manifest = json.loads((run / "manifest.json").read_text())
     assert set(manifest["decontamination"]) == {"released/mis_test", "ours/mis_test"}
     assert str(tmp_path) not in (run / "manifest.json").read_text()  # no local path published
+
+
+def test_an_unreachable_hub_benchmark_is_one_line_and_loses_nothing(tmp_path: Path) -> None:
+    """A Hub name (kind: hf) cannot be checked before the build; when it cannot be loaded the
+    build ends with one line after everything else is done, and without it finishes as usual."""
+    config = write_config(tmp_path, decontaminate={"against": [{"path": "nobody/nothing",
+                                                                "kind": "hf"}]})
+    args = ("build", "--config", config, "--run-dir", tmp_path / "run", "--no-progress")
+    result = run_cli(*args)
+    assert result.exit_code == 2
+    assert "nobody/nothing: cannot load as a dataset" in result.output
+    assert (tmp_path / "run/splits/train.jsonl").read_text()  # the build itself completed
+    data = yaml.safe_load(config.read_text())
+    del data["decontaminate"]
+    config.write_text(yaml.safe_dump(data))
+    again = run_cli(*args)
+    assert again.exit_code == 0, again.output
