@@ -168,7 +168,7 @@ class GeneratedConcepts(Strict):
     per_sub_category: int = Field(20, ge=1, le=10_000)
     per_request: int = Field(10, ge=1, le=50)
     examples: int = Field(4, ge=0, le=20)
-    examples_path: Path | None = None  # None: the shipped concept list
+    examples_path: Path | None = None  # None: the shipped pairs, or triples for 3-4 images
     sub_categories: list[str] | None = None
 
 
@@ -466,6 +466,12 @@ def _resolve_pool(base: Path, pool: PoolT) -> PoolT:
         "hf_dataset": str((base / hf).resolve()) if hf and (base / hf).exists() else hf})
 
 
+def shipped_examples(images_per_sample: int) -> str:
+    """The shipped list a generated source shows as examples: pairs, or the curated triples
+    for three or more images (none with four objects ships; the prompt says so)."""
+    return "concepts" if images_per_sample == 2 else "concepts_k3"
+
+
 def resolve_paths(config: BuildConfig, base: Path) -> BuildConfig:
     """Make every path in the config absolute, relative to the config file's folder."""
     update: dict[str, Any] = {
@@ -477,7 +483,8 @@ def resolve_paths(config: BuildConfig, base: Path) -> BuildConfig:
     for source in config.concepts.sources:
         if isinstance(source, GeneratedConcepts):
             source = source.model_copy(update={"examples_path": _resolve(
-                base, source.examples_path) or shipped_path("configs", "concepts")})
+                base, source.examples_path) or shipped_path("configs", shipped_examples(
+                    config.images_per_sample))})
         elif hasattr(source, "path"):
             source = source.model_copy(update={"path": _resolve(base, source.path)})
         elif isinstance(source, HFDatasetConcepts) and (base / source.name).exists():

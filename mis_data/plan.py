@@ -47,7 +47,7 @@ from mis_data.prompts import PromptLibrary
 from mis_data.records import ConceptRecord, RejectRecord
 from mis_data.sources import folder_images, shipped_entries
 from mis_data.stages.base import BuildContext
-from mis_data.stages.concept_models import concept_wording
+from mis_data.stages.concept_models import concept_wording, examples_heading
 from mis_data.stages.concept_rules import concept_from_entry, generated_reply_model
 from mis_data.stages.concepts import apply_filters
 from mis_data.stages.images import critique_facts, critique_model
@@ -344,6 +344,7 @@ class PromptSizes:
             category=sub.category, sub_category=sub.name, description=sub.description, count=10,
             kinds=", ".join(self.ctx.kinds), examples="- x (object) + y (place)\n" * 4,
             taken="- x (object) + y (place)\n" * 20,
+            examples_heading=examples_heading([], self.ctx.config.images_per_sample),
             **concept_wording(self.ctx.config.images_per_sample))
         return tokens_of(text)
 

@@ -390,6 +390,28 @@ def test_generated_triples_offline_recombine_the_shipped_triples(tmp_path: Path)
 
     rendered = Prompt("g", prompt, "").render(
         category="Illegal Activity", sub_category="Property Crimes", description="-", count=3,
-        kinds="-", examples="-", taken="-", **concept_wording(3))
+        kinds="-", examples="-", taken="-", examples_heading="-", **concept_wording(3))
     assert "Propose 3 new concept sets of three objects" in rendered
     assert '"object3": "...", "kind3": "..."' in rendered
+
+
+def test_generated_sources_show_examples_with_the_right_number_of_objects(tmp_path: Path) -> None:
+    """A generated source's default examples are the shipped triples when a sample has three or
+    four images (pairs would contradict "sets of three objects"); with four the heading says
+    the examples have three and the proposals need four."""
+    from conftest import CONFIGS, write_config
+
+    from mis_data.config import load_config
+    from mis_data.stages.concept_models import examples_heading
+
+    for count, folder in ((2, "concepts"), (3, "concepts_k3"), (4, "concepts_k3")):
+        config = load_config(write_config(tmp_path / str(count), images_per_sample=count,
+                                          concepts={"sources": [{"kind": "generated"}]}))
+        assert config.concepts.sources[0].examples_path.name == folder
+    triple = {"object1": "a", "object2": "b", "object3": "c"}
+    assert examples_heading([triple], 3) == "Good sets of three objects for this sub-category:"
+    assert examples_heading([triple], 4) == ("Good sets of three objects for this sub-category "
+                                             "(yours have four objects each, every one needed "
+                                             "for the risk):")
+    assert examples_heading([], 2) == "Good pairs for this sub-category:"
+    assert CONFIGS.joinpath("concepts_k3").is_dir()

@@ -100,6 +100,17 @@ def shipped_pool(ctx: BuildContext, source: GeneratedConcepts) -> dict[str, list
     return pool
 
 
+def examples_heading(shown: list[dict[str, Any]], count: int) -> str:
+    """The line above the examples. It says so when they name another number of objects than
+    the build asks for (no four-object list ships, so a four-image build shows triples)."""
+    sizes = sorted({slots_of(entry) for entry in shown})
+    if not sizes or sizes == [count]:
+        return f"Good {concept_wording(count)['concepts_word']} for this sub-category:"
+    theirs = " and ".join(concept_wording(size)["concepts_word"] for size in sizes)
+    return (f"Good {theirs} for this sub-category (yours have {count_word(count)} objects each, "
+            "every one needed for the risk):")
+
+
 def pair_line(entry: dict[str, Any]) -> str:
     return "- " + " + ".join(f"{entry[f'object{slot}']} ({entry.get(f'kind{slot}', 'object')})"
                              for slot in range(1, slots_of(entry) + 1))
@@ -145,6 +156,7 @@ class Generator:
                      "round": round_number, "kinds": kinds_text(ctx.kinds),
                      "examples": "\n".join(pair_line(e) for e in examples[:source.examples])
                      or "(none)",
+                     "examples_heading": examples_heading(examples[:source.examples], self.count),
                      "taken": "\n".join(proposed) or "(none yet)",
                      "pool": examples, "seed": ctx.config.seed,
                      "images_per_sample": self.count, **concept_wording(self.count)}
