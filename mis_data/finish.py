@@ -107,9 +107,8 @@ def finish_run(run: RunDir, config: BuildConfig, store: ImageStore, *, seed: int
     manifest = build_manifest(run, config, splits, usage, run.config().prompt_sha256)
     manifest["split_plan"] = {key: split_manifest.get(key) for key in
                               ("seed", "val_size", "quotas", "counts", "excluded_by_reason")}
-    decontamination = decontamination_summary(run)
-    if decontamination:
-        manifest["decontamination"] = decontamination
+    if info.decontamination:
+        manifest["decontamination"] = info.decontamination
     review = decisions_summary(run)
     if review is not None:
         manifest["review"] = review

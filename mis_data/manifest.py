@@ -7,6 +7,7 @@ after an uninterrupted one, and it contains no timestamps, so it changes only wh
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,11 @@ def stage_counts(run: RunDir) -> dict[str, Any]:
         counts[stage] = {"records": records, "rejected": sum(rejects[stage].values()),
                          "rejects_by_reason": dict(sorted(rejects[stage].items()))}
     return counts
+
+
+def stage_column_width(stages: Iterable[str]) -> int:
+    """Width of a text table's stage column: 14, wider for a long name ("decontamination")."""
+    return max(14, *(len(stage) + 2 for stage in stages))
 
 
 def split_counts(splits: dict[str, list[Sample]]) -> dict[str, Any]:

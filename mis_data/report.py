@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mis_data.manifest import stage_counts
+from mis_data.manifest import stage_column_width, stage_counts
 from mis_data.rundir import RunDir, read_json_or_none
 
 
@@ -17,7 +17,7 @@ def info_text(path: Path) -> str:
                 if config.backend == "offline" else "") + f"   seed: {config.seed}"]
     lines.append("")
     counts = stage_counts(run)
-    width = max(14, *(len(stage) + 2 for stage in counts))  # "decontamination" is long
+    width = stage_column_width(counts)
     lines.append(f"{'stage':<{width}}{'records':>9}{'rejected':>10}")
     for stage, data in counts.items():
         lines.append(f"{stage:<{width}}{data['records']:>9}{data['rejected']:>10}")

@@ -153,17 +153,17 @@ def join_samples(run: RunDir) -> list[Sample]:
                 "source": "real"}))
     if run.config().config.twins is not None:
         samples = [sample.model_copy(update={"cell": cell_of(sample)}) for sample in samples]
-        samples += [twin for twin in twin_samples(view, {sample.id: sample for sample in samples})
-                    if twin.id not in dropped]
+        samples += twin_samples(view, {sample.id: sample for sample in samples})
     for record in view.general.values():
-        if record.id in dropped:
-            continue
         samples.append(Sample(
             id=record.id, split="train", category=GENERAL, sub_category=GENERAL,
             question=record.question, **slot_fields([""] * len(record.images), record.images),
             label=record.answer, source="general",
             concept_source=record.source))
-    return sorted(samples, key=lambda sample: sample.id)
+    # A dropped source was skipped above, so its twin never joined; a twin or a general-mix
+    # row dropped on its own (a decontamination match) leaves here.
+    return sorted((sample for sample in samples if sample.id not in dropped),
+                  key=lambda sample: sample.id)
 
 
 def cell_of(sample: Sample) -> str:

@@ -24,6 +24,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from mis_data.manifest import stage_column_width
 from mis_data.records import CELLS, STEP_NAMES, ConceptRecord, RejectReason, RejectRecord
 from mis_data.rundir import RunDir, parent_id, read_json_or_none, write_bytes_atomic, write_text_atomic
 from mis_data.splits import GENERAL, OPTIONAL_SPLITS, SPLITS, Sample, read_splits
@@ -154,7 +155,7 @@ def reject_lines(facts: RunFacts) -> list[str]:
     counts = reject_counts(facts)
     if not counts:
         return ["rejects: none"]
-    stage_width = max(14, *(len(stage) + 2 for stage in counts))  # "decontamination" is long
+    stage_width = stage_column_width(counts)
     rows = []
     for stage, reasons in counts.items():
         for index, (reason, count) in enumerate(sorted(reasons.items())):
