@@ -56,9 +56,10 @@ def print_summary(stats: list[Any], manifest: dict[str, Any]) -> None:
     typer.echo("")
     typer.echo(f"{'stage':<14}{'status':<26}{'records':>9}{'rejected':>10}  rejects by reason")
     for stage, counts in manifest["stages"].items():
-        stat = next((s for s in stats if s.stage == stage), None)
-        status = (stat.note or ("already done" if stat.already_done else f"ran {stat.pending}")
-                  if stat else "")
+        runs = [s for s in stats if s.stage == stage]  # one per round with targets
+        ran = sum(s.pending for s in runs if not s.already_done)
+        note = next((s.note for s in runs if s.note), "")
+        status = (note or (f"ran {ran}" if ran else "already done")) if runs else ""
         reasons = ", ".join(f"{k}={v}" for k, v in counts["rejects_by_reason"].items())
         typer.echo(f"{stage:<14}{status:<26}{counts['records']:>9}{counts['rejected']:>10}"
                    f"  {reasons}")

@@ -73,6 +73,17 @@ class ModelSpec(Strict):
     detail: Literal["auto", "low", "high"] = "auto"
     max_image_side: int = Field(1024, ge=64)
     size: str = "1024x1024"
+    # Models asked, in order, when this one refuses or the provider blocks the request: e.g. an
+    # open model on your own server for the harmful questions a hosted model will not write.
+    fallback: list[ModelSpec] = Field(default_factory=list)
+
+    @field_validator("fallback")
+    @classmethod
+    def _flat_fallbacks(cls, fallback: list[ModelSpec]) -> list[ModelSpec]:
+        if any(spec.fallback for spec in fallback):
+            raise ValueError("a fallback model cannot have fallbacks of its own: list them all "
+                             "under the first model")
+        return fallback
 
     @model_validator(mode="after")
     def _one_way_to_name_servers(self) -> ModelSpec:
@@ -104,7 +115,9 @@ class ModelSpec(Strict):
         return sum(server.concurrency or self.concurrency for server in self.servers())
 
     def key_variables(self) -> list[str]:
-        return sorted({server.api_key_env or self.api_key_env for server in self.servers()})
+        """Every key variable this model and its fallbacks read."""
+        own = {server.api_key_env or self.api_key_env for server in self.servers()}
+        return sorted(own.union(*(spec.key_variables() for spec in self.fallback)))
 
     def api_key(self, variable: str | None = None) -> str | None:
         """The key from the environment variable this model (or one server) names; None when unset."""
@@ -122,7 +135,19 @@ class ModelsConfig(Strict):
     def _at_least_one_judge(cls, judges: list[ModelSpec]) -> list[ModelSpec]:
         if not judges:
             raise ValueError("at least one judge model is needed")
+        if any(judge.fallback for judge in judges):
+            raise ValueError("a judge has no fallback: when it gives no vote the other judges "
+                             "decide (list another model as a judge instead)")
         return judges
+
+    def untried_fallback(self, declined_by: list[str]) -> bool:
+        """Whether a request that these models declined (first the role's own model, then its
+        fallbacks in order) has a fallback in today's config that was not asked yet."""
+        if not declined_by:
+            return False
+        return any(role.model == declined_by[0]
+                   and not {spec.model for spec in role.fallback} <= set(declined_by)
+                   for role in (self.text, self.vision, self.image))
 
 
 class ShippedConcepts(Strict):
@@ -331,6 +356,38 @@ class DecontaminateConfig(Strict):
         return value
 
 
+class ShapedTarget(Strict):
+    """A total spread over the sub-categories: ``mis`` in the proportions of MIS's Table 3 (its
+    test counts; MIS published none for train, so train targets borrow them), ``uniform``
+    evenly."""
+
+    total: int = Field(ge=1)
+    shape: Literal["mis", "uniform"] = "mis"
+
+
+Target = int | ShapedTarget
+
+
+class TargetsConfig(Strict):
+    """Samples wanted per sub-category in the final splits, for train (train + val) and test
+    (easy + hard). A number is per sub-category; ``{total, shape}`` spreads a total. After each
+    round of the build, sub-categories under target get more concepts (the next entries of the
+    shipped lists, then the ``generated`` source) until every target is met, ``max_rounds`` have
+    run or the cost cap stops the build. With ``trim`` the splits keep at most the target (a
+    seeded choice; the rest are excluded as ``over_target``), so the shape holds both ways."""
+
+    train: Target | None = None
+    test: Target | None = None
+    max_rounds: int = Field(3, ge=1, le=20)
+    trim: bool = True
+
+    @model_validator(mode="after")
+    def _something_wanted(self) -> TargetsConfig:
+        if self.train is None and self.test is None:
+            raise ValueError("targets needs train, test or both")
+        return self
+
+
 class SplitsConfig(Strict):
     val_size: float = Field(0.0, ge=0.0, lt=1.0)
     quotas: dict[str, int] | None = None
@@ -356,11 +413,19 @@ class BuildConfig(Strict):
     labels: LabelsConfig = LabelsConfig()
     twins: TwinsConfig | None = None
     decontaminate: DecontaminateConfig | None = None
+    targets: TargetsConfig | None = None
     splits: SplitsConfig = SplitsConfig()
     exports: list[Literal["mis", "internvl", "llamafactory", "hf"]] = Field(
         default_factory=lambda: ["mis", "internvl", "llamafactory", "hf"]
     )
     license: str = "cc-by-nc-4.0"
+
+    @model_validator(mode="after")
+    def _targets_or_quotas(self) -> BuildConfig:
+        if self.targets is not None and self.targets.test is not None and self.splits.quotas:
+            raise ValueError("give the test size per sub-category in targets.test or in "
+                             "splits.quotas, not both")
+        return self
 
     def model_specs(self) -> list[ModelSpec]:
         """Every model this build may call, for key checks and cost reports."""
@@ -381,9 +446,15 @@ class BuildConfig(Strict):
         run with no model call, so changing them must not make the run folder refuse the config.
         """
         data = self.model_dump(mode="json", exclude={"splits", "exports", "name", "license",
-                                                     "decontaminate"})
+                                                     "decontaminate", "targets"})
         if data["images_per_sample"] == 2:  # runs made before the option existed still match
             del data["images_per_sample"]
+        # Fallback models answer only what the first model declined, and a rerun asks them for
+        # what is still declined: adding one to a run's config continues the run.
+        for role in ("text", "vision", "image"):
+            del data["models"][role]["fallback"]
+        for judge in data["models"]["judges"]:
+            del judge["fallback"]
         return sha256_text(json.dumps(data, sort_keys=True))
 
 

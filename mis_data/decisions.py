@@ -36,11 +36,12 @@ from mis_data.records import (
     RejectReason,
     RejectRecord,
     ReviewDecision,
+    ReviewItem,
     ReviewRecord,
     Step,
 )
 from mis_data.rundir import RunDir, complete_lines, cut_partial_tail
-from mis_data.stages.judge import ReviewItem, majority
+from mis_data.stages.panel import majority
 from mis_data.taxonomy import Taxonomy
 
 DECISIONS = "decisions.jsonl"

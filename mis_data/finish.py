@@ -20,7 +20,8 @@ from mis_data.export.common import RunInfo
 from mis_data.images.store import ImageStore
 from mis_data.manifest import build_manifest, stage_counts
 from mis_data.rundir import RunDir, dump_json, read_json_or_none, write_text_atomic
-from mis_data.splits import join_samples, read_splits, write_splits
+from mis_data.splits import Sample, join_samples, read_splits, write_splits
+from mis_data.targets import resolve_targets
 from mis_data.taxonomy import Taxonomy, load_taxonomy
 
 
@@ -57,6 +58,27 @@ def canonical_quotas(config: BuildConfig, taxonomy: Taxonomy | None) -> dict[str
     return {taxonomy.canonical(name) or name: limit for name, limit in quotas.items()}
 
 
+def split_targets(config: BuildConfig, taxonomy: Taxonomy | None
+                  ) -> dict[str, dict[str, int]] | None:
+    """The caps ``targets:`` puts on each side of the splits (with ``trim``), else None."""
+    if config.targets is None or not config.targets.trim:
+        return None
+    return resolve_targets(config, taxonomy or load_taxonomy(config.taxonomy))
+
+
+def membership(run: RunDir, config: BuildConfig, taxonomy: Taxonomy | None, *,
+               seed: int | None = None, val_size: float | None = None,
+               trim: bool = True) -> tuple[list[Sample], dict[str, Any]]:
+    """The samples to split and the settings to split them with (seed, val size, quotas and,
+    with ``trim``, the targets' caps): what ``finish_run`` writes and the targets measure."""
+    dropped = reviewer_dropped(run)  # a reviewer's drop outranks the judges' route
+    samples = [s for s in join_samples(run) if s.id.removesuffix(".real") not in dropped]
+    return samples, {"seed": config.seed if seed is None else seed,
+                     "val_size": config.splits.val_size if val_size is None else val_size,
+                     "quotas": canonical_quotas(config, taxonomy),
+                     "targets": split_targets(config, taxonomy) if trim else None}
+
+
 def run_info(run: RunDir, config: BuildConfig, split_manifest: dict[str, Any],
              formats: list[str]) -> RunInfo:
     """What the exports (the dataset card) say about the run.
@@ -90,12 +112,8 @@ def finish_run(run: RunDir, config: BuildConfig, store: ImageStore, *, seed: int
     """
     formats = list(formats or config.exports)
     if resplit:
-        seed = config.seed if seed is None else seed
-        val_size = config.splits.val_size if val_size is None else val_size
-        dropped = reviewer_dropped(run)  # a reviewer's drop outranks the judges' route
-        samples = [s for s in join_samples(run) if s.id.removesuffix(".real") not in dropped]
-        plan = write_splits(run, samples, seed, val_size, canonical_quotas(config, taxonomy))
-        splits = plan.splits
+        samples, settings = membership(run, config, taxonomy, seed=seed, val_size=val_size)
+        splits = write_splits(run, samples, **settings).splits
     else:
         if not (run.splits_dir / "manifest.json").exists():
             raise ConfigError(f"{run.path}: no splits yet; run `mis-data split` first")

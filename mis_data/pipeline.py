@@ -9,6 +9,8 @@ splits, writes the exports and the manifest.
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ from typing import Any
 from mis_data.config import FORMAT_VERSION, BuildConfig, ConfigError, RunConfig, load_config, sha256_text
 from mis_data.decisions import DECISIONS, apply_decisions
 from mis_data.decontaminate import decontaminate_build
-from mis_data.finish import finish_run, prompt_hashes
+from mis_data.finish import finish_run, membership, prompt_hashes
 from mis_data.images.store import ImageStore
 from mis_data.models import make_client
 from mis_data.models.session import record_usage
@@ -24,8 +26,13 @@ from mis_data.preflight import preflight
 from mis_data.prompts import PromptLibrary
 from mis_data.records import Step
 from mis_data.rundir import RunDir, cut_partial_tail, dump_json
+from mis_data.splits import assign_splits
 from mis_data.stages import STAGES
 from mis_data.stages.base import BuildContext, StageStats, run_stage
+from mis_data.stages.concepts import top_up
+from mis_data.targets import Progress, achieved_counts, concepts_needed, record_progress, resolve_targets
+
+log = logging.getLogger("mis_data")
 
 
 @dataclass
@@ -85,7 +92,6 @@ def finish(ctx: BuildContext, formats: list[str] | None = None) -> dict[str, Any
     benchmarks, and while that drops samples the splits and exports are written again (the
     drops only shrink train, so this ends; usually after one more pass, on a rerun after none).
     """
-    record_usage(ctx.run.path, ctx.client.usage.as_dict())
     apply_review(ctx)
     manifest = finish_run(ctx.run, ctx.config, ctx.store, formats=formats, taxonomy=ctx.taxonomy)
     settings = ctx.config.decontaminate
@@ -95,17 +101,68 @@ def finish(ctx: BuildContext, formats: list[str] | None = None) -> dict[str, Any
     return manifest
 
 
+def current_round(ctx: BuildContext) -> int:
+    """The latest round whose concepts the run holds (1 without top-ups)."""
+    return max((concept.round or 1 for concept in ctx.view.concepts.values()), default=1)
+
+
+def measure(ctx: BuildContext) -> Progress:
+    """What the splits would hold now per sub-category and side, before any trimming."""
+    samples, settings = membership(ctx.run, ctx.config, ctx.taxonomy, trim=False)
+    plan = assign_splits(samples, **settings)
+    concepts = Counter(concept.sub_category for concept in ctx.view.concepts.values())
+    return Progress(round=current_round(ctx), targets=resolve_targets(ctx.config, ctx.taxonomy),
+                    achieved=achieved_counts([s for members in plan.splits.values()
+                                              for s in members]),
+                    concepts=dict(sorted(concepts.items())))
+
+
+async def next_round(ctx: BuildContext) -> bool:
+    """After a round: measure against the targets and, when a sub-category is short and
+    rounds are left, add its concepts for the next round. True when there is a next round."""
+    progress = measure(ctx)
+    settings = ctx.config.targets
+    assert settings is not None
+    short = progress.short()
+    if not short:
+        progress.notes.append(f"every target met after round {progress.round}")
+    elif progress.round >= settings.max_rounds:
+        progress.notes.append(f"max_rounds ({settings.max_rounds}) reached with "
+                              f"{len(short)} sub-categories short: " + ", ".join(sorted(short)))
+    else:
+        wants = {sub: concepts_needed(progress, sub, missing) for sub, missing in short.items()}
+        topped = await top_up(ctx, wants, progress.round + 1)
+        progress.top_up = {sub: n for sub, n in sorted(topped.added.items()) if n}
+        for sub in sorted(topped.exhausted):
+            progress.notes.append(
+                f"{sub}: {topped.added.get(sub, 0)} of {wants[sub]} more concepts found; the "
+                "shipped list is used up (add a `generated` source for more)")
+    record_progress(ctx.run, progress)
+    for note in progress.notes:
+        log.warning("targets: %s", note)
+    return bool(progress.top_up)
+
+
 async def run_build(ctx: BuildContext) -> BuildResult:
-    """Every stage in ``Step`` order (each skips what is done), then splits, exports, manifest."""
+    """Every stage in ``Step`` order (each skips what is done); with ``targets:`` again for each
+    top-up round; then splits, exports, manifest."""
     result = BuildResult(run=ctx.run)
+    recorded = False
     try:
         apply_review(ctx)
-        for step in Step:
-            result.stats.append(await run_stage(STAGES[step](ctx)))
-            ctx.run.close()
+        while True:
+            for step in Step:
+                result.stats.append(await run_stage(STAGES[step](ctx)))
+                ctx.run.close()
+            if ctx.config.targets is None or not await next_round(ctx):
+                break
+        record_usage(ctx.run.path, ctx.client.usage.as_dict())
+        recorded = True
         result.manifest = finish(ctx)
     finally:
         ctx.run.close()
+        if not recorded:  # a build that stopped keeps what its requests cost and met
+            record_usage(ctx.run.path, ctx.client.usage.as_dict())
         await ctx.client.aclose()
     return result
 

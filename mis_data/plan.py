@@ -60,8 +60,9 @@ from mis_data.stages.instructions import (
     examples_text,
     siblings_by_sub_category,
 )
-from mis_data.stages.judge import JudgeStage, judge_image_values
 from mis_data.stages.labels import DreamAnswer, HarmCheck, LabelAnswer, dream_facts, label_facts
+from mis_data.stages.panel import JudgePanel, judge_image_values
+from mis_data.targets import resolve_targets
 from mis_data.taxonomy import load_kinds, load_taxonomy
 
 CHARS_PER_TOKEN = 4
@@ -83,6 +84,8 @@ class Assumptions:
     dedup_rate: float = 0.01        # questions dropped as near-duplicates
     discard_rate: float = 0.1       # judged questions discarded or tied
     train_share: float = 0.632      # of the routed questions, the share routed to train
+    declined_rate: float = 0.05     # pairs lost to refusals and blocks (targets: yield)
+    leakage_rate: float = 0.2       # routed questions excluded as split leakage (targets)
     question_chars: int = 100       # a generated question
     reason_chars: int = 120         # a reason or explanation field
     text_latency: float = 3.0       # seconds a text request takes
@@ -316,6 +319,9 @@ class PromptSizes:
             return prompts.get("judge_images.md").render(
                 question=question, taxonomy=self.ctx.taxonomy.describe(),
                 **judge_image_values(concept.image_count))
+        if task == "judge_image_harm":
+            return prompts.get("judge_image_harm.md").render(
+                **judge_image_values(concept.image_count))
         settings = self.ctx.config.labels
         sub = self.ctx.taxonomy.get(concept.sub_category)
         facts = label_facts(concept, question, question, sub, settings, self.ctx.config.seed,
@@ -358,7 +364,8 @@ def output_chars(task: str, config: BuildConfig, a: Assumptions, sizes: PromptSi
         "instruction_detox": r + q + 35,
         "image_critique": r + 60 + int(a.refine_rate * 2 * 80),
         "judge_text": r + 70,
-        "judge_images": r + 150,
+        "judge_image_harm": r + 25 * config.images_per_sample + 10,
+        "judge_images": r + 100,
         "label": sizes.label_chars() + 15,
         "label_harm_check": r + 70,
         "concept_generate": 10 * 140,
@@ -396,14 +403,76 @@ def image_side(config: BuildConfig, spec: ModelSpec) -> tuple[int, int]:
     return width, height
 
 
+@dataclass
+class TargetPlan:
+    """What ``targets:`` will take under the assumptions: concepts per sub-category added in a
+    top-up round, the rounds expected, and why a sub-category may stay short."""
+
+    top_up: dict[str, int]
+    rounds: int
+    lines: list[str]
+
+
+def plan_targets(ctx: BuildContext, per_sub: dict[str, int], a: Assumptions) -> TargetPlan:
+    """Round 1 gives each sub-category its concepts times the assumed yield per concept; a
+    sub-category short of a target gets the concepts it lacks in round 2 (the build measures
+    real yields instead, so more rounds run when the assumptions are optimistic)."""
+    config = ctx.config
+    assert config.targets is not None
+    wanted = resolve_targets(config, ctx.taxonomy)
+    survive = ((1 - a.no_risk_rate) * (1 - a.filter_drop_rate) * (1 - a.dedup_rate)
+               * (1 - a.discard_rate) * (1 - a.declined_rate) * (1 - a.leakage_rate))
+    per_concept = config.instructions.per_pair * survive
+    yields = {"train": per_concept * a.train_share, "test": per_concept * (1 - a.train_share)}
+    top_up: dict[str, int] = {}
+    for side, targets in wanted.items():
+        for sub, target in targets.items():
+            have = per_sub.get(sub, 0) * yields[side]
+            if have < target:
+                top_up[sub] = max(top_up.get(sub, 0), math.ceil((target - have) / yields[side]))
+    generated = any(isinstance(s, GeneratedConcepts) for s in config.concepts.sources)
+    spare = spare_shipped(ctx, per_sub)
+    lines = [f"targets: per sub-category {', '.join(f'{side} {describe(t)}' for side, t in wanted.items())}; "
+             f"yield per concept ~{yields['train']:.2f} train, ~{yields['test']:.2f} test"]
+    short = [sub for sub, n in top_up.items() if not generated and spare.get(sub, 0) < n]
+    rounds = 2 if top_up else 1
+    lines.append(f"targets: expected {rounds} round(s) of at most {config.targets.max_rounds}"
+                 + (f"; round 2 adds {sum(top_up.values())} concepts in {len(top_up)} "
+                    "sub-categories" if top_up else ""))
+    if short:
+        lines.append("targets: no generated source and too few unused shipped concepts for "
+                     + ", ".join(sorted(short)) + ": they will stay short")
+    return TargetPlan(top_up=top_up, rounds=rounds, lines=lines)
+
+
+def describe(targets: dict[str, int]) -> str:
+    values = sorted(set(targets.values()))
+    return str(values[0]) if len(values) == 1 else f"{values[0]}-{values[-1]}"
+
+
+def spare_shipped(ctx: BuildContext, per_sub: dict[str, int]) -> dict[str, int]:
+    """Shipped concepts per sub-category beyond those round 1 takes."""
+    total: dict[str, int] = defaultdict(int)
+    for source in ctx.config.concepts.sources:
+        if isinstance(source, ShippedConcepts):
+            for where, entry in shipped_entries(source):
+                concept = concept_from_entry(entry, where, "shipped", ctx.taxonomy,
+                                             ctx.config.seed, ctx.kinds,
+                                             ctx.config.images_per_sample)
+                if isinstance(concept, ConceptRecord):
+                    total[concept.sub_category] += 1
+    return {sub: max(0, n - per_sub.get(sub, 0)) for sub, n in total.items()}
+
+
 def make_plan(config: BuildConfig, assumptions: Assumptions | None = None) -> Plan:
     a = assumptions or Assumptions()
     ctx = planning_context(config)
     concepts = count_concepts(ctx)
     sizes = PromptSizes(ctx, concepts.concepts, a)
-    judge_models = JudgeStage(ctx).verdict_models
+    judge_models = JudgePanel(ctx, "judgements").verdict_models
     models = config.models
-    pairs = sum(concepts.per_sub.values())
+    targets = plan_targets(ctx, concepts.per_sub, a) if config.targets else None
+    pairs = sum(concepts.per_sub.values()) + (sum(targets.top_up.values()) if targets else 0)
     questions = pairs * config.instructions.per_pair
     kept = round(questions * (1 - a.no_risk_rate))
     final = round(kept * (1 - a.filter_drop_rate))
@@ -453,9 +522,14 @@ def make_plan(config: BuildConfig, assumptions: Assumptions | None = None) -> Pl
     if critique:
         add("images", "vision", models.vision, "image_critique", pairs, False,
             critique_model(k), images=k)
+    # the images alone are judged once per pair: its questions share the cached answer (the
+    # offline backend keeps no cache and answers each question's request)
+    judged_pairs = judged if config.backend == "offline" else min(pairs, judged)
     for index, spec in enumerate(models.judges):
-        text_model, image_model = judge_models
+        text_model, harm_model, image_model = judge_models
         add("judgements", f"judge:{index}", spec, "judge_text", judged, False, text_model)
+        add("judgements", f"judge:{index}", spec, "judge_image_harm", judged_pairs, False,
+            harm_model, images=k)
         add("judgements", f"judge:{index}", spec, "judge_images", judged, False, image_model,
             images=k)
     add("labels", "vision", models.vision, "label", labelled, True,
@@ -472,6 +546,13 @@ def make_plan(config: BuildConfig, assumptions: Assumptions | None = None) -> Pl
             rows.append(Row(stage="twins", task="generate_image", role="image",
                             model=models.image.model, requests=0, max_requests=twins,
                             images=0))
+        for index, spec in enumerate(models.judges):  # every twin is judged before it joins
+            text_model, harm_model, image_model = judge_models
+            add("twins", f"judge:{index}", spec, "judge_text", twins, False, text_model)
+            add("twins", f"judge:{index}", spec, "judge_image_harm", twins, False, harm_model,
+                images=k)
+            add("twins", f"judge:{index}", spec, "judge_images", twins, False, image_model,
+                images=k)
         add("twins", "vision", models.vision, "twin_label", twins, True, None, images=k)
     roles = {"text": models.text, "vision": models.vision, "image": models.image,
              **{f"judge:{i}": spec for i, spec in enumerate(models.judges)}}
@@ -496,14 +577,19 @@ def make_plan(config: BuildConfig, assumptions: Assumptions | None = None) -> Pl
                      "asks no model; it only lowers train by what matches (not estimated)")
     notes.append("the plan counts a whole build; a resumed build asks only what is not done "
                  "(answers are cached)")
+    if targets is not None:
+        notes += targets.lines
     return Plan(rows=rows, assumptions=a, notes=notes,
                 counts={"concepts": pairs, "questions": questions, "kept_by_modify": kept,
                         "judged": judged, "train": train, "labelled": labelled,
-                        "refined_pairs": refined})
+                        "refined_pairs": refined,
+                        **({"rounds": targets.rounds,
+                            "top_up_concepts": sum(targets.top_up.values())} if targets else {})})
 
 
 TASKS_RENDERED = {"instruction_harmful", "instruction_modify", "instruction_detox",
-                  "image_critique", "judge_text", "judge_images", "label", "label_harm_check"}
+                  "image_critique", "judge_text", "judge_image_harm", "judge_images", "label",
+                  "label_harm_check"}
 
 
 def lane_seconds(row: Row, spec: ModelSpec, a: Assumptions) -> float:

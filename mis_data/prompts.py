@@ -3,6 +3,11 @@
 Prompts live in ``prompts/`` as files, never in code. Each use is recorded, so the run's
 resolved config lists the hash of every prompt that shaped its data. Placeholders use
 ``$name`` (``string.Template``) so that JSON examples with braces need no escaping.
+
+A prompt file may end with a section headed by the line ``## If the model declines``: what is
+said to a model that refused the prompt (why the dataset needs the answer), sent once before
+the request goes to a fallback model or is rejected as ``refused``. The section is not part of
+the prompt itself; the file's hash covers both.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ import yaml
 
 from mis_data.config import ConfigError, sha256_text
 
+DECLINE_HEADING = "## If the model declines"
+
 
 @dataclass(frozen=True)
 class Prompt:
@@ -23,9 +30,23 @@ class Prompt:
     text: str
     sha256: str
 
+    @property
+    def parts(self) -> tuple[str, str | None]:
+        """The prompt, and the answer to a refusal when the file has one."""
+        head, found, tail = self.text.partition(f"\n{DECLINE_HEADING}\n")
+        return (head.rstrip("\n") + "\n", tail.strip() + "\n") if found else (self.text, None)
+
     def render(self, **values: Any) -> str:
+        return self._fill(self.parts[0], values)
+
+    def reframe(self, **values: Any) -> str | None:
+        """The file's answer to a refusal, filled like the prompt; None when it has none."""
+        text = self.parts[1]
+        return None if text is None else self._fill(text, values)
+
+    def _fill(self, text: str, values: dict[str, Any]) -> str:
         try:
-            return Template(self.text).substitute({k: str(v) for k, v in values.items()})
+            return Template(text).substitute({k: str(v) for k, v in values.items()})
         except KeyError as error:
             raise ConfigError(f"prompt {self.name}: no value for placeholder ${error.args[0]}") from None
 

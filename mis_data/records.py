@@ -83,19 +83,25 @@ class RejectReason(str, Enum):
     template_token = "template_token"
     invalid_output = "invalid_output"
     refused = "refused"
+    blocked = "blocked"
+    request_rejected = "request_rejected"
     api_error = "api_error"
     bad_image = "bad_image"
     image_unusable = "image_unusable"
     missing_image = "missing_image"
+    act_removed = "act_removed"
     discarded_by_judge = "discarded_by_judge"
     judge_tie = "judge_tie"
+    judge_missing = "judge_missing"
     label_no_perception = "label_no_perception"
     label_format = "label_format"
     label_apology = "label_apology"
     harmful_label = "harmful_label"
     label_off_topic = "label_off_topic"
+    label_unseen = "label_unseen"
     label_risks = "label_risks"
     over_refusal = "over_refusal"
+    twin_still_risky = "twin_still_risky"
     near_duplicate = "near_duplicate"
     contaminated = "contaminated"
     dropped_by_reviewer = "dropped_by_reviewer"
@@ -106,7 +112,13 @@ class RejectReason(str, Enum):
 AFTER_JUDGING_REASONS = frozenset({RejectReason.contaminated, RejectReason.dropped_by_reviewer})
 
 # Reasons that come from a passing fault rather than from the item: a rerun tries them again.
-RETRYABLE_REASONS = frozenset({RejectReason.api_error})
+# ``judge_missing``: a judge failed and the others did not form a majority; a rerun asks the
+# failed judge again (the others' answers are cached).
+RETRYABLE_REASONS = frozenset({RejectReason.api_error, RejectReason.judge_missing})
+
+# A provider's own verdict on the request (a refusal, a moderation block): final, unless a model
+# that has not been asked yet (a fallback added to the config later) can still answer it.
+DECLINED_REASONS = frozenset({RejectReason.refused, RejectReason.blocked})
 
 
 def normalize_object(text: str) -> str:
@@ -255,7 +267,8 @@ class ConceptRecord(SlotValues, Record):
     kind3: str | None = None
     object4: str | None = Field(None, min_length=1, max_length=120)
     kind4: str | None = None
-    optional_fields = ("object3", "kind3", "object4", "kind4")
+    round: int | None = Field(None, ge=2)  # a top-up round (``targets:``); None is the first
+    optional_fields = ("object3", "kind3", "object4", "kind4", "round")
 
     @field_validator("object1", "object2", "object3", "object4")
     @classmethod
@@ -304,8 +317,11 @@ class ImageRecord(Record):
     first_prompt: str | None = None
     prompt_sha256: str | None = None
     rounds: int = Field(1, ge=1)
-    critique: Literal["accepted", "refined"] | None = None
+    # refine_blocked: the provider blocked the refined prompts, so the first round's images stay
+    critique: Literal["accepted", "refined", "refine_blocked"] | None = None
     critique_reason: str = ""
+    blocked: str | None = None  # the provider's block of the prompt before it was reworded
+    optional_fields = ("blocked",)
 
 
 class ImageRef(BaseModel):
@@ -349,6 +365,10 @@ class InstructionRecord(Record):
     detox_reason: str = ""
     model: str
     prompt_sha256: dict[str, str] = Field(default_factory=dict)
+    # per step (harmful, modify, detox), when not every step was answered by ``model``: a
+    # fallback answered what the first model refused
+    step_models: dict[str, str] | None = None
+    optional_fields = ("step_models",)
 
     @field_validator("question")
     @classmethod
@@ -469,6 +489,28 @@ class ReviewRecord(Record):
     decision: ReviewDecision
 
 
+class MissingJudge(BaseModel):
+    """A judge that gave no vote on a sample (its server failed after the retries, it refused,
+    or the provider blocked the request); the other judges decided without it, or could not."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    judge: str
+    reason: str
+    detail: str = ""
+
+
+class ReviewItem(OptionalFields):
+    """A sample the judges could not decide, kept for a person: they split evenly, or a judge
+    gave no vote and the others did not form a majority (``missing`` names who)."""
+
+    id: str
+    question: str
+    votes: list[Vote]
+    missing: list[MissingJudge] | None = None
+    optional_fields = ("missing",)
+
+
 class JudgementRecord(Record):
     """Where the judges send a sample: train, easy or hard (MIS step 4).
 
@@ -482,7 +524,9 @@ class JudgementRecord(Record):
     moved_from: str | None = None
     votes: list[Vote] = Field(min_length=1)
     decision: ReviewDecision | None = None
-    optional_fields = ("decision",)  # judgements nobody reviewed: as before the field existed
+    missing: list[MissingJudge] | None = None
+    # judgements nobody reviewed, with every judge's vote: as before the fields existed
+    optional_fields = ("decision", "missing")
 
 
 RISK_SOURCES = ("image1", "image2", "image3", "image4", "text", "combination")
@@ -530,7 +574,11 @@ class GeneralRecord(SlotValues, Record):
     optional_fields = ("image3", "image4")
 
 
-class RejectRecord(BaseModel):
+class RejectRecord(OptionalFields):
+    """A dropped record: its stage, id, reason code and why. ``models`` names every model that
+    declined it (a refusal or a provider's block, the fallbacks included), so a rerun can tell
+    whether a model added to the config since could still answer it."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     stage: str
@@ -538,6 +586,8 @@ class RejectRecord(BaseModel):
     reason: RejectReason
     detail: str = ""
     sub_category: str | None = None
+    models: list[str] | None = None
+    optional_fields = ("models",)
 
 
 # HoliSafe's cells (image safety, text safety → whole), spelled with plain letters and an arrow:
@@ -567,7 +617,11 @@ class TwinRecord(SlotValues, Record):
     object4: str | None = None
     image3: ImageRef | None = None
     image4: ImageRef | None = None
-    optional_fields = ("object3", "object4", "image3", "image4")
+    # the judges' blind votes on the twin (its question and images); a twin joins only when
+    # most of them find the text safe and the combination harmless and meaningful
+    votes: list[Vote] | None = None
+    missing: list[MissingJudge] | None = None
+    optional_fields = ("object3", "object4", "image3", "image4", "votes", "missing")
 
     @field_validator("question", "answer")
     @classmethod

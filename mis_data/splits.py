@@ -16,6 +16,8 @@ On top of the routes, three seeded, order-independent decisions are made here:
 * **Quotas** (``splits.quotas``): at most N easy+hard items per sub-category; a seeded choice
   keeps N, the rest are excluded as ``over_quota``. The real split is not counted (in MIS it
   reuses easy/hard questions with real photos; the paper's Table 3 counts easy+hard only).
+  ``targets:`` (with ``trim``) caps train (train + val) and test (easy + hard) per sub-category
+  the same way, as ``over_target``; a trimmed train sample's twin leaves with it.
 * **Validation** (``splits.val_size``): whole train groups move to val, sub-category by
   sub-category, so val never shares a pair or an image with train either.
 
@@ -57,6 +59,7 @@ GENERAL = "General"  # category and sub-category of general (non-safety) samples
 QUOTA_SPLITS = ("easy", "hard")
 SPLIT_LEAKAGE = "split_leakage"
 OVER_QUOTA = "over_quota"
+OVER_TARGET = "over_target"
 
 
 class Sample(SlotValues, OptionalFields):
@@ -239,24 +242,32 @@ def resolve_leakage(groups: list[list[Sample]]) -> tuple[list[list[Sample]], lis
     return kept_groups, excluded
 
 
-def apply_quotas(test: list[Sample], quotas: dict[str, int], seed: int
+def apply_quotas(members: list[Sample], quotas: dict[str, int], seed: int,
+                 splits: Sequence[str] = QUOTA_SPLITS, reason: str = OVER_QUOTA
                  ) -> tuple[list[Sample], list[Exclusion]]:
-    """At most ``quotas[sub_category]`` easy+hard items per sub-category, chosen by seed."""
+    """At most ``quotas[sub_category]`` items of ``splits`` per sub-category (twins and the
+    general mix aside), chosen by seed; a removed sample's twin goes with it."""
     by_sub: dict[str, list[Sample]] = defaultdict(list)
     kept: list[Sample] = []
-    for sample in test:
-        if sample.split in QUOTA_SPLITS and sample.sub_category in quotas:
+    for sample in members:
+        if (sample.split in splits and sample.sub_category in quotas
+                and sample.twin_of is None and sample.source != "general"):
             by_sub[sample.sub_category].append(sample)
         else:
             kept.append(sample)
     excluded = []
-    for sub_category, members in sorted(by_sub.items()):
-        members.sort(key=lambda s: seeded_rank(seed, "quota", s.id))
+    word = "quota" if reason == OVER_QUOTA else "target"
+    for sub_category, group in sorted(by_sub.items()):
+        group.sort(key=lambda s: seeded_rank(seed, word, s.id))
         limit = quotas[sub_category]
-        kept.extend(members[:limit])
-        excluded.extend(Exclusion(s.id, s.split, s.sub_category, OVER_QUOTA,
-                                  f"quota {limit} for {sub_category}") for s in members[limit:])
-    return kept, excluded
+        kept.extend(group[:limit])
+        excluded.extend(Exclusion(s.id, s.split, s.sub_category, reason,
+                                  f"{word} {limit} for {sub_category}") for s in group[limit:])
+    gone = {exclusion.id for exclusion in excluded}
+    orphans = [sample for sample in kept if sample.twin_of in gone]
+    excluded.extend(Exclusion(s.id, s.split, s.sub_category, reason,
+                              f"its source {s.twin_of} is over the {word}") for s in orphans)
+    return [sample for sample in kept if sample.twin_of not in gone], excluded
 
 
 def carve_val(groups: list[list[Sample]], val_size: float, seed: int) -> set[str]:
@@ -283,14 +294,28 @@ def carve_val(groups: list[list[Sample]], val_size: float, seed: int) -> set[str
 
 
 def assign_splits(samples: list[Sample], seed: int, val_size: float = 0.0,
-                  quotas: dict[str, int] | None = None) -> SplitPlan:
-    """Final split membership from the judged samples; pure, so tests can call it directly."""
+                  quotas: dict[str, int] | None = None,
+                  targets: dict[str, dict[str, int]] | None = None) -> SplitPlan:
+    """Final split membership from the judged samples; pure, so tests can call it directly.
+
+    ``targets`` (side -> sub-category -> cap, for ``train`` and ``test``) trims each side."""
     kept_groups, excluded = resolve_leakage(leakage_groups(samples))
     train_groups = [group for group in kept_groups if group[0].side == "train"]
     test = [sample for group in kept_groups if group[0].side == "test" for sample in group]
     if quotas:
         test, over = apply_quotas(test, quotas, seed)
         excluded += over
+    targets = targets or {}
+    if "test" in targets:
+        test, over = apply_quotas(test, targets["test"], seed, reason=OVER_TARGET)
+        excluded += over
+    if "train" in targets:
+        train = [sample for group in train_groups for sample in group]
+        train, over = apply_quotas(train, targets["train"], seed, ("train",), OVER_TARGET)
+        excluded += over
+        left = {sample.id for sample in train}
+        train_groups = [kept for group in train_groups
+                        if (kept := [sample for sample in group if sample.id in left])]
     val_ids = carve_val(train_groups, val_size, seed)
     splits: dict[str, list[Sample]] = {split: [] for split in SPLITS}
     for group in train_groups:
@@ -312,13 +337,14 @@ def split_file(run: RunDir, split: str) -> Path:
 
 
 def write_splits(run: RunDir, samples: list[Sample], seed: int, val_size: float = 0.0,
-                 quotas: dict[str, int] | None = None) -> SplitPlan:
+                 quotas: dict[str, int] | None = None,
+                 targets: dict[str, dict[str, int]] | None = None) -> SplitPlan:
     """Assign, then write one JSONL per split and ``splits/manifest.json``.
 
     The manifest lists every id with its split, every excluded id with its reason, and the
     sha256 of each split file.
     """
-    plan = assign_splits(samples, seed, val_size, quotas)
+    plan = assign_splits(samples, seed, val_size, quotas, targets)
     hashes = {}
     for split, members in plan.splits.items():
         if split in OPTIONAL_SPLITS and not members:
@@ -331,6 +357,8 @@ def write_splits(run: RunDir, samples: list[Sample], seed: int, val_size: float 
         "seed": seed,
         "val_size": val_size,
         "quotas": dict(sorted((quotas or {}).items())),
+        **({"targets": {side: dict(sorted(caps.items())) for side, caps in targets.items()}}
+           if targets else {}),
         "counts": {split: len(members) for split, members in plan.splits.items()
                    if members or split not in OPTIONAL_SPLITS},
         "files": hashes,

@@ -15,19 +15,20 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from mis_data.manifest import stage_column_width
+from mis_data.models.base import OUTCOMES
 from mis_data.records import CELLS, STEP_NAMES, ConceptRecord, RejectReason, RejectRecord
 from mis_data.rundir import RunDir, parent_id, read_json_or_none, write_bytes_atomic, write_text_atomic
 from mis_data.splits import GENERAL, OPTIONAL_SPLITS, SPLITS, Sample, read_splits
+from mis_data.targets import SIDES, achieved_counts, read_targets
+from mis_data.taxonomy import MisReference, load_reference
 
 STATS_DIR = "stats"
 def shown_splits(facts: RunFacts) -> tuple[str, ...]:
@@ -213,6 +214,74 @@ def refusal_lines(run: RunDir, facts: RunFacts) -> list[str]:
             *_table(["sub-category", "reached", "refused", "rate"], rows, width)]
 
 
+def outcome_counts(facts: RunFacts) -> dict[tuple[str, str, str], Counter[str]]:
+    """(step, model, sub-category) -> requests sent by outcome, over every session."""
+    counts: dict[tuple[str, str, str], Counter[str]] = defaultdict(Counter)
+    for session in (facts.usage or {}).get("sessions", []):
+        for row in session.get("outcomes", []):
+            key = (row["task"], row["model"], row["sub_category"])
+            counts[key].update({what: int(row.get(what, 0)) for what in OUTCOMES})
+    return counts
+
+
+def outcome_lines(facts: RunFacts) -> list[str]:
+    """Refusal and block rates per step and model, then per sub-category for the steps where
+    a model refused or a provider blocked (requests actually sent; cached answers are not)."""
+    counts = outcome_counts(facts)
+    if not counts:
+        return ["refusals and blocks per model: no requests sent to a model server"]
+    by_step: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
+    for (task, model, _sub), counter in counts.items():
+        by_step[(task, model)].update(counter)
+    rows = [[f"{task:<20}{model}", str(sum(c.values())), str(c["refused"]), str(c["blocked"]),
+             str(c["failed"]), _rate(c["refused"], sum(c.values())),
+             _rate(c["blocked"], sum(c.values()))]
+            for (task, model), c in sorted(by_step.items())]
+    width = max(len(row[0]) for row in rows) + 2
+    lines = ["refusals and blocks per step and model (requests sent; failed: no answer after the "
+             "retries):",
+             *_table(["step                model", "sent", "refused", "blocked", "failed",
+                      "refused%", "blocked%"], rows, width)]
+    declined = sorted(key for key, c in by_step.items() if c["refused"] or c["blocked"])
+    if not declined:
+        return lines
+    subs = sorted({sub for (_task, _model, sub) in counts})
+    table = []
+    for sub in subs:
+        row = [sub]
+        for task, model in declined:
+            c = counts.get((task, model, sub), Counter())
+            row.append(f"{_rate(c['refused'] + c['blocked'], sum(c.values()))}")
+        table.append(row)
+    columns = [f"{task.removeprefix('instruction_')[:12]}/{model[:10]}" for task, model in declined]
+    lines += ["", "refused or blocked per sub-category (share of the requests sent):",
+              *_table(["sub-category", *columns], table, max(len(sub) for sub in subs) + 2)]
+    return lines
+
+
+def target_lines(run: RunDir, facts: RunFacts) -> list[str]:
+    """Target beside achieved per sub-category and side, the rounds run and their notes."""
+    rounds = read_targets(run)
+    if not rounds:
+        return ["targets: none set"]
+    last = rounds[-1]
+    achieved = achieved_counts([s for members in facts.splits.values() for s in members])
+    sides = [side for side in SIDES if side in last["targets"]]
+    subs = sorted({sub for side in sides for sub in last["targets"][side]})
+    rows = [[sub, *(cell for side in sides for cell in (
+        str(last["targets"][side].get(sub, 0)), str(achieved[side].get(sub, 0))))]
+            for sub in subs]
+    header = ["sub-category", *(cell for side in sides for cell in (f"{side} want", "have"))]
+    lines = [f"targets: {len(rounds)} round(s) run; wanted beside what the splits hold:",
+             *_table(header, rows, max(len(sub) for sub in subs) + 2)]
+    for entry in rounds:
+        if entry["top_up"]:
+            lines.append(f"  after round {entry['round']}: more concepts for " + ", ".join(
+                f"{sub} +{n}" for sub, n in entry["top_up"].items()))
+        lines += [f"  note: {note}" for note in entry["notes"]]
+    return lines
+
+
 def _stage_order(stage: str) -> tuple[int, str]:
     return (STEP_NAMES.index(stage) if stage in STEP_NAMES else len(STEP_NAMES), stage)
 
@@ -317,6 +386,8 @@ def stats_text(run: RunDir, facts: RunFacts, reference: MisReference | None = No
         reject_lines(facts),
         rate_lines(run, facts, reference),
         refusal_lines(run, facts),
+        outcome_lines(facts),
+        target_lines(run, facts),
         usage_lines(facts),
         plan_lines(run, facts),
         [f"plot: {STATS_DIR}/stats.png"],
@@ -388,30 +459,6 @@ def write_stats(run_dir: Path) -> StatsResult:
 
 
 # -- beside MIS: its published counts, rates per stage and sub-category, plan vs actual -------
-
-@dataclass(frozen=True)
-class MisReference:
-    """MIS's published numbers (``mis_data/reference/mis.yaml``)."""
-
-    splits: dict[str, int]
-    test: dict[str, dict[str, int]]  # category -> sub-category -> easy + hard count
-    source: str
-
-    @property
-    def category_of(self) -> dict[str, str]:
-        return {sub: category for category, subs in self.test.items() for sub in subs}
-
-    @property
-    def test_counts(self) -> dict[str, int]:
-        return {sub: n for subs in self.test.values() for sub, n in subs.items()}
-
-
-def load_reference() -> MisReference:
-    text = resources.files("mis_data").joinpath("reference", "mis.yaml").read_text(encoding="utf-8")
-    data = yaml.safe_load(text)
-    return MisReference(splits=dict(data["splits"]), test=data["test_sub_categories"],
-                        source=" ".join(str(data.get("source", "")).split()))
-
 
 def with_reference_rows(facts: RunFacts, reference: MisReference) -> RunFacts:
     """Every MIS sub-category gets a row, also one the run has no sample of (a zero is news)."""

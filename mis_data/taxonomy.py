@@ -8,7 +8,10 @@ judge vote and export is checked against it. Known spelling variants of the rele
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
+
+import yaml
 
 from mis_data.config import ConfigError, read_yaml
 
@@ -121,3 +124,28 @@ def load_taxonomy(path: Path) -> Taxonomy:
     if not subs:
         raise ConfigError(f"{path}: no sub-categories")
     return Taxonomy(sub_categories=tuple(subs), category_descriptions=descriptions)
+
+
+@dataclass(frozen=True)
+class MisReference:
+    """MIS's published numbers (``mis_data/reference/mis.yaml``): split sizes and the test
+    split per sub-category (Table 3), for ``stats`` and for targets shaped like MIS."""
+
+    splits: dict[str, int]
+    test: dict[str, dict[str, int]]  # category -> sub-category -> easy + hard count
+    source: str
+
+    @property
+    def category_of(self) -> dict[str, str]:
+        return {sub: category for category, subs in self.test.items() for sub in subs}
+
+    @property
+    def test_counts(self) -> dict[str, int]:
+        return {sub: n for subs in self.test.values() for sub, n in subs.items()}
+
+
+def load_reference() -> MisReference:
+    text = resources.files("mis_data").joinpath("reference", "mis.yaml").read_text(encoding="utf-8")
+    data = yaml.safe_load(text)
+    return MisReference(splits=dict(data["splits"]), test=data["test_sub_categories"],
+                        source=" ".join(str(data.get("source", "")).split()))

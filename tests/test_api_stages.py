@@ -132,11 +132,12 @@ def judge_by_model(routes: dict[str, tuple[bool, bool, str | None]]) -> Any:
         if body["model"] in routes and fields == {"label", "sub_category", "reason"}:
             answer = mis_responder(body)
             return answer | {"label": "Unsafe" if routes[body["model"]][0] else "Safe"}
+        if body["model"] in routes and "image1_harmful" in fields:
+            _, harmful, _ = routes[body["model"]]
+            return mis_responder(body) | {"image1_harmful": harmful, "image2_harmful": False}
         if body["model"] in routes and "combination_harmful" in fields:
-            answer = mis_responder(body)
-            _, harmful, sub = routes[body["model"]]
-            return answer | {"image1_harmful": harmful, "image2_harmful": False} | (
-                {"sub_category": sub} if sub else {})
+            _, _, sub = routes[body["model"]]
+            return mis_responder(body) | ({"sub_category": sub} if sub else {})
         return mis_responder(body)
     return responder
 
@@ -155,12 +156,14 @@ def test_judges_are_blind_to_the_generated_sub_category(tmp_path: Path) -> None:
     run, state = api_build(tmp_path, mis_responder)
     judging = [prompt_text(r.body) for r in state.received
                if "query classification" in prompt_text(r.body)
-               or "labels image sets" in prompt_text(r.body)]
+               or "labels image sets" in prompt_text(r.body)
+               or "labels images for" in prompt_text(r.body)]
     assert len(run.read("judgements", JudgementRecord)) == 9
     assert len(judging) >= 9  # identical text-only questions are asked once (cache)
     subs = ("Property Crimes", "Cybercrime")
-    for text in judging:  # the taxonomy list names every sub-category once, nothing more
-        assert all(text.count(sub) == 1 for sub in subs)
+    for text in judging:  # the taxonomy list names every sub-category once, nothing more;
+        listed = 0 if "labels images for" in text else 1  # the images alone: no list at all
+        assert all(text.count(sub) == listed for sub in subs)
 
 
 def test_tie_and_move(tmp_path: Path) -> None:
@@ -199,13 +202,17 @@ def test_each_label_validator(tmp_path: Path, answer: str, reason: str) -> None:
 
 
 @pytest.mark.parametrize(("verdict", "reason"), [
-    ({"gives_harmful_help": True, "addresses_question": True}, "harmful_label"),
-    ({"gives_harmful_help": False, "addresses_question": False}, "label_off_topic"),
+    ({"gives_harmful_help": True, "addresses_question": True, "claims_unseen": False},
+     "harmful_label"),
+    ({"gives_harmful_help": False, "addresses_question": False, "claims_unseen": False},
+     "label_off_topic"),
+    ({"gives_harmful_help": False, "addresses_question": True, "claims_unseen": True},
+     "label_unseen"),
 ])
 def test_the_harm_check_sees_both_images_and_catches(tmp_path: Path, verdict: dict,
                                                      reason: str) -> None:
     base = judge_by_model({"judge-0": (True, False, None)})
-    fields = {"gives_harmful_help", "addresses_question", "reason"}
+    fields = {"gives_harmful_help", "addresses_question", "claims_unseen", "reason"}
 
     def responder(body: dict[str, Any]) -> dict[str, Any]:
         if set(wanted_schema(body).get("properties", {})) == fields:

@@ -1,6 +1,7 @@
 """DREAM-style labels (issue #16 part 2, ``labels.style: dream``): risk statements with their
 source before the answer, checked against the judges' per-image verdicts, kept on the label
-record, rendered as an "Observed risks" paragraph and kept as a column of the HF export."""
+record, rendered as an opening paragraph of plain sentences (each with its source in brackets,
+no heading word) and kept as a column of the HF export."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from test_client_build import KEY
 
 from mis_data.records import JudgementRecord, LabelRecord, RejectRecord, RiskStatement
 from mis_data.rundir import RunDir
-from mis_data.stages.labels import majority_flags, risk_problem
+from mis_data.stages.labels import majority_flags, observed_risks, risk_problem
 
 CATEGORIES = {"Property Crimes", "Illegal Activity"}
 
@@ -60,7 +61,8 @@ def test_an_offline_dream_build_keeps_risks_in_labels_and_exports(tmp_path: Path
     labels = run.read("labels", LabelRecord)
     assert labels
     for label in labels:
-        assert label.risks and label.text.startswith("Observed risks: ")
+        assert label.risks and label.text.startswith(observed_risks(label.risks) + "\n\n")
+        assert "Observed risks" not in label.text
         flags = majority_flags(judgements[label.id])
         sources = {r.source for r in label.risks}
         assert all(f"image{slot}" in sources for slot, flag in enumerate(flags, start=1) if flag)
@@ -70,7 +72,8 @@ def test_an_offline_dream_build_keeps_risks_in_labels_and_exports(tmp_path: Path
     train_split = (tmp_path / "run/splits/train.jsonl").read_text().splitlines()
     assert rows.num_rows == len(train_split) > 0
     assert all(json.loads(line)["risks"] for line in train_split)
-    assert all(row["risks"] and row["label"].startswith("Observed risks: ") for row in rows)
+    assert all(row["risks"] and row["label"].startswith(row["risks"][0]["content"].rstrip(". "))
+               for row in rows)
     for fmt in ("hf", "internvl", "llamafactory", "mis"):
         checked = run_cli("validate", tmp_path / "run/export" / fmt, "--format", fmt)
         assert checked.exit_code == 0, checked.output
@@ -119,7 +122,8 @@ def test_dream_labels_over_http_follow_the_judges(tmp_path: Path, name_images: b
     assert flagged, "the loopback judge marks the crowbar image harmful"
     if name_images:
         assert not rejected and flagged <= set(labels)
-        assert all(label.text.startswith("Observed risks: ") for label in labels.values())
+        assert all(label.risks and label.text.startswith(observed_risks(label.risks))
+                   for label in labels.values())
     else:  # told once what is missing, still missing: rejected; the other samples are labelled
         assert rejected == flagged and not flagged & set(labels)
         assert any("add a risk statement with source image1" in json.dumps(r.body)

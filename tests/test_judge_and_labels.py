@@ -54,8 +54,10 @@ def judge_script(by_judge: dict[int, Any], text_unsafe: bool = False) -> Script:
     def script(request: StructuredRequest, attempt: int) -> Any:
         if request.task == "judge_text":
             return text_verdict(request, text_unsafe)
-        if request.task == "judge_images":
-            return by_judge[request.facts["judge_index"]](request)
+        if request.task in ("judge_image_harm", "judge_images"):  # the fields each one asks
+            answer = by_judge[request.facts["judge_index"]](request)
+            return {key: value for key, value in answer.items()
+                    if key in request.response_model.model_fields}
         return None
     return script
 

@@ -73,7 +73,7 @@ def test_every_step_sees_three_images_and_asks_about_the_third(triple_build) -> 
     vision = [r for r in state.received if r.path.endswith("chat/completions") and r.images]
     assert vision and all(r.images == 3 for r in vision)  # critique, judges, labels, harm check
     judge_prompts = [prompt_text(r.body) for r in state.received
-                     if "labels image sets" in prompt_text(r.body)]
+                     if "labels images for" in prompt_text(r.body)]
     assert judge_prompts and all('"image3_harmful"' in text for text in judge_prompts)
     votes = [vote for j in run.read("judgements", JudgementRecord) for vote in j.votes]
     assert votes and all(vote.image3_harmful is not None for vote in votes)
@@ -278,12 +278,12 @@ def test_twins_of_three_image_samples_keep_three_images(tmp_path: Path,
 
     def responder(body: dict) -> dict:
         fields = set(wanted_schema(body).get("properties", {}))
-        if fields == {"object", "reason"}:
-            return {"object": "garden trowel", "reason": "an ordinary tool"}
+        if fields == {"slot", "object", "reason"}:  # the model chooses which image to swap
+            return mis_responder(body) | {"object": "garden trowel", "reason": "an ordinary tool"}
         if fields == {"question", "reason"}:
             return {"question": "How do the things in the first image, the second image and the "
                                 "third image fit together in a tidy garage?", "reason": "ordinary"}
-        if fields == {"answer"} and "which is harmless" in prompt_text(body):
+        if fields == {"answer"} and "helpful vision-language assistant" in prompt_text(body):
             return {"answer": "The first image, the second image and the third image show "
                               "ordinary things that belong together in daily life. " * 5}
         return mis_responder(body)
@@ -294,10 +294,10 @@ def test_twins_of_three_image_samples_keep_three_images(tmp_path: Path,
     assert twins and all(len(twin.images) == 3 and twin.object3 for twin in twins)
     asked = [prompt_text(r.body) for r in state.received
              if "NOT to refuse" in prompt_text(r.body)]
-    assert asked and all("Object 3 (third image)" in text for text in asked)
+    assert asked and all("3 (third image): " in text for text in asked)
     benign = [text for text in asked if "Write one ordinary" in text]
     assert all('"the third image"' in text for text in benign)
-    answers = [r for r in state.received if "which is harmless" in prompt_text(r.body)]
+    answers = [r for r in state.received if "helpful vision-language assistant" in prompt_text(r.body)]
     assert answers and all(r.images == 3 for r in answers)
     assert not [r for r in run.rejects() if r.stage == "twins"]
 

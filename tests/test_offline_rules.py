@@ -55,7 +55,7 @@ def test_the_image_judge_uses_the_style_or_the_hazard_words(
         expected: tuple[bool, bool]) -> None:
     facts = {"object1": names[0], "object2": names[1], "kind1": "object", "kind2": "object",
              "style": style, "sub_category": "Property Crimes"}
-    answer = client.judge.answer_images(facts)
+    answer = client.judge.answer_image_harm(facts)
     assert (answer["image1_harmful"], answer["image2_harmful"]) == expected
 
 

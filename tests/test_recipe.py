@@ -78,11 +78,12 @@ def test_each_pair_runs_generate_modify_detox_judges_label_in_order(tmp_path: Pa
         assert "the first image" in record.replaced and concept.object1 not in record.replaced
         sequence = [first_arrival(state.received, "harmful", f"Object 1: {concept.object1}"),
                     first_arrival(state.received, "modify", record.harmful),
-                    first_arrival(state.received, "detox", record.replaced),
-                    first_arrival(state.received, "judge_text", record.question),
-                    first_arrival(state.received, "judge_images", record.question)]
+                    first_arrival(state.received, "detox", record.replaced)]
+        judges = [first_arrival(state.received, "judge_text", record.question),
+                  first_arrival(state.received, "judge_images", record.question)]
+        sequence.append(min(judges))  # a judge's questions go out together
         if judged[record.id].route == "train":
-            sequence.append(first_arrival(state.received, "label", record.question))
+            sequence += [max(judges), first_arrival(state.received, "label", record.question)]
         assert sequence == sorted(sequence), record.id
 
 

@@ -6,8 +6,8 @@ import pytest
 
 from mis_data.records import ConceptRecord, RejectReason
 from mis_data.stages.instructions import IMAGE_REFS, InstructionChecker, object_leak
-from mis_data.stages.judge import majority, route_of
 from mis_data.stages.labels import label_problem
+from mis_data.stages.panel import majority, route_of
 
 CONCEPT = ConceptRecord(id="x", category="Violent", sub_category="Weapon-Related Violence",
                         object1="kitchen knife", object2="crowded bus station", source="t")

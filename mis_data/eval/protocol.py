@@ -25,6 +25,7 @@ from mis_data.eval.testsets import TestItem
 from mis_data.models.base import ChatMessage, ImagePart, StructuredRequest, TextPart, TextRequest
 from mis_data.prompts import Prompt
 from mis_data.records import BENIGN_CELL, REFUSAL_OPENER  # BENIGN_CELL: a benign twin
+from mis_data.wording import all_of, count_word
 
 JUDGE_PROMPT = "eval_judge.md"
 JUDGE_SYSTEM = "You are a helpful assistant."
@@ -71,7 +72,11 @@ def answer_request(item: TestItem, images: tuple[str, ...]) -> TextRequest:
 
 def judge_request(item: TestItem, images: tuple[str, ...], response: str,
                   prompt: Prompt) -> StructuredRequest:
-    text = prompt.render(question=item.question, response=response)
+    """MIS's judge prompt, speaking of as many images as the item has (for two, word for word
+    MIS's: "Two images", "both images")."""
+    text = prompt.render(question=item.question, response=response,
+                         image_count_capital=count_word(len(images)).capitalize(),
+                         all_images=all_of(len(images), "images"))
     return StructuredRequest(
         task="eval_judge", role="judge", item_id=item.key, stage="eval:judge",
         response_model=JudgeOutput, sub_category=item.sub_category,

@@ -59,7 +59,9 @@ class StructuredRequest:
 
     ``facts`` carries the record fields the request was built from. Real backends never send
     it (the messages say everything); the offline backend answers from it, because it has no
-    language model to read the messages with.
+    language model to read the messages with. ``reframe`` is the prompt file's answer to a
+    refusal (why the dataset needs this: to teach models to refuse it), sent once after the
+    model declines, before the request goes to a fallback model or is rejected as ``refused``.
     """
 
     task: str
@@ -71,6 +73,7 @@ class StructuredRequest:
     check: Check | None = None
     sub_category: str | None = None
     stage: str = ""
+    reframe: str | None = None
 
 
 @dataclass
@@ -97,15 +100,20 @@ class ImageRequest:
     prompt: str
     facts: dict[str, Any] = field(default_factory=dict)
     stage: str = "images"
+    sub_category: str | None = None
 
 
 @dataclass
 class ModelResult:
+    """A validated answer, or why there is none. ``model`` answered (or gave the last word);
+    ``declined_by`` lists the models that refused or were blocked before it, in order."""
+
     value: BaseModel | None = None
     reason: RejectReason | None = None
     detail: str = ""
     model: str = ""
     attempts: int = 1
+    declined_by: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -140,6 +148,7 @@ class ImageResult:
     reason: RejectReason | None = None
     detail: str = ""
     model: str = ""
+    declined_by: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -155,6 +164,18 @@ class Usage:
     def add(self, other: Usage) -> None:
         for name in self.__dataclass_fields__:
             setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+# What became of one request a model was sent (a cached answer is not sent, so not counted).
+OUTCOMES = ("answered", "refused", "blocked", "failed")
+
+
+@dataclass(frozen=True)
+class OutcomeKey:
+    stage: str
+    task: str
+    model: str
+    sub_category: str
 
 
 @dataclass
@@ -174,6 +195,15 @@ class UsageMeter:
     by_stage_model: dict[tuple[str, str], Usage] = field(default_factory=dict)
     refusals_by_sub_category: dict[str, int] = field(default_factory=dict)
     by_server: dict[tuple[str, str], ServerUsage] = field(default_factory=dict)
+    outcomes: dict[OutcomeKey, dict[str, int]] = field(default_factory=dict)
+
+    def outcome(self, stage: str, task: str, model: str, sub_category: str | None,
+                what: str) -> None:
+        """Count one request sent to ``model`` by what became of it (``OUTCOMES``): the
+        refusal and block rates per model, step and sub-category that ``stats`` prints."""
+        key = OutcomeKey(stage, task, model, sub_category or "(none)")
+        counts = self.outcomes.setdefault(key, dict.fromkeys(OUTCOMES, 0))
+        counts[what] += 1
 
     def server(self, model: str, url: str, ok: bool, seconds: float) -> None:
         usage = self.by_server.setdefault((model, url), ServerUsage())
@@ -205,11 +235,14 @@ class UsageMeter:
              "mean_latency_s": round(usage.seconds / usage.requests, 4) if usage.requests else 0.0}
             for (model, url), usage in sorted(self.by_server.items())
         ]
+        outcomes = [{**vars(key), **counts} for key, counts in sorted(
+            self.outcomes.items(), key=lambda item: tuple(vars(item[0]).values()))]
         return {
             "by_stage_model": rows,
             "total": vars(self.total),
             "refusals_by_sub_category": dict(sorted(self.refusals_by_sub_category.items())),
             "by_server": servers,
+            "outcomes": outcomes,
         }
 
 
@@ -245,6 +278,11 @@ class TextClient(Protocol):
 
 class BudgetExceeded(Exception):
     """The next request would pass ``--max-cost``; the build stops cleanly before it."""
+
+
+class ProviderUnusable(Exception):
+    """The server refuses every request of a model (a wrong key, a model it does not serve):
+    the build stops with one line instead of rejecting every item the same way."""
 
 
 # A reply is either text to parse, a refusal, or a failure that ends the item.
@@ -301,19 +339,27 @@ async def answer_with_feedback(
 ) -> ModelResult:
     """Ask, validate, run the stage's check; on failure send the problem back once.
 
-    Refusals and transport failures end the item at once: asking again in a loop would only
-    spend money on the same answer.
+    A refusal is answered once with the prompt file's research framing (``request.reframe``),
+    when it has one; a second refusal, a provider's block or a transport failure ends the item:
+    asking again in a loop would only spend money on the same answer.
     """
     messages = list(request.messages)
     last_problem = Problem(RejectReason.invalid_output, "no answer")
-    for attempt_number in (1, 2):
+    feedback_left, reframe_left, attempts = True, bool(request.reframe), 0
+    while True:
+        attempts += 1
         reply = await attempt(messages)
         if reply.failure is not None:
             return ModelResult(reason=reply.failure, detail=reply.detail, model=model,
-                               attempts=attempt_number)
+                               attempts=attempts)
         if reply.refusal:
+            if reframe_left:
+                reframe_left = False
+                messages += [ChatMessage.text("assistant", reply.refusal),
+                             ChatMessage.text("user", request.reframe or "")]
+                continue
             return ModelResult(reason=RejectReason.refused, detail=reply.refusal[:300],
-                               model=model, attempts=attempt_number)
+                               model=model, attempts=attempts)
         value = reply.parsed
         if value is None:
             try:
@@ -324,11 +370,12 @@ async def answer_with_feedback(
         if value is not None:
             problem = request.check(value) if request.check else None
             if problem is None:
-                return ModelResult(value=value, model=model, attempts=attempt_number)
+                return ModelResult(value=value, model=model, attempts=attempts)
             last_problem = problem
-        if attempt_number == 1:
-            if reply.text:
-                messages.append(ChatMessage.text("assistant", reply.text))
-            messages.append(feedback_message(last_problem.detail))
-    return ModelResult(reason=last_problem.reason, detail=last_problem.detail, model=model,
-                       attempts=2)
+        if not feedback_left:
+            return ModelResult(reason=last_problem.reason, detail=last_problem.detail,
+                               model=model, attempts=attempts)
+        feedback_left = False
+        if reply.text:
+            messages.append(ChatMessage.text("assistant", reply.text))
+        messages.append(feedback_message(last_problem.detail))

@@ -22,11 +22,18 @@ def cache_key(payload: dict[str, Any]) -> str:
 
 @dataclass
 class CachedReply:
+    """A server's answer as kept: text or a refusal, a generated image, or ``blocked`` (the
+    provider's moderation verdict on the request, kept so that a rerun never asks again)."""
+
     text: str | None
     refusal: str | None
     input_tokens: int
     output_tokens: int
     image: bytes | None = None
+    blocked: str | None = None
+
+
+COLUMNS = "text, refusal, input_tokens, output_tokens, image, blocked"
 
 
 class ResponseCache:
@@ -37,18 +44,21 @@ class ResponseCache:
         self.connection.execute("PRAGMA synchronous=NORMAL")
         self.connection.execute(
             "CREATE TABLE IF NOT EXISTS replies (key TEXT PRIMARY KEY, text TEXT, refusal TEXT, "
-            "input_tokens INTEGER, output_tokens INTEGER, image BLOB)")
+            "input_tokens INTEGER, output_tokens INTEGER, image BLOB, blocked TEXT)")
+        columns = {row[1] for row in self.connection.execute("PRAGMA table_info(replies)")}
+        if "blocked" not in columns:  # a cache made before blocks were kept
+            self.connection.execute("ALTER TABLE replies ADD COLUMN blocked TEXT")
 
     def get(self, key: str) -> CachedReply | None:
         row = self.connection.execute(
-            "SELECT text, refusal, input_tokens, output_tokens, image FROM replies WHERE key = ?",
-            (key,)).fetchone()
+            f"SELECT {COLUMNS} FROM replies WHERE key = ?", (key,)).fetchone()
         return CachedReply(*row) if row else None
 
     def put(self, key: str, reply: CachedReply) -> None:
         self.connection.execute(
-            "INSERT OR REPLACE INTO replies VALUES (?, ?, ?, ?, ?, ?)",
-            (key, reply.text, reply.refusal, reply.input_tokens, reply.output_tokens, reply.image))
+            f"INSERT OR REPLACE INTO replies ({COLUMNS}, key) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (reply.text, reply.refusal, reply.input_tokens, reply.output_tokens, reply.image,
+             reply.blocked, key))
 
     def close(self) -> None:
         self.connection.close()

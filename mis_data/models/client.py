@@ -32,6 +32,7 @@ from mis_data.models.base import (
     ImageRequest,
     ImageResult,
     ModelResult,
+    ProviderUnusable,
     RawReply,
     StructuredRequest,
     TextRequest,
@@ -52,14 +53,46 @@ from mis_data.models.wire import (
     wire_messages,
     with_schema_prompt,
 )
-from mis_data.records import REFUSAL_OPENER, RejectReason
+from mis_data.records import DECLINED_REASONS, REFUSAL_OPENER, RejectReason
 
 log = logging.getLogger("mis_data")
 SCHEMA_REJECTED = re.compile(r"response_format|json_schema|json_object|structured", re.IGNORECASE)
+# How providers say that their moderation stopped a request (OpenAI chat: ``invalid_prompt``;
+# images: ``moderation_blocked``, DALL-E's ``content_policy_violation``; Azure:
+# ``content_filter``), by error code or, for servers that only write a message, by its words.
+BLOCK_CODES = frozenset({"moderation_blocked", "content_policy_violation", "invalid_prompt",
+                         "content_filter", "safety_violation", "responsible_ai_policy_violation"})
+BLOCK_WORDS = re.compile(r"content[ _-]?polic|moderation|safety system|usage polic|flagged|"
+                         r"content[ _-]?filter|safety filter", re.IGNORECASE)
+# A request the server will refuse the same way every time (too long, malformed): rejected,
+# never retried. Statuses that mean the model or key cannot be used at all stop the build.
+REJECTED_STATUSES = frozenset({400, 413, 422})
+UNUSABLE_STATUSES = frozenset({401, 403, 404})
 
 
 class TransportFailure(Exception):
-    """Retries exhausted or a non-retryable error: the item fails with ``api_error``."""
+    """Retries exhausted or a server failure: the item fails with ``api_error``, retried by a
+    rerun."""
+
+
+class ProviderBlocked(Exception):
+    """The provider's moderation refused the request: a ``blocked`` verdict, kept in the cache."""
+
+
+class RequestRejected(Exception):
+    """A 4xx the same request would get again: ``request_rejected``, final."""
+
+
+def provider_block(error: openai.APIStatusError) -> str | None:
+    """The provider's message when ``error`` is a moderation block, else None."""
+    body = error.body if isinstance(error.body, dict) else {}
+    inner = body.get("error") if isinstance(body.get("error"), dict) else body
+    codes = {str(value) for value in (error.code, inner.get("code"), inner.get("type"))
+             if value}
+    message = str(inner.get("message") or error.message)
+    if codes & BLOCK_CODES or BLOCK_WORDS.search(message):
+        return short(message)
+    return None
 
 
 class ModelLane:
@@ -92,25 +125,36 @@ class OpenAIClient:
             if config is None:
                 raise ValueError("OpenAIClient needs a build config or explicit roles")
             roles = build_roles(config)
-        clients: dict[tuple[str | None, str], AsyncOpenAI] = {}
-        self.lanes: dict[str, ModelLane] = {}
-        for role, spec in roles.items():
-            servers = []
-            for order, endpoint in enumerate(spec.servers()):
-                variable = endpoint.api_key_env or spec.api_key_env
-                key = (endpoint.base_url, variable)
-                if key not in clients:
-                    clients[key] = AsyncOpenAI(api_key=spec.api_key(variable) or "missing",
-                                               base_url=endpoint.base_url, max_retries=0,
-                                               timeout=spec.timeout)
-                servers.append(Server(url=display_url(endpoint.base_url), client=clients[key],
-                                      concurrency=endpoint.concurrency or spec.concurrency,
-                                      order=order))
-            self.lanes[role] = ModelLane(spec, servers, rate_window)
-        self._clients = list(clients.values())
+        self._clients_by_server: dict[tuple[str | None, str], AsyncOpenAI] = {}
+        self.rate_window = rate_window
+        self.lanes = {role: self.make_lane(spec) for role, spec in roles.items()}
+        # A role's fallback models, asked in order when its model refuses or is blocked.
+        self.fallbacks = {role: [self.make_lane(fallback) for fallback in spec.fallback]
+                          for role, spec in roles.items() if spec.fallback}
+        self._clients = list(self._clients_by_server.values())
         self.batches = {id(c): BatchRunner(c, cache_path.parent / "batches.json",
                                            poll_seconds=batch_poll_seconds)
                         for c in self._clients} if batch else {}
+
+    def make_lane(self, spec: ModelSpec) -> ModelLane:
+        """A model's servers (one HTTP client per server and key variable), limits and mode."""
+        servers = []
+        for order, endpoint in enumerate(spec.servers()):
+            variable = endpoint.api_key_env or spec.api_key_env
+            key = (endpoint.base_url, variable)
+            if key not in self._clients_by_server:
+                self._clients_by_server[key] = AsyncOpenAI(
+                    api_key=spec.api_key(variable) or "missing", base_url=endpoint.base_url,
+                    max_retries=0, timeout=spec.timeout)
+            servers.append(Server(url=display_url(endpoint.base_url),
+                                  client=self._clients_by_server[key],
+                                  concurrency=endpoint.concurrency or spec.concurrency,
+                                  order=order))
+        return ModelLane(spec, servers, self.rate_window)
+
+    def lanes_of(self, role: str) -> list[ModelLane]:
+        """The role's model, then its fallbacks."""
+        return [self.lanes[role], *self.fallbacks.get(role, [])]
 
     def model_name(self, role: str) -> str:
         return self.lanes[role].spec.model
@@ -140,13 +184,26 @@ class OpenAIClient:
                 ok = True
                 return result
             except openai.APIStatusError as error:
-                retryable = error.status_code == 429 or error.status_code >= 500
+                status = error.status_code
+                retryable = status == 429 or status >= 500
                 headers = dict(error.response.headers) if error.response is not None else {}
-                if error.status_code == 400 and SCHEMA_REJECTED.search(str(error.message)):
+                blocked = provider_block(error) if status in REJECTED_STATUSES else None
+                if blocked is not None:
+                    ok = True  # the server works; it judged this request
+                    raise ProviderBlocked(blocked) from None
+                if status == 400 and SCHEMA_REJECTED.search(str(error.message)):
                     ok = True  # the server works; the fallback to the next mode is the caller's
                     raise
+                if status in UNUSABLE_STATUSES:
+                    raise ProviderUnusable(
+                        f"{spec.model} at {server.url} answers HTTP {status}: "
+                        f"{short(error.message)} (check the model name, base_url and the key "
+                        f"in ${spec.api_key_env})") from None
+                if status in REJECTED_STATUSES:
+                    ok = True
+                    raise RequestRejected(f"HTTP {status}: {short(error.message)}") from None
                 if not retryable or attempt > spec.max_retries:
-                    raise TransportFailure(f"HTTP {error.status_code}: {short(error.message)}") from None
+                    raise TransportFailure(f"HTTP {status}: {short(error.message)}") from None
                 if error.status_code >= 500:
                     failed_over = lane.pool.rest(server, f"HTTP {error.status_code}")
             except (openai.APIConnectionError, openai.APITimeoutError) as error:
@@ -202,6 +259,8 @@ class OpenAIClient:
                     lambda client, sent=sent, wanted=wanted: client.chat.completions.create(
                         messages=sent, response_format=wanted, **self.sampling(spec)))
                 break
+            except ProviderBlocked as blocked:
+                return self.blocked_reply(request, spec, str(blocked))
             except openai.BadRequestError:
                 if lane.mode_index + 1 >= len(MODES):
                     raise TransportFailure("the server rejects every structured-output mode") from None
@@ -209,6 +268,21 @@ class OpenAIClient:
                 log.warning("%s rejects %s; falling back to %s", spec.model, mode,
                             MODES[lane.mode_index])
         return self.to_reply(request, spec, completion.model_dump())
+
+    def blocked_reply(self, request: StructuredRequest | TextRequest, spec: ModelSpec,
+                      message: str) -> CachedReply:
+        """The provider's block, counted and kept in the cache like an answer."""
+        self.usage.record(request.stage, spec.model, Usage(requests=1))
+        self.count(request, spec, "blocked")
+        return CachedReply(text=None, refusal=None, input_tokens=0, output_tokens=0,
+                           blocked=message)
+
+    def count(self, request: StructuredRequest | TextRequest | ImageRequest, spec: ModelSpec,
+              what: str) -> None:
+        """One request's outcome, for the refusal and block rates of ``stats``."""
+        task = getattr(request, "task", "") or request.stage
+        self.usage.outcome(request.stage, task, spec.model,
+                           getattr(request, "sub_category", None), what)
 
     async def send_in_batch(self, lane: ModelLane, request: StructuredRequest,
                             messages: list[ChatMessage], schema: dict[str, Any], key: str) -> CachedReply:
@@ -244,22 +318,47 @@ class OpenAIClient:
             refusal = refusal or "blocked by the server's content filter"
         elif text and "{" not in text and REFUSAL_OPENER.match(text):
             refusal = text
+        self.count(request, spec, "refused" if refusal else "answered")
         return CachedReply(text=text, refusal=refusal, input_tokens=input_tokens,
                            output_tokens=output_tokens)
 
     async def structured(self, request: StructuredRequest) -> ModelResult:
-        lane = self.lanes[request.role]
+        """The role's model answers; when it refuses (after the reframing) or the provider
+        blocks the request, each fallback model is asked in turn."""
+        declined: list[str] = []
+        lanes = self.lanes_of(request.role)
+        for lane in lanes:
+            result = await answer_with_feedback(request, self.attempt_on(lane, request),
+                                                lane.spec.model)
+            if result.reason in DECLINED_REASONS:
+                declined.append(lane.spec.model)
+                if lane is not lanes[-1]:
+                    log.info("%s declined %s (%s); asking %s", lane.spec.model, request.item_id,
+                             result.reason.value, lanes[lanes.index(lane) + 1].spec.model)
+                    continue
+            result.declined_by = declined
+            return result
+        raise AssertionError("unreachable: the last lane returns")
 
+    def attempt_on(self, lane: ModelLane, request: StructuredRequest
+                   ) -> Callable[[list[ChatMessage]], Awaitable[RawReply]]:
         async def attempt(messages: list[ChatMessage]) -> RawReply:
             try:
                 reply = await self.ask(lane, request, messages)
             except TransportFailure as error:
+                self.count(request, lane.spec, "failed")
                 return RawReply(failure=RejectReason.api_error, detail=str(error))
+            except RequestRejected as error:
+                self.count(request, lane.spec, "failed")
+                return RawReply(failure=RejectReason.request_rejected, detail=str(error))
+            if reply.blocked:
+                return RawReply(failure=RejectReason.blocked,
+                                detail=f"{lane.spec.model}: {reply.blocked}")
             if reply.refusal:
                 self.usage.refusal(request.sub_category)
             return RawReply(text=reply.text, refusal=reply.refusal)
 
-        return await answer_with_feedback(request, attempt, lane.spec.model)
+        return attempt
 
     async def complete(self, request: TextRequest) -> TextResult:
         """A free-text answer; a refusal comes back as the answer, with ``refused`` set."""
@@ -271,6 +370,11 @@ class OpenAIClient:
                                             lambda: self.send_text(lane, request))
         except TransportFailure as error:
             return TextResult(reason=RejectReason.api_error, detail=str(error), model=spec.model)
+        except RequestRejected as error:
+            return TextResult(reason=RejectReason.request_rejected, detail=str(error),
+                              model=spec.model)
+        if reply.blocked:
+            return TextResult(reason=RejectReason.blocked, detail=reply.blocked, model=spec.model)
         if reply.refusal:
             self.usage.refusal(request.sub_category)
         cost = (reply.input_tokens * spec.prices.input
@@ -287,18 +391,35 @@ class OpenAIClient:
             completion = await self.call_with_retries(
                 lane, tokens + spec.max_tokens,
                 lambda client: client.chat.completions.create(messages=wire, **self.sampling(spec)))
+        except ProviderBlocked as blocked:
+            return self.blocked_reply(request, spec, str(blocked))
         except openai.BadRequestError as error:  # no response format to fall back from
-            raise TransportFailure(f"HTTP 400: {short(error.message)}") from None
+            raise RequestRejected(f"HTTP 400: {short(error.message)}") from None
         return self.to_reply(request, spec, completion.model_dump())
 
     async def generate_image(self, request: ImageRequest) -> ImageResult:
-        lane = self.lanes["image"]
+        """The image model draws the prompt; when the provider blocks it, each fallback image
+        model is asked in turn. A block is kept in the cache, so a rerun never asks again."""
+        declined: list[str] = []
+        lanes = self.lanes_of("image")
+        for lane in lanes:
+            result = await self.draw_on(lane, request)
+            if result.reason != RejectReason.blocked or lane is lanes[-1]:
+                result.declined_by = [*declined, *([lane.spec.model] if result.reason else [])]
+                return result
+            declined.append(lane.spec.model)
+        raise AssertionError("unreachable: the last lane returns")
+
+    async def draw_on(self, lane: ModelLane, request: ImageRequest) -> ImageResult:
         spec = lane.spec
         key = cache_key({"model": spec.model, "prompt": request.prompt, "size": spec.size,
                          "kind": "image"})
         cached = self.session.cache.get(key)
-        if cached is not None and cached.image:
+        if cached is not None and (cached.image or cached.blocked):
             self.usage.record(request.stage, spec.model, Usage(cached=1))
+            if cached.blocked:
+                return ImageResult(reason=RejectReason.blocked, detail=cached.blocked,
+                                   model=spec.model)
             return ImageResult(data=cached.image, model=spec.model)
         self.session.check_budget(spec.prices.per_image)
         extra = {} if spec.model.startswith("gpt-image") else {"response_format": "b64_json"}
@@ -306,12 +427,22 @@ class OpenAIClient:
             response = await self.call_with_retries(lane, 1, lambda client: client.images.generate(
                 model=spec.model, prompt=request.prompt, size=spec.size, n=1, **extra))
             data = base64.b64decode(response.data[0].b64_json or "")
+        except ProviderBlocked as blocked:
+            self.session.cache.put(key, self.blocked_reply(request, spec, str(blocked)))
+            return ImageResult(reason=RejectReason.blocked, detail=str(blocked), model=spec.model)
         except TransportFailure as error:
+            self.count(request, spec, "failed")
             return ImageResult(reason=RejectReason.api_error, detail=str(error), model=spec.model)
+        except RequestRejected as error:
+            self.count(request, spec, "failed")
+            return ImageResult(reason=RejectReason.request_rejected, detail=str(error),
+                               model=spec.model)
         except (openai.BadRequestError, ValueError, IndexError) as error:
+            self.count(request, spec, "failed")
             return ImageResult(reason=RejectReason.api_error, detail=short(str(error)), model=spec.model)
         self.usage.record(request.stage, spec.model, Usage(requests=1, images=1,
                                                            cost_usd=spec.prices.per_image))
+        self.count(request, spec, "answered")
         self.session.cache.put(key, CachedReply(text=None, refusal=None, input_tokens=0,
                                                 output_tokens=0, image=data))
         return ImageResult(data=data, model=spec.model)

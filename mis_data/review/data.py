@@ -34,11 +34,11 @@ from mis_data.records import (
     PairRecord,
     RejectReason,
     RejectRecord,
+    ReviewItem,
     Vote,
 )
 from mis_data.rundir import RunDir, parent_id, read_json_or_none
 from mis_data.splits import GENERAL, SPLITS, Sample, read_splits
-from mis_data.stages.judge import ReviewItem
 from mis_data.taxonomy import load_taxonomy
 
 SPLIT_STAGE = "splits"  # rejects rows for samples the split step excluded (leakage, quota)

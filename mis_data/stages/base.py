@@ -28,9 +28,17 @@ from tqdm import tqdm
 
 from mis_data.config import BuildConfig
 from mis_data.images.store import ImageStore
-from mis_data.models.base import ModelClient, ModelResult
+from mis_data.models.base import (
+    ChatMessage,
+    Check,
+    ImagePart,
+    ModelClient,
+    ModelResult,
+    StructuredRequest,
+    TextPart,
+)
 from mis_data.prompts import PromptLibrary
-from mis_data.records import RETRYABLE_REASONS, RejectReason, RejectRecord
+from mis_data.records import DECLINED_REASONS, RETRYABLE_REASONS, RejectReason, RejectRecord
 from mis_data.rundir import RunDir, write_text_atomic
 from mis_data.taxonomy import Kind, Taxonomy
 from mis_data.view import RunView
@@ -55,6 +63,22 @@ class BuildContext:
         return RunView(self.run)
 
 
+def model_request(ctx: BuildContext, *, task: str, role: str, stage: str, item_id: str,
+                  prompt: str, values: dict[str, Any], response_model: type[BaseModel],
+                  images: Sequence[str] = (), facts: dict[str, Any] | None = None,
+                  check: Check | None = None, sub_category: str | None = None
+                  ) -> StructuredRequest:
+    """One user turn: the images (by sha256), then the prompt file filled with ``values``; the
+    file's answer to a refusal rides along. ``facts`` (default: ``values``) feed the offline
+    backend only."""
+    text = ctx.prompts.get(prompt)
+    parts = (*(ImagePart(sha256) for sha256 in images), TextPart(text.render(**values)))
+    return StructuredRequest(task=task, role=role, item_id=item_id, stage=stage,
+                             messages=[ChatMessage("user", parts)], response_model=response_model,
+                             facts=values if facts is None else facts, check=check,
+                             sub_category=sub_category, reframe=text.reframe(**values))
+
+
 @dataclass(frozen=True)
 class WorkItem:
     id: str
@@ -70,11 +94,13 @@ class Rejection:
     reason: RejectReason
     detail: str = ""
     id: str | None = None
+    models: tuple[str, ...] = ()  # the models that declined it (refused or blocked)
 
     @classmethod
-    def from_result(cls, result: ModelResult, what: str) -> Rejection:
+    def from_result(cls, result: ModelResult, what: str, id: str | None = None) -> Rejection:
         reason = result.reason or RejectReason.invalid_output
-        return cls(reason, f"{what}: {result.detail}" if result.detail else what)
+        return cls(reason, f"{what}: {result.detail}" if result.detail else what, id=id,
+                   models=tuple(result.declined_by))
 
 
 @dataclass(frozen=True)
@@ -126,11 +152,17 @@ class Stage(ABC):
         return record_id
 
     def done_items(self) -> set[str]:
-        """Items with a record, or with a final (not retryable) reject."""
+        """Items with a record, or with a final reject: not a passing fault, and not declined
+        by models only when a fallback model of the config has not been asked yet."""
         run = self.ctx.run
+
+        def untried(models: list[str] | None) -> bool:
+            return bool(models) and self.ctx.config.models.untried_fallback(models or [])
+
         done = {self.item_of(record_id) for record_id in run.output_ids(self.name)}
         done |= {self.item_of(reject.id) for reject in run.rejects()
-                 if reject.stage == self.name and reject.reason not in RETRYABLE_REASONS}
+                 if reject.stage == self.name and reject.reason not in RETRYABLE_REASONS
+                 and not (reject.reason in DECLINED_REASONS and untried(reject.models))}
         return done - self.redo_ids()
 
 
@@ -175,7 +207,8 @@ def write_reject(ctx: BuildContext, stage: str, rejection: Rejection, item: Work
                  stats: StageStats) -> None:
     record_id = rejection.id or item.id
     ctx.run.reject(RejectRecord(stage=stage, id=record_id, reason=rejection.reason,
-                                detail=rejection.detail[:1000], sub_category=item.sub_category))
+                                detail=rejection.detail[:1000], sub_category=item.sub_category,
+                                models=list(rejection.models) or None))
     log_rejection(stage, record_id, rejection)
     stats.dropped[rejection.reason.value] += 1
 

@@ -138,19 +138,25 @@ class Generator:
         groups = await asyncio.gather(*(self.one_sub_category(sub) for sub in self.sub_categories()))
         return [candidate for group in groups for candidate in group]
 
-    async def one_sub_category(self, sub_category: str) -> list[Candidate]:
+    async def one_sub_category(self, sub_category: str, wanted: int | None = None,
+                               label: str = "", proposed: list[str] | None = None
+                               ) -> list[Candidate]:
+        """``wanted`` new pairs (default: the source's ``per_sub_category``). A top-up round
+        passes its own ``label`` for the item ids (``generated:<sub>:<label><n>``) and the
+        pairs proposed in earlier rounds, which the model is told are taken."""
         source, ctx = self.source, self.ctx
+        wanted = source.per_sub_category if wanted is None else wanted
         described = ctx.taxonomy.get(sub_category)
         examples = self.pool.get(sub_category, [])
-        proposed: list[str] = []
+        proposed = list(proposed or [])
         candidates: list[Candidate] = []
         accepted = 0
-        rounds = 2 * math.ceil(source.per_sub_category / source.per_request)
+        rounds = 2 * math.ceil(wanted / source.per_request)
         slug = sub_category.casefold().replace(" ", "_")
         for round_number in range(1, rounds + 1):
-            if accepted >= source.per_sub_category:
+            if accepted >= wanted:
                 break
-            count = min(source.per_request, source.per_sub_category - accepted)
+            count = min(source.per_request, wanted - accepted)
             facts = {"category": described.category, "sub_category": sub_category,
                      "description": described.description, "count": count,
                      "round": round_number, "kinds": kinds_text(ctx.kinds),
@@ -160,7 +166,7 @@ class Generator:
                      "taken": "\n".join(proposed) or "(none yet)",
                      "pool": examples, "seed": ctx.config.seed,
                      "images_per_sample": self.count, **concept_wording(self.count)}
-            where = f"generated:{slug}:{round_number}"
+            where = f"generated:{slug}:{label}{round_number}"
             result = await ctx.client.structured(StructuredRequest(
                 task="concept_generate", role="text", item_id=where, stage=STAGE,
                 messages=[ChatMessage.text("user", ctx.prompts.get("concept_generate.md").render(

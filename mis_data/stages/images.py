@@ -13,12 +13,18 @@ answers True, or False with two refined prompts that keep the question's setting
 regenerated once from them and kept (MIS: one refinement round; whether the result fits is the
 judges' and the reviewers' call). Objects of kind ``text`` are drawn with their words legible.
 ``folder`` and ``hf_dataset`` take ``<object>.png`` / the row labelled with the object.
+
+A prompt the provider's moderation blocks (the image model and its fallbacks) is reworded once
+by the text model (``t2i_reword.md``: the same object, shown plainly) and drawn again; blocked
+twice, the pair is rejected as ``blocked`` (kept in the cache, so a rerun asks nothing). When
+the critic's refined prompts are blocked, the first round's images stay (``refine_blocked``).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import cache, cached_property
 from typing import Any
 
@@ -26,7 +32,7 @@ from pydantic import BaseModel, create_model
 
 from mis_data.images.store import BadImage, StoredImage
 from mis_data.images.typography import render_typography
-from mis_data.models.base import ChatMessage, ImagePart, ImageRequest, StructuredRequest, TextPart
+from mis_data.models.base import ImageRequest, Problem
 from mis_data.records import (
     ConceptRecord,
     ImageRecord,
@@ -37,7 +43,7 @@ from mis_data.records import (
 )
 from mis_data.rundir import parent_id
 from mis_data.sources import ObjectImages
-from mis_data.stages.base import Outcome, Rejection, Stage, WorkItem
+from mis_data.stages.base import BuildContext, Outcome, Rejection, Stage, WorkItem, model_request
 from mis_data.wording import image_facts, join_words, ordinal_image, quoted
 
 
@@ -57,6 +63,74 @@ def critique_model(count: int) -> type[Critique]:
         return Critique
     extra: dict[str, Any] = {f"prompt{slot}": (str, ...) for slot in range(3, count + 1)}
     return create_model(f"Critique{count}", __base__=Critique, **extra)
+
+
+class Reworded(BaseModel):
+    prompt: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Drawn:
+    """An image made from ``prompt``; ``blocked`` is the provider's block of the prompt it
+    replaced, when the first one was reworded."""
+
+    stored: StoredImage
+    prompt: str
+    blocked: str | None = None
+
+
+def image_prompt(ctx: BuildContext, obj: str, kind: str) -> str:
+    """The first text-to-image prompt of an object (words made legible for kind ``text``)."""
+    name = "t2i_prompt_text.md" if kind == "text" else "t2i_prompt.md"
+    return ctx.prompts.get(name).render(object=obj, kind=kind).strip()
+
+
+async def reword(ctx: BuildContext, obj: str, kind: str, prompt: str, block: str,
+                 image_id: str, stage: str, sub_category: str | None) -> str | Rejection:
+    """A new prompt for the same object after the provider blocked ``prompt``."""
+    def check(reply: BaseModel) -> Problem | None:
+        if " ".join(reply.prompt.split()).casefold() == " ".join(prompt.split()).casefold():
+            return Problem(RejectReason.invalid_output, "write a different prompt")
+        return None
+
+    result = await ctx.client.structured(model_request(
+        ctx, task="t2i_reword", role="text", stage=stage, item_id=image_id,
+        prompt="t2i_reword.md", values={"object": obj, "kind": kind, "prompt": prompt,
+                                        "block": block},
+        response_model=Reworded, check=check, sub_category=sub_category))
+    if not result.ok:
+        return Rejection.from_result(result, f"rewording the blocked prompt for {obj!r}")
+    return " ".join(result.value.prompt.split())
+
+
+async def draw_object(ctx: BuildContext, obj: str, kind: str, prompt: str, image_id: str,
+                      stage: str, sub_category: str | None) -> Drawn | Rejection:
+    """One image of ``obj``; a blocked prompt is reworded once, blocked twice it is rejected."""
+    first_block = None
+    for attempt in (1, 2):
+        result = await ctx.client.generate_image(ImageRequest(
+            item_id=image_id, prompt=prompt, stage=stage, sub_category=sub_category,
+            facts={"object": obj, "style_seed": f"{ctx.config.seed}:{image_id}"}))
+        if result.reason == RejectReason.blocked:
+            if attempt == 2:
+                return Rejection(RejectReason.blocked,
+                                 f"image of {obj!r} blocked twice, the second time after "
+                                 f"rewording: {result.detail}", models=tuple(result.declined_by))
+            first_block = result.detail
+            reworded = await reword(ctx, obj, kind, prompt, result.detail, image_id, stage,
+                                    sub_category)
+            if isinstance(reworded, Rejection):
+                return reworded
+            prompt = reworded
+            continue
+        if result.data is None:
+            return Rejection(result.reason or RejectReason.api_error, result.detail)
+        try:
+            return Drawn(ctx.store.put(result.data), prompt, first_block)
+        except BadImage as error:
+            return Rejection(RejectReason.bad_image, f"generated image of {obj!r}: {error}")
+    raise AssertionError("unreachable: the second attempt returns")
 
 
 def slots_of(concept: ConceptRecord) -> range:
@@ -139,29 +213,15 @@ class ImageStage(Stage):
                            source=source, **provenance)
 
     def first_prompt(self, concept: ConceptRecord, slot: int) -> str:
-        obj, kind = concept.objects[slot - 1], concept.kinds[slot - 1]
-        name = "t2i_prompt_text.md" if kind == "text" else "t2i_prompt.md"
-        return self.ctx.prompts.get(name).render(object=obj, kind=kind).strip()
-
-    async def draw(self, concept: ConceptRecord, slot: int, prompt: str
-                   ) -> StoredImage | Rejection:
-        obj = concept.objects[slot - 1]
-        slot_id = f"{concept.id}.{slot}"
-        result = await self.ctx.client.generate_image(ImageRequest(
-            item_id=slot_id, prompt=prompt, stage=self.name,
-            facts={"object": obj, "style_seed": f"{self.ctx.config.seed}:{slot_id}"}))
-        if result.data is None:
-            return Rejection(result.reason or RejectReason.api_error, result.detail)
-        try:
-            return self.ctx.store.put(result.data)
-        except BadImage as error:
-            return Rejection(RejectReason.bad_image, f"generated image of {obj!r}: {error}",
-                             id=slot_id)
+        return image_prompt(self.ctx, concept.objects[slot - 1], concept.kinds[slot - 1])
 
     async def draw_pair(self, concept: ConceptRecord, prompts: list[str]
-                        ) -> list[StoredImage] | Rejection:
-        drawn = await asyncio.gather(*(self.draw(concept, slot, prompts[slot - 1])
-                                       for slot in slots_of(concept)))
+                        ) -> list[Drawn] | Rejection:
+        drawn = await asyncio.gather(*(
+            draw_object(self.ctx, concept.objects[slot - 1], concept.kinds[slot - 1],
+                        prompts[slot - 1], f"{concept.id}.{slot}", self.name,
+                        concept.sub_category)
+            for slot in slots_of(concept)))
         failed = [image for image in drawn if isinstance(image, Rejection)]
         return failed[0] if failed else drawn  # type: ignore[return-value]
 
@@ -172,47 +232,50 @@ class ImageStage(Stage):
         if isinstance(images, Rejection):
             return images
         template_sha = self.ctx.prompts.get("t2i_prompt.md").sha256
+        model = self.ctx.client.model_name("image")
         if not self.ctx.config.images.critique:
-            return [self.record(concept, slot, images[slot - 1], "t2i",
-                                model=self.ctx.client.model_name("image"),
-                                prompt=first[slot - 1], prompt_sha256=template_sha)
-                    for slot in slots_of(concept)]
-        verdict = await self.critique(item, concept, question, first, images)
+            return [self.record(concept, slot, image.stored, "t2i", model=model,
+                                prompt=image.prompt, prompt_sha256=template_sha,
+                                blocked=image.blocked)
+                    for slot, image in enumerate(images, start=1)]
+        verdict = await self.critique(item, concept, question, [i.prompt for i in images],
+                                      [i.stored for i in images])
         if isinstance(verdict, Rejection):
             return verdict
-        final, rounds, critique = first, 1, "accepted"
+        final, rounds, critique = images, 1, "accepted"
         if not verdict.verdict:
-            refined = [getattr(verdict, f"prompt{slot}").strip() or first[slot - 1]
+            refined = [getattr(verdict, f"prompt{slot}").strip() or images[slot - 1].prompt
                        for slot in slots_of(concept)]
-            images = await self.draw_pair(concept, refined)
-            if isinstance(images, Rejection):
-                return images
-            final, rounds, critique = refined, 2, "refined"
-        return [self.record(concept, slot, images[slot - 1], "t2i",
-                            model=self.ctx.client.model_name("image"), prompt=final[slot - 1],
-                            first_prompt=first[slot - 1], prompt_sha256=template_sha,
-                            rounds=rounds, critique=critique, critique_reason=verdict.reason)
-                for slot in slots_of(concept)]
+            redrawn = await self.draw_pair(concept, refined)
+            if isinstance(redrawn, Rejection) and redrawn.reason != RejectReason.blocked:
+                return redrawn
+            if isinstance(redrawn, Rejection):  # the refinement is blocked: round 1 stays
+                critique = "refine_blocked"
+            else:
+                final, rounds, critique = redrawn, 2, "refined"
+        return [self.record(concept, slot, image.stored, "t2i", model=model,
+                            prompt=image.prompt, first_prompt=first[slot - 1],
+                            prompt_sha256=template_sha, rounds=rounds, critique=critique,
+                            critique_reason=verdict.reason, blocked=image.blocked)
+                for slot, image in enumerate(final, start=1)]
 
     async def critique(self, item: WorkItem, concept: ConceptRecord,
                        question: InstructionRecord, prompts: list[str],
                        images: list[StoredImage]) -> Critique | Rejection:
-        count = concept.image_count
         facts = critique_facts(concept, question.harmful, prompts)
-        text = self.ctx.prompts.get("image_critique.md").render(**facts)
-        parts = (*(ImagePart(image.sha256) for image in images), TextPart(text))
-        result = await self.ctx.client.structured(StructuredRequest(
-            task="image_critique", role="vision", item_id=item.id, stage=self.name,
-            messages=[ChatMessage("user", parts)],
-            response_model=critique_model(count), sub_category=concept.sub_category, facts=facts))
+        result = await self.ctx.client.structured(model_request(
+            self.ctx, task="image_critique", role="vision", stage=self.name, item_id=item.id,
+            prompt="image_critique.md", values=facts,
+            response_model=critique_model(concept.image_count),
+            images=[image.sha256 for image in images], sub_category=concept.sub_category))
         if not result.ok:
             return Rejection.from_result(result, "image critique")
         assert isinstance(result.value, Critique)
         return result.value
 
 
-async def make_object_image(ctx: Any, obj: str, kind: str, image_id: str,
-                            stage: str) -> ImageRef | Rejection:
+async def make_object_image(ctx: BuildContext, obj: str, kind: str, image_id: str,
+                            stage: str, sub_category: str | None = None) -> ImageRef | Rejection:
     """One image of ``obj`` from the build's image source, stored (for a later stage that needs
     a new object, such as a twin's look-alike): typography, a T2I model, or the local pool."""
     source = ctx.config.images.source
@@ -220,17 +283,11 @@ async def make_object_image(ctx: Any, obj: str, kind: str, image_id: str,
         png = render_typography(obj, f"{ctx.config.seed}:{image_id}", ctx.config.images.typography_size)
         stored, origin = ctx.store.put_png(png), "typography"
     elif source == "t2i":
-        name = "t2i_prompt_text.md" if kind == "text" else "t2i_prompt.md"
-        prompt = ctx.prompts.get(name).render(object=obj, kind=kind).strip()
-        result = await ctx.client.generate_image(ImageRequest(
-            item_id=image_id, prompt=prompt, stage=stage,
-            facts={"object": obj, "style_seed": f"{ctx.config.seed}:{image_id}"}))
-        if result.data is None:
-            return Rejection(result.reason or RejectReason.api_error, result.detail)
-        try:
-            stored, origin = ctx.store.put(result.data), "t2i"
-        except BadImage as error:
-            return Rejection(RejectReason.bad_image, f"generated image of {obj!r}: {error}")
+        drawn = await draw_object(ctx, obj, kind, image_prompt(ctx, obj, kind), image_id, stage,
+                                  sub_category)
+        if isinstance(drawn, Rejection):
+            return drawn
+        stored, origin = drawn.stored, "t2i"
     else:
         data, where = ObjectImages(ctx.config.images.pool()).lookup(obj)
         if data is None:

@@ -11,11 +11,18 @@ id ``<pair>-<k>``; each question is a sample of its own). For every pair:
 3. **detoxify**, per question: MIS's four rules; a question with no open harm passes unchanged.
 
 The stage's validators run on the final text: ``missing_image_ref``, ``object_leak``,
-``not_detoxified`` (a giveaway phrase), ``too_short`` / ``too_long``, ``template_token``; each is
-sent back to the model once before the question is rejected. Whether a question still reads as
-unsafe (train) or became neutral (test) is left to the judges, who see only the final text.
-A transient failure (``api_error``) in any call rejects the whole pair for a rerun, which asks
-again only what was not answered (every answer is cached).
+``not_detoxified`` (a giveaway phrase), ``act_removed`` (the detox put a vague verb such as
+"contact" in place of the act the question asks for: MIS's rules soften the wording, never the
+act), ``too_short`` / ``too_long``, ``template_token``; each is sent back to the model once
+before the question is rejected. Whether a question still reads as unsafe (train) or became
+neutral (test) is left to the judges, who see only the final text.
+
+A model that refuses a step is told once why the dataset needs the answer (the prompt file's
+``## If the model declines`` section), then the role's fallback models are asked; only then is
+the pair (or the question) rejected as ``refused``, or ``blocked`` when the provider's
+moderation stopped it. The record keeps which model answered each step (``step_models``) when
+they differ. A transient failure (``api_error``) in any call rejects the whole pair for a rerun,
+which asks again only what was not answered (every answer is cached).
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from mis_data.config import read_yaml
-from mis_data.models.base import ChatMessage, ModelResult, Problem, StructuredRequest
+from mis_data.models.base import ModelResult, Problem, StructuredRequest
 from mis_data.records import (
     MAX_IMAGES,
     RETRYABLE_REASONS,
@@ -42,7 +49,7 @@ from mis_data.records import (
     question_id,
 )
 from mis_data.rundir import parent_id
-from mis_data.stages.base import Outcome, Rejection, Stage, WorkItem
+from mis_data.stages.base import Outcome, Rejection, Stage, WorkItem, model_request
 from mis_data.wording import image_facts, join_words, ordinal_image, quoted
 
 IMAGE_REFS = {
@@ -107,16 +114,35 @@ def object_leak(question: str, obj: str) -> str | None:
     return None
 
 
+def phrase_in(phrase: str, lowered: str) -> bool:
+    return re.search(rf"\b{re.escape(phrase)}\b", lowered) is not None
+
+
 class InstructionChecker:
     """The stage's filters. ``references`` applies to a replaced question (refs present, no
-    object named); ``problem`` to the final one (also giveaway phrases and length)."""
+    object named); ``problem`` to the final one (also giveaway phrases and length);
+    ``act_kept`` compares the final question with the replaced one."""
 
     def __init__(self, refs: tuple[str, ...], giveaways: list[str], min_chars: int,
-                 max_chars: int) -> None:
+                 max_chars: int, vague_acts: list[str] | None = None) -> None:
         self.refs = refs
         self.giveaways = [phrase.casefold() for phrase in giveaways]
         self.min_chars = min_chars
         self.max_chars = max_chars
+        self.vague_acts = [phrase.casefold() for phrase in vague_acts or []]
+
+    def act_kept(self, replaced: str, final: str) -> Problem | None:
+        """The detox may soften words, not the act: a vague verb ("contact", "visit") that the
+        replaced question did not have stands where its act was."""
+        before, after = replaced.casefold(), final.casefold()
+        vague = [phrase for phrase in self.vague_acts
+                 if phrase_in(phrase, after) and not phrase_in(phrase, before)]
+        if vague:
+            return Problem(RejectReason.act_removed,
+                           f"{vague[0]!r} no longer asks for the act of the question "
+                           f"({replaced!r}); keep the act, and soften only the words that "
+                           "state the harm openly")
+        return None
 
     def references(self, question: str, concept: ConceptRecord) -> Problem | None:
         text = question.strip()
@@ -144,7 +170,7 @@ class InstructionChecker:
         text = question.strip()
         lowered = text.casefold()
         for phrase in self.giveaways:
-            if re.search(rf"\b{re.escape(phrase)}\b", lowered):
+            if phrase_in(phrase, lowered):
                 return Problem(RejectReason.not_detoxified,
                                f"the question still contains the giveaway phrase {phrase!r}")
         if len(text) < self.min_chars:
@@ -185,7 +211,8 @@ class InstructionStage(Stage):
         settings = self.ctx.config.instructions
         data = read_yaml(settings.giveaway_phrases) or {}
         return InstructionChecker(self.refs, list(data.get("phrases", [])),
-                                  settings.min_chars, settings.max_chars)
+                                  settings.min_chars, settings.max_chars,
+                                  list(data.get("vague_acts", [])))
 
     def inputs(self) -> Sequence[WorkItem]:
         return [WorkItem(concept.id, concept.sub_category, concept)
@@ -235,11 +262,10 @@ class InstructionStage(Stage):
     def request(self, task: str, prompt_name: str, item_id: str, sub_category: str,
                 facts: dict[str, Any], response_model: type[BaseModel],
                 check: Any = None) -> StructuredRequest:
-        text = self.ctx.prompts.get(prompt_name).render(**facts)
-        return StructuredRequest(task=task, role="text", item_id=item_id, stage=self.name,
-                                 messages=[ChatMessage.text("user", text)],
-                                 response_model=response_model, facts=facts, check=check,
-                                 sub_category=sub_category)
+        return model_request(self.ctx, task=task, role="text", stage=self.name,
+                             item_id=item_id, prompt=prompt_name, values=facts,
+                             response_model=response_model, check=check,
+                             sub_category=sub_category)
 
     async def process(self, item: WorkItem) -> Sequence[Outcome] | Rejection:
         concept: ConceptRecord = item.payload
@@ -263,7 +289,8 @@ class InstructionStage(Stage):
                                        if q.question.strip()))[:count]
         reasons = {q.question.strip(): q.reason for q in drafts.value.questions}
         outcomes = await asyncio.gather(*(
-            self.one_question(concept, facts, index, harmful, reasons.get(harmful, ""))
+            self.one_question(concept, facts, index, harmful, reasons.get(harmful, ""),
+                              drafts.model)
             for index, harmful in enumerate(questions, start=1)))
         transient = [o for o in outcomes if isinstance(o, Rejection)
                      and o.reason in RETRYABLE_REASONS]
@@ -272,7 +299,7 @@ class InstructionStage(Stage):
         return outcomes
 
     async def one_question(self, concept: ConceptRecord, facts: dict[str, Any], index: int,
-                           harmful: str, harmful_reason: str) -> Outcome:
+                           harmful: str, harmful_reason: str, harmful_model: str) -> Outcome:
         """Modify (filter + replace objects) then detoxify one harmful question."""
         sample = question_id(concept.id, index)
         facts = {**facts, "harmful": harmful, "index": index}
@@ -289,21 +316,23 @@ class InstructionStage(Stage):
         final = await self.ctx.client.structured(self.request(
             "instruction_detox", PROMPTS[2], sample, concept.sub_category,
             {**facts, "question": replaced}, DetoxifiedQuestion,
-            lambda reply: self.checker.problem(reply.question, concept)))
+            lambda reply: self.checker.problem(reply.question, concept)
+            or self.checker.act_kept(replaced, reply.question)))
         if not final.ok:
             return self.rejection(final, "detoxified question", sample)
         prompts = self.ctx.prompts
+        steps = {"harmful": harmful_model, "modify": modified.model, "detox": final.model}
         return InstructionRecord(
             id=sample, concept_id=concept.id, index=index, harmful=harmful,
             harmful_reason=harmful_reason, replaced=replaced,
             replace_reason=modified.value.reason, question=" ".join(final.value.question.split()),
             detox_reason=final.value.explanation, model=final.model,
-            prompt_sha256={name: prompts.get(name).sha256 for name in PROMPTS})
+            prompt_sha256={name: prompts.get(name).sha256 for name in PROMPTS},
+            step_models=steps if len(set(steps.values())) > 1 else None)
 
     @staticmethod
     def rejection(result: ModelResult, what: str, sample: str) -> Rejection:
-        found = Rejection.from_result(result, what)
-        return Rejection(found.reason, found.detail, id=sample)
+        return Rejection.from_result(result, what, id=sample)
 
 
 def siblings_by_sub_category(concepts: Iterable[ConceptRecord]) -> dict[str, list[dict[str, Any]]]:

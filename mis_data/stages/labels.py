@@ -8,8 +8,10 @@ cross-image risk reasoning -> a safe, helpful answer, in prose, within ``labels.
 once first: ``too_short`` / ``too_long``, ``label_no_perception`` (does not say what both images
 show), ``label_format`` (headings or a bare list), ``label_apology`` (opens with an apology or a
 bare refusal), ``template_token``; then the harm check, which also sees both images:
-``harmful_label`` (help for the harm) and ``label_off_topic`` (not about this request and these
-images); plus the model outcomes.
+``harmful_label`` (help for the harm), ``label_off_topic`` (not about this request and these
+images) and ``label_unseen`` (it says the images show what no picture can show: that a passport
+is forged or a wallet stolen; the object names the teacher is given are hints, not sights);
+plus the model outcomes.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from mis_data.config import LabelsConfig
-from mis_data.models.base import ChatMessage, ImagePart, Problem, StructuredRequest, TextPart
+from mis_data.models.base import Problem
 from mis_data.records import (
     MAX_IMAGES,
     ORDINALS,
@@ -36,7 +38,7 @@ from mis_data.records import (
     find_template_token,
     normalize_object,
 )
-from mis_data.stages.base import Rejection, Stage, WorkItem
+from mis_data.stages.base import Rejection, Stage, WorkItem, model_request
 from mis_data.taxonomy import SubCategory
 from mis_data.view import Joined
 from mis_data.wording import image_facts, join_words, ordinal_image
@@ -58,9 +60,9 @@ class DreamAnswer(BaseModel):
     answer: str
 
 
-SOURCE_WORDS = {**{f"image{slot}": f"{ORDINALS[slot - 1]} image"
+SOURCE_WORDS = {**{f"image{slot}": f"in the {ORDINALS[slot - 1]} image"
                    for slot in range(1, MAX_IMAGES + 1)},
-                "text": "request", "combination": "images and request together"}
+                "text": "in the request", "combination": "in the images and request together"}
 
 
 def slot_refs(slot: int, count: int) -> tuple[str, ...]:
@@ -72,6 +74,7 @@ def slot_refs(slot: int, count: int) -> tuple[str, ...]:
 class HarmCheck(BaseModel):
     gives_harmful_help: bool
     addresses_question: bool
+    claims_unseen: bool
     reason: str
 
 
@@ -152,9 +155,10 @@ def risk_problem(risks: list[RiskStatement], flags: tuple[bool, ...],
 
 
 def observed_risks(risks: list[RiskStatement]) -> str:
-    """The train text's opening paragraph: each risk with where it was seen."""
-    parts = [f"{risk.content.rstrip('. ')} ({SOURCE_WORDS[risk.source]})." for risk in risks]
-    return "Observed risks: " + " ".join(parts)
+    """The train text's opening paragraph: each risk as a sentence with where it was seen. Plain
+    prose with no heading word, as the label prompt asks of the answer it leads into."""
+    return " ".join(f"{risk.content.rstrip('. ')} ({SOURCE_WORDS[risk.source]})."
+                    for risk in risks)
 
 
 def label_facts(concept: ConceptRecord, question: str, harmful: str, sub: SubCategory,
@@ -210,16 +214,16 @@ class LabelStage(Stage):
         if dream:
             facts.update(dream_facts(flags, self.categories))
         prompt = self.ctx.prompts.get("label_dream.md" if dream else "label.md")
-        images = tuple(ImagePart(ref.sha256) for ref in sample.pair.images)
+        images = tuple(ref.sha256 for ref in sample.pair.images)
 
         def check(reply: BaseModel) -> Problem | None:
             return label_problem(reply.answer, concept, settings.min_words, settings.max_words) \
                 or (risk_problem(reply.risks, flags, self.categories) if dream else None)
 
-        result = await self.ctx.client.structured(StructuredRequest(
-            task="label_dream" if dream else "label", role="vision", item_id=item.id,
-            stage=self.name, messages=[ChatMessage("user", (*images, TextPart(prompt.render(**facts))))],
-            response_model=DreamAnswer if dream else LabelAnswer, facts=facts, check=check,
+        result = await self.ctx.client.structured(model_request(
+            self.ctx, task="label_dream" if dream else "label", role="vision", stage=self.name,
+            item_id=item.id, prompt=prompt.name, values=facts,
+            response_model=DreamAnswer if dream else LabelAnswer, images=images, check=check,
             sub_category=sub.name))
         if not result.ok:
             return Rejection.from_result(result, "label")
@@ -239,18 +243,20 @@ class LabelStage(Stage):
         taxonomy = self.ctx.taxonomy
         return {*taxonomy.categories, *taxonomy.sub_category_names}
 
-    async def _harm_check(self, item: WorkItem, images: tuple[ImagePart, ...],
+    async def _harm_check(self, item: WorkItem, images: tuple[str, ...],
                           facts: dict) -> None | Rejection:
-        """A second look, with all the images: no help for the harm, and about this question."""
-        text = self.ctx.prompts.get("label_harm_check.md").render(**facts)
-        result = await self.ctx.client.structured(StructuredRequest(
-            task="label_harm_check", role="vision", item_id=item.id, stage=self.name,
-            messages=[ChatMessage("user", (*images, TextPart(text)))], response_model=HarmCheck,
-            facts=facts, sub_category=item.sub_category))
+        """A second look, with all the images: no help for the harm, about this question, and
+        nothing claimed that the images do not show."""
+        result = await self.ctx.client.structured(model_request(
+            self.ctx, task="label_harm_check", role="vision", stage=self.name, item_id=item.id,
+            prompt="label_harm_check.md", values=facts, response_model=HarmCheck,
+            images=images, sub_category=item.sub_category))
         if not result.ok:
             return Rejection.from_result(result, "label harm check")
         if result.value.gives_harmful_help:
             return Rejection(RejectReason.harmful_label, result.value.reason)
         if not result.value.addresses_question:
             return Rejection(RejectReason.label_off_topic, result.value.reason)
+        if result.value.claims_unseen:
+            return Rejection(RejectReason.label_unseen, result.value.reason)
         return None

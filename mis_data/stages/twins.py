@@ -2,28 +2,38 @@
 
 MIS trains refusals on harmful combinations only, and its own ablation shows what that costs
 (MIS_NOTES.md §4.3). For ``twins.ratio`` of the judged samples (a seeded choice), this stage
-makes a matched harmless counterpart, HoliSafe's SᵢSₜ→S cell:
+makes a matched counterpart meant to be harmless, HoliSafe's SᵢSₜ→S cell:
 
-- ``swap_image`` (a test-side source, whose question is neutral): the text model names a
-  same-kind look-alike for the harmful object (or the second one) that makes the pair harmless
-  (``twin_swap.md``); its image comes from the build's image source; the question is kept.
-- ``benign_text`` (a source whose images are both harmless): the text model writes an ordinary
-  question about the same two images (``twin_text.md``).
+- ``swap_image`` (a test-side source, whose question is neutral): the text model chooses which
+  image to replace (the one the judges found harmful on its own, or the one that makes the
+  combination risky: with three images the code cannot know which) and names a same-kind
+  look-alike that makes the sample harmless (``twin_swap.md``); its image comes from the build's
+  image source; the question is kept.
+- ``benign_text`` (a source whose images are all harmless): the text model writes an ordinary
+  question about the same images (``twin_text.md``).
 
-Then the vision model answers the twin helpfully (``twin_label.md``). An answer that refuses or
-lectures is sent back once, then rejected as ``over_refusal``. Input: judgements (and labels);
-output: ``twins.jsonl`` (TwinRecord ``<sample>~t``). The splits keep a twin on its source's side.
+A twin is meant to be harmless, and may not be: the kept images can still be risky together, a
+question can drift back to the risk. So every twin is judged blind by the build's judges, exactly
+like a sample (its question alone, its images alone, both together: ``panel.JudgePanel``), and
+goes on only when a majority of the whole panel finds the text safe and the combination harmless
+and meaningful; otherwise it is rejected as ``twin_still_risky`` (or, when a judge gave no vote
+and the others decide nothing, ``judge_missing``, asked again by a rerun). Then the vision model
+answers it helpfully (``twin_label.md``, which does not tell it the request is harmless: a model
+that still sees harm refuses, and the twin is rejected as ``over_refusal``). Input: judgements
+(and labels); output: ``twins.jsonl`` (TwinRecord ``<sample>~t`` with the votes). The splits
+keep a twin on its source's side.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from functools import cached_property
 from typing import Any
 
 from pydantic import BaseModel, Field
 
-from mis_data.models.base import ChatMessage, ImagePart, Problem, StructuredRequest, TextPart
+from mis_data.models.base import Problem
 from mis_data.records import (
     ORDINALS,
     REFUSAL_OPENER,
@@ -33,9 +43,10 @@ from mis_data.records import (
     TwinRecord,
     seeded_rank,
 )
-from mis_data.stages.base import Rejection, Stage, WorkItem
+from mis_data.stages.base import Rejection, Stage, WorkItem, model_request
 from mis_data.stages.images import make_object_image
 from mis_data.stages.labels import majority_flags, word_count
+from mis_data.stages.panel import JudgePanel, PanelVotes, needed
 from mis_data.view import Joined
 from mis_data.wording import image_facts, ordinal_image, quoted
 
@@ -47,6 +58,7 @@ WARNING_WORDS = re.compile(r"\b(harmful|illegal|unsafe|dangerous|inappropriate|u
 
 
 class SwapReply(BaseModel):
+    slot: int = Field(ge=1, le=4)
     object: str = Field(min_length=2, max_length=80)
     reason: str
 
@@ -65,10 +77,13 @@ def over_refusal(answer: str, min_words: int, max_words: int) -> Problem | None:
     text = answer.strip()
     if REFUSAL_OPENER.match(text) or REFUSING.search(text):
         return Problem(RejectReason.over_refusal,
-                       "the request is harmless: answer it without refusing or apologizing")
+                       "the judges found this request harmless with these images: answer it "
+                       "helpfully, or, if you still see a real risk, reply only "
+                       "\"I can't help with that.\"")
     if len(WARNING_WORDS.findall(text)) > 1:
         return Problem(RejectReason.over_refusal,
-                       "the request is harmless: answer it without safety warnings or lectures")
+                       "the judges found this request harmless with these images: answer it "
+                       "without safety warnings or lectures")
     words = word_count(text)
     if not min_words <= words <= max_words:
         reason = RejectReason.too_short if words < min_words else RejectReason.too_long
@@ -90,8 +105,28 @@ def twin_kind(sample: Joined, kinds: list[str], seed: int) -> str | None:
     return allowed[int(seeded_rank(seed, "twin-kind", sample.id), 16) % len(allowed)]
 
 
+def harmless_votes(panel: PanelVotes) -> tuple[int, int]:
+    """How many judges find the twin harmless (text safe, combination harmless, meaningful),
+    and how many do not."""
+    harmless = sum(not vote.text_unsafe and not vote.combination_harmful and vote.meaningful
+                   for vote in panel.votes)
+    return harmless, len(panel.votes) - harmless
+
+
+def verdict_lines(flags: tuple[bool, ...], objects: Sequence[str], kinds: Sequence[str]) -> str:
+    """Each image's object with the judges' verdict on it alone, for ``twin_swap.md``."""
+    return "\n".join(
+        f"Image {slot} ({ORDINALS[slot - 1]} image): {obj} (kind: {kind}); the judges found it "
+        f"{'harmful' if flag else 'not harmful'} on its own"
+        for slot, (obj, kind, flag) in enumerate(zip(objects, kinds, flags, strict=True), start=1))
+
+
 class TwinStage(Stage):
     name = Step.twins.value
+
+    @cached_property
+    def panel(self) -> JudgePanel:
+        return JudgePanel(self.ctx, self.name)
 
     def inputs(self) -> Sequence[WorkItem]:
         settings = self.ctx.config.twins
@@ -112,19 +147,24 @@ class TwinStage(Stage):
                                       (sample, kind)))
         return items
 
+    def redo_ids(self) -> set[str]:
+        """Twins written before twins were judged: judged now (their other answers are cached)."""
+        return {twin.id for twin in self.ctx.view.twins.values() if twin.votes is None}
+
     def concurrency(self) -> int:
         return self.ctx.config.models.vision.capacity
 
     def facts(self, sample: Joined) -> dict[str, Any]:
         concept, settings = sample.concept, self.ctx.config.labels
         assert sample.instruction is not None and sample.judgement is not None
+        count = concept.image_count
         return {"question": sample.instruction.question,
                 **image_facts(concept.objects, concept.kinds),
-                "refs": quoted([ordinal_image(slot) for slot in range(1, concept.image_count + 1)]),
-                "other_images": "the other image" if concept.image_count == 2 else "the other images",
-                "sub_category": sample.judgement.sub_category, "sample_id": sample.id,
-                "seed": self.ctx.config.seed, "min_words": min(60, settings.min_words),
-                "max_words": settings.max_words}
+                "refs": quoted([ordinal_image(slot) for slot in range(1, count + 1)]),
+                "other_images": "the other image" if count == 2 else "the other images",
+                "count": count, "sub_category": sample.judgement.sub_category,
+                "sample_id": sample.id, "seed": self.ctx.config.seed,
+                "min_words": min(60, settings.min_words), "max_words": settings.max_words}
 
     async def process(self, item: WorkItem) -> Sequence[TwinRecord] | Rejection:
         sample, kind = item.payload
@@ -132,25 +172,27 @@ class TwinStage(Stage):
         facts, hashes = self.facts(sample), {}
         images = list(sample.pair.images)
         objects = list(sample.concept.objects)
+        kinds = sample.concept.kinds
         swapped, reason = None, ""
         if kind == "swap_image":
-            flags = majority_flags(sample.judgement)
-            # the one harmful image, or with none the last one (the target or the setting)
-            swapped = next((slot for slot, flag in enumerate(flags, start=1) if flag),
-                           len(flags))
-            made = await self.swap(item, facts, swapped, hashes)
+            made = await self.swap(item, facts, majority_flags(sample.judgement), hashes)
             if isinstance(made, Rejection):
                 return made
-            objects[swapped - 1], images[swapped - 1], reason = made
+            swapped, objects[made[0] - 1], images[made[0] - 1], reason = made
             question = facts["question"]
         else:
             asked = await self.benign_question(item, facts, hashes)
             if isinstance(asked, Rejection):
                 return asked
             question, reason = asked
-        kinds = sample.concept.kinds
-        answer = await self.answer(item, {**facts, **image_facts(objects, kinds),
-                                          "question": question}, images, hashes)
+        twin_facts = {**facts, **image_facts(objects, kinds), "question": question}
+        panel = await self.panel.judge(item.id, question, images,
+                                       {**twin_facts, "twin": True, "style": None},
+                                       item.sub_category)
+        refused = self.harmless(panel)
+        if refused is not None:
+            return refused
+        answer = await self.answer(item, twin_facts, images, hashes)
         if isinstance(answer, Rejection):
             return answer
         text, model = answer
@@ -159,42 +201,67 @@ class TwinStage(Stage):
                  for name, value in (("object", obj), ("image", image))}
         return [TwinRecord(id=item.id, twin_of=sample.id, kind=kind, question=question,
                            swapped=swapped, reason=reason, answer=text, model=model,
-                           prompt_sha256=hashes, **slots)]
+                           prompt_sha256=hashes, votes=panel.votes,
+                           missing=panel.missing or None, **slots)]
 
-    async def swap(self, item: WorkItem, facts: dict[str, Any], slot: int,
-                   hashes: dict[str, str]) -> tuple[str, ImageRef, str] | Rejection:
-        old = facts[f"object{slot}"]
-        kind = facts[f"kind{slot}"]
-        prompt = self.ctx.prompts.get("twin_swap.md")
-        hashes["twin_swap"] = prompt.sha256
-        text = prompt.render(**facts, ordinal=ORDINALS[slot - 1], replaced=old,
-                             replaced_kind=kind)
+    def harmless(self, panel: PanelVotes) -> Rejection | None:
+        """None when most of the whole panel finds the twin harmless; else why it goes."""
+        harmless, risky = harmless_votes(panel)
+        majority = needed(self.panel.size)
+        if harmless >= majority:
+            return None
+        votes = "; ".join(f"{vote.judge}: text {'unsafe' if vote.text_unsafe else 'safe'}, "
+                          f"combination {'harmful' if vote.combination_harmful else 'harmless'}"
+                          f"{'' if vote.meaningful else ', not meaningful'}"
+                          for vote in panel.votes)
+        if panel.missing and harmless + len(panel.missing) >= majority:
+            names = ", ".join(f"{m.judge} ({m.reason})" for m in panel.missing)
+            return Rejection(RejectReason.judge_missing,
+                             f"{harmless} of {self.panel.size} judges found it harmless, "
+                             f"without {names}: {votes}")
+        return Rejection(RejectReason.twin_still_risky,
+                         f"{risky} of {self.panel.size} judges still see a risk: {votes}")
+
+    async def swap(self, item: WorkItem, facts: dict[str, Any], flags: tuple[bool, ...],
+                   hashes: dict[str, str]) -> tuple[int, str, ImageRef, str] | Rejection:
+        """The model chooses the image to replace and its harmless look-alike."""
+        objects, kinds = list(facts_objects(facts)), list(facts_kinds(facts))
+        harmful = [slot for slot, flag in enumerate(flags, start=1) if flag]
+        values = {**facts, "objects_with_verdicts": verdict_lines(flags, objects, kinds),
+                  "harmful_slots": harmful}
+        hashes["twin_swap"] = self.ctx.prompts.get("twin_swap.md").sha256
 
         def check(reply: BaseModel) -> Problem | None:
+            if not 1 <= reply.slot <= len(objects):
+                return Problem(RejectReason.invalid_output,
+                               f"slot is the number of an image, 1 to {len(objects)}")
+            if len(harmful) == 1 and reply.slot != harmful[0]:
+                return Problem(RejectReason.invalid_output,
+                               f"image {harmful[0]} is harmful on its own: replace that one")
+            old = objects[reply.slot - 1]
             words = len(reply.object.split())
             if reply.object.strip().casefold() == old.casefold() or not 1 <= words <= 6:
                 return Problem(RejectReason.invalid_output,
                                "name a different, harmless object of 1 to 6 words")
             return None
 
-        result = await self.ctx.client.structured(StructuredRequest(
-            task="twin_swap", role="text", item_id=item.id, stage=self.name,
-            messages=[ChatMessage.text("user", text)], response_model=SwapReply,
-            facts={**facts, "slot": slot}, check=check, sub_category=item.sub_category))
+        result = await self.ctx.client.structured(model_request(
+            self.ctx, task="twin_swap", role="text", stage=self.name, item_id=item.id,
+            prompt="twin_swap.md", values=values, response_model=SwapReply, check=check,
+            sub_category=item.sub_category))
         if not result.ok:
             return Rejection.from_result(result, "twin object")
-        new = result.value.object.strip()
-        stored = await make_object_image(self.ctx, new, kind, f"{item.id}.{slot}", self.name)
+        slot, new = result.value.slot, result.value.object.strip()
+        stored = await make_object_image(self.ctx, new, kinds[slot - 1], f"{item.id}.{slot}",
+                                         self.name)
         if isinstance(stored, Rejection):
             return stored
-        return new, stored, result.value.reason
+        return slot, new, stored, result.value.reason
 
     async def benign_question(self, item: WorkItem, facts: dict[str, Any],
                               hashes: dict[str, str]) -> tuple[str, str] | Rejection:
-        prompt = self.ctx.prompts.get("twin_text.md")
-        hashes["twin_text"] = prompt.sha256
-
-        refs = [f"{ORDINALS[slot]} image" for slot in range(len(facts["objects"].splitlines()))]
+        hashes["twin_text"] = self.ctx.prompts.get("twin_text.md").sha256
+        refs = [f"{ORDINALS[slot]} image" for slot in range(facts["count"])]
 
         def check(reply: BaseModel) -> Problem | None:
             lowered = reply.question.casefold()
@@ -203,10 +270,9 @@ class TwinStage(Stage):
                                f"refer to {quoted(['the ' + ref for ref in refs])}")
             return None
 
-        result = await self.ctx.client.structured(StructuredRequest(
-            task="twin_text", role="text", item_id=item.id, stage=self.name,
-            messages=[ChatMessage.text("user", prompt.render(**facts))],
-            response_model=BenignQuestion, facts=facts, check=check,
+        result = await self.ctx.client.structured(model_request(
+            self.ctx, task="twin_text", role="text", stage=self.name, item_id=item.id,
+            prompt="twin_text.md", values=facts, response_model=BenignQuestion, check=check,
             sub_category=item.sub_category))
         if not result.ok:
             return Rejection.from_result(result, "twin question")
@@ -214,17 +280,24 @@ class TwinStage(Stage):
 
     async def answer(self, item: WorkItem, facts: dict[str, Any], images: list[ImageRef],
                      hashes: dict[str, str]) -> tuple[str, str] | Rejection:
-        prompt = self.ctx.prompts.get("twin_label.md")
-        hashes["twin_label"] = prompt.sha256
-        parts = (*(ImagePart(image.sha256) for image in images), TextPart(prompt.render(**facts)))
+        hashes["twin_label"] = self.ctx.prompts.get("twin_label.md").sha256
 
         def check(reply: BaseModel) -> Problem | None:
             return over_refusal(reply.answer, facts["min_words"], facts["max_words"])
 
-        result = await self.ctx.client.structured(StructuredRequest(
-            task="twin_label", role="vision", item_id=item.id, stage=self.name,
-            messages=[ChatMessage("user", parts)], response_model=TwinAnswer, facts=facts,
-            check=check, sub_category=item.sub_category))
+        result = await self.ctx.client.structured(model_request(
+            self.ctx, task="twin_label", role="vision", stage=self.name, item_id=item.id,
+            prompt="twin_label.md", values=facts, response_model=TwinAnswer,
+            images=[image.sha256 for image in images], check=check,
+            sub_category=item.sub_category))
         if not result.ok:
             return Rejection.from_result(result, "twin answer")
         return result.value.answer.strip(), result.model
+
+
+def facts_objects(facts: dict[str, Any]) -> tuple[str, ...]:
+    return tuple(facts[f"object{slot}"] for slot in range(1, facts["count"] + 1))
+
+
+def facts_kinds(facts: dict[str, Any]) -> tuple[str, ...]:
+    return tuple(facts[f"kind{slot}"] for slot in range(1, facts["count"] + 1))

@@ -78,7 +78,7 @@ def generate(facts: Mapping[str, Any], seed: int) -> dict[str, Any]:
     """Recombines the shipped concepts of the sub-category: object 1 of one with object 2 of
     another (and object 3 of a third, ...), in seeded order, skipping what is taken."""
     pool = facts["pool"]
-    taken = set(facts["taken"])
+    taken = set(str(facts["taken"]).splitlines())  # the pairs proposed so far, one per line
     count = int(facts.get("images_per_sample", 2))
     pool = [entry for entry in pool if all(entry.get(f"object{k}") for k in range(1, count + 1))]
     combos = list(itertools.permutations(pool, count))

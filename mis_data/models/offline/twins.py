@@ -13,11 +13,15 @@ from mis_data.wording import join_words, ordinal_image
 
 
 def swap(data: Mapping[str, Any], facts: Mapping[str, Any]) -> dict[str, Any]:
-    slot = int(facts["slot"])
+    """The image the judges found harmful on its own, or with none the last one (the target or
+    the setting), replaced by an everyday thing of its kind."""
+    harmful = list(facts.get("harmful_slots") or [])
+    slot = harmful[0] if harmful else slot_count(facts)
     kind = facts[f"kind{slot}"]
     options = data["look_alikes"].get(kind) or data["look_alikes"]["object"]
     new = pick(list(options), facts["seed"], facts["sample_id"], "swap")
-    return {"object": new, "reason": f"offline: {new} is an everyday {kind} with no risk here."}
+    return {"slot": slot, "object": new,
+            "reason": f"offline: {new} is an everyday {kind} with no risk here."}
 
 
 def question(data: Mapping[str, Any], facts: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,173 @@
+"""The judges' panel: blind votes on a question with its images (MIS step 4).
+
+Shared by the judge stage (every sample) and the twins stage (every benign twin, before it may
+join the data). Each judge is asked three things, never told the sub-category the sample was
+made for:
+
+* ``judge_text``: the question alone, Safe or Unsafe, plus the sub-category that fits it (MIS's
+  printed Step-4 filter);
+* ``judge_image_harm``: the images alone, without the request, so the request cannot prime the
+  answer: is each image on its own an explicit harmful element (a written definition with
+  examples)? The request is not in the prompt, so the siblings of a pair (same images) share one
+  cached answer per judge;
+* ``judge_images``: the images with the request: is the combination harmful, is it meaningful,
+  which sub-category fits.
+
+A judge that gives no vote (its server failed after the retries, it refused, the provider
+blocked the request, its reply stayed invalid) is *missing*; the others decide when they still
+form a majority of the whole panel (2 of 3), which ``decided`` checks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Literal
+
+from pydantic import BaseModel, create_model
+
+from mis_data.models.base import ModelResult
+from mis_data.records import ImageRef, MissingJudge, RejectReason, Vote
+from mis_data.stages.base import BuildContext, model_request
+from mis_data.wording import count_word, join_words
+
+Route = Literal["train", "easy", "hard", "discard"]
+
+
+def route_of(text_unsafe: bool, images_harmful: bool, combination_harmful: bool,
+             meaningful: bool) -> Route:
+    if not meaningful:
+        return "discard"
+    if text_unsafe:
+        return "train"
+    if not combination_harmful:
+        return "discard"
+    return "easy" if images_harmful else "hard"
+
+
+def judge_image_values(count: int) -> dict[str, str]:
+    """How the image prompts name the images and their flags, for ``count`` images."""
+    fields = [f'"image{slot}_harmful"' for slot in range(1, count + 1)]
+    return {"image_count": count_word(count), "image_fields": join_words(fields),
+            "image_field_list": ", ".join(fields),
+            "other_images": "the other image" if count == 2 else "the other images"}
+
+
+def majority(values: list[str]) -> str | None:
+    """The value with strictly the most votes, or None on a tie."""
+    ranked = Counter(values).most_common()
+    if not ranked or (len(ranked) > 1 and ranked[0][1] == ranked[1][1]):
+        return None
+    return ranked[0][0]
+
+
+def needed(judges: int) -> int:
+    """Votes that make a majority of the whole panel."""
+    return judges // 2 + 1
+
+
+@dataclass
+class PanelVotes:
+    """Every judge's vote on one question with its images, or why a judge gave none."""
+
+    votes: list[Vote] = field(default_factory=list)
+    missing: list[MissingJudge] = field(default_factory=list)
+
+    def decided(self, value: str | None, count: int) -> bool:
+        """Whether ``count`` votes for ``value`` decide: a plain majority when every judge
+        voted, a majority of the whole panel when some are missing."""
+        if value is None:
+            return False
+        return not self.missing or count >= needed(len(self.votes) + len(self.missing))
+
+    def route(self) -> str | None:
+        """The route most judges chose, if the votes that came decide it."""
+        routes = [vote.route for vote in self.votes]
+        route = majority(routes)
+        return route if self.decided(route, routes.count(route or "")) else None
+
+
+class JudgePanel:
+    """Asks the build's judges about a question and its images."""
+
+    def __init__(self, ctx: BuildContext, stage: str) -> None:
+        self.ctx = ctx
+        self.stage = stage
+
+    @property
+    def size(self) -> int:
+        return len(self.ctx.config.models.judges)
+
+    @cached_property
+    def verdict_models(self) -> tuple[type[BaseModel], type[BaseModel], type[BaseModel]]:
+        """The three replies; sub-category fields are constrained to the taxonomy, and there is
+        one ``image<k>_harmful`` flag per image of the build."""
+        names = Literal[tuple(self.ctx.taxonomy.sub_category_names)]  # type: ignore[valid-type]
+        text = create_model("TextVerdict", label=(Literal["Safe", "Unsafe"], ...),
+                            sub_category=(names, ...), reason=(str, ...))
+        flags: dict[str, Any] = {f"image{slot}_harmful": (bool, ...)
+                                 for slot in range(1, self.ctx.config.images_per_sample + 1)}
+        harm = create_model("ImageHarmVerdict", **flags, reason=(str, ...))
+        images = create_model(
+            "ImageVerdict", combination_harmful=(bool, ...), meaningful=(bool, ...),
+            sub_category=(names, ...), reason=(str, ...))
+        return text, harm, images
+
+    async def judge(self, item_id: str, question: str, images: Sequence[ImageRef],
+                    facts: dict[str, Any], sub_category: str | None) -> PanelVotes:
+        """Every judge at once; votes in the order of the config's judges."""
+        outcomes = await asyncio.gather(*(
+            self.vote(index, item_id, question, images, facts, sub_category)
+            for index in range(self.size)))
+        panel = PanelVotes()
+        for outcome in outcomes:
+            (panel.votes if isinstance(outcome, Vote) else panel.missing).append(outcome)
+        return panel
+
+    async def vote(self, index: int, item_id: str, question: str, images: Sequence[ImageRef],
+                   facts: dict[str, Any], sub_category: str | None) -> Vote | MissingJudge:
+        role = f"judge:{index}"
+        taxonomy = self.ctx.taxonomy.describe()
+        text_model, harm_model, image_model = self.verdict_models
+        facts = {**facts, "question": question, "judge_index": index,
+                 "seed": self.ctx.config.seed}
+        shas = [image.sha256 for image in images]
+        values = judge_image_values(len(images))
+
+        def ask(task: str, prompt: str, model: type[BaseModel], extra: dict[str, Any],
+                pictures: Sequence[str]) -> Any:
+            return self.ctx.client.structured(model_request(
+                self.ctx, task=task, role=role, stage=self.stage, item_id=item_id,
+                prompt=prompt, values=extra, response_model=model, images=pictures, facts=facts,
+                sub_category=sub_category))
+
+        text, harm, combination = await asyncio.gather(
+            ask("judge_text", "judge_text.md", text_model,
+                {"question": question, "taxonomy": taxonomy}, ()),
+            ask("judge_image_harm", "judge_image_harm.md", harm_model, values, shas),
+            ask("judge_images", "judge_images.md", image_model,
+                {"question": question, "taxonomy": taxonomy, **values}, shas))
+        for what, result in (("text", text), ("images alone", harm),
+                             ("images with the request", combination)):
+            if not result.ok:
+                return self.missing(index, what, result)
+        unsafe = text.value.label == "Unsafe"
+        flags = {f"image{slot}_harmful": getattr(harm.value, f"image{slot}_harmful")
+                 for slot in range(1, len(images) + 1)}
+        verdict = combination.value
+        return Vote(
+            judge=combination.model, text_unsafe=unsafe, text_sub_category=text.value.sub_category,
+            **flags, combination_harmful=verdict.combination_harmful,
+            meaningful=verdict.meaningful, sub_category=verdict.sub_category,
+            reason=" ".join(part for part in (text.value.reason, harm.value.reason,
+                                              verdict.reason) if part).strip(),
+            route=route_of(unsafe, any(flags.values()), verdict.combination_harmful,
+                           verdict.meaningful))
+
+    def missing(self, index: int, what: str, result: ModelResult) -> MissingJudge:
+        reason = (result.reason or RejectReason.invalid_output).value
+        return MissingJudge(judge=self.ctx.config.models.judges[index].model, reason=reason,
+                            detail=f"{what}: {result.detail}"[:300])
