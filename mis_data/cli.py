@@ -116,6 +116,8 @@ def build(
                       show_progress=progress)
         write_json_atomic(ctx.run.path / PLAN_FILE, plan.as_dict())
         result = run_build(ctx)
+        for line in result.skipped_decisions:
+            typer.echo(f"skipped decision: {line}", err=True)
         print_summary(result.stats, result.manifest)
         typer.echo(f"run folder: {ctx.run.path}")
 
@@ -203,6 +205,7 @@ def review(
 ) -> None:
     """Write the review gallery (every sample and reject, filterable, with keep/drop/move and
     tie decisions) to open in a browser; --serve also saves decisions into the run folder."""
+    from mis_data.decisions import DECISIONS, read_decisions
     from mis_data.review import write_review
 
     def action() -> None:
@@ -210,6 +213,8 @@ def review(
             raise ConfigError("--serve shows the gallery in RUN_DIR/review; leave out --out")
         page = write_review(run_dir, out)
         typer.echo(f"review: {page}")
+        for problem in read_decisions(Path(run_dir) / DECISIONS)[1]:
+            typer.echo(f"skipped decision: {problem}", err=True)
         if not serve:
             typer.echo("decisions: download them from the page, then `mis-data apply-decisions "
                        f"{run_dir} decisions.jsonl`")

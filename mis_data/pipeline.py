@@ -33,6 +33,7 @@ class BuildResult:
     run: RunDir
     stats: list[StageStats] = field(default_factory=list)
     manifest: dict[str, Any] = field(default_factory=dict)
+    skipped_decisions: list[str] = field(default_factory=list)  # lines of decisions.jsonl not applied
 
 
 def run_identity(config: BuildConfig, hashes: dict[str, str]) -> str:
@@ -60,7 +61,8 @@ def prepare(config_path: Path, run_dir: Path | None = None, seed: int | None = N
     run.path.mkdir(parents=True, exist_ok=True)
     run.stage_file("rejects").touch()  # present even when nothing is rejected: readers expect it
     for stage_file in run.path.glob("*.jsonl"):
-        cut_partial_tail(stage_file)  # a line a crash left half-written is never data
+        if stage_file.name != DECISIONS:  # people's log: its last line may lack only a newline
+            cut_partial_tail(stage_file)  # a line a crash left half-written is never data
     run.write_config(RunConfig(format_version=FORMAT_VERSION, config_sha256=identity,
                                prompt_sha256=hashes, config=config))
     prompts = PromptLibrary(config.prompts_dir)
@@ -71,11 +73,13 @@ def prepare(config_path: Path, run_dir: Path | None = None, seed: int | None = N
                         kinds=checked.kinds)
 
 
-def apply_review(ctx: BuildContext) -> None:
+def apply_review(ctx: BuildContext) -> list[str]:
     """Reviewers' decisions (``RUN/decisions.jsonl``), when there are any, before the stages
-    (so a tie resolved to train is labelled in this build) and again before finishing."""
-    if (ctx.run.path / DECISIONS).exists():
-        apply_decisions(ctx.run, ctx.taxonomy)
+    (so a tie resolved to train is labelled in this build) and again before finishing; returns
+    one line per log line or decision that was skipped, and why (``mis-data build`` prints them)."""
+    if not (ctx.run.path / DECISIONS).exists():
+        return []
+    return apply_decisions(ctx.run, ctx.taxonomy).problems
 
 
 def finish(ctx: BuildContext, formats: list[str] | None = None) -> dict[str, Any]:
@@ -99,7 +103,7 @@ async def run_build(ctx: BuildContext) -> BuildResult:
     """Every stage in ``Step`` order (each skips what is done), then splits, exports, manifest."""
     result = BuildResult(run=ctx.run)
     try:
-        apply_review(ctx)
+        result.skipped_decisions = apply_review(ctx)
         for step in Step:
             result.stats.append(await run_stage(STAGES[step](ctx)))
             ctx.run.close()
