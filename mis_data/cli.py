@@ -118,6 +118,8 @@ def build(
         result = run_build(ctx)
         for line in result.skipped_decisions:
             typer.echo(f"skipped decision: {line}", err=True)
+        for line in result.warnings:
+            typer.echo(f"warning: {line}", err=True)
         print_summary(result.stats, result.manifest)
         typer.echo(f"run folder: {ctx.run.path}")
 
@@ -475,16 +477,20 @@ def decontaminate(
 ) -> None:
     """Find train images and questions that also appear in a test set; optionally drop them."""
     from mis_data.decontaminate import decontaminate as run_decontaminate
+    from mis_data.decontaminate import unreadable_lines
     from mis_data.finish import finish_run, open_finished_run
 
     def action() -> None:
         result = run_decontaminate(run_dir, against, kind, drop=drop, drop_text=drop_text,
                                    phash_distance=phash_distance, dhash_distance=dhash_distance,
                                    text_threshold=text_jaccard)
+        for line in unreadable_lines(result):
+            typer.echo(f"warning: {line}", err=True)
         images = {m["id"] for m in result["matches"]}
         typer.echo(f"{result['train_images']} train images against {result['benchmark_images']} "
                    f"benchmark images ({result['as']}): {len(result['matches'])} image matches in "
                    f"{len(images)} samples, {len(result['text_matches'])} question matches; "
+                   f"{len(result['unreadable'])} unreadable benchmark item(s) skipped; "
                    f"{result['images_per_second']} images/s")
         typer.echo(f"report: {Path(run_dir) / 'decontamination.json'}")
         if result["newly_dropped"]:

@@ -16,6 +16,7 @@ from typing import Any
 from mis_data.config import FORMAT_VERSION, BuildConfig, ConfigError, RunConfig, load_config, sha256_text
 from mis_data.decisions import DECISIONS, apply_decisions
 from mis_data.decontaminate import decontaminate_build
+from mis_data.decontaminate import summary as decontamination_summary
 from mis_data.finish import finish_run, prompt_hashes
 from mis_data.images.store import ImageStore
 from mis_data.models import make_client
@@ -34,6 +35,7 @@ class BuildResult:
     stats: list[StageStats] = field(default_factory=list)
     manifest: dict[str, Any] = field(default_factory=dict)
     skipped_decisions: list[str] = field(default_factory=list)  # lines of decisions.jsonl not applied
+    warnings: list[str] = field(default_factory=list)  # e.g. benchmark items decontamination skipped
 
 
 def run_identity(config: BuildConfig, hashes: dict[str, str]) -> str:
@@ -82,18 +84,26 @@ def apply_review(ctx: BuildContext) -> list[str]:
     return apply_decisions(ctx.run, ctx.taxonomy).problems
 
 
-def finish(ctx: BuildContext, formats: list[str] | None = None) -> dict[str, Any]:
+def finish(ctx: BuildContext, formats: list[str] | None = None,
+           warnings: list[str] | None = None) -> dict[str, Any]:
     """Splits, exports and manifest from whatever the stages have produced.
 
     With ``decontaminate:`` in the config the train side of those splits is compared with the
     benchmarks, and while that drops samples the splits and exports are written again (the
     drops only shrink train, so this ends; usually after one more pass, on a rerun after none).
+    What it skipped (unreadable benchmark items) is added to ``warnings``, one line each.
     """
     record_usage(ctx.run.path, ctx.client.usage.as_dict())
     apply_review(ctx)
     manifest = finish_run(ctx.run, ctx.config, ctx.store, formats=formats, taxonomy=ctx.taxonomy)
     settings = ctx.config.decontaminate
-    while settings is not None and decontaminate_build(ctx.run, settings):
+    if settings is None:
+        return manifest
+    while decontaminate_build(ctx.run, settings, warnings):
+        manifest = finish_run(ctx.run, ctx.config, ctx.store, formats=formats,
+                              taxonomy=ctx.taxonomy)
+    if manifest.get("decontamination") != decontamination_summary(ctx.run):
+        # a first check that dropped nothing: the manifest and card must still say it ran
         manifest = finish_run(ctx.run, ctx.config, ctx.store, formats=formats,
                               taxonomy=ctx.taxonomy)
     return manifest
@@ -107,7 +117,7 @@ async def run_build(ctx: BuildContext) -> BuildResult:
         for step in Step:
             result.stats.append(await run_stage(STAGES[step](ctx)))
             ctx.run.close()
-        result.manifest = finish(ctx)
+        result.manifest = finish(ctx, warnings=result.warnings)
     finally:
         ctx.run.close()
         await ctx.client.aclose()
