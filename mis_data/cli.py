@@ -266,15 +266,23 @@ def eval_command(
         raise typer.Exit(2)
     from mis_data.eval.runner import run_eval
 
-    def action() -> None:
+    def action() -> int:
         result = run_eval(config, out=out, max_cost=max_cost, progress=progress)
         typer.echo(result.table)
         usage = result.usage.get("total", {})
         typer.echo(f"requests this eval folder: {int(usage.get('requests', 0))}, "
                    f"cost ${usage.get('cost_usd', 0.0):.4f}")
         typer.echo(f"eval folder: {result.out} (scores.json, scores.png)")
+        if result.nothing_scored:
+            typer.echo(f"error: {result.nothing_scored}", err=True)
+            return 1
+        if result.hint:
+            typer.echo(result.hint)
+        return 0
 
-    guarded(verbose, action)
+    code = guarded(verbose, action)
+    if code:
+        raise typer.Exit(code)
 
 
 @eval_app.command("compare")
