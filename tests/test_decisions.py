@@ -330,3 +330,18 @@ def test_a_twin_can_be_dropped_and_kept_again_but_not_moved(twins_run: Path, tmp
     again = run_cli("apply-decisions", run)
     assert again.exit_code == 0, again.output
     assert split_members(run)[dropped_twin] == "twins" and dropped_twin in exported_ids(run)
+
+
+def test_a_build_keeps_the_logs_last_line_without_its_newline(
+        tied: tuple[Path, str], tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The build opens the run folder cutting half-written stage lines; the decisions log is
+    people's file, not a stage's, and its complete last line is a decision."""
+    run, _ = tied
+    sample = sorted(s for s in split_members(run) if "." not in s)[0]
+    log = run / "decisions.jsonl"
+    log.write_text(json.dumps(decision(sample, "drop", 1, reason="duplicate")), encoding="utf-8")
+    config = shared_run(tmp_path_factory).parent / "config.yaml"
+    result = run_cli("build", "--config", config, "--run-dir", run, "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert [d["id"] for d in read_jsonl(log)] == [sample]
+    assert sample not in split_members(run)
