@@ -117,6 +117,10 @@ def build(
                       show_progress=progress)
         write_json_atomic(ctx.run.path / PLAN_FILE, plan.as_dict())
         result = run_build(ctx)
+        for line in result.skipped_decisions:
+            typer.echo(f"skipped decision: {line}", err=True)
+        for line in result.warnings:
+            typer.echo(f"warning: {line}", err=True)
         print_summary(result.stats, result.manifest)
         typer.echo(f"run folder: {ctx.run.path}")
 
@@ -204,6 +208,7 @@ def review(
 ) -> None:
     """Write the review gallery (every sample and reject, filterable, with keep/drop/move and
     tie decisions) to open in a browser; --serve also saves decisions into the run folder."""
+    from mis_data.decisions import DECISIONS, read_decisions
     from mis_data.review import write_review
 
     def action() -> None:
@@ -211,6 +216,8 @@ def review(
             raise ConfigError("--serve shows the gallery in RUN_DIR/review; leave out --out")
         page = write_review(run_dir, out)
         typer.echo(f"review: {page}")
+        for problem in read_decisions(Path(run_dir) / DECISIONS)[1]:
+            typer.echo(f"skipped decision: {problem}", err=True)
         if not serve:
             typer.echo("decisions: download them from the page, then `mis-data apply-decisions "
                        f"{run_dir} decisions.jsonl`")
@@ -260,15 +267,23 @@ def eval_command(
         raise typer.Exit(2)
     from mis_data.eval.runner import run_eval
 
-    def action() -> None:
+    def action() -> int:
         result = run_eval(config, out=out, max_cost=max_cost, progress=progress)
         typer.echo(result.table)
         usage = result.usage.get("total", {})
         typer.echo(f"requests this eval folder: {int(usage.get('requests', 0))}, "
                    f"cost ${usage.get('cost_usd', 0.0):.4f}")
         typer.echo(f"eval folder: {result.out} (scores.json, scores.png)")
+        if result.nothing_scored:
+            typer.echo(f"error: {result.nothing_scored}", err=True)
+            return 1
+        if result.hint:
+            typer.echo(result.hint)
+        return 0
 
-    guarded(verbose, action)
+    code = guarded(verbose, action)
+    if code:
+        raise typer.Exit(code)
 
 
 @eval_app.command("compare")
@@ -471,16 +486,20 @@ def decontaminate(
 ) -> None:
     """Find train images and questions that also appear in a test set; optionally drop them."""
     from mis_data.decontaminate import decontaminate as run_decontaminate
+    from mis_data.decontaminate import unreadable_lines
     from mis_data.finish import finish_run, open_finished_run
 
     def action() -> None:
         result = run_decontaminate(run_dir, against, kind, drop=drop, drop_text=drop_text,
                                    phash_distance=phash_distance, dhash_distance=dhash_distance,
                                    text_threshold=text_jaccard)
+        for line in unreadable_lines(result):
+            typer.echo(f"warning: {line}", err=True)
         images = {m["id"] for m in result["matches"]}
         typer.echo(f"{result['train_images']} train images against {result['benchmark_images']} "
                    f"benchmark images ({result['as']}): {len(result['matches'])} image matches in "
                    f"{len(images)} samples, {len(result['text_matches'])} question matches; "
+                   f"{len(result['unreadable'])} unreadable benchmark item(s) skipped; "
                    f"{result['images_per_second']} images/s")
         typer.echo(f"report: {Path(run_dir) / 'decontamination.json'}")
         if result["newly_dropped"]:

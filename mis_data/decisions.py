@@ -13,7 +13,13 @@ people said, never rewritten. Applying turns the log into run records:
   kept again after a drop comes back without editing any log;
 * a move or a resolved tie appends a JudgementRecord carrying the decision (the judges' votes
   unchanged); a sample that returns to its judges' verdict gets their record back;
+* a benign twin (``<sample>~t``) can be kept or dropped like any sample; it has no route or
+  sub-category of its own (it follows its source), so a move or resolve of a twin is skipped
+  with a line naming the source to decide instead;
 * ``finish.finish_run`` leaves dropped samples out of the splits and exports.
+
+The log is read line by line as bytes: a line that is not UTF-8, not JSON or not a decision is
+reported (file, line, reason) and skipped, and the rest applies.
 
 Everything is a function of the stage files and the log, written in id order and only when it
 changes, so the same decisions give the same bytes and applying twice changes nothing.
@@ -23,6 +29,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,8 +46,9 @@ from mis_data.records import (
     ReviewItem,
     ReviewRecord,
     Step,
+    TwinRecord,
 )
-from mis_data.rundir import RunDir, complete_lines, cut_partial_tail
+from mis_data.rundir import RunDir, complete_lines
 from mis_data.stages.panel import majority
 from mis_data.taxonomy import Taxonomy
 
@@ -52,11 +60,28 @@ REVIEW_QUEUE = "review_queue"
 # -- the log ---------------------------------------------------------------------------------
 
 def read_decisions(path: Path) -> tuple[list[ReviewDecision], list[str]]:
-    """Every valid decision of a JSONL file in file order, and one line per invalid line."""
-    decisions, problems = [], []
-    for number, line in enumerate(complete_lines(path), start=1):
+    """Every valid decision of a JSONL file in file order, and one line per line skipped.
+
+    The log is written by people and their tools, not only by ``append_decisions``: a last line
+    without its newline is kept when it is complete JSON (an editor or a script that leaves the
+    newline out), and a line that is not UTF-8 is named and skipped, never fatal, so one bad
+    byte cannot stop a build, ``apply-decisions`` or the gallery.
+    """
+    decisions: list[ReviewDecision] = []
+    problems: list[str] = []
+    for number, raw, is_tail in log_lines(path):
         try:
-            decisions.append(ReviewDecision.model_validate_json(line))
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            problems.append(f"{path.name} line {number}: not UTF-8 text (byte 0x{raw[error.start]:02x} "
+                            f"at byte {error.start + 1} of the line)")
+            continue
+        if is_tail and not complete_json(raw):
+            problems.append(f"{path.name} line {number}: cut off (no newline at the end and not "
+                            "complete JSON)")
+            continue
+        try:
+            decisions.append(ReviewDecision.model_validate_json(text))
         except ValidationError as error:
             first = error.errors()[0]
             where = ".".join(str(part) for part in first["loc"]) or "line"
@@ -64,16 +89,61 @@ def read_decisions(path: Path) -> tuple[list[ReviewDecision], list[str]]:
     return decisions, problems
 
 
-def append_decisions(path: Path, decisions: list[ReviewDecision]) -> None:
-    """Append decisions as one write (a crash keeps all or a cut partial line), then fsync."""
-    if not decisions:
+def log_lines(path: Path) -> Iterator[tuple[int, bytes, bool]]:
+    """(line number, bytes, is the last line without a newline) of every non-blank line."""
+    if not path.exists():
         return
+    lines = path.read_bytes().split(b"\n")
+    for number, raw in enumerate(lines, start=1):
+        if raw.strip():
+            yield number, raw, number == len(lines)
+
+
+def complete_json(raw: bytes) -> bool:
+    """True when a line is one whole JSON value (a line cut by a crash is not)."""
+    try:
+        json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return True
+
+
+def settle_tail(path: Path) -> str | None:
+    """Before appending: a last line without its newline gets one when it is complete JSON, and
+    is cut when it is not (what a crash mid-write leaves), with a line saying so."""
+    if not path.exists():
+        return None
+    data = path.read_bytes()
+    if not data or data.endswith(b"\n"):
+        return None
+    start = data.rfind(b"\n") + 1
+    tail = data[start:]
+    if complete_json(tail):
+        with open(path, "ab") as handle:
+            handle.write(b"\n")
+        return None
+    with open(path, "rb+") as handle:
+        handle.truncate(start)
+    if not tail.strip():
+        return None
+    number = data.count(b"\n") + 1
+    shown = tail[:80].decode("utf-8", "replace")
+    return (f"{path.name} line {number}: cut off (no newline at the end and not complete JSON); "
+            f"removed before appending: {shown!r}")
+
+
+def append_decisions(path: Path, decisions: list[ReviewDecision]) -> str | None:
+    """Append decisions as one write (a crash keeps all or a cut partial line), then fsync;
+    returns what was said about the file's last line (``settle_tail``), if anything."""
+    if not decisions:
+        return None
     path.parent.mkdir(parents=True, exist_ok=True)
-    cut_partial_tail(path)
+    note = settle_tail(path)
     with open(path, "a", encoding="utf-8") as handle:
         handle.write("".join(decision.model_dump_json() + "\n" for decision in decisions))
         handle.flush()
         os.fsync(handle.fileno())
+    return note
 
 
 def import_decisions(run: RunDir, source: Path) -> tuple[int, list[str]]:
@@ -92,20 +162,21 @@ def import_decisions(run: RunDir, source: Path) -> tuple[int, list[str]]:
         if line not in known:
             known.add(line)
             new.append(decision)
-    append_decisions(target, new)
-    return len(new), problems
+    note = append_decisions(target, new)
+    return len(new), problems + ([note] if note else [])
 
 
-def latest_per_sample(decisions: list[ReviewDecision], questions_of: dict[str, list[str]]
-                      ) -> tuple[dict[str, ReviewDecision], list[str]]:
+def latest_per_sample(decisions: list[ReviewDecision], questions_of: dict[str, list[str]],
+                      twins: Collection[str] = ()) -> tuple[dict[str, ReviewDecision], list[str]]:
     """The decision that wins for each sample id, and the ids that name nothing in the run.
 
     Decisions are taken in time order (ties: log order); a pair decision is the decision of each
-    of its questions until a later one replaces it.
+    of its questions until a later one replaces it. ``twins`` are samples too (``<sample>~t``),
+    decided one by one: a pair decision covers its questions, and a twin follows its source.
     """
     latest: dict[str, ReviewDecision] = {}
     unknown: list[str] = []
-    known_samples = {sample for samples in questions_of.values() for sample in samples}
+    known_samples = {sample for samples in questions_of.values() for sample in samples} | set(twins)
     ordered = sorted(enumerate(decisions), key=lambda pair: (pair[1].at, pair[0]))
     for _, decision in ordered:
         if decision.scope == "pair":
@@ -189,6 +260,30 @@ class Applier:
         self.current = run.records(Step.judgements.value, JudgementRecord)
         self.original = judges_own(run)
         self.queue = {item.id: item for item in run.read(REVIEW_QUEUE, ReviewItem)}
+        self.twins = run.records(Step.twins.value, TwinRecord)
+
+    def refused(self, sample: str, decision: ReviewDecision) -> str | None:
+        """Why a decision cannot apply to this sample, if it cannot.
+
+        A twin has no judges' route or sub-category of its own: it takes its source's side and
+        sub-category (``splits.twin_samples``). So a twin can be kept or dropped; a move or a
+        resolve would contradict its source and is skipped, naming the sample to decide instead.
+        """
+        twin = self.twins.get(sample)
+        if twin is not None and decision.action in ("move", "resolve"):
+            return (f"{sample}: a twin takes its source's route and sub-category; "
+                    f"{decision.action} its source {twin.twin_of} instead")
+        return None
+
+    def reject_sub_category(self, sample: str) -> str | None:
+        """The sub-category a reviewer's drop is filed under: the judges' (a twin's source's),
+        else the concept's."""
+        source = self.twins[sample].twin_of if sample in self.twins else sample
+        judged = self.current.get(source)
+        if judged is not None:
+            return judged.sub_category
+        instruction = self.instructions.get(source)
+        return self.concepts[instruction.concept_id].sub_category if instruction else None
 
     def sub_category(self, name: str | None) -> str | None:
         if not name:
@@ -200,6 +295,8 @@ class Applier:
 
     def wanted(self, sample: str, decision: ReviewDecision) -> JudgementRecord | None:
         """The judgement the sample should end with (None: leave judgements as they are)."""
+        if sample in self.twins:
+            return None  # kept: a twin has no judgement of its own
         generated = self.concepts[self.instructions[sample].concept_id].sub_category
         judged = self.original.get(sample)
         if decision.action in ("keep", "move"):
@@ -242,13 +339,17 @@ def apply_decisions(run: RunDir, taxonomy: Taxonomy) -> ApplyReport:
     questions_of: dict[str, list[str]] = {}
     for record in applier.instructions.values():
         questions_of.setdefault(record.concept_id, []).append(record.id)
-    latest, report.unknown = latest_per_sample(decisions, questions_of)
+    latest, report.unknown = latest_per_sample(decisions, questions_of, applier.twins)
 
     kept: list[ReviewRecord] = []
     drops: dict[str, ReviewDecision] = {}
     judgements: list[JudgementRecord] = []
     for sample in sorted(latest):
         decision = latest[sample]
+        refused = applier.refused(sample, decision)
+        if refused is not None:
+            report.problems.append(refused)
+            continue
         if decision.drops:
             drops[sample] = decision
             continue
@@ -280,11 +381,9 @@ def apply_decisions(run: RunDir, taxonomy: Taxonomy) -> ApplyReport:
         report.judgements_written = len(judgements)
     current = {reject.id: reject for reject in run.rejects() if reject.stage == REVIEW_STAGE}
     for sample, decision in sorted(drops.items()):
-        judged = applier.current.get(sample)
-        concept = applier.concepts[applier.instructions[sample].concept_id]
         reject = RejectRecord(stage=REVIEW_STAGE, id=sample, reason=RejectReason.dropped_by_reviewer,
                               detail=decision.summary()[:1000],
-                              sub_category=judged.sub_category if judged else concept.sub_category)
+                              sub_category=applier.reject_sub_category(sample))
         if current.get(sample) != reject:
             run.reject(reject)
             report.rejects_written += 1

@@ -20,7 +20,6 @@ question match alone is only reported, unless ``--drop-text`` asks to drop it to
 
 from __future__ import annotations
 
-import io
 import re
 import time
 from collections import Counter, defaultdict
@@ -28,13 +27,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from hashlib import sha256
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import imagehash
-from PIL import Image
 
 from mis_data.config import ConfigError, DecontaminateConfig
 from mis_data.eval.testsets import hf_tables, image_bytes, mis_files, mis_root, read_array
+from mis_data.images.store import BadImage, decoded
 from mis_data.records import RejectReason, RejectRecord
 from mis_data.rundir import RunDir, dump_json, read_json_or_none, write_text_atomic
 from mis_data.sources import IMAGE_SUFFIXES
@@ -43,6 +42,7 @@ from mis_data.splits import read_splits
 STAGE = "decontamination"
 REPORT = "decontamination.json"
 KINDS = ("mis", "hf", "folder")
+IMAGE_KEYS = ("image_path1", "image_path2", "image_path3", "image_path4")
 
 
 @dataclass(frozen=True)
@@ -55,10 +55,12 @@ class Fingerprint:
 
     @classmethod
     def of(cls, data: bytes) -> Fingerprint:
-        with Image.open(io.BytesIO(data)) as image:
+        """The fingerprint of image bytes; ``BadImage`` (with the reason) for what the image
+        store would refuse too: no bytes, a decompression bomb, a file Pillow cannot read."""
+        with decoded(data) as image:
             image = image.convert("RGB")
-            return cls(sha256(data).hexdigest(), int(str(imagehash.phash(image)), 16),
-                       int(str(imagehash.dhash(image)), 16))
+        return cls(sha256(data).hexdigest(), int(str(imagehash.phash(image)), 16),
+                   int(str(imagehash.dhash(image)), 16))
 
 
 class FingerprintCache:
@@ -96,10 +98,22 @@ class FingerprintCache:
 
 @dataclass
 class Benchmark:
-    """The images (name -> fingerprint) and questions (name -> text) of a test set."""
+    """The images (name -> fingerprint) and questions (name -> text) of a test set, and the
+    images that could not be read (name -> why): skipped, counted and reported, never fatal."""
 
     images: dict[str, Fingerprint] = field(default_factory=dict)
     questions: dict[str, str] = field(default_factory=dict)
+    unreadable: dict[str, str] = field(default_factory=dict)
+
+
+class Entry(NamedTuple):
+    """One thing a benchmark holds: an image (its bytes), a question, or an image that cannot
+    be read (``problem`` says why)."""
+
+    name: str
+    data: bytes | None
+    question: str | None
+    problem: str | None = None
 
 
 # -- reading a benchmark ---------------------------------------------------------------------
@@ -113,35 +127,55 @@ def detect_kind(path: str) -> str:
     return "hf"
 
 
-def read_mis(folder: Path) -> Iterator[tuple[str, bytes | None, str | None]]:
-    """(name, image bytes, question) from a MIS layout (``mis_test/`` or the folder itself)."""
+def read_mis(folder: Path) -> Iterator[Entry]:
+    """Questions and images from a MIS layout (``mis_test/`` or the folder itself)."""
     root = mis_root(folder)
     for file in mis_files(folder):
         for index, item in enumerate(read_array(file)):
             name = f"{file.stem}[{index}]"
-            yield name, None, str(item.get("question", ""))
-            for key in ("image_path1", "image_path2", "image_path3", "image_path4"):
-                if item.get(key):
-                    yield f"{name}.{key}", (root / item[key]).read_bytes(), None
+            yield Entry(name, None, str(item.get("question", "")))
+            for key in IMAGE_KEYS:
+                value = item.get(key)
+                if value not in (None, ""):
+                    yield image_entry(f"{name}.{key}", root, value)
 
 
-def read_folder(folder: Path) -> Iterator[tuple[str, bytes | None, str | None]]:
+def image_entry(name: str, root: Path, value: Any) -> Entry:
+    """An image a MIS item names by path relative to ``root``, or why it cannot be read."""
+    if not isinstance(value, str):
+        return Entry(name, None, None, f"not a path: {value!r}")
+    path = root / value
+    if path.is_dir():
+        return Entry(name, None, None, f"a folder, not an image: {value}")
+    try:
+        return Entry(name, path.read_bytes(), None)
+    except FileNotFoundError:
+        return Entry(name, None, None, f"image not found: {value}")
+    except OSError as error:
+        return Entry(name, None, None, f"cannot read {value}: {error.strerror or error}")
+
+
+def read_folder(folder: Path) -> Iterator[Entry]:
     for path in sorted(folder.rglob("*")):
-        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
-            yield path.relative_to(folder).as_posix(), path.read_bytes(), None
+        if path.suffix.lower() in IMAGE_SUFFIXES and not path.is_dir():
+            name = path.relative_to(folder).as_posix()
+            try:
+                yield Entry(name, path.read_bytes(), None)
+            except OSError as error:  # a broken link, a file without read permission
+                yield Entry(name, None, None, f"cannot read: {error.strerror or error}")
 
 
-def read_hf(name: str) -> Iterator[tuple[str, bytes | None, str | None]]:
+def read_hf(name: str) -> Iterator[Entry]:
     """Every config and split of a dataset (local folder or Hub name), images undecoded."""
     for config, split, dataset, columns in hf_tables(name):
         for index, row in enumerate(dataset):
             where = f"{config}/{split}[{index}]"
             if row.get("question"):
-                yield where, None, str(row["question"])
+                yield Entry(where, None, str(row["question"]))
             for column in columns:
                 for slot, data in enumerate(image_bytes(row[column]), 1):
                     if data:
-                        yield f"{where}.{column}{slot}", data, None
+                        yield Entry(f"{where}.{column}{slot}", data, None)
 
 
 def check_benchmark(against: str, kind: str | None) -> str:
@@ -160,21 +194,49 @@ def check_benchmark(against: str, kind: str | None) -> str:
         raise ConfigError(f"{against}: benchmark folder not found")
     if kind == "mis" and not mis_files(folder):
         raise ConfigError(f"{against}: no mis_*.json here or in mis_test/ (not a MIS test layout)")
+    if kind == "mis":
+        check_mis_items(against, folder)
+    if kind == "folder" and not any(path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
+                                    for path in folder.rglob("*")):
+        raise ConfigError(f"{against}: no image files in this benchmark folder")
     return kind
 
 
+def check_mis_items(against: str, folder: Path) -> None:
+    """A MIS layout holds items, and at least one image they name is a file: checked before
+    any model work, since an empty benchmark would pass every sample as clean. Images are not
+    decoded here; one that cannot be read is skipped (and named) when the check runs."""
+    root = mis_root(folder)
+    items = [item for file in mis_files(folder) for item in read_array(file)]
+    if not items:
+        raise ConfigError(f"{against}: the mis_*.json files hold no items (an empty benchmark)")
+    if not any(isinstance(item.get(key), str) and item[key] and (root / item[key]).is_file()
+               for item in items for key in IMAGE_KEYS):
+        raise ConfigError(f"{against}: none of the {len(items)} items names an image file that "
+                          f"exists under {root}")
+
+
 def read_benchmark(against: str, kind: str, cache: FingerprintCache) -> Benchmark:
+    """Every question and image of a benchmark; an image that cannot be read is filed under
+    ``unreadable`` with the reason. A benchmark with nothing readable is an error (one line):
+    reported as "checked, clean" it would certify a build that was never compared."""
     readers = {"mis": lambda: read_mis(Path(against)), "folder": lambda: read_folder(Path(against)),
                "hf": lambda: read_hf(against)}
     benchmark = Benchmark()
-    for name, data, question in readers[kind]():
-        if data is not None:
+    for entry in readers[kind]():
+        if entry.problem is not None:
+            benchmark.unreadable[entry.name] = entry.problem
+        elif entry.data is not None:
             try:
-                benchmark.images[name] = cache.of_bytes(data)
-            except OSError:
-                continue  # an unreadable benchmark image cannot match anything
-        if question:
-            benchmark.questions[name] = question
+                benchmark.images[entry.name] = cache.of_bytes(entry.data)
+            except BadImage as error:
+                benchmark.unreadable[entry.name] = str(error)
+        if entry.question:
+            benchmark.questions[entry.name] = entry.question
+    if not benchmark.images and (benchmark.unreadable or not benchmark.questions):
+        first = next(iter(benchmark.unreadable.items()), None)
+        why = f" ({len(benchmark.unreadable)} unreadable, e.g. {first[0]}: {first[1]})" if first else ""
+        raise ConfigError(f"{against}: no readable benchmark images{why}")
     return benchmark
 
 
@@ -335,6 +397,8 @@ def decontaminate(run_dir: Path | RunDir, against: str, kind: str | None = None,
         "images_per_second": round((report.train_images + report.benchmark_images)
                                    / total, 1) if total else None,
         "images_hashed": fingerprints.computed,  # the rest came from the run's fingerprint file
+        "unreadable": [{"item": name, "reason": reason}
+                       for name, reason in sorted(benchmark.unreadable.items())],
         "matches": matches, "text_matches": text_matches,
         "dropped": sorted(earlier | set(newly_dropped)),
     }
@@ -349,13 +413,32 @@ def decontaminate(run_dir: Path | RunDir, against: str, kind: str | None = None,
     return {**result, "newly_dropped": newly_dropped}
 
 
-def decontaminate_build(run: RunDir, settings: DecontaminateConfig) -> int:
+def decontaminate_build(run: RunDir, settings: DecontaminateConfig,
+                        warnings: list[str] | None = None) -> int:
     """The build step (``decontaminate:`` in the config): every benchmark in turn; how many
-    samples were newly dropped, so the build knows whether to split and export again."""
-    return sum(len(decontaminate(
-        run, bench.path, bench.kind, drop=settings.drop, drop_text=settings.drop_text,
-        phash_distance=settings.phash_distance, dhash_distance=settings.dhash_distance,
-        text_threshold=settings.text_jaccard)["newly_dropped"]) for bench in settings.against)
+    samples were newly dropped, so the build knows whether to split and export again. Lines
+    about unreadable benchmark items are added to ``warnings`` (once each over several passes)."""
+    dropped = 0
+    for bench in settings.against:
+        result = decontaminate(
+            run, bench.path, bench.kind, drop=settings.drop, drop_text=settings.drop_text,
+            phash_distance=settings.phash_distance, dhash_distance=settings.dhash_distance,
+            text_threshold=settings.text_jaccard)
+        dropped += len(result["newly_dropped"])
+        if warnings is not None:
+            warnings.extend(line for line in unreadable_lines(result) if line not in warnings)
+    return dropped
+
+
+def unreadable_lines(result: dict[str, Any], limit: int = 20) -> list[str]:
+    """One line per benchmark item that could not be read (at most ``limit``, then a count)."""
+    skipped = result.get("unreadable", [])
+    lines = [f"{result['name']}: skipped unreadable benchmark item {entry['item']}: "
+             f"{entry['reason']}" for entry in skipped[:limit]]
+    if len(skipped) > limit:
+        lines.append(f"{result['name']}: ... and {len(skipped) - limit} more unreadable item(s), "
+                     f"listed in {REPORT}")
+    return lines
 
 
 def summary(run: RunDir) -> dict[str, dict[str, Any]]:
@@ -367,5 +450,6 @@ def summary(run: RunDir) -> dict[str, dict[str, Any]]:
     return {(result["name"] if names[result["name"]] == 1 else
              f"{Path(result['against']).parent.name}/{result['name']}"):
             {"as": result["as"], "image_matches": len(result["matches"]),
-             "text_matches": len(result["text_matches"]), "dropped": len(result["dropped"])}
+             "text_matches": len(result["text_matches"]), "dropped": len(result["dropped"]),
+             "unreadable": len(result.get("unreadable", []))}
             for result in results}

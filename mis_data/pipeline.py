@@ -18,6 +18,7 @@ from typing import Any
 from mis_data.config import FORMAT_VERSION, BuildConfig, ConfigError, RunConfig, load_config, sha256_text
 from mis_data.decisions import DECISIONS, apply_decisions
 from mis_data.decontaminate import decontaminate_build
+from mis_data.decontaminate import summary as decontamination_summary
 from mis_data.finish import finish_run, membership, prompt_hashes
 from mis_data.images.store import ImageStore
 from mis_data.models import make_client
@@ -40,6 +41,8 @@ class BuildResult:
     run: RunDir
     stats: list[StageStats] = field(default_factory=list)
     manifest: dict[str, Any] = field(default_factory=dict)
+    skipped_decisions: list[str] = field(default_factory=list)  # lines of decisions.jsonl not applied
+    warnings: list[str] = field(default_factory=list)  # e.g. benchmark items decontamination skipped
 
 
 def run_identity(config: BuildConfig, hashes: dict[str, str]) -> str:
@@ -67,7 +70,8 @@ def prepare(config_path: Path, run_dir: Path | None = None, seed: int | None = N
     run.path.mkdir(parents=True, exist_ok=True)
     run.stage_file("rejects").touch()  # present even when nothing is rejected: readers expect it
     for stage_file in run.path.glob("*.jsonl"):
-        cut_partial_tail(stage_file)  # a line a crash left half-written is never data
+        if stage_file.name != DECISIONS:  # people's log: its last line may lack only a newline
+            cut_partial_tail(stage_file)  # a line a crash left half-written is never data
     run.write_config(RunConfig(format_version=FORMAT_VERSION, config_sha256=identity,
                                prompt_sha256=hashes, config=config))
     prompts = PromptLibrary(config.prompts_dir)
@@ -78,24 +82,34 @@ def prepare(config_path: Path, run_dir: Path | None = None, seed: int | None = N
                         kinds=checked.kinds)
 
 
-def apply_review(ctx: BuildContext) -> None:
+def apply_review(ctx: BuildContext) -> list[str]:
     """Reviewers' decisions (``RUN/decisions.jsonl``), when there are any, before the stages
-    (so a tie resolved to train is labelled in this build) and again before finishing."""
-    if (ctx.run.path / DECISIONS).exists():
-        apply_decisions(ctx.run, ctx.taxonomy)
+    (so a tie resolved to train is labelled in this build) and again before finishing; returns
+    one line per log line or decision that was skipped, and why (``mis-data build`` prints them)."""
+    if not (ctx.run.path / DECISIONS).exists():
+        return []
+    return apply_decisions(ctx.run, ctx.taxonomy).problems
 
 
-def finish(ctx: BuildContext, formats: list[str] | None = None) -> dict[str, Any]:
+def finish(ctx: BuildContext, formats: list[str] | None = None,
+           warnings: list[str] | None = None) -> dict[str, Any]:
     """Splits, exports and manifest from whatever the stages have produced.
 
     With ``decontaminate:`` in the config the train side of those splits is compared with the
     benchmarks, and while that drops samples the splits and exports are written again (the
     drops only shrink train, so this ends; usually after one more pass, on a rerun after none).
+    What it skipped (unreadable benchmark items) is added to ``warnings``, one line each.
     """
     apply_review(ctx)
     manifest = finish_run(ctx.run, ctx.config, ctx.store, formats=formats, taxonomy=ctx.taxonomy)
     settings = ctx.config.decontaminate
-    while settings is not None and decontaminate_build(ctx.run, settings):
+    if settings is None:
+        return manifest
+    while decontaminate_build(ctx.run, settings, warnings):
+        manifest = finish_run(ctx.run, ctx.config, ctx.store, formats=formats,
+                              taxonomy=ctx.taxonomy)
+    if manifest.get("decontamination") != decontamination_summary(ctx.run):
+        # a first check that dropped nothing: the manifest and card must still say it ran
         manifest = finish_run(ctx.run, ctx.config, ctx.store, formats=formats,
                               taxonomy=ctx.taxonomy)
     return manifest
@@ -149,7 +163,7 @@ async def run_build(ctx: BuildContext) -> BuildResult:
     result = BuildResult(run=ctx.run)
     recorded = False
     try:
-        apply_review(ctx)
+        result.skipped_decisions = apply_review(ctx)
         while True:
             for step in Step:
                 result.stats.append(await run_stage(STAGES[step](ctx)))
@@ -158,7 +172,7 @@ async def run_build(ctx: BuildContext) -> BuildResult:
                 break
         record_usage(ctx.run.path, ctx.client.usage.as_dict())
         recorded = True
-        result.manifest = finish(ctx)
+        result.manifest = finish(ctx, warnings=result.warnings)
     finally:
         ctx.run.close()
         if not recorded:  # a build that stopped keeps what its requests cost and met

@@ -228,6 +228,7 @@ def count_concepts(ctx: BuildContext) -> ConceptCount:
     candidates: list[tuple[str, ConceptRecord | RejectRecord]] = []
     extra: dict[str, int] = defaultdict(int)
     requests: dict[str, tuple[int, int, str]] = {}
+    unknown_size = False  # a Hugging Face source without a limit: its size is only known once loaded
     for source in config.concepts.sources:
         if isinstance(source, ShippedConcepts):
             label = f"shipped:{source.path.name}"
@@ -255,6 +256,7 @@ def count_concepts(ctx: BuildContext) -> ConceptCount:
                 task, role = "concept_from_image", "vision"
             else:  # a Hugging Face dataset: its size is only known once loaded
                 count = source.limit or 0
+                unknown_size = unknown_size or not source.limit
                 task, role = "concept_from_query", "text"
             count = min(count, source.limit) if source.limit else count
             low, high, _ = requests.get(task, (0, 0, role))
@@ -269,7 +271,16 @@ def count_concepts(ctx: BuildContext) -> ConceptCount:
         per_sub[sub] += count
     if quota:
         per_sub = defaultdict(int, {sub: min(n, quota) for sub, n in per_sub.items()})
+    if not any(per_sub.values()) and not unknown_size:
+        raise ConfigError(f"{source_names(config)}: no concept pair is left to build from (every "
+                          "entry was rejected or filtered out by concepts.sub_categories)")
     return ConceptCount(concepts=kept, per_sub=dict(per_sub), requests=requests)
+
+
+def source_names(config: BuildConfig) -> str:
+    """The concept sources of a config as a message names them: paths, or dataset names."""
+    return ", ".join(str(getattr(source, "path", None) or getattr(source, "name", source.kind))
+                     for source in config.concepts.sources)
 
 
 # -- tokens per request ------------------------------------------------------------------------

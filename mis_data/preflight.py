@@ -4,8 +4,10 @@ Rules between fields of the config itself (``images.source: folder`` needs ``ima
 are pydantic validators in ``config.py``: they fail while the YAML is read. What needs the
 world outside the file is checked here, once: the taxonomy and kinds load, every sub-category
 the config names exists, every file and folder it points to is there and opens (concept
-sources, image pools, the general mix, giveaway phrases, prompts, decontamination benchmarks),
-and every API key is set. A broken config therefore ends with one line and an empty run folder.
+sources, image pools, the general mix, giveaway phrases, prompts, decontamination benchmarks)
+and is not empty (a concept source that yields nothing would build an empty dataset with exit
+0, an empty prompt file would be sent as is), and every API key is set. A broken config
+therefore ends with one line and an empty run folder.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 
 from mis_data.config import BuildConfig, ConfigError
 from mis_data.decontaminate import check_benchmark
+from mis_data.prompts import check_prompt_files
 from mis_data.sources import ObjectImages, check_source
 from mis_data.taxonomy import Kind, Taxonomy, load_kinds, load_taxonomy
 
@@ -49,8 +52,7 @@ def check_references(config: BuildConfig, taxonomy: Taxonomy) -> None:
 
 def check_files(config: BuildConfig) -> None:
     """Every outside input the config names exists and opens."""
-    if not config.prompts_dir.is_dir():
-        raise ConfigError(f"{config.prompts_dir}: prompts folder not found")
+    check_prompt_files(config.prompts_dir)
     if not config.instructions.giveaway_phrases.is_file():
         raise ConfigError(f"{config.instructions.giveaway_phrases}: giveaway phrase list not found")
     for source in config.concepts.sources:

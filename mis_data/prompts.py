@@ -65,6 +65,8 @@ class PromptLibrary:
             if not path.is_file():
                 raise ConfigError(f"{path}: prompt file not found")
             text = path.read_text(encoding="utf-8")
+            if not text.strip():
+                raise ConfigError(f"{path}: prompt file is empty")
             self._cache[name] = Prompt(name=name, text=text, sha256=sha256_text(text))
         prompt = self._cache[name]
         self.used[name] = prompt.sha256
@@ -73,3 +75,18 @@ class PromptLibrary:
     def data(self, name: str) -> Any:
         """A YAML prompt file (e.g. the offline backend's templates), parsed."""
         return yaml.safe_load(self.get(name).text)
+
+
+def check_prompt_files(root: Path) -> None:
+    """Every file of a prompts folder has text: an empty one would send models an empty
+    prompt (or give the offline backend no rules) well after the run folder was made."""
+    if not root.is_dir():
+        raise ConfigError(f"{root}: prompts folder not found")
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and not path.name.startswith("."):
+            try:
+                empty = not path.read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as error:
+                raise ConfigError(f"{path}: prompt file cannot be read as UTF-8 text ({error})") from None
+            if empty:
+                raise ConfigError(f"{path}: prompt file is empty")

@@ -161,27 +161,39 @@ def shipped_entries(source: ShippedConcepts) -> list[tuple[str, dict[str, Any]]]
         items = data.get("concepts") if isinstance(data, dict) else data
         if not isinstance(items, list):
             raise ConfigError(f"{file}: expected a 'concepts' list")
+        if not items:  # an empty list would plan and build an empty dataset without a word
+            raise ConfigError(f"{file}: the 'concepts' list is empty")
         for index, entry in enumerate(items):
             entries.append((f"{file.name}[{index}]", entry))
     return entries
 
 
 def check_source(source: Any) -> None:
-    """Open a concept source far enough to fail with a config error before any work."""
+    """Open a concept source far enough to fail with a config error before any work, and
+    refuse one that yields nothing: it would plan and build an empty dataset with exit 0.
+    (Single broken items of a usable source become rejects later, each with its reason.)"""
     if isinstance(source, ShippedConcepts):
         shipped_entries(source)
     elif isinstance(source, QueryFileConcepts):
-        read_query_file(source)
+        if not any(usable_text(text) for _, text in read_query_file(source)):
+            raise ConfigError(f"{source.path}: no query in this file (no row with a "
+                              f"{source.column!r} text)")
     elif isinstance(source, HFDatasetConcepts):
-        read_hf_texts(source)
-    elif isinstance(source, ImageFolderConcepts):
-        folder_images(source.path)
+        if not any(usable_text(text) for _, text in read_hf_texts(source)):
+            raise ConfigError(f"dataset {source.name!r}: no query in split {source.split!r} "
+                              f"(no row with a {source.column!r} text)")
+    elif isinstance(source, ImageFolderConcepts) and not folder_images(source.path)[0]:
+        raise ConfigError(f"{source.path}: no images in this concept folder")
+
+
+def usable_text(text: Any) -> bool:
+    return isinstance(text, str) and bool(text.strip())
 
 
 def text_inputs(rows: list[tuple[str, Any]], label: str) -> tuple[list[ConceptInput], list[RejectRecord]]:
     inputs, problems = [], []
     for where, text in rows:
-        if not isinstance(text, str) or not text.strip():
+        if not usable_text(text):
             problems.append(RejectRecord(stage=STAGE, id=where, reason=RejectReason.bad_source,
                                          detail=f"{where}: empty or unreadable query"))
         else:

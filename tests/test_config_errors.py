@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
-from conftest import CONFIGS, run_cli, write_config
+from conftest import CONFIGS, PROMPTS, run_cli, write_config
+
+from mis_data.config import ConfigError
+from mis_data.prompts import PromptLibrary
 
 
 def assert_one_line_error(tmp_path: Path, config: Path, *expected: str) -> None:
@@ -107,3 +111,71 @@ def test_every_broken_input_fails_before_writing_anything(tmp_path: Path, case: 
     overrides, expected = BROKEN_OUTSIDE_INPUTS[case]
     config = write_config(tmp_path, **overrides(tmp_path))
     assert_one_line_error(tmp_path, config, expected)
+
+
+# -- inputs that would build an empty dataset (issue #27 case 8) --------------------------------
+
+PAIR = ("concepts:\n  - {category: Illegal Activity, sub_category: Property Crimes, object1: crowbar,"
+        " kind1: tool, object2: jewelry store, kind2: place}\n")
+
+
+def _empty_concept_list(tmp: Path) -> tuple[dict, str]:
+    (tmp / "concepts").mkdir()
+    (tmp / "concepts/a.yaml").write_text(PAIR)
+    (tmp / "concepts/b.yaml").write_text("concepts: []\n")
+    return ({"concepts": {"sources": [{"kind": "shipped", "path": str(tmp / "concepts")}]}},
+            f"{tmp / 'concepts/b.yaml'}: the 'concepts' list is empty")
+
+
+def _empty_query_file(tmp: Path) -> tuple[dict, str]:
+    (tmp / "queries.jsonl").write_text('\n{"query": "  "}\n')
+    return ({"concepts": {"sources": [{"kind": "queries_file", "path": str(tmp / "queries.jsonl")}]}},
+            f"{tmp / 'queries.jsonl'}: no query in this file")
+
+
+def _empty_image_folder(tmp: Path) -> tuple[dict, str]:
+    (tmp / "unsafe").mkdir()
+    (tmp / "unsafe/readme.txt").write_text("no images")
+    return ({"concepts": {"sources": [{"kind": "image_folder", "path": str(tmp / "unsafe")}]}},
+            f"{tmp / 'unsafe'}: no images in this concept folder")
+
+
+def _everything_filtered(tmp: Path) -> tuple[dict, str]:
+    (tmp / "pairs.yaml").write_text(PAIR)
+    return ({"concepts": {"sources": [{"kind": "shipped", "path": str(tmp / "pairs.yaml")}],
+                          "sub_categories": ["Cybercrime"]}},
+            f"{tmp / 'pairs.yaml'}: no concept pair is left to build from")
+
+
+def _empty_prompt_file(tmp: Path) -> tuple[dict, str]:
+    shutil.copytree(PROMPTS, tmp / "prompts")
+    (tmp / "prompts/label.md").write_text("\n")
+    return {"prompts_dir": str(tmp / "prompts")}, f"{tmp / 'prompts/label.md'}: prompt file is empty"
+
+
+EMPTY_INPUTS = {
+    "a shipped file whose concepts list is empty": _empty_concept_list,
+    "a query file with no query": _empty_query_file,
+    "an image folder with no image": _empty_image_folder,
+    "a source whose every entry is filtered out": _everything_filtered,
+    "an empty prompt file": _empty_prompt_file,
+}
+
+
+@pytest.mark.parametrize("case", sorted(EMPTY_INPUTS))
+def test_inputs_that_would_build_nothing_are_config_errors_in_build_and_plan(
+        tmp_path: Path, case: str) -> None:
+    overrides, expected = EMPTY_INPUTS[case](tmp_path)
+    config = write_config(tmp_path, **overrides)
+    assert_one_line_error(tmp_path, config, expected)
+    plan = run_cli("plan", "--config", config)
+    assert plan.exit_code == 2, plan.output
+    lines = plan.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {expected}"), plan.output
+
+
+def test_an_empty_prompt_file_is_refused_when_it_is_read(tmp_path: Path) -> None:
+    """Also outside a build (the eval's judge prompt): never an empty request."""
+    (tmp_path / "eval_judge.md").write_text("  \n")
+    with pytest.raises(ConfigError, match=f"{tmp_path / 'eval_judge.md'}: prompt file is empty"):
+        PromptLibrary(tmp_path).get("eval_judge.md")

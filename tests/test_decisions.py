@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _builds import copy_run, read_jsonl, run_cli, shared_run, tree_hashes
+from _builds import build, copy_run, read_jsonl, run_cli, shared_run, tree_hashes, write_config
 
 from mis_data.records import JudgementRecord, RejectReason, RejectRecord, ReviewDecision, Vote
 from mis_data.rundir import RunDir
@@ -214,3 +214,134 @@ def test_build_picks_up_decisions_and_labels_a_tie_resolved_to_train(
     assert tie in {row["id"] for row in read_jsonl(run / "labels.jsonl")}
     members = split_members(run)
     assert members.get(tie) in ("train", "val") and dropped not in members
+
+
+# -- the log as people and tools leave it (issue #27 case 4) -------------------------------------
+
+def test_a_last_line_without_its_newline_is_applied(tied: tuple[Path, str], tmp_path: Path) -> None:
+    run, _ = tied
+    first, second = sorted(s for s in split_members(run) if "." not in s)[:2]
+    path = tmp_path / "d.jsonl"
+    path.write_text(json.dumps(decision(first, "drop", 1, reason="duplicate")) + "\n"
+                    + json.dumps(decision(second, "drop", 2, reason="meaningless")), encoding="utf-8")
+    result = run_cli("apply-decisions", run, path)
+    assert result.exit_code == 0, result.output
+    assert "2 new decision(s)" in result.output and "2 dropped" in result.output
+    assert not {first, second} & set(split_members(run))
+
+
+def test_the_runs_log_keeps_a_valid_last_line_at_the_next_append(tied: tuple[Path, str],
+                                                                 tmp_path: Path) -> None:
+    run, _ = tied
+    first, second = sorted(s for s in split_members(run) if "." not in s)[:2]
+    log = run / "decisions.jsonl"
+    log.write_text(json.dumps(decision(first, "drop", 1, reason="duplicate")), encoding="utf-8")
+    more = write_decisions(tmp_path / "more.jsonl", [decision(second, "drop", 2, reason="duplicate")])
+    result = run_cli("apply-decisions", run, more)
+    assert result.exit_code == 0, result.output
+    assert [d["id"] for d in read_jsonl(log)] == [first, second]
+    assert log.read_text(encoding="utf-8").endswith("}\n")
+    assert not {first, second} & set(split_members(run))
+
+
+def test_a_cut_last_line_is_removed_with_a_word(tied: tuple[Path, str], tmp_path: Path) -> None:
+    run, _ = tied
+    first, second = sorted(s for s in split_members(run) if "." not in s)[:2]
+    log = run / "decisions.jsonl"
+    log.write_text(json.dumps(decision(first, "drop", 1, reason="duplicate")) + "\n"
+                   + '{"id": "' + second + '", "act', encoding="utf-8")
+    more = write_decisions(tmp_path / "more.jsonl", [decision(second, "drop", 2, reason="duplicate")])
+    result = run_cli("apply-decisions", run, more)
+    assert result.exit_code == 0, result.output
+    assert "decisions.jsonl line 2: cut off" in result.output
+    assert [d["id"] for d in read_jsonl(log)] == [first, second]
+
+
+def test_invalid_bytes_are_named_per_line_and_the_rest_applies(
+        tied: tuple[Path, str], tmp_path_factory: pytest.TempPathFactory) -> None:
+    run, _ = tied
+    first, second = sorted(s for s in split_members(run) if "." not in s)[:2]
+    log = run / "decisions.jsonl"
+    good = json.dumps(decision(first, "drop", 1, reason="duplicate")).encode()
+    bad = json.dumps(decision(second, "drop", 2, reason="duplicate", note="caf\u00e9")).encode()
+    log.write_bytes(good + b"\n" + bad.replace(b"\\u00e9", b"\xe9") + b"\n")
+
+    applied = run_cli("apply-decisions", run)
+    assert applied.exit_code == 0, applied.output
+    assert "skipped: decisions.jsonl line 2: not UTF-8 text (byte 0xe9" in applied.output
+    assert first not in split_members(run) and second in split_members(run)
+
+    review = run_cli("review", run)
+    assert review.exit_code == 0, review.output
+    assert "decisions.jsonl line 2: not UTF-8 text" in review.stderr
+    config = shared_run(tmp_path_factory).parent / "config.yaml"
+    built = run_cli("build", "--config", config, "--run-dir", run, "--no-progress")
+    assert built.exit_code == 0, built.output
+    assert "skipped decision: decisions.jsonl line 2: not UTF-8 text" in built.stderr
+    assert first not in split_members(run)
+
+
+# -- decisions on benign twins -------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def twins_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("twin-decisions")
+    return build(write_config(root, twins={"ratio": 0.5}), root / "run")
+
+
+def gallery_index(run: Path) -> dict[str, Any]:
+    text = (run / "review" / "data" / "index.js").read_text(encoding="utf-8")
+    return json.loads(text[text.index("(") + 1:text.rindex(")")])
+
+
+def test_a_twin_can_be_dropped_and_kept_again_but_not_moved(twins_run: Path, tmp_path: Path) -> None:
+    run = copy_run(twins_run, tmp_path / "run")
+    dropped_twin, moved, resolved = sorted(s for s, split in split_members(run).items()
+                                           if split == "twins")[:3]
+    log = write_decisions(run / "decisions.jsonl", [
+        decision(dropped_twin, "drop", 1, reason="meaningless"),
+        decision(moved, "move", 2, sub_category="Identity Theft"),
+        decision(resolved, "resolve", 3, route="easy")])
+
+    result = run_cli("apply-decisions", run)
+    assert result.exit_code == 0, result.output
+    assert "1 dropped, 0 moved, 0 resolved" in result.output
+    assert f"skipped: {moved}: a twin takes its source's route and sub-category; move its " \
+           f"source {moved.removesuffix('~t')} instead" in result.output
+    assert f"resolve its source {resolved.removesuffix('~t')} instead" in result.output
+    dropped = {r.id: r for r in RunDir(run).rejects() if r.stage == "review"}
+    assert set(dropped) == {dropped_twin}
+    assert dropped[dropped_twin].reason == RejectReason.dropped_by_reviewer
+    assert dropped[dropped_twin].sub_category
+    after = split_members(run)
+    assert dropped_twin not in after and after[moved] == after[resolved] == "twins"
+    mis_twins = json.loads((run / "export/mis/mis_test/mis_twins.json").read_text(encoding="utf-8"))
+    assert dropped_twin not in exported_ids(run)
+    assert len(mis_twins) == sum(1 for split in after.values() if split == "twins")
+
+    assert run_cli("review", run).exit_code == 0
+    rows = {row["i"]: row for row in gallery_index(run)["rows"]}
+    assert rows[dropped_twin]["s"] == "dropped"
+    assert rows[dropped_twin]["t"] == dropped_twin.removesuffix("~t")  # keep/drop only
+    assert rows[moved]["t"] == moved.removesuffix("~t")
+
+    with open(log, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(decision(dropped_twin, "keep", 5)) + "\n")
+    again = run_cli("apply-decisions", run)
+    assert again.exit_code == 0, again.output
+    assert split_members(run)[dropped_twin] == "twins" and dropped_twin in exported_ids(run)
+
+
+def test_a_build_keeps_the_logs_last_line_without_its_newline(
+        tied: tuple[Path, str], tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The build opens the run folder cutting half-written stage lines; the decisions log is
+    people's file, not a stage's, and its complete last line is a decision."""
+    run, _ = tied
+    sample = sorted(s for s in split_members(run) if "." not in s)[0]
+    log = run / "decisions.jsonl"
+    log.write_text(json.dumps(decision(sample, "drop", 1, reason="duplicate")), encoding="utf-8")
+    config = shared_run(tmp_path_factory).parent / "config.yaml"
+    result = run_cli("build", "--config", config, "--run-dir", run, "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert [d["id"] for d in read_jsonl(log)] == [sample]
+    assert sample not in split_members(run)

@@ -7,15 +7,18 @@ import io
 import json
 import random
 import shutil
+import struct
+import zlib
 from pathlib import Path
 
 import pytest
 import yaml
-from _builds import read_jsonl, tree_hashes
+from _builds import copy_run, read_jsonl, shared_run, tree_hashes
 from conftest import CONFIGS, run_cli, write_config
 from loopback import LoopbackServer
 from PIL import Image
 from test_client_build import KEY, api_config
+from test_eval_layout import write_layout
 
 from mis_data.decontaminate import Fingerprint, HashIndex
 from mis_data.rundir import RunDir
@@ -164,7 +167,7 @@ def test_the_build_step_over_http_drops_the_copies_with_no_model_call(
     assert report["as"] == "folder" and set(report["dropped"]) == copied
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["decontamination"] == {"bench": {"as": "folder", "image_matches": len(
-        report["matches"]), "text_matches": 0, "dropped": len(copied)}}
+        report["matches"]), "text_matches": 0, "dropped": len(copied), "unreadable": 0}}
 
 
 @pytest.mark.parametrize(("against", "message"), [
@@ -216,3 +219,123 @@ def test_an_unreachable_hub_benchmark_is_one_line_and_loses_nothing(tmp_path: Pa
     config.write_text(yaml.safe_dump(data))
     again = run_cli(*args)
     assert again.exit_code == 0, again.output
+
+
+# -- unreadable and empty benchmarks (issue #27 case 6) -----------------------------------------
+
+def bomb_png() -> bytes:
+    """A PNG whose header claims 30000 x 30000 pixels (a few bytes on disk): Pillow refuses
+    it as a decompression bomb when it is opened."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+    header = struct.pack(">IIBBBBB", 30000, 30000, 1, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+            + chunk(b"IEND", b""))
+
+
+def spoil(bench: Path, how: str) -> str:
+    """Make the first easy item's first image unreadable; returns the reason expected."""
+    items = json.loads((bench / "mis_easy.json").read_text())
+    if how == "missing":
+        (bench / items[0]["image_path1"]).unlink()
+        expected = "image not found"
+    elif how == "folder":
+        items[0]["image_path1"] = str(Path(items[0]["image_path1"]).parent)
+        expected = "a folder, not an image"
+    elif how == "integer":
+        items[0]["image_path1"] = 5
+        expected = "not a path: 5"
+    else:
+        (bench / items[0]["image_path1"]).write_bytes(bomb_png())
+        expected = "decompression bomb"
+    (bench / "mis_easy.json").write_text(json.dumps(items))
+    return expected
+
+
+@pytest.mark.parametrize("how", ["missing", "folder", "integer", "bomb"])
+def test_an_unreadable_benchmark_image_is_skipped_counted_and_named(
+        how: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    run = copy_run(shared_run(tmp_path_factory), tmp_path / "run")
+    bench = tmp_path / "bench" / "mis_test"
+    shutil.copytree(run / "export/mis/mis_test", bench)
+    expected = spoil(bench, how)
+    result = run_cli("decontaminate", run, "--against", bench)
+    assert result.exit_code == 0, result.output
+    warning = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warning) == 1 and "mis_easy[0].image_path1" in warning[0] and expected in warning[0]
+    assert "1 unreadable benchmark item(s) skipped" in result.output
+    report = only_report(run)
+    assert [entry["item"] for entry in report["unreadable"]] == ["mis_easy[0].image_path1"]
+    assert report["benchmark_images"] > 0
+    assert run_cli("split", run).exit_code == 0  # the manifest and the card carry the count
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["decontamination"]["mis_test"]["unreadable"] == 1
+    assert "| unreadable |" in (run / "export/hf/README.md").read_text()
+
+
+def test_the_build_step_skips_an_unreadable_benchmark_image_after_the_work(tmp_path: Path) -> None:
+    bench = write_layout(tmp_path / "bench", {"easy": [
+        {"tag": "b1", "category": "Illegal Activity", "sub_category": "Property Crimes"},
+        {"tag": "b2", "category": "Illegal Activity", "sub_category": "Property Crimes"}]},
+        missing=("b2",))
+    config = write_config(tmp_path, decontaminate={"against": [{"path": str(bench), "kind": "mis"}]})
+    result = run_cli("build", "--config", config, "--run-dir", tmp_path / "run", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert "warning: mis_test: skipped unreadable benchmark item mis_easy[1].image_path2: image " \
+           "not found: easy_image/2/object2.jpg" in result.stderr
+    manifest = json.loads((tmp_path / "run/manifest.json").read_text())
+    assert manifest["decontamination"]["mis_test"]["unreadable"] == 1
+
+
+def empty_mis(tmp: Path) -> dict[str, str]:
+    (tmp / "bench").mkdir()
+    (tmp / "bench/mis_easy.json").write_text("[]")
+    return {"path": str(tmp / "bench"), "kind": "mis"}
+
+
+def imageless_mis(tmp: Path) -> dict[str, str]:
+    root = write_layout(tmp / "bench", {"easy": [
+        {"tag": "b1", "category": "Illegal Activity", "sub_category": "Property Crimes"}]})
+    shutil.rmtree(root / "easy_image")
+    return {"path": str(root), "kind": "mis"}
+
+
+def empty_folder(tmp: Path) -> dict[str, str]:
+    (tmp / "bench").mkdir()
+    (tmp / "bench/notes.txt").write_text("no images here")
+    return {"path": str(tmp / "bench"), "kind": "folder"}
+
+
+EMPTY_BENCHMARKS = {
+    "no items": (empty_mis, "the mis_*.json files hold no items"),
+    "no image file": (imageless_mis, "none of the 1 items names an image file that exists"),
+    "no image in the folder": (empty_folder, "no image files in this benchmark folder"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(EMPTY_BENCHMARKS))
+def test_an_empty_benchmark_is_a_config_error_before_any_model_work(case: str,
+                                                                    tmp_path: Path) -> None:
+    make, message = EMPTY_BENCHMARKS[case]
+    config = write_config(tmp_path / "cfg", decontaminate={"against": [make(tmp_path)]})
+    for command in (("build", "--config", config, "--run-dir", tmp_path / "run", "--no-progress"),
+                    ("plan", "--config", config)):
+        result = run_cli(*command)
+        assert result.exit_code == 2 and message in result.output, result.output
+        assert len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_benchmark_with_no_readable_image_is_an_error_not_clean(
+        tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    run = copy_run(shared_run(tmp_path_factory), tmp_path / "run")
+    bench = tmp_path / "bench"
+    bench.mkdir()
+    (bench / "broken.png").write_bytes(b"not a png at all")
+    (bench / "bomb.png").write_bytes(bomb_png())
+    result = run_cli("decontaminate", run, "--against", bench)
+    assert result.exit_code == 2
+    assert f"{bench}: no readable benchmark images (2 unreadable, e.g. bomb.png: decompression " \
+           "bomb" in result.output
+    assert not (run / "decontamination.json").exists()

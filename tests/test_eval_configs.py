@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 from conftest import CONFIGS, run_cli
-from loopback import LoopbackServer
+from loopback import LoopbackServer, Reply, prompt_text
 from test_eval_layout import KEY_ENV, RELEASED, eval_config, write_layout
 
 from mis_data.eval.config import check_keys, load_eval_config
+
+UNSAFE = {"label_perception": "Perception Level1", "label_str": "Unsafe"}
 
 
 @pytest.mark.parametrize("name", ["eval_openai.yaml", "eval_vllm.yaml"])
@@ -109,3 +111,81 @@ def test_changed_or_repaired_items_are_asked_again_and_only_they(tmp_path: Path)
     assert (tmp_path / "out/judgements.jsonl").read_text().count("\n") == 4
     row = json.loads((tmp_path / "out/scores.json").read_text())["splits"][0]
     assert (row["judged"], row["answer_failed"]) == (3, 0)
+
+
+# -- failures and identity (issue #27 case 7) ---------------------------------------------------
+
+def test_an_eval_that_scores_nothing_fails_with_a_hint_and_counts_every_request(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Eight items, a server that answers 500 to everything, one retry each: 16 requests went
+    out, every item is api_error, and the command says so instead of printing an empty table."""
+    monkeypatch.setenv(KEY_ENV, "sk-test")
+    items = [dict(RELEASED["easy"][0], tag=f"f{n}") for n in range(8)]
+    write_layout(tmp_path, {"easy": items})
+    with LoopbackServer(lambda body: Reply(status=500)) as server:
+        config = eval_config(tmp_path, [{"path": str(tmp_path / "mis_test")}], url=server.url)
+        result = run_cli("eval", "--config", config, "--no-progress")
+        sent = server.state.chat_requests
+    assert sent == 16
+    assert result.exit_code == 1, result.output
+    assert "error: nothing was scored: 8 items failed (api_error); run the same command again" \
+        in result.stderr
+    assert f"requests this eval folder: {sent}," in result.output
+    usage = json.loads((tmp_path / "out/usage.json").read_text())
+    assert usage["total"]["requests"] == sent
+
+
+def test_some_transient_failures_get_a_rerun_hint(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(KEY_ENV, "sk-test")
+    items = [dict(RELEASED["easy"][0], tag=f"p{n}") for n in range(4)]
+    write_layout(tmp_path, {"easy": items})
+
+    def responder(body: dict) -> object:
+        if "[p0]" in prompt_text(body) and body["messages"][0]["role"] == "user":
+            return Reply(status=500)
+        return "Sure." if body["messages"][0]["role"] == "user" else UNSAFE
+
+    with LoopbackServer(responder) as server:
+        config = eval_config(tmp_path, [{"path": str(tmp_path / "mis_test")}], url=server.url)
+        result = run_cli("eval", "--config", config, "--no-progress")
+        assert result.exit_code == 0, result.output
+        assert f"requests this eval folder: {server.state.chat_requests}," in result.output
+    assert "1 item(s) failed on transient server errors (api_error): run the same command " \
+           "again to retry them" in result.output
+
+
+def test_a_folder_follows_its_model_to_another_server(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Servers, keys and concurrency are not the folder's identity (as in a build's cache key);
+    the model and its sampling are."""
+    monkeypatch.setenv(KEY_ENV, "sk-test")
+    monkeypatch.setenv("OTHER_KEY", "sk-other")
+    write_layout(tmp_path, {"easy": RELEASED["easy"]})
+    test_sets = [{"path": str(tmp_path / "mis_test")}]
+
+    def answer(body: dict) -> object:
+        return "Sure." if body["messages"][0]["role"] == "user" else UNSAFE
+
+    with LoopbackServer(answer) as first, LoopbackServer(answer) as second:
+        config = eval_config(tmp_path, test_sets, url=first.url)
+        assert run_cli("eval", "--config", config, "--no-progress").exit_code == 0
+        scores = (tmp_path / "out/scores.json").read_bytes()
+        moved = eval_config(tmp_path, test_sets, url=second.url,
+                            spec={"api_key_env": "OTHER_KEY", "concurrency": 3})
+        result = run_cli("eval", "--config", moved, "--no-progress")
+        assert result.exit_code == 0, result.output
+        assert second.state.chat_requests == 0  # every answer came from the folder's cache
+        assert (tmp_path / "out/scores.json").read_bytes() == scores
+        eval_json = json.loads((tmp_path / "out/eval.json").read_text())
+        assert "base_url" not in eval_json["model"] and "base_url" not in eval_json["judge"]
+
+        # an eval.json written before servers were left out still matches
+        old = dict(eval_json, model=dict(eval_json["model"], base_url=first.url),
+                   judge=dict(eval_json["judge"], base_url=first.url))
+        (tmp_path / "out/eval.json").write_text(json.dumps(old))
+        assert run_cli("eval", "--config", moved, "--no-progress").exit_code == 0
+
+        other_model = eval_config(tmp_path, test_sets, url=second.url, spec={"temperature": 0.7})
+        refused = run_cli("eval", "--config", other_model, "--no-progress")
+    assert refused.exit_code == 2 and "(judge, model changed)" in refused.output

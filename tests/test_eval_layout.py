@@ -121,9 +121,9 @@ def test_a_builds_mis_and_hf_exports_read_the_same(demo_run: Path, tmp_path: Pat
     hf = ingest([TestSetSpec(path=demo_run / "export/hf", name="x")], store)
     assert [e.item for e in mis] == [e.item for e in hf]
     assert [e.images for e in mis] == [e.images for e in hf] and all(e.images for e in mis)
-    benchmark_images = [name for name, data, _ in read_hf(str(demo_run / "export/hf")) if data]
+    benchmark_images = [name for name, data, _, _ in read_hf(str(demo_run / "export/hf")) if data]
     assert len(benchmark_images) >= 2 * len(hf)  # test configs plus the train config
-    mis_images = [name for name, data, _ in read_mis(demo_run / "export/mis") if data]
+    mis_images = [name for name, data, _, _ in read_mis(demo_run / "export/mis") if data]
     assert len(mis_images) == 2 * len(mis)
 
 

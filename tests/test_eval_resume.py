@@ -109,3 +109,27 @@ def test_killed_eval_resumes_to_the_same_scores(tmp_path: Path) -> None:
         assert lines(tmp_path / f"killed/out/{name}.jsonl") == 80
     scores = json.loads((tmp_path / "killed/out/scores.json").read_text())
     assert scores["totals"]["judge_failed"] == 4  # items 17, 34, 51, 68: refused, kept, counted
+
+
+def test_a_killed_evals_usage_is_kept_and_counted_by_the_rerun(tmp_path: Path) -> None:
+    """``usage.json`` is written as the eval goes: after a kill it holds what the killed
+    session sent, and the rerun's total adds its own; only requests in flight at the kill
+    (sent, no answer yet) can be missing from the count."""
+    items = [{"tag": f"x{n}", "category": SUBS[n % 4][0], "sub_category": SUBS[n % 4][1]}
+             for n in range(1, 41)]
+    write_layout(tmp_path, {"easy": items})
+    env = {**os.environ, KEY_ENV: "sk-test"}
+    usage_file = tmp_path / "out/usage.json"
+    with LoopbackServer(responder, latency=0.05) as server:
+        config = eval_config(tmp_path, [{"path": str(tmp_path / "mis_test")}], url=server.url,
+                             spec={"concurrency": CONCURRENCY})
+        kill_after(config, env, tmp_path / "out/responses.jsonl", 10)
+        killed = json.loads(usage_file.read_text())
+        assert len(killed["sessions"]) == 1 and killed["total"]["requests"] >= 10
+        run_to_end(config, env)
+        sent = server.state.chat_requests
+    usage = json.loads(usage_file.read_text())
+    assert len(usage["sessions"]) == 2
+    assert usage["sessions"][0]["total"]["requests"] >= killed["total"]["requests"]
+    counted = usage["total"]["requests"]
+    assert sent - 2 * CONCURRENCY <= counted <= sent

@@ -114,7 +114,7 @@ def scored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Loopb
 
 
 def test_scores_equal_the_hand_computed_table(scored: Any) -> None:
-    out, _, result = scored
+    out, server, result = scored
     scores = json.loads((out / "scores.json").read_text())
     assert strip(scores["splits"], "split") == EXPECTED_SPLITS
     assert strip(scores["sub_categories"], "split", "sub_category") == EXPECTED_SUBS
@@ -132,8 +132,12 @@ def test_scores_equal_the_hand_computed_table(scored: Any) -> None:
     assert ["easy", "Weapon-Related", "Violence", "3", "1", "0.00", "100.00", "0.00", "0.00",
             "0/2"] in printed
     assert "sk-eval-SECRET-42" not in result.output
-    # 12 answers (e7 never sent, h3 failed) + 12 judge calls + e6 sent back once = 25 replies
-    assert "requests this eval folder: 25, cost $0.0000" in result.output
+    # 12 answers + h3's 2 failed attempts (e7 never sent) + 12 judge calls + e6 sent back once:
+    # every request sent is counted, the failed ones too
+    assert server.state.chat_requests == 27
+    assert "requests this eval folder: 27, cost $0.0000" in result.output
+    assert "1 item(s) failed on transient server errors (api_error): run the same command " \
+           "again" in result.output
     assert not any("sk-eval-SECRET-42" in p.read_text(errors="ignore")
                    for p in out.rglob("*") if p.is_file() and p.suffix != ".png")
 

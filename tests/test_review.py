@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import threading
 import urllib.error
 import urllib.request
@@ -353,3 +354,74 @@ def test_screenshot(gallery: Path, page: Any, tmp_path: Path) -> None:
     with Image.open(shot) as image:
         assert image.size == (1280, 1000)
         assert len(image.convert("L").getcolors(maxcolors=1 << 16) or []) > 50  # not a blank page
+
+
+def status_line(port: int, request: bytes, close_write: bool = False) -> str:
+    """Send raw bytes to the server and return the status line of its answer ('' if none)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request)
+        if close_write:
+            sock.shutdown(socket.SHUT_WR)
+        reply = b""
+        while b"\r\n" not in reply:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            reply += chunk
+    return reply.split(b"\r\n")[0].decode("latin-1")
+
+
+def raw_post(port: int, body: bytes, length: str | None, host: str | None = None) -> bytes:
+    headers = [b"POST /api/decisions HTTP/1.1", b"Host: " + (host or f"127.0.0.1:{port}").encode(),
+               b"Content-Type: application/json"]
+    if length is not None:
+        headers.append(b"Content-Length: " + length.encode())
+    return b"\r\n".join(headers) + b"\r\n\r\n" + body
+
+
+def a_decision(run: Path) -> bytes:
+    sample = sorted(split_members(run))[0]
+    return json.dumps({"id": sample, "action": "drop", "reason": "duplicate", "reviewer": "Eve",
+                       "at": "2026-01-05T10:00:00Z"}).encode()
+
+
+@pytest.mark.parametrize(("length", "expected"), [
+    ("-1", "400"), ("abc", "400"), ("1e3", "400"), (None, "411"), (str(2 << 20), "413")])
+def test_a_bad_content_length_is_refused_and_nothing_is_saved(
+        served: tuple[Path, Any], capfd: pytest.CaptureFixture[str], length: str | None,
+        expected: str) -> None:
+    run, server = served
+    port = server.server_address[1]
+    body = b"" if length == str(2 << 20) else a_decision(run)  # headers alone: the cap answers
+    line = status_line(port, raw_post(port, body, length), close_write=True)
+    assert line.startswith(f"HTTP/1.1 {expected} "), line
+    assert not (run / "decisions.jsonl").exists()
+    assert "Traceback" not in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("body", [b'{"id": "\xff"}', b"[" * 100_000, b'{"id": "x"}'])
+def test_a_malformed_body_is_400_without_a_traceback(served: tuple[Path, Any], body: bytes,
+                                                      capfd: pytest.CaptureFixture[str]) -> None:
+    run, server = served
+    port = server.server_address[1]
+    line = status_line(port, raw_post(port, body, str(len(body))))
+    assert line.startswith("HTTP/1.1 400 "), line
+    assert status_line(port, b"GET / / HTTP/1.1\r\n\r\n").startswith("HTTP/1.1 400")  # a bad request line
+    assert "Traceback" not in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("path", ["/api/decisions", "/review/index.html"])
+def test_a_foreign_host_is_refused_even_for_reading(served: tuple[Path, Any], path: str,
+                                                     capfd: pytest.CaptureFixture[str]) -> None:
+    """A DNS-rebinding page reaches 127.0.0.1 under its own name: its Host gives it away."""
+    run, server = served
+    port = server.server_address[1]
+    for host, expected in ((f"rebind.evil.test:{port}", "403"), (f"127.0.0.1:{port + 1}", "403"),
+                           (f"127.0.0.1:{port}", "200"), (f"localhost:{port}", "200")):
+        request = f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode()
+        line = status_line(port, request)
+        assert line.startswith(f"HTTP/1.1 {expected} "), (host, line)
+    evil = raw_post(port, a_decision(run), str(len(a_decision(run))), host=f"rebind.evil.test:{port}")
+    assert status_line(port, evil).startswith("HTTP/1.1 403 ")
+    assert not (run / "decisions.jsonl").exists()
+    assert "Traceback" not in capfd.readouterr().err

@@ -14,6 +14,7 @@ Each item is answered, then judged, by a pool of workers; every line is appended
 is known. A run killed at any point is finished by the same command: finished lines are kept,
 replies that came back before the kill are in the cache, and only requests that were in flight
 are sent again. ``scores.json`` is computed from the lines alone, so it has the same bytes.
+``usage.json`` is rewritten after every line, so a killed session's spending is kept too.
 """
 
 from __future__ import annotations
@@ -32,16 +33,20 @@ from mis_data.eval.offline import OfflineEvalClient
 from mis_data.eval.protocol import JUDGE_PROMPT, answer_request, bucket, judge_request
 from mis_data.eval.records import JudgementLine, LineUsage, ResponseLine, latest
 from mis_data.eval.report import scores_table, write_scores_plot
-from mis_data.eval.scores import Outcome, compute_scores
+from mis_data.eval.scores import Outcome, Tally, compute_scores
 from mis_data.eval.testsets import EvalItem, detect_format, ingest
 from mis_data.images.store import ImageStore
 from mis_data.models.base import TextClient
-from mis_data.models.session import record_usage
+from mis_data.models.session import UsageLog
 from mis_data.prompts import Prompt, PromptLibrary
 from mis_data.rundir import JsonlAppender, dump_json, read_json_or_none, write_text_atomic
 
-ANSWER_FIELDS = ("model", "base_url", "temperature", "max_tokens", "seed", "detail", "max_image_side")
+# What changes an answer: the model and its sampling. Servers, keys, concurrency, limits and
+# retries do not (the same model answers the same question anywhere, as a build's cache key
+# says), so moving an eval to another server or adding one keeps its folder.
+ANSWER_FIELDS = ("model", "temperature", "max_tokens", "seed", "detail", "max_image_side")
 JUDGE_FIELDS = ANSWER_FIELDS
+SERVER_FIELDS = ("base_url",)  # recorded by evals made before servers were left out
 
 
 @dataclass
@@ -52,6 +57,8 @@ class EvalRun:
     scores: dict[str, Any]
     table: str
     usage: dict[str, Any]  # usage.json: tokens and cost of every session of this folder
+    hint: str | None = None  # items to try again (api_error), when there are any
+    nothing_scored: str | None = None  # why no rate could be computed (the command exits 1)
 
 
 def identity(config: EvalConfig, prompt: Prompt) -> dict[str, Any]:
@@ -64,23 +71,31 @@ def identity(config: EvalConfig, prompt: Prompt) -> dict[str, Any]:
             "judge_prompt_sha256": prompt.sha256}
 
 
+def without_servers(settings: dict[str, Any]) -> dict[str, Any]:
+    """Settings as compared: an older ``eval.json`` also recorded each model's server."""
+    return {key: {k: v for k, v in value.items() if k not in SERVER_FIELDS}
+            if key in ("model", "judge") and isinstance(value, dict) else value
+            for key, value in settings.items()}
+
+
 def claim_folder(out: Path, settings: dict[str, Any]) -> None:
     """Bind the folder to its settings; answers made with other settings are never mixed in."""
     path = out / "eval.json"
     previous = read_json_or_none(path)
-    if previous is not None and previous != settings:
-        changed = sorted(key for key in settings if previous.get(key) != settings[key])
+    if previous is not None and without_servers(previous) != settings:
+        changed = sorted(key for key in settings if without_servers(previous).get(key) != settings[key])
         raise ConfigError(f"{out}: made with other settings ({', '.join(changed)} changed); "
                           "use another name or --out")
-    if previous is None:
+    if previous != settings:
         write_text_atomic(path, dump_json(settings))
 
 
 class Worker:
     """Answers and judges items, appending each line as it is known."""
 
-    def __init__(self, config: EvalConfig, client: TextClient, prompt: Prompt, out: Path) -> None:
-        self.config, self.client, self.prompt = config, client, prompt
+    def __init__(self, config: EvalConfig, client: TextClient, prompt: Prompt, out: Path,
+                 usage: UsageLog) -> None:
+        self.config, self.client, self.prompt, self.usage = config, client, prompt, usage
         self.responses = latest(out / "responses.jsonl", ResponseLine)
         self.judgements = latest(out / "judgements.jsonl", JudgementLine)
         self.response_file = JsonlAppender(out / "responses.jsonl")
@@ -143,10 +158,12 @@ class Worker:
             response = await self.answer(entry)
             self.response_file.write_many([response])
             self.responses[key] = response
+            self.usage.save(self.client.usage.as_dict())  # a kill keeps what was spent so far
         if response.response is not None and self.judgement_for(entry) is None:
             judgement = await self.judge(entry, response)
             self.judgement_file.write_many([judgement])
             self.judgements[key] = judgement
+            self.usage.save(self.client.usage.as_dict())
 
     def close(self) -> None:
         self.response_file.close()
@@ -199,24 +216,55 @@ def run_eval(config_path: Path, out: Path | None = None, max_cost: float | None 
 
     async def go() -> None:
         client = make_client(config, store, folder)
-        worker = Worker(config, client, prompt, folder)
+        usage = UsageLog(folder)
+        worker = Worker(config, client, prompt, folder, usage)
         width = 8 if config.backend == "offline" else (
             config.judge.capacity + (config.model.capacity if config.model else 0))
         try:
             await run_items(worker, worker.pending(items), width, progress)
         finally:
             worker.close()
-            record_usage(folder, client.usage.as_dict())
+            usage.save(client.usage.as_dict())
             await client.aclose()
 
     asyncio.run(go())
-    scores = write_scores(config, settings, items, folder)
+    scores, outcomes = write_scores(config, settings, items, folder)
+    reasons = failure_reasons(outcomes)
+    retry = reasons.get("api_error", 0)
     return EvalRun(out=folder, scores=scores, table=scores_table(scores),
-                   usage=read_json_or_none(folder / "usage.json") or {})
+                   usage=read_json_or_none(folder / "usage.json") or {},
+                   hint=f"{retry} item(s) failed on transient server errors (api_error): run the "
+                        "same command again to retry them" if retry else None,
+                   nothing_scored=nothing_scored_line(scores, reasons))
+
+
+def failure_reasons(outcomes: list[Outcome]) -> dict[str, int]:
+    """Items that could not be scored, by reason (the answer's or the judge's), benign included."""
+    tally = Tally()
+    for outcome in outcomes:
+        tally.add(outcome)
+    reasons: dict[str, int] = {}
+    for key, count in tally.failures.items():
+        reason = key.split(":", 1)[1]
+        reasons[reason] = reasons.get(reason, 0) + count
+    return dict(sorted(reasons.items()))
+
+
+def nothing_scored_line(scores: dict[str, Any], reasons: dict[str, int]) -> str | None:
+    """One line when no rate could be computed (no answer judged, no benign answer scored):
+    how many items failed, why, and what to do; None when something was scored."""
+    if scores["totals"]["judged"] or any(row["answered"] for row in scores["over_refusal"]):
+        return None
+    failed = sum(reasons.values())
+    why = next(iter(reasons)) if len(reasons) == 1 else ", ".join(
+        f"{reason}: {count}" for reason, count in reasons.items())
+    again = "; run the same command again" if "api_error" in reasons else ""
+    return f"nothing was scored: {failed} items failed ({why}){again}"
 
 
 def write_scores(config: EvalConfig, settings: dict[str, Any], items: list[EvalItem],
-                 folder: Path) -> dict[str, Any]:
+                 folder: Path) -> tuple[dict[str, Any], list[Outcome]]:
+    """``scores.json`` and ``scores.png`` from the lines alone; the scores and each outcome."""
     responses = latest(folder / "responses.jsonl", ResponseLine)
     judgements = latest(folder / "judgements.jsonl", JudgementLine)
     def current(lines: dict[str, Any], entry: EvalItem) -> Any:
@@ -235,4 +283,4 @@ def write_scores(config: EvalConfig, settings: dict[str, Any], items: list[EvalI
     scores = compute_scores(outcomes, header)
     write_text_atomic(folder / "scores.json", dump_json(scores))
     write_scores_plot(scores, folder / "scores.png")
-    return scores
+    return scores, outcomes

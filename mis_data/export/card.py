@@ -182,11 +182,13 @@ def decontamination_section(info: RunInfo) -> list[str]:
     lines = ["### Decontamination", "",
              "Train and validation images were compared with each benchmark's images (identical "
              "bytes, or pHash and dHash both within a few bits) and the questions by word "
-             "overlap; the last column counts the samples dropped as `contaminated`.", "",
-             "| benchmark | as | image matches | question matches | samples dropped |",
-             "|---|---|---:|---:|---:|"]
+             "overlap; `samples dropped` counts the samples dropped as `contaminated`, "
+             "`unreadable` the benchmark items that could not be read and were not compared.", "",
+             "| benchmark | as | image matches | question matches | samples dropped | unreadable |",
+             "|---|---|---:|---:|---:|---:|"]
     lines += [f"| {name} | {entry['as']} | {entry['image_matches']} | {entry['text_matches']} | "
-              f"{entry['dropped']} |" for name, entry in sorted(info.decontamination.items())]
+              f"{entry['dropped']} | {entry.get('unreadable', 0)} |"
+              for name, entry in sorted(info.decontamination.items())]
     return lines + [""]
 
 

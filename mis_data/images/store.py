@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import io
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,8 +35,15 @@ class StoredImage:
     path: Path
 
 
-def normalize_image(data: bytes, max_side: int, max_pixels: int = 64_000_000) -> bytes:
-    """Decode, orient, convert to RGB, cap the longest side, and encode as PNG."""
+MAX_PIXELS = 64_000_000
+
+
+@contextmanager
+def decoded(data: bytes, max_pixels: int = MAX_PIXELS) -> Iterator[Image.Image]:
+    """The image in ``data``, open for reading; anything Pillow cannot read safely (no bytes,
+    a decompression bomb, more than ``max_pixels``, a broken file), at opening or while the
+    caller reads it, raises ``BadImage`` with a one-line reason. The store and the
+    decontamination fingerprints share it, so both refuse the same files for the same reason."""
     if not data:
         raise BadImage("empty file (0 bytes)")
     try:
@@ -45,10 +54,7 @@ def normalize_image(data: bytes, max_side: int, max_pixels: int = 64_000_000) ->
                     raise BadImage(
                         f"too large: {image.width}x{image.height} pixels exceeds {max_pixels}"
                     )
-                image.seek(0)  # animated images: the first frame only
-                image.load()
-                image = ImageOps.exif_transpose(image)
-                image = _to_rgb(image)
+                yield image
     except BadImage:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
@@ -57,6 +63,14 @@ def normalize_image(data: bytes, max_side: int, max_pixels: int = 64_000_000) ->
         raise BadImage("not an image Pillow can read") from None
     except (OSError, ValueError, SyntaxError) as error:
         raise BadImage(f"unreadable image: {error}") from None
+
+
+def normalize_image(data: bytes, max_side: int, max_pixels: int = MAX_PIXELS) -> bytes:
+    """Decode, orient, convert to RGB, cap the longest side, and encode as PNG."""
+    with decoded(data, max_pixels) as image:
+        image.seek(0)  # animated images: the first frame only
+        image.load()
+        image = _to_rgb(ImageOps.exif_transpose(image))
     if max(image.size) > max_side:
         image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     buffer = io.BytesIO()
@@ -80,7 +94,7 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 class ImageStore:
     """Normalized PNGs under ``images/ab/<sha256>.png``."""
 
-    def __init__(self, root: Path, max_side: int = 1024, max_pixels: int = 64_000_000) -> None:
+    def __init__(self, root: Path, max_side: int = 1024, max_pixels: int = MAX_PIXELS) -> None:
         self.root = Path(root)
         self.max_side = max_side
         self.max_pixels = max_pixels

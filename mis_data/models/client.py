@@ -170,18 +170,22 @@ class OpenAIClient:
         return self.session.spent()
 
     # -- the call ----------------------------------------------------------------------------
-    async def call_with_retries(self, lane: ModelLane, tokens: int,
+    async def call_with_retries(self, lane: ModelLane, tokens: int, stage: str,
                                 make_call: Callable[[AsyncOpenAI], Awaitable[Any]]) -> Any:
         """One request through the lane's servers: the least busy free one takes it; a server
-        that fails rests while the retry goes to another, or waits for backoff when alone."""
+        that fails rests while the retry goes to another, or waits for backoff when alone.
+
+        Every attempt that got no answer is counted as a request of ``stage`` here (it was sent,
+        and a server may bill it); an answered one is counted with its tokens by the caller."""
         spec = lane.spec
         for attempt in range(1, spec.max_retries + 2):
             await lane.limiter.acquire(tokens)
             server = await lane.pool.acquire()
             started, ok, headers, failed_over = time.monotonic(), False, {}, False
+            answered = False
             try:
                 result = await make_call(server.client)
-                ok = True
+                ok = answered = True
                 return result
             except openai.APIStatusError as error:
                 status = error.status_code
@@ -212,6 +216,8 @@ class OpenAIClient:
                 failed_over = lane.pool.rest(server, type(error).__name__)
             finally:
                 self.usage.server(spec.model, server.url, ok, time.monotonic() - started)
+                if not answered:
+                    self.usage.record(stage, spec.model, Usage(requests=1))
                 await lane.pool.release(server)
             if failed_over and lane.pool.others_awake(server):
                 log.info("retry %d for %s on another server", attempt, spec.model)
@@ -255,7 +261,7 @@ class OpenAIClient:
                 mode, request.response_model)
             try:
                 completion = await self.call_with_retries(
-                    lane, tokens + spec.max_tokens,
+                    lane, tokens + spec.max_tokens, request.stage,
                     lambda client, sent=sent, wanted=wanted: client.chat.completions.create(
                         messages=sent, response_format=wanted, **self.sampling(spec)))
                 break
@@ -271,8 +277,8 @@ class OpenAIClient:
 
     def blocked_reply(self, request: StructuredRequest | TextRequest, spec: ModelSpec,
                       message: str) -> CachedReply:
-        """The provider's block, counted and kept in the cache like an answer."""
-        self.usage.record(request.stage, spec.model, Usage(requests=1))
+        """The provider's block, counted (the request itself is counted where it was sent)
+        and kept in the cache like an answer."""
         self.count(request, spec, "blocked")
         return CachedReply(text=None, refusal=None, input_tokens=0, output_tokens=0,
                            blocked=message)
@@ -389,7 +395,7 @@ class OpenAIClient:
         wire, tokens = self.wire(request.messages, spec)
         try:
             completion = await self.call_with_retries(
-                lane, tokens + spec.max_tokens,
+                lane, tokens + spec.max_tokens, request.stage,
                 lambda client: client.chat.completions.create(messages=wire, **self.sampling(spec)))
         except ProviderBlocked as blocked:
             return self.blocked_reply(request, spec, str(blocked))
@@ -424,9 +430,9 @@ class OpenAIClient:
         self.session.check_budget(spec.prices.per_image)
         extra = {} if spec.model.startswith("gpt-image") else {"response_format": "b64_json"}
         try:
-            response = await self.call_with_retries(lane, 1, lambda client: client.images.generate(
-                model=spec.model, prompt=request.prompt, size=spec.size, n=1, **extra))
-            data = base64.b64decode(response.data[0].b64_json or "")
+            response = await self.call_with_retries(
+                lane, 1, request.stage, lambda client: client.images.generate(
+                    model=spec.model, prompt=request.prompt, size=spec.size, n=1, **extra))
         except ProviderBlocked as blocked:
             self.session.cache.put(key, self.blocked_reply(request, spec, str(blocked)))
             return ImageResult(reason=RejectReason.blocked, detail=str(blocked), model=spec.model)
@@ -439,6 +445,11 @@ class OpenAIClient:
                                model=spec.model)
         except (openai.BadRequestError, ValueError, IndexError) as error:
             self.count(request, spec, "failed")
+            return ImageResult(reason=RejectReason.api_error, detail=short(str(error)), model=spec.model)
+        try:
+            data = base64.b64decode(response.data[0].b64_json or "")
+        except (ValueError, IndexError) as error:  # answered, so sent and counted, but unusable
+            self.usage.record(request.stage, spec.model, Usage(requests=1))
             return ImageResult(reason=RejectReason.api_error, detail=short(str(error)), model=spec.model)
         self.usage.record(request.stage, spec.model, Usage(requests=1, images=1,
                                                            cost_usd=spec.prices.per_image))

@@ -64,17 +64,31 @@ class Session:
         self.cache.close()
 
 
+class UsageLog:
+    """The folder's ``usage.json`` with this session's usage in it, rewritten as the session
+    goes (``save``), so a session that is killed leaves what it spent: the next session's cost
+    cap and totals include it. A session that sent nothing is not added."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / "usage.json"
+        self.before = list((read_json_or_none(self.path) or {}).get("sessions", []))
+        self.last: dict[str, Any] | None = None
+
+    def save(self, session: dict[str, Any]) -> dict[str, Any]:
+        """Write the sessions before this one plus ``session`` (unless nothing changed)."""
+        sessions = self.before + ([session] if session["total"]["requests"] else [])
+        total: dict[str, float] = {}
+        for entry in sessions:
+            for key, value in entry["total"].items():
+                total[key] = total.get(key, 0) + value
+        data = {"sessions": sessions, "total": total}
+        if data != self.last or not self.path.exists():
+            write_text_atomic(self.path, dump_json(data))
+            self.last = data
+        return data
+
+
 def record_usage(folder: Path, session: dict[str, Any]) -> dict[str, Any]:
     """Add one session's usage (``UsageMeter.as_dict``) to the folder's ``usage.json``, which
     the next session's cost cap reads; a session that sent nothing is not added."""
-    path = folder / "usage.json"
-    previous = read_json_or_none(path) or {"sessions": []}
-    if session["total"]["requests"]:
-        previous["sessions"].append(session)
-    total: dict[str, float] = {}
-    for entry in previous["sessions"]:
-        for key, value in entry["total"].items():
-            total[key] = total.get(key, 0) + value
-    previous["total"] = total
-    write_text_atomic(path, dump_json(previous))
-    return previous
+    return UsageLog(folder).save(session)

@@ -66,6 +66,7 @@ def write_review(run_dir: Path, out: Path | None = None) -> Path:
     records = RunRecords.read(run)
     refs = [ref for split in records.splits.values() for sample in split for ref in sample.images]
     refs += [ref for pair in records.pairs.values() for ref in pair.images]
+    refs += [ref for twin in records.twins.values() for ref in twin.images]
     thumbs, full = make_thumbnails(run, refs, folder)
     gallery = GalleryData(records, thumbs, full)
     gallery.build()

@@ -35,6 +35,8 @@ from mis_data.records import (
     RejectReason,
     RejectRecord,
     ReviewItem,
+    Step,
+    TwinRecord,
     Vote,
 )
 from mis_data.rundir import RunDir, parent_id, read_json_or_none
@@ -78,6 +80,7 @@ class RunRecords:
     judgements: dict[str, JudgementRecord]
     labels: dict[str, LabelRecord]
     queue: dict[str, ReviewItem]
+    twins: dict[str, TwinRecord]
     rejects: list[RejectRecord]
     splits: dict[str, list[Sample]]
     excluded: dict[str, dict[str, str]]  # sample id -> the split manifest's exclusion
@@ -100,6 +103,7 @@ class RunRecords:
             judgements=run.read_by_id("judgements", JudgementRecord),
             labels=run.read_by_id("labels", LabelRecord),
             queue={item.id: item for item in run.read(REVIEW_QUEUE, ReviewItem)},
+            twins=run.read_by_id(Step.twins.value, TwinRecord),
             rejects=run.rejects(),
             splits=read_splits(run),
             excluded={x["id"]: x for x in split_manifest.get("excluded", [])},
@@ -215,7 +219,7 @@ class GalleryData:
 
     def add(self, sample_id: str, status: str, reason: str, category: str, sub: str,
             question: str, images: Sequence[ImageRef | None], votes: list[Vote],
-            moved_from: str | None, label: str | None) -> None:
+            moved_from: str | None, label: str | None, twin_of: str | None = None) -> None:
         records = self.records
         base = sample_id.removesuffix(".real")
         instruction = records.instructions.get(base)
@@ -229,6 +233,8 @@ class GalleryData:
                                "q": question, "a": thumbnails[0], "b": thumbnails[1]}
         if base != sample_id:
             row["d"] = base  # a MIS-real copy: decisions are about the sample it copies
+        if twin_of:
+            row["t"] = twin_of  # a benign twin: kept or dropped, never moved (it follows its source)
         optional = {"r": reason, "f": flags, "m": moved_from or "",
                     "n": records.export_numbers.get(sample_id, ""),
                     "o": list(concept.objects) if concept else None,
@@ -258,7 +264,7 @@ class GalleryData:
                 in_split.add(sample.id)
                 self.add(sample.id, split, "", sample.category, sample.sub_category,
                          sample.question, sample.images, sample.votes, sample.moved_from,
-                         sample.label)
+                         sample.label, sample.twin_of)
         for sample_id in sorted(records.instructions):
             if sample_id in in_split:
                 continue
@@ -276,6 +282,29 @@ class GalleryData:
             self.add(sample_id, status, reason, category, sub, instruction.question,
                      pair.images if pair else [None] * count, votes,
                      judged.moved_from if judged else None, label.text if label else None)
+
+        self.add_twins(in_split)
+
+    def add_twins(self, in_split: set[str]) -> None:
+        """Twins in no split (a reviewer dropped them, or their source left), so a drop can be
+        seen and undone; a twin whose own stage rejected it is listed with the rejects."""
+        records = self.records
+        for twin_id, twin in sorted(records.twins.items()):
+            if twin_id in in_split:
+                continue
+            own = self.rejects_by_sample.get(twin_id, [])
+            if any(r.stage == REVIEW_STAGE for r in own):
+                status, reason = "dropped", RejectReason.dropped_by_reviewer.value
+            elif twin_id in records.excluded:
+                status, reason = "excluded", records.excluded[twin_id]["reason"]
+            else:
+                status, reason = "excluded", "source_not_in_split"
+            source = records.judgements.get(twin.twin_of)
+            concept = records.concepts.get(parent_id(twin.twin_of))
+            sub = source.sub_category if source else (concept.sub_category if concept else "?")
+            category = source.category if source else (concept.category if concept else "?")
+            self.add(twin_id, status, reason, category, sub, twin.question, twin.images, [],
+                     None, twin.answer, twin.twin_of)
 
     def index(self, title: str, backend: str) -> dict[str, Any]:
         """Everything but the details: what ``data/index.js`` holds."""

@@ -9,13 +9,20 @@ The server binds the loopback interface only and makes no outgoing connection. I
   appended to ``RUN/decisions.jsonl``.
 
 A POST must be ``application/json`` from the page's own origin, so another web site open in
-the same browser cannot write decisions (it could only send a form, which is refused).
+the same browser cannot write decisions (it could only send a form, which is refused). Every
+request must name this server in its ``Host`` header (``127.0.0.1:PORT`` or ``localhost:PORT``):
+a page that rebinds its own domain name to 127.0.0.1 sends its own name there, so it can read
+neither the gallery nor the log (403). A body needs a plain ``Content-Length`` of at most 1 MiB
+(missing: 411, not a number or negative: 400, larger: 413). A malformed request gets its status
+line and the connection closes; nothing is printed, since the command owns the terminal.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import mimetypes
+import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -29,6 +36,8 @@ from mis_data.records import ReviewDecision
 
 MAX_BODY = 1 << 20
 SERVED = ("review", "images")
+LENGTH = re.compile(r"[0-9]{1,15}")
+log = logging.getLogger("mis_data")
 
 
 class ReviewServer(ThreadingHTTPServer):
@@ -47,20 +56,36 @@ class ReviewServer(ThreadingHTTPServer):
     def origin(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}"
 
+    @property
+    def hosts(self) -> frozenset[str]:
+        """What a browser puts in ``Host`` for this server (the name typed, with the port)."""
+        port = self.server_address[1]
+        return frozenset({f"127.0.0.1:{port}", f"localhost:{port}"})
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A request that broke off (a client gone, a read timed out) costs its connection
+        only; the stdlib would print a traceback over the command's output."""
+        log.debug("review server: request from %s ended early", client_address, exc_info=True)
+
 
 class ReviewHandler(BaseHTTPRequestHandler):
     server: ReviewServer
     protocol_version = "HTTP/1.1"
+    timeout = 30  # a client that stops sending mid-request does not hold a thread forever
 
     def log_message(self, *args: Any) -> None:  # quiet: the command prints its own line
         return
 
     def send(self, status: int, body: bytes, content_type: str) -> None:
+        if status >= 400:
+            self.close_connection = True  # an unread body must not be parsed as a request
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
         self.send_header("X-Content-Type-Options", "nosniff")
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(body)
 
@@ -78,7 +103,33 @@ class ReviewHandler(BaseHTTPRequestHandler):
             return None
         return path
 
+    def host_allowed(self) -> bool:
+        """False (answered 403) unless ``Host`` names this server: DNS rebinding's defence."""
+        host = (self.headers.get("Host") or "").strip().lower()
+        if host in self.server.hosts:
+            return True
+        self.send_json(403, {"error": f"this server answers to {self.server.origin} only"})
+        return False
+
+    def body_length(self) -> int | None:
+        """The request's ``Content-Length`` if it is one plain number within the cap; else the
+        error is answered and None returned."""
+        values = {value.strip() for value in self.headers.get_all("Content-Length") or []}
+        if not values:
+            self.send_json(411, {"error": "a Content-Length is needed"})
+            return None
+        value = values.pop()
+        if values or not LENGTH.fullmatch(value):
+            self.send_json(400, {"error": "Content-Length must be one number of bytes"})
+            return None
+        if int(value) > MAX_BODY:
+            self.send_json(413, {"error": f"too large (at most {MAX_BODY} bytes)"})
+            return None
+        return int(value)
+
     def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        if not self.host_allowed():
+            return
         path = urlsplit(self.path).path
         if path in ("/", "/review", "/review/"):
             self.send_response(302)
@@ -100,22 +151,27 @@ class ReviewHandler(BaseHTTPRequestHandler):
         self.send(200, found.read_bytes(), kind)
 
     def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+        if not self.host_allowed():
+            return
         if urlsplit(self.path).path != "/api/decisions":
             self.send_json(404, {"error": "not found"})
             return
         origin = self.headers.get("Origin")
-        if origin not in (None, self.server.origin):
+        if origin not in (None, *(f"http://{host}" for host in self.server.hosts)):
             self.send_json(403, {"error": f"decisions are accepted from {self.server.origin} only"})
             return
         if (self.headers.get("Content-Type") or "").split(";")[0].strip() != "application/json":
             self.send_json(415, {"error": "send decisions as application/json"})
             return
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY:
-            self.send_json(413, {"error": "too large"})
+        length = self.body_length()
+        if length is None:
+            return
+        data = self.rfile.read(length)
+        if len(data) < length:
+            self.send_json(400, {"error": "the body is shorter than its Content-Length"})
             return
         try:
-            body = json.loads(self.rfile.read(length) or b"null")
+            body = json.loads(data or b"null")
             items = body if isinstance(body, list) else [body]
             decisions = [ReviewDecision.model_validate(item) for item in items]
         except json.JSONDecodeError as error:
@@ -126,9 +182,12 @@ class ReviewHandler(BaseHTTPRequestHandler):
             where = ".".join(str(part) for part in first["loc"]) or "decision"
             self.send_json(400, {"error": f"{where}: {first['msg']}"})
             return
+        except (ValueError, RecursionError):  # not UTF-8, or nested past the parser's depth
+            self.send_json(400, {"error": "not JSON text"})
+            return
         with self.server.lock:
-            append_decisions(self.server.run_path / DECISIONS, decisions)
-        self.send_json(200, {"saved": len(decisions)})
+            note = append_decisions(self.server.run_path / DECISIONS, decisions)
+        self.send_json(200, {"saved": len(decisions), **({"note": note} if note else {})})
 
 
 def serve(run_path: Path, port: int = 0) -> ReviewServer:

@@ -243,7 +243,8 @@
                             "data-route": fields.route || null, title: key ? "key " + key : null,
                             "class": chosen ? "chosen" : null, text: label});
       b.addEventListener("click", function () {
-        if (fields.action === "drop" && box.querySelector(".whole-pair input").checked) {
+        var whole = box.querySelector(".whole-pair input");
+        if (fields.action === "drop" && whole && whole.checked) {
           fields = Object.assign({}, fields, {scope: "pair"});
         }
         decide(row, fields);
@@ -261,6 +262,10 @@
       DROP_REASONS.forEach(function (reason, i) {
         box.appendChild(button(reason, {action: "drop", reason: reason}, String(i + 1)));
       });
+      if (row.t) {  // a twin follows its source's route and sub-category: keep or drop only
+        box.appendChild(el("span", {"class": "muted twin-note", text: "twin of " + row.t + ": move its source"}));
+        return box;
+      }
       var pair = el("label", {"class": "whole-pair", title: "drop every question of this pair"},
                     [el("input", {type: "checkbox"}), " whole pair"]);
       box.appendChild(pair);
@@ -616,7 +621,8 @@
     else if (key === "?") { $("help").hidden = false; }
     else if (!row) { handled = false; }
     else if (digit && row.s !== "queue") {
-      decide(row, {action: "drop", reason: DROP_REASONS[parseInt(digit[1], 10) - 1], scope: event.shiftKey ? "pair" : "sample"});
+      decide(row, {action: "drop", reason: DROP_REASONS[parseInt(digit[1], 10) - 1],
+                   scope: event.shiftKey && !row.t ? "pair" : "sample"});
     }
     else if (key === "a" && row.s !== "queue") { decide(row, {action: "keep"}); }
     else if (row.s === "queue" && "tehx".indexOf(key) >= 0 && key.length === 1) {
