@@ -22,7 +22,6 @@ changes, so the same decisions give the same bytes and applying twice changes no
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,7 +38,7 @@ from mis_data.records import (
     ReviewRecord,
     Step,
 )
-from mis_data.rundir import RunDir, complete_lines, cut_partial_tail
+from mis_data.rundir import JsonlAppender, RunDir, complete_lines
 from mis_data.stages.judge import ReviewItem, majority
 from mis_data.taxonomy import Taxonomy
 
@@ -64,15 +63,14 @@ def read_decisions(path: Path) -> tuple[list[ReviewDecision], list[str]]:
 
 
 def append_decisions(path: Path, decisions: list[ReviewDecision]) -> None:
-    """Append decisions as one write (a crash keeps all or a cut partial line), then fsync."""
+    """Append decisions as one group (a crash or a full disk keeps all or none), then fsync."""
     if not decisions:
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    cut_partial_tail(path)
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write("".join(decision.model_dump_json() + "\n" for decision in decisions))
-        handle.flush()
-        os.fsync(handle.fileno())
+    appender = JsonlAppender(path)
+    try:
+        appender.write_many(list(decisions))
+    finally:
+        appender.close()
 
 
 def import_decisions(run: RunDir, source: Path) -> tuple[int, list[str]]:

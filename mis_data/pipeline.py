@@ -23,7 +23,7 @@ from mis_data.models.session import record_usage
 from mis_data.preflight import preflight
 from mis_data.prompts import PromptLibrary
 from mis_data.records import Step
-from mis_data.rundir import RunDir, cut_partial_tail, dump_json
+from mis_data.rundir import RunDir, dump_json
 from mis_data.stages import STAGES
 from mis_data.stages.base import BuildContext, StageStats, run_stage
 
@@ -54,13 +54,12 @@ def prepare(config_path: Path, run_dir: Path | None = None, seed: int | None = N
     config = load_config(config_path, {"seed": seed})
     checked = preflight(config)
     hashes = prompt_hashes(config.prompts_dir)
-    run = RunDir(run_dir or Path("runs") / config.name)
+    run = RunDir(run_path(config, run_dir))
     identity = run_identity(config, hashes)
     check_run_folder(run, identity)
     run.path.mkdir(parents=True, exist_ok=True)
+    run.recover()  # what a crash, a full disk or a size limit left half-written is never data
     run.stage_file("rejects").touch()  # present even when nothing is rejected: readers expect it
-    for stage_file in run.path.glob("*.jsonl"):
-        cut_partial_tail(stage_file)  # a line a crash left half-written is never data
     run.write_config(RunConfig(format_version=FORMAT_VERSION, config_sha256=identity,
                                prompt_sha256=hashes, config=config))
     prompts = PromptLibrary(config.prompts_dir)
@@ -69,6 +68,11 @@ def prepare(config_path: Path, run_dir: Path | None = None, seed: int | None = N
     return BuildContext(config=config, run=run, taxonomy=checked.taxonomy, prompts=prompts,
                         client=client, store=store, show_progress=show_progress,
                         kinds=checked.kinds)
+
+
+def run_path(config: BuildConfig, run_dir: Path | None) -> Path:
+    """The run folder: ``--run-dir``, else ``runs/<config name>``."""
+    return Path(run_dir) if run_dir is not None else Path("runs") / config.name
 
 
 def apply_review(ctx: BuildContext) -> None:
