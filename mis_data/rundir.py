@@ -21,7 +21,8 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel
 
-from mis_data.config import ConfigError, RunConfig, read_run_config
+from mis_data.config import BuildConfig, ConfigError, RunConfig, read_run_config
+from mis_data.lock import FolderLock
 from mis_data.records import RETRYABLE_REASONS, RejectRecord
 
 RecordT = TypeVar("RecordT", bound=BaseModel)
@@ -444,3 +445,22 @@ class RunDir:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+
+def run_path(config: BuildConfig, run_dir: Path | None) -> Path:
+    """A build's run folder: ``--run-dir``, else ``runs/<config name>``."""
+    return Path(run_dir) if run_dir is not None else Path("runs") / config.name
+
+
+def lock_run(path: Path, command: str, new: bool = False) -> FolderLock:
+    """Take a run folder's lock (``FolderInUse`` if another process writes it), then undo what
+    a crashed writer left half-written, before this command reads or writes anything. Only a
+    build (``new``) may lock a folder that is not a run folder yet."""
+    if not new and not RunDir(path).exists():
+        raise ConfigError(f"{path}: not a run folder (no config.yaml)")
+    lock = FolderLock(Path(path), command)
+    try:
+        RunDir(path).recover()
+    except BaseException:
+        lock.release()
+        raise
+    return lock

@@ -72,8 +72,11 @@ def test_a_build_cut_by_a_file_size_limit_resumes_to_the_same_bytes(tmp_path: Pa
 
 
 def resumed(config: Path, run_dir: Path) -> BuildContext:
-    """A build's context on the folder, as a resume opens it."""
-    return prepare(config, run_dir, show_progress=False)
+    """A build's context on the folder, as a resume opens it (the lock let go at once)."""
+    ctx = prepare(config, run_dir, show_progress=False)
+    assert ctx.lock is not None
+    ctx.lock.release()
+    return ctx
 
 
 def done_items(ctx: BuildContext, step: Step) -> set[str]:

@@ -13,7 +13,8 @@ The eval folder is its own truth, like a build's run folder::
 Each item is answered, then judged, by a pool of workers; every line is appended the moment it
 is known. A run killed at any point is finished by the same command: finished lines are kept,
 replies that came back before the kill are in the cache, and only requests that were in flight
-are sent again. ``scores.json`` is computed from the lines alone, so it has the same bytes.
+are sent again. ``scores.json`` is computed from the lines alone, so it has the same bytes. One
+eval at a time writes a folder (``.lock``): a second is refused at once with the first's pid.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from mis_data.eval.report import scores_table, write_scores_plot
 from mis_data.eval.scores import Outcome, compute_scores
 from mis_data.eval.testsets import EvalItem, detect_format, ingest
 from mis_data.images.store import ImageStore
+from mis_data.lock import FolderLock
 from mis_data.models.base import TextClient
 from mis_data.models.session import record_usage
 from mis_data.prompts import Prompt, PromptLibrary
@@ -192,6 +194,12 @@ def run_eval(config_path: Path, out: Path | None = None, max_cost: float | None 
     check_test_sets(config, config_path)
     prompt = PromptLibrary(config.prompts_folder()).get(JUDGE_PROMPT)
     folder = config.out_dir
+    with FolderLock(folder, "eval"):  # one eval per folder: a second would answer everything twice
+        return evaluate(config, prompt, folder, progress)
+
+
+def evaluate(config: EvalConfig, prompt: Prompt, folder: Path, progress: bool) -> EvalRun:
+    """Claim the folder, answer and judge what is not done yet, score (holding its lock)."""
     settings = identity(config, prompt)
     claim_folder(folder, settings)
     store = ImageStore(folder / "images", max_side=config.image_max_side)

@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from mis_data.config import BuildConfig
 from mis_data.images.store import ImageStore
+from mis_data.lock import FolderLock
 from mis_data.models.base import ModelClient, ModelResult
 from mis_data.prompts import PromptLibrary
 from mis_data.records import RETRYABLE_REASONS, RejectReason, RejectRecord
@@ -48,6 +49,7 @@ class BuildContext:
     store: ImageStore
     show_progress: bool = True
     kinds: dict[str, Kind] = field(default_factory=dict)
+    lock: FolderLock | None = None  # the run folder's, held from ``prepare`` to the build's end
 
     @property
     def view(self) -> RunView:
