@@ -1,8 +1,8 @@
 """The ``mis-data`` command: thin wrappers that parse options, call the library and print.
 
 Every failure is one readable line on stderr with a non-zero exit code (2 for a bad config or
-input, 3 for the --max-cost cap, 5 for a folder another mis-data process is writing, 1 for
-anything else); ``--verbose`` adds the traceback.
+input, 3 for the --max-cost cap, 4 when every server of a model role is down, 5 for a folder
+another mis-data process is writing, 1 for anything else); ``--verbose`` adds the traceback.
 
 Every command that writes a run or eval folder holds its lock (``mis_data.lock``) while it does,
 taken before the command's slow imports (the exporters pull in pyarrow), so that a second
@@ -22,7 +22,7 @@ import typer
 
 from mis_data.config import ConfigError
 from mis_data.lock import FolderInUse
-from mis_data.models.base import BudgetExceeded
+from mis_data.models.base import BudgetExceeded, ServersDown
 
 if TYPE_CHECKING:
     from mis_data.config import BuildConfig
@@ -51,6 +51,9 @@ def guarded(verbose: bool, action: Callable[[], T]) -> T:
     except BudgetExceeded as error:
         typer.echo(f"stopped: {error}", err=True)
         raise typer.Exit(3) from None
+    except ServersDown as error:
+        typer.echo(f"stopped: {error}", err=True)
+        raise typer.Exit(4) from None
     except FolderInUse as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(5) from None

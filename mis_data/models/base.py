@@ -247,6 +247,11 @@ class BudgetExceeded(Exception):
     """The next request would pass ``--max-cost``; the build stops cleanly before it."""
 
 
+class ServersDown(Exception):
+    """Every server of a role has refused connections or timed out for ``all_down_seconds``:
+    the build (or eval) stops, keeping what is finished, instead of stalling in silence."""
+
+
 # A reply is either text to parse, a refusal, or a failure that ends the item.
 @dataclass
 class RawReply:

@@ -33,6 +33,7 @@ from mis_data.models.base import (
     ImageResult,
     ModelResult,
     RawReply,
+    ServersDown,
     StructuredRequest,
     TextRequest,
     TextResult,
@@ -65,11 +66,21 @@ class TransportFailure(Exception):
 class ModelLane:
     """One configured model: its servers, limits and remembered structured-output mode."""
 
-    def __init__(self, spec: ModelSpec, servers: list[Server], window: float) -> None:
+    def __init__(self, role: str, spec: ModelSpec, servers: list[Server], window: float) -> None:
+        self.role = role
         self.spec = spec
         self.pool = ServerPool(servers, spec.cooldown_seconds)
         self.limiter = RateLimiter(spec.rpm, spec.tpm, window)
         self.mode_index = 0
+
+    def stop_if_down(self) -> None:
+        """``ServersDown`` once every server has been unreachable for ``all_down_seconds``."""
+        down = self.pool.down_for()
+        if down is not None and down >= self.spec.all_down_seconds:
+            raise ServersDown(
+                f"every server of the {self.role} role ({self.spec.model} at {self.pool.names()}) "
+                f"refused connections or timed out for {down:.0f} s; finished work is kept: run "
+                "the same command again when they are back")
 
 
 class OpenAIClient:
@@ -106,7 +117,7 @@ class OpenAIClient:
                 servers.append(Server(url=display_url(endpoint.base_url), client=clients[key],
                                       concurrency=endpoint.concurrency or spec.concurrency,
                                       order=order))
-            self.lanes[role] = ModelLane(spec, servers, rate_window)
+            self.lanes[role] = ModelLane(role, spec, servers, rate_window)
         self._clients = list(clients.values())
         self.batches = {id(c): BatchRunner(c, cache_path.parent / "batches.json",
                                            poll_seconds=batch_poll_seconds)
@@ -129,17 +140,24 @@ class OpenAIClient:
     async def call_with_retries(self, lane: ModelLane, tokens: int,
                                 make_call: Callable[[AsyncOpenAI], Awaitable[Any]]) -> Any:
         """One request through the lane's servers: the least busy free one takes it; a server
-        that fails rests while the retry goes to another, or waits for backoff when alone."""
+        that fails rests while the retry goes to another, or waits for backoff when alone.
+
+        While every server of the lane is unreachable, connection failures do not use up the
+        item's retries (the item is not at fault): it waits, and once the lane has been down
+        for ``all_down_seconds`` the whole build stops with ``ServersDown``."""
         spec = lane.spec
-        for attempt in range(1, spec.max_retries + 2):
+        attempt = 0
+        while True:
+            attempt += 1
             await lane.limiter.acquire(tokens)
             server = await lane.pool.acquire()
-            started, ok, headers, failed_over = time.monotonic(), False, {}, False
+            started, ok, answered, headers, failed_over = time.monotonic(), False, False, {}, False
             try:
                 result = await make_call(server.client)
-                ok = True
+                ok = answered = True
                 return result
             except openai.APIStatusError as error:
+                answered = True
                 retryable = error.status_code == 429 or error.status_code >= 500
                 headers = dict(error.response.headers) if error.response is not None else {}
                 if error.status_code == 400 and SCHEMA_REJECTED.search(str(error.message)):
@@ -150,19 +168,25 @@ class OpenAIClient:
                 if error.status_code >= 500:
                     failed_over = lane.pool.rest(server, f"HTTP {error.status_code}")
             except (openai.APIConnectionError, openai.APITimeoutError) as error:
-                if attempt > spec.max_retries:
+                lane.pool.unreachable(server, started)
+                lane.stop_if_down()
+                if attempt > spec.max_retries and lane.pool.down_for() is None:
                     raise TransportFailure(f"{type(error).__name__}: {short(str(error))}") from None
                 failed_over = lane.pool.rest(server, type(error).__name__)
             finally:
+                if answered:
+                    lane.pool.answered(server)
                 self.usage.server(spec.model, server.url, ok, time.monotonic() - started)
                 await lane.pool.release(server)
             if failed_over and lane.pool.others_awake(server):
                 log.info("retry %d for %s on another server", attempt, spec.model)
                 continue
-            delay = retry_delay(attempt, headers)
+            delay = retry_delay(min(attempt, spec.max_retries + 1), headers)
+            down = lane.pool.down_for()
+            if down is not None:  # back in time to stop when the lane's time is up
+                delay = min(delay, max(0.0, spec.all_down_seconds - down) + 0.01)
             log.info("retry %d for %s in %.2f s", attempt, spec.model, delay)
             await asyncio.sleep(delay)
-        raise TransportFailure("retries exhausted")
 
     def wire(self, messages: list[ChatMessage], spec: ModelSpec) -> tuple[list[dict[str, Any]], int]:
         """The messages on the wire, after checking the cost cap for them."""
