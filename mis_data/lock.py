@@ -53,8 +53,10 @@ class FolderLock:
             error = refusal(folder, self._handle)
             os.close(self._handle)
             raise error from None
-        os.ftruncate(self._handle, 0)
-        os.pwrite(self._handle, json.dumps({"pid": os.getpid(), "command": command}).encode(), 0)
+        with contextlib.suppress(OSError):  # who holds it only words a refusal; a full disk
+            os.ftruncate(self._handle, 0)   # must not leave the lock held by a failed command
+            os.pwrite(self._handle, json.dumps({"pid": os.getpid(), "command": command}).encode(),
+                      0)
 
     def release(self) -> None:
         """Empty the file (no holder is named once it is free), then let go."""
