@@ -11,6 +11,7 @@ writer is refused within a second.
 
 from __future__ import annotations
 
+import errno
 import logging
 import sys
 import traceback
@@ -63,8 +64,18 @@ def guarded(verbose: bool, action: Callable[[], T]) -> T:
     except Exception as error:  # the last line of defence: one line, never a bare traceback
         if verbose:
             traceback.print_exc()
-        typer.echo(f"error: {type(error).__name__}: {error}", err=True)
+        typer.echo(f"error: {type(error).__name__}: {error}{rerun_hint(error)}", err=True)
         raise typer.Exit(1) from None
+
+
+NO_ROOM = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+
+
+def rerun_hint(error: Exception) -> str:
+    """A full disk or a file-size limit cut a write: what was written before it is whole."""
+    if isinstance(error, OSError) and error.errno in NO_ROOM:
+        return "; finished work is kept: make room and run the same command again"
+    return ""
 
 
 def locked(run_dir: Path, command: str, action: Callable[[], T]) -> Callable[[], T]:
