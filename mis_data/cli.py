@@ -1,22 +1,32 @@
 """The ``mis-data`` command: thin wrappers that parse options, call the library and print.
 
 Every failure is one readable line on stderr with a non-zero exit code (2 for a bad config or
-input, 1 for anything else); ``--verbose`` adds the traceback.
+input, 3 for the --max-cost cap, 4 when every server of a model role is down, 5 for a folder
+another mis-data process is writing, 1 for anything else); ``--verbose`` adds the traceback.
+
+Every command that writes a run or eval folder holds its lock (``mis_data.lock``) while it does,
+taken before the command's slow imports (the exporters pull in pyarrow), so that a second
+writer is refused within a second.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
 from mis_data.config import ConfigError
-from mis_data.models.base import BudgetExceeded
+from mis_data.lock import FolderInUse
+from mis_data.models.base import BudgetExceeded, ServersDown
+
+if TYPE_CHECKING:
+    from mis_data.config import BuildConfig
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Build multi-image safety (MIS) datasets for vision-language models.")
@@ -42,14 +52,41 @@ def guarded(verbose: bool, action: Callable[[], T]) -> T:
     except BudgetExceeded as error:
         typer.echo(f"stopped: {error}", err=True)
         raise typer.Exit(3) from None
+    except ServersDown as error:
+        typer.echo(f"stopped: {error}", err=True)
+        raise typer.Exit(4) from None
+    except FolderInUse as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(5) from None
     except KeyboardInterrupt:
         typer.echo("interrupted: run the same command again to continue", err=True)
         raise typer.Exit(130) from None
     except Exception as error:  # the last line of defence: one line, never a bare traceback
         if verbose:
             traceback.print_exc()
-        typer.echo(f"error: {type(error).__name__}: {error}", err=True)
+        typer.echo(f"error: {type(error).__name__}: {error}{rerun_hint(error)}", err=True)
         raise typer.Exit(1) from None
+
+
+NO_ROOM = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+
+
+def rerun_hint(error: Exception) -> str:
+    """A full disk or a file-size limit cut a write: what was written before it is whole."""
+    if isinstance(error, OSError) and error.errno in NO_ROOM:
+        return "; finished work is kept: make room and run the same command again"
+    return ""
+
+
+def locked(run_dir: Path, command: str, action: Callable[[], T]) -> Callable[[], T]:
+    """``action`` holding the run folder's lock; it does its own (slow) imports, after the lock."""
+    def run() -> T:
+        from mis_data.rundir import lock_run
+
+        with lock_run(run_dir, command):
+            return action()
+
+    return run
 
 
 def print_summary(stats: list[Any], manifest: dict[str, Any]) -> None:
@@ -97,16 +134,23 @@ def build(
 ) -> None:
     """Print the plan, then run every stage that is not done yet, then write splits, exports
     and the manifest."""
-    from mis_data.pipeline import build as run_build
-    from mis_data.pipeline import prepare
-    from mis_data.plan import PLAN_FILE, make_plan
-    from mis_data.rundir import write_json_atomic
 
     def action() -> None:
         from mis_data.config import load_config
-        from mis_data.preflight import check_api_keys
+        from mis_data.lock import check_free
+        from mis_data.rundir import run_path
 
         resolved = load_config(config, {"seed": seed})
+        check_free(run_path(resolved, run_dir))  # another build writes it: say so at once
+        plan_and_build(resolved)
+
+    def plan_and_build(resolved: BuildConfig) -> None:
+        from mis_data.pipeline import build as run_build
+        from mis_data.pipeline import prepare
+        from mis_data.plan import PLAN_FILE, make_plan
+        from mis_data.preflight import check_api_keys
+        from mis_data.rundir import write_json_atomic
+
         check_api_keys(resolved)  # a missing key is the first thing to hear about
         plan = make_plan(resolved)
         for line in plan.lines():
@@ -347,9 +391,10 @@ def split(
     verbose: Verbose = False,
 ) -> None:
     """Regenerate the splits of a finished run and rewrite its exports; no model is called."""
-    from mis_data.finish import finish_run, open_finished_run
 
     def action() -> None:
+        from mis_data.finish import finish_run, open_finished_run
+
         if val_size is not None and not 0.0 <= val_size < 1.0:
             raise ConfigError(f"--val-size {val_size}: must be at least 0 and below 1")
         run, config, store = open_finished_run(run_dir)
@@ -360,7 +405,7 @@ def split(
         typer.echo("excluded: " + (", ".join(f"{k}={v}" for k, v in excluded.items()) or "none"))
         print_exported(manifest, list(config.exports))
 
-    guarded(verbose, action)
+    guarded(verbose, locked(run_dir, "split", action))
 
 
 @app.command()
@@ -374,17 +419,18 @@ def export(
     verbose: Verbose = False,
 ) -> None:
     """Rewrite exports from the current splits and update the manifest's file hashes."""
-    from mis_data.export import EXPORTERS
-    from mis_data.finish import finish_run, open_finished_run
 
     def action() -> None:
+        from mis_data.export import EXPORTERS
+        from mis_data.finish import finish_run, open_finished_run
+
         formats = parse_formats(format) or list(EXPORTERS)
         run, config, store = open_finished_run(run_dir)
         manifest = finish_run(run, config, store, formats=formats, resplit=False,
                               absolute_paths=absolute_paths)
         print_exported(manifest, formats)
 
-    guarded(verbose, action)
+    guarded(verbose, locked(run_dir, "export", action))
 
 
 @app.command("apply-decisions")
@@ -397,11 +443,12 @@ def apply_decisions_command(
 ) -> None:
     """Apply reviewers' decisions (drops, moves, resolved ties), then rewrite splits, exports
     and manifest; no model is called. Applying the same decisions again changes nothing."""
-    from mis_data.decisions import DECISIONS, apply_decisions, import_decisions
-    from mis_data.finish import finish_run, open_finished_run
-    from mis_data.taxonomy import load_taxonomy
 
     def action() -> None:
+        from mis_data.decisions import DECISIONS, apply_decisions, import_decisions
+        from mis_data.finish import finish_run, open_finished_run
+        from mis_data.taxonomy import load_taxonomy
+
         run, config, store = open_finished_run(run_dir)
         if decisions is not None:
             added, problems = import_decisions(run, decisions)
@@ -420,7 +467,7 @@ def apply_decisions_command(
         typer.echo("splits: " + ", ".join(f"{k}={v}" for k, v in plan["counts"].items()))
         print_exported(manifest, list(config.exports))
 
-    guarded(verbose, action)
+    guarded(verbose, locked(run_dir, "apply-decisions", action))
 
 
 @app.command()
@@ -485,11 +532,12 @@ def decontaminate(
     verbose: Verbose = False,
 ) -> None:
     """Find train images and questions that also appear in a test set; optionally drop them."""
-    from mis_data.decontaminate import decontaminate as run_decontaminate
-    from mis_data.decontaminate import unreadable_lines
-    from mis_data.finish import finish_run, open_finished_run
 
     def action() -> None:
+        from mis_data.decontaminate import decontaminate as run_decontaminate
+        from mis_data.decontaminate import unreadable_lines
+        from mis_data.finish import finish_run, open_finished_run
+
         result = run_decontaminate(run_dir, against, kind, drop=drop, drop_text=drop_text,
                                    phash_distance=phash_distance, dhash_distance=dhash_distance,
                                    text_threshold=text_jaccard)
@@ -508,7 +556,7 @@ def decontaminate(
             typer.echo(f"dropped {len(result['newly_dropped'])} samples as contaminated; splits: "
                        + ", ".join(f"{k}={v}" for k, v in manifest["split_plan"]["counts"].items()))
 
-    guarded(verbose, action)
+    guarded(verbose, locked(run_dir, "decontaminate", action))
 
 
 @app.command()

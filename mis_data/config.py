@@ -53,7 +53,9 @@ class ModelSpec(Strict):
 
     ``base_url`` may be a list, or ``endpoints`` may give each server its own key variable and
     concurrency: requests then go to the server with the fewest in flight, and a server that
-    fails is left out for ``cooldown_seconds`` while the others carry on.
+    fails is left out for ``cooldown_seconds`` while the others carry on. When every server of
+    the model refuses connections or times out for ``all_down_seconds`` without a break, the
+    build (or eval) stops rather than wait, or reject item after item, in silence.
     """
 
     model: str
@@ -62,6 +64,7 @@ class ModelSpec(Strict):
     api_key_env: str = "OPENAI_API_KEY"
     concurrency: int = Field(16, ge=1, le=4096)
     cooldown_seconds: float = Field(30.0, ge=0)
+    all_down_seconds: float = Field(60.0, gt=0)
     rpm: int | None = Field(None, ge=1)
     tpm: int | None = Field(None, ge=1)
     max_retries: int = Field(5, ge=0, le=50)
@@ -455,6 +458,9 @@ class BuildConfig(Strict):
             del data["models"][role]["fallback"]
         for judge in data["models"]["judges"]:
             del judge["fallback"]
+        for spec in (*(data["models"][role] for role in ("text", "vision", "image")),
+                     *data["models"]["judges"]):
+            del spec["all_down_seconds"]  # when to give up on a server asks nothing different
         return sha256_text(json.dumps(data, sort_keys=True))
 
 

@@ -2,8 +2,9 @@
 
 ``prepare`` validates the config, taxonomy, concept sources, prompts and API keys, and refuses a
 run folder that was built from another config, all before creating a single file: a broken
-config writes nothing. ``build`` then runs the stages (each skips what is done), regenerates the
-splits, writes the exports and the manifest.
+config writes nothing. It then takes the run folder's lock (one build per folder) and undoes what a
+crash left half-written. ``build`` then runs the stages (each skips what is done), regenerates
+the splits, writes the exports and the manifest, and lets the lock go.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from mis_data.models.session import record_usage
 from mis_data.preflight import preflight
 from mis_data.prompts import PromptLibrary
 from mis_data.records import Step
-from mis_data.rundir import RunDir, cut_partial_tail, dump_json
+from mis_data.rundir import RunDir, dump_json, lock_run, run_path
 from mis_data.splits import assign_splits
 from mis_data.stages import STAGES
 from mis_data.stages.base import BuildContext, StageStats, run_stage
@@ -64,22 +65,25 @@ def prepare(config_path: Path, run_dir: Path | None = None, seed: int | None = N
     config = load_config(config_path, {"seed": seed})
     checked = preflight(config)
     hashes = prompt_hashes(config.prompts_dir)
-    run = RunDir(run_dir or Path("runs") / config.name)
+    run = RunDir(run_path(config, run_dir))
     identity = run_identity(config, hashes)
     check_run_folder(run, identity)
-    run.path.mkdir(parents=True, exist_ok=True)
-    run.stage_file("rejects").touch()  # present even when nothing is rejected: readers expect it
-    for stage_file in run.path.glob("*.jsonl"):
-        if stage_file.name != DECISIONS:  # people's log: its last line may lack only a newline
-            cut_partial_tail(stage_file)  # a line a crash left half-written is never data
-    run.write_config(RunConfig(format_version=FORMAT_VERSION, config_sha256=identity,
-                               prompt_sha256=hashes, config=config))
-    prompts = PromptLibrary(config.prompts_dir)
-    store = ImageStore(run.images_dir, config.images.max_side, config.images.max_pixels)
-    client = make_client(config, prompts, store, run.cache_path, max_cost=max_cost, batch=batch)
+    lock = lock_run(run.path, "build", new=True)  # the first write; it undoes a crash's half-writes
+    try:
+        check_run_folder(RunDir(run.path), identity)  # again, as the lock's last holder left it
+        run.stage_file("rejects").touch()  # present even when nothing is rejected: readers expect it
+        run.write_config(RunConfig(format_version=FORMAT_VERSION, config_sha256=identity,
+                                   prompt_sha256=hashes, config=config))
+        prompts = PromptLibrary(config.prompts_dir)
+        store = ImageStore(run.images_dir, config.images.max_side, config.images.max_pixels)
+        client = make_client(config, prompts, store, run.cache_path, max_cost=max_cost,
+                             batch=batch)
+    except BaseException:
+        lock.release()
+        raise
     return BuildContext(config=config, run=run, taxonomy=checked.taxonomy, prompts=prompts,
                         client=client, store=store, show_progress=show_progress,
-                        kinds=checked.kinds)
+                        kinds=checked.kinds, lock=lock)
 
 
 def apply_review(ctx: BuildContext) -> list[str]:
@@ -178,6 +182,8 @@ async def run_build(ctx: BuildContext) -> BuildResult:
         if not recorded:  # a build that stopped keeps what its requests cost and met
             record_usage(ctx.run.path, ctx.client.usage.as_dict())
         await ctx.client.aclose()
+        if ctx.lock is not None:
+            ctx.lock.release()
     return result
 
 

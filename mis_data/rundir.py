@@ -1,9 +1,11 @@
 """The run folder: the single source of truth of a build.
 
-Each stage appends one JSON line per finished record to its own file. A line counts only once
-its newline is written, so a crash mid-write leaves at most a partial last line, which readers
-ignore and writers cut off before appending. Whole files (manifest, splits, exports) are written
-to a temporary name and renamed into place, so they are either old or new, never half-written.
+Each stage appends one JSON line per finished record to its own file. What one work item writes
+(its records, its rejects, its side records) is one group: it counts only once every line of it
+is written, so a crash, a full disk or a file-size limit anywhere in it leaves it either whole or
+redone on resume, never half counted (``group_bytes``, ``RunDir.group``, ``RunDir.recover``).
+Whole files (manifest, splits, exports) are written to a temporary name and renamed into place,
+so they are either old or new, never half-written.
 """
 
 from __future__ import annotations
@@ -11,19 +13,26 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel
 
-from mis_data.config import ConfigError, RunConfig, read_run_config
+from mis_data.config import BuildConfig, ConfigError, RunConfig, read_run_config
+from mis_data.lock import FolderLock
 from mis_data.records import RETRYABLE_REASONS, RejectRecord
 
 RecordT = TypeVar("RecordT", bound=BaseModel)
 
 REJECTS = "rejects"
+# Logs people write by hand or from the gallery: their own reader keeps a last line that lacks
+# only its newline (``decisions.settle_tail``), so recovery leaves them alone.
+PEOPLE_LOGS = ("decisions.jsonl",)
+# The sizes of the files a group spanning several files is being written to; gone once written.
+JOURNAL = ".group.json"
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
@@ -62,60 +71,114 @@ def read_json_or_none(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+# A group is every line one piece of work writes to a file (a pair's three questions), written
+# in one go. Each line of a group but its last ends with a space before the newline: JSON
+# readers ignore it, and a file cut at any byte leaves a trailing group with no line ending in a
+# bare newline, which is detected and never counted. Files written before groups existed have
+# no such spaces, so each of their lines is a complete group of one.
+CONTINUED = b" \n"
+
+
+def group_bytes(lines: list[str]) -> bytes:
+    """Lines (JSON, no newline) as one group: every line but the last marked as continued."""
+    return "".join(line + (" \n" if i < len(lines) - 1 else "\n")
+                   for i, line in enumerate(lines)).encode("utf-8")
+
+
 def complete_lines(path: Path) -> Iterator[str]:
-    """The lines of a JSONL file that were fully written; a partial last line is skipped."""
+    """The lines of a JSONL file's complete groups, each ending in a bare newline; a group a
+    cut write left unfinished (a partial line, or continued lines with no last one) is skipped.
+
+    Read as bytes: a cut can split a multi-byte character, which must not stop the reader."""
     if not path.exists():
         return
-    with open(path, encoding="utf-8") as handle:
+    with open(path, "rb") as handle:
+        group: list[bytes] = []
         for line in handle:
-            if line.endswith("\n") and line.strip():
-                yield line
-
-
-def cut_partial_tail(path: Path) -> None:
-    """Drop a trailing line without its newline, left by a crash, before appending."""
-    if not path.exists():
-        return
-    with open(path, "rb+") as handle:
-        handle.seek(0, os.SEEK_END)
-        size = handle.tell()
-        if size == 0:
-            return
-        handle.seek(size - 1)
-        if handle.read(1) == b"\n":
-            return
-        position = size
-        while position > 0:
-            step = min(65536, position)
-            position -= step
-            handle.seek(position)
-            block = handle.read(step)
-            newline = block.rfind(b"\n")
-            if newline >= 0:
-                handle.truncate(position + newline + 1)
+            if not line.endswith(b"\n"):
                 return
-        handle.truncate(0)
+            if line.endswith(CONTINUED):
+                group.append(line[:-2] + b"\n")
+                continue
+            group.append(line)
+            yield from (member.decode("utf-8") for member in group if member.strip())
+            group = []
+
+
+def complete_size(path: Path) -> int:
+    """Bytes of a JSONL file up to the end of its last complete group: just past the last
+    newline that has no space before it."""
+    with open(path, "rb") as handle:
+        end = handle.seek(0, os.SEEK_END)
+        while end > 0:
+            start = max(0, end - 65536)
+            first = max(0, start - 1)  # one byte more, to see what precedes a newline at start
+            handle.seek(first)
+            block = handle.read(end - first)
+            newline = len(block)
+            while (newline := block.rfind(b"\n", 0, newline)) >= 0 and first + newline >= start:
+                if first + newline == 0 or block[newline - 1:newline] != b" ":
+                    return first + newline + 1
+            end = start
+    return 0
+
+
+def cut_partial_group(path: Path) -> bool:
+    """Drop what a cut write left after the last complete group, before appending; True if
+    anything was cut."""
+    if not path.exists():
+        return False
+    size, keep = path.stat().st_size, complete_size(path)
+    if keep < size:
+        os.truncate(path, keep)
+    return keep < size
+
+
+def write_all(handle: int, data: bytes) -> None:
+    """Every byte of ``data``, however many ``write`` calls the kernel needs."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(handle, view):]
 
 
 class JsonlAppender:
-    """Appends records to one JSONL file; each line is flushed as soon as it is written."""
+    """Appends groups of lines to one JSONL file, unbuffered.
+
+    A group is all or nothing: a kill leaves a detectable partial group (``complete_lines``),
+    and an ``OSError`` mid-group (a full disk, a file-size limit) cuts the file back to its size
+    before the group, then propagates, so nothing half-written stays behind for a later write.
+    """
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        cut_partial_tail(path)
+        cut_partial_group(path)
         self.path = path
-        self._handle: IO[str] = open(path, "a", encoding="utf-8")  # noqa: SIM115
+        self._handle = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
 
-    def write_many(self, records: list[BaseModel]) -> None:
-        """One ``write`` for all the lines: a kill leaves them all, or a cut partial tail."""
-        self._handle.write("".join(record.model_dump_json() + "\n" for record in records))
-        self._handle.flush()
+    def size(self) -> int:
+        return os.fstat(self._handle).st_size
+
+    def write_group(self, data: bytes) -> None:
+        before = self.size()
+        try:
+            write_all(self._handle, data)
+        except OSError as error:
+            self.cut_back(before)
+            raise OSError(error.errno, error.strerror, str(self.path)) from None
+
+    def write_many(self, records: Sequence[BaseModel]) -> None:
+        """All the records as one group."""
+        self.write_group(group_bytes([record.model_dump_json() for record in records]))
+
+    def cut_back(self, size: int) -> None:
+        """Undo a group: the file as it was at ``size`` bytes."""
+        os.ftruncate(self._handle, size)
 
     def close(self) -> None:
-        if not self._handle.closed:
-            self._handle.flush()
-            os.fsync(self._handle.fileno())
-            self._handle.close()
+        if self._handle >= 0:
+            os.fsync(self._handle)
+            os.close(self._handle)
+            self._handle = -1
 
 
 def parent_id(record_id: str) -> str:
@@ -147,6 +210,7 @@ class RunDir:
         self._ids: dict[str, set[str]] = {}
         self._reject_log: dict[tuple[str, str], RejectRecord] | None = None
         self._config: RunConfig | None = None
+        self._pending: dict[str, list[BaseModel]] | None = None
 
     # -- paths ---------------------------------------------------------------------------
     def stage_file(self, stage: str) -> Path:
@@ -257,10 +321,92 @@ class RunDir:
         return self._appenders[stage]
 
     def append(self, stage: str, records: Iterable[BaseModel]) -> None:
-        """Append records, all of one item in one write, so a crash keeps all or none."""
+        """Append records as one group (inside ``group``: as part of that group)."""
         records = list(records)
-        self.appender(stage).write_many(records)
-        self._remember(stage, records)
+        if self._pending is not None:
+            self._pending.setdefault(stage, []).extend(records)
+        else:
+            self._commit({stage: records})
+
+    @contextmanager
+    def group(self) -> Iterator[None]:
+        """Everything appended inside is one group, written when the block ends: on resume it
+        is in every file it touched or in none (an error inside writes nothing)."""
+        if self._pending is not None:  # nested: part of the enclosing group
+            yield
+            return
+        self._pending = {}
+        try:
+            yield
+            pending = self._pending
+        finally:
+            self._pending = None
+        self._commit(pending)
+
+    def _commit(self, pending: dict[str, list[BaseModel]]) -> None:
+        """Write a group's lines file by file. Spanning several files, it is announced in the
+        journal first, so a kill between two files is undone by ``recover``; an ``OSError``
+        cuts every file back at once and propagates."""
+        pending = {stage: records for stage, records in pending.items() if records}
+        if not pending:
+            return
+        appenders = {stage: self.appender(stage) for stage in pending}
+        sizes = {stage: appender.size() for stage, appender in appenders.items()}
+        journal = len(pending) > 1
+        if journal:
+            self._open_journal(sizes)
+        try:
+            for stage, records in pending.items():
+                appenders[stage].write_many(records)
+        except OSError:
+            for stage, size in sizes.items():
+                appenders[stage].cut_back(size)
+            self.journal_path.unlink(missing_ok=True)
+            raise
+        if journal:
+            self.journal_path.unlink()
+        for stage, records in pending.items():
+            self._remember(stage, records)
+
+    @property
+    def journal_path(self) -> Path:
+        return self.path / JOURNAL
+
+    def _open_journal(self, sizes: dict[str, int]) -> None:
+        data = json.dumps({self.stage_file(stage).name: size for stage, size in sizes.items()})
+        handle = os.open(self.journal_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        try:
+            write_all(handle, data.encode("utf-8"))
+        except OSError:
+            self.journal_path.unlink(missing_ok=True)
+            raise
+        finally:
+            os.close(handle)
+
+    def recover(self) -> list[str]:
+        """Undo what a crashed writer left half-written, before anything is appended: the group
+        the journal names, in every file it touched, then a partial group at the end of any
+        JSONL file. A writer calls it holding the folder's lock; returns the files it cut."""
+        try:
+            sizes = json.loads(self.journal_path.read_bytes())
+        except FileNotFoundError:
+            sizes = {}
+        except ValueError:  # the journal's own write was cut: no line of its group was written
+            sizes = {}
+        cut = []
+        for name, size in sizes.items():
+            path = self.path / name
+            if path.exists() and path.stat().st_size > size:
+                os.truncate(path, size)
+                cut.append(name)
+        self.journal_path.unlink(missing_ok=True)
+        cut += [path.name for path in sorted(self.path.glob("*.jsonl"))
+                if path.name not in PEOPLE_LOGS and cut_partial_group(path)]
+        if cut:  # what was read before is stale
+            self._records.clear()
+            self._ids.clear()
+            self._reject_log = None
+        return sorted(set(cut))
 
     def write_records(self, stage: str, records: Iterable[BaseModel]) -> None:
         """Replace a stage's whole file atomically (stages decided as a whole)."""
@@ -272,6 +418,11 @@ class RunDir:
         self._remember(stage, records)
 
     def _remember(self, stage: str, records: list[BaseModel]) -> None:
+        if stage == REJECTS:
+            log = self._latest_rejects()
+            for reject in records:
+                log[(reject.stage, reject.id)] = reject  # type: ignore[attr-defined]
+            return
         known = self._records.get(stage)
         ids = self._ids.get(stage)
         for record in records:
@@ -284,8 +435,8 @@ class RunDir:
                 ids.add(record_id)
 
     def reject(self, reject: RejectRecord) -> None:
-        self.appender(REJECTS).write_many([reject])
-        self._latest_rejects()[(reject.stage, reject.id)] = reject
+        """Log a reject, as one group (inside ``group``: as part of that group)."""
+        self.append(REJECTS, [reject])
 
     def close(self) -> None:
         for appender in self._appenders.values():
@@ -297,3 +448,23 @@ class RunDir:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def run_path(config: BuildConfig, run_dir: Path | None) -> Path:
+    """A build's run folder: ``--run-dir``, else ``runs/<config name>``."""
+    return Path(run_dir) if run_dir is not None else Path("runs") / config.name
+
+
+def lock_run(path: Path, command: str, new: bool = False) -> FolderLock:
+    """Take a run folder's lock (``FolderInUse`` if another process writes it), then undo what
+    a crashed writer left half-written, before this command reads or writes anything. Only a
+    build (``new``) may lock a folder that is not a run folder yet."""
+    if not new and not RunDir(path).exists():
+        raise ConfigError(f"{path}: not a run folder (no config.yaml)")
+    lock = FolderLock(Path(path), command)
+    try:
+        RunDir(path).recover()
+    except BaseException:
+        lock.release()
+        raise
+    return lock

@@ -299,10 +299,11 @@ class Listener(ThreadingHTTPServer):
 class LoopbackServer:
     """``with LoopbackServer(mis_responder) as server: ... server.url ...``"""
 
-    def __init__(self, responder: Responder | None = None, **settings: Any) -> None:
+    def __init__(self, responder: Responder | None = None, port: int = 0, **settings: Any) -> None:
+        """``port`` 0 takes any free port; a given one brings a server back where one was."""
         self.state = LoopbackState(responder=responder or mis_responder, **settings)
         handler = type("BoundHandler", (Handler,), {"state": self.state})
-        self.httpd = Listener(("127.0.0.1", 0), handler)
+        self.httpd = Listener(("127.0.0.1", port), handler)
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 

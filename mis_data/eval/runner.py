@@ -14,7 +14,8 @@ Each item is answered, then judged, by a pool of workers; every line is appended
 is known. A run killed at any point is finished by the same command: finished lines are kept,
 replies that came back before the kill are in the cache, and only requests that were in flight
 are sent again. ``scores.json`` is computed from the lines alone, so it has the same bytes.
-``usage.json`` is rewritten after every line, so a killed session's spending is kept too.
+``usage.json`` is rewritten after every line, so a killed session's spending is kept too. One
+eval at a time writes a folder (``.lock``): a second is refused at once with the first's pid.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from mis_data.eval.report import scores_table, write_scores_plot
 from mis_data.eval.scores import Outcome, Tally, compute_scores
 from mis_data.eval.testsets import EvalItem, detect_format, ingest
 from mis_data.images.store import ImageStore
+from mis_data.lock import FolderLock
 from mis_data.models.base import TextClient
 from mis_data.models.session import UsageLog
 from mis_data.prompts import Prompt, PromptLibrary
@@ -209,6 +211,12 @@ def run_eval(config_path: Path, out: Path | None = None, max_cost: float | None 
     check_test_sets(config, config_path)
     prompt = PromptLibrary(config.prompts_folder()).get(JUDGE_PROMPT)
     folder = config.out_dir
+    with FolderLock(folder, "eval"):  # one eval per folder: a second would answer everything twice
+        return evaluate(config, prompt, folder, progress)
+
+
+def evaluate(config: EvalConfig, prompt: Prompt, folder: Path, progress: bool) -> EvalRun:
+    """Claim the folder, answer and judge what is not done yet, score (holding its lock)."""
     settings = identity(config, prompt)
     claim_folder(folder, settings)
     store = ImageStore(folder / "images", max_side=config.image_max_side)

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from mis_data.config import BuildConfig
-from mis_data.images.store import ImageStore
-from mis_data.models.base import ModelClient
-from mis_data.models.offline import OfflineClient
-from mis_data.prompts import PromptLibrary
+if TYPE_CHECKING:  # imported where used: ``mis_data.models.base`` alone must load fast (the CLI)
+    from mis_data.config import BuildConfig
+    from mis_data.images.store import ImageStore
+    from mis_data.models.base import ModelClient
+    from mis_data.prompts import PromptLibrary
 
 
 def make_client(config: BuildConfig, prompts: PromptLibrary, store: ImageStore,
                 cache_path: Path, max_cost: float | None = None,
                 batch: bool = False) -> ModelClient:
     if config.backend == "offline":
+        from mis_data.models.offline import OfflineClient
+
         return OfflineClient(prompts, config.seed, typography_size=config.images.typography_size)
     from mis_data.models.client import OpenAIClient
 

@@ -285,6 +285,11 @@ class ProviderUnusable(Exception):
     the build stops with one line instead of rejecting every item the same way."""
 
 
+class ServersDown(Exception):
+    """Every server of a role has refused connections or timed out for ``all_down_seconds``:
+    the build (or eval) stops, keeping what is finished, instead of stalling in silence."""
+
+
 # A reply is either text to parse, a refusal, or a failure that ends the item.
 @dataclass
 class RawReply:

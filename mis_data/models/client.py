@@ -34,6 +34,7 @@ from mis_data.models.base import (
     ModelResult,
     ProviderUnusable,
     RawReply,
+    ServersDown,
     StructuredRequest,
     TextRequest,
     TextResult,
@@ -98,11 +99,21 @@ def provider_block(error: openai.APIStatusError) -> str | None:
 class ModelLane:
     """One configured model: its servers, limits and remembered structured-output mode."""
 
-    def __init__(self, spec: ModelSpec, servers: list[Server], window: float) -> None:
+    def __init__(self, role: str, spec: ModelSpec, servers: list[Server], window: float) -> None:
+        self.role = role
         self.spec = spec
         self.pool = ServerPool(servers, spec.cooldown_seconds)
         self.limiter = RateLimiter(spec.rpm, spec.tpm, window)
         self.mode_index = 0
+
+    def stop_if_down(self) -> None:
+        """``ServersDown`` once every server has been unreachable for ``all_down_seconds``."""
+        down = self.pool.down_for()
+        if down is not None and down >= self.spec.all_down_seconds:
+            raise ServersDown(
+                f"every server of the {self.role} role ({self.spec.model} at {self.pool.names()}) "
+                f"refused connections or timed out for {down:.0f} s; finished work is kept: run "
+                "the same command again when they are back")
 
 
 class OpenAIClient:
@@ -127,16 +138,16 @@ class OpenAIClient:
             roles = build_roles(config)
         self._clients_by_server: dict[tuple[str | None, str], AsyncOpenAI] = {}
         self.rate_window = rate_window
-        self.lanes = {role: self.make_lane(spec) for role, spec in roles.items()}
+        self.lanes = {role: self.make_lane(role, spec) for role, spec in roles.items()}
         # A role's fallback models, asked in order when its model refuses or is blocked.
-        self.fallbacks = {role: [self.make_lane(fallback) for fallback in spec.fallback]
+        self.fallbacks = {role: [self.make_lane(role, fallback) for fallback in spec.fallback]
                           for role, spec in roles.items() if spec.fallback}
         self._clients = list(self._clients_by_server.values())
         self.batches = {id(c): BatchRunner(c, cache_path.parent / "batches.json",
                                            poll_seconds=batch_poll_seconds)
                         for c in self._clients} if batch else {}
 
-    def make_lane(self, spec: ModelSpec) -> ModelLane:
+    def make_lane(self, role: str, spec: ModelSpec) -> ModelLane:
         """A model's servers (one HTTP client per server and key variable), limits and mode."""
         servers = []
         for order, endpoint in enumerate(spec.servers()):
@@ -150,7 +161,7 @@ class OpenAIClient:
                                   client=self._clients_by_server[key],
                                   concurrency=endpoint.concurrency or spec.concurrency,
                                   order=order))
-        return ModelLane(spec, servers, self.rate_window)
+        return ModelLane(role, spec, servers, self.rate_window)
 
     def lanes_of(self, role: str) -> list[ModelLane]:
         """The role's model, then its fallbacks."""
@@ -175,19 +186,25 @@ class OpenAIClient:
         """One request through the lane's servers: the least busy free one takes it; a server
         that fails rests while the retry goes to another, or waits for backoff when alone.
 
-        Every attempt that got no answer is counted as a request of ``stage`` here (it was sent,
-        and a server may bill it); an answered one is counted with its tokens by the caller."""
+        Every attempt that got no usable answer is counted as a request of ``stage`` here (it
+        was sent, and a server may bill it); a usable one is counted with its tokens by the
+        caller. While every server of the lane is unreachable, connection failures do not use
+        up the item's retries (the item is not at fault): it waits, and once the lane has been
+        down for ``all_down_seconds`` the whole build stops with ``ServersDown``."""
         spec = lane.spec
-        for attempt in range(1, spec.max_retries + 2):
+        attempt = 0
+        while True:
+            attempt += 1
             await lane.limiter.acquire(tokens)
             server = await lane.pool.acquire()
             started, ok, headers, failed_over = time.monotonic(), False, {}, False
-            answered = False
+            reached = usable = False  # the server answered at all; with something usable
             try:
                 result = await make_call(server.client)
-                ok = answered = True
+                ok = reached = usable = True
                 return result
             except openai.APIStatusError as error:
+                reached = True
                 status = error.status_code
                 retryable = status == 429 or status >= 500
                 headers = dict(error.response.headers) if error.response is not None else {}
@@ -211,21 +228,27 @@ class OpenAIClient:
                 if error.status_code >= 500:
                     failed_over = lane.pool.rest(server, f"HTTP {error.status_code}")
             except (openai.APIConnectionError, openai.APITimeoutError) as error:
-                if attempt > spec.max_retries:
+                lane.pool.unreachable(server, started)
+                lane.stop_if_down()
+                if attempt > spec.max_retries and lane.pool.down_for() is None:
                     raise TransportFailure(f"{type(error).__name__}: {short(str(error))}") from None
                 failed_over = lane.pool.rest(server, type(error).__name__)
             finally:
+                if reached:
+                    lane.pool.answered(server)
                 self.usage.server(spec.model, server.url, ok, time.monotonic() - started)
-                if not answered:
+                if not usable:
                     self.usage.record(stage, spec.model, Usage(requests=1))
                 await lane.pool.release(server)
             if failed_over and lane.pool.others_awake(server):
                 log.info("retry %d for %s on another server", attempt, spec.model)
                 continue
-            delay = retry_delay(attempt, headers)
+            delay = retry_delay(min(attempt, spec.max_retries + 1), headers)
+            down = lane.pool.down_for()
+            if down is not None:  # back in time to stop when the lane's time is up
+                delay = min(delay, max(0.0, spec.all_down_seconds - down) + 0.01)
             log.info("retry %d for %s in %.2f s", attempt, spec.model, delay)
             await asyncio.sleep(delay)
-        raise TransportFailure("retries exhausted")
 
     def wire(self, messages: list[ChatMessage], spec: ModelSpec) -> tuple[list[dict[str, Any]], int]:
         """The messages on the wire, after checking the cost cap for them."""

@@ -6,6 +6,10 @@ within that server's own concurrency. A server that cannot be reached (connectio
 timeout, a 5xx) is left out for a cool-down while the others carry its requests; when every
 server is resting, requests wait for the first to come back. With one server nothing rests:
 its failures are retried with backoff, as for a hosted API.
+
+The pool also knows how long the whole role has been unreachable: since every one of its
+servers last failed to connect (or timed out) with no answer after. The client stops the build
+once that passes the model's ``all_down_seconds`` (``ServersDown``).
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ class Server:
     in_flight: int = 0
     resting_until: float = 0.0
     order: int = field(default=0, compare=False)
+    answered_at: float = 0.0  # when it last answered anything, even an HTTP error
+    unreachable_since: float | None = None  # when its unbroken run of connection failures began
 
     def free(self, now: float) -> bool:
         return self.in_flight < self.concurrency and self.resting_until <= now
@@ -84,3 +90,24 @@ class ServerPool:
     def others_awake(self, server: Server) -> bool:
         now = time.monotonic()
         return any(other is not server and other.resting_until <= now for other in self.servers)
+
+    def answered(self, server: Server) -> None:
+        """The server answered (a reply or an HTTP error): it is reachable."""
+        server.answered_at = time.monotonic()
+        server.unreachable_since = None
+
+    def unreachable(self, server: Server, started: float) -> None:
+        """A request started at ``started`` could not connect or timed out: the server has
+        been unreachable since then, or since its last answer if that came later."""
+        if server.unreachable_since is None:
+            server.unreachable_since = max(started, server.answered_at)
+
+    def down_for(self) -> float | None:
+        """Seconds every server has been unreachable without a break; None while one is not."""
+        since = [server.unreachable_since for server in self.servers]
+        if not since or any(moment is None for moment in since):
+            return None
+        return time.monotonic() - max(moment for moment in since if moment is not None)
+
+    def names(self) -> str:
+        return ", ".join(server.url for server in self.servers)

@@ -6,7 +6,11 @@ The server binds the loopback interface only and makes no outgoing connection. I
   gallery links full-size images as ``../images/...``); nothing else of the run folder is served;
 * ``GET /api/decisions``: the run's decision log as a JSON array;
 * ``POST /api/decisions``: one decision (or a list), validated as ``ReviewDecision`` and
-  appended to ``RUN/decisions.jsonl``.
+  appended to ``RUN/decisions.jsonl`` under the run folder's lock, taken for that write alone.
+  Holding it while serving would block every build, split or apply-decisions for as long as a
+  gallery stays open (days, in a forgotten tab); taken per write, a decision sent while another
+  command writes the folder is refused with 409 naming that command, and the page keeps it
+  for download.
 
 A POST must be ``application/json`` from the page's own origin, so another web site open in
 the same browser cannot write decisions (it could only send a form, which is refused). Every
@@ -32,6 +36,7 @@ from urllib.parse import unquote, urlsplit
 from pydantic import ValidationError
 
 from mis_data.decisions import DECISIONS, append_decisions, read_decisions
+from mis_data.lock import FolderInUse, FolderLock
 from mis_data.records import ReviewDecision
 
 MAX_BODY = 1 << 20
@@ -185,8 +190,12 @@ class ReviewHandler(BaseHTTPRequestHandler):
         except (ValueError, RecursionError):  # not UTF-8, or nested past the parser's depth
             self.send_json(400, {"error": "not JSON text"})
             return
-        with self.server.lock:
-            note = append_decisions(self.server.run_path / DECISIONS, decisions)
+        try:
+            with self.server.lock, FolderLock(self.server.run_path, "review --serve"):
+                note = append_decisions(self.server.run_path / DECISIONS, decisions)
+        except FolderInUse as error:
+            self.send_json(409, {"error": str(error)})
+            return
         self.send_json(200, {"saved": len(decisions), **({"note": note} if note else {})})
 
 

@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from mis_data.config import BuildConfig
 from mis_data.images.store import ImageStore
+from mis_data.lock import FolderLock
 from mis_data.models.base import (
     ChatMessage,
     Check,
@@ -56,6 +57,7 @@ class BuildContext:
     store: ImageStore
     show_progress: bool = True
     kinds: dict[str, Kind] = field(default_factory=dict)
+    lock: FolderLock | None = None  # the run folder's, held from ``prepare`` to the build's end
 
     @property
     def view(self) -> RunView:
@@ -215,18 +217,20 @@ def write_reject(ctx: BuildContext, stage: str, rejection: Rejection, item: Work
 
 def write_outcomes(ctx: BuildContext, stage: str, item: WorkItem,
                    outcomes: Sequence[Outcome] | Rejection, stats: StageStats) -> None:
-    """Records of one item in one write, then its rejects and side records."""
+    """Everything one item produced (records, rejects, side records) as one group: a resume
+    finds it whole in every file, or redoes the item."""
     if isinstance(outcomes, Rejection):
         outcomes = [outcomes]
     records = [o for o in outcomes if not isinstance(o, Rejection | SideRecord)]
-    if records:
-        ctx.run.append(stage, records)
-        stats.kept += len(records)
-    for outcome in outcomes:
-        if isinstance(outcome, Rejection):
-            write_reject(ctx, stage, outcome, item, stats)
-        elif isinstance(outcome, SideRecord):
-            ctx.run.append(outcome.file, [outcome.record])
+    with ctx.run.group():
+        if records:
+            ctx.run.append(stage, records)
+            stats.kept += len(records)
+        for outcome in outcomes:
+            if isinstance(outcome, Rejection):
+                write_reject(ctx, stage, outcome, item, stats)
+            elif isinstance(outcome, SideRecord):
+                ctx.run.append(outcome.file, [outcome.record])
 
 
 async def run_items(stage: Stage) -> StageStats:
