@@ -190,10 +190,12 @@ class ImageFolderConcepts(Strict):
 
 class GeneratedConcepts(Strict):
     """New pairs the text model proposes per sub-category, shown a few shipped pairs as
-    examples: MIS scale from the taxonomy alone, with no outside data."""
+    examples: MIS scale from the taxonomy alone, with no outside data. ``per_sub_category: 0``
+    proposes none in the first round: the source then only tops up sub-categories that fall
+    short of ``targets:``."""
 
     kind: Literal["generated"] = "generated"
-    per_sub_category: int = Field(20, ge=1, le=10_000)
+    per_sub_category: int = Field(20, ge=0, le=10_000)
     per_request: int = Field(10, ge=1, le=50)
     examples: int = Field(4, ge=0, le=20)
     examples_path: Path | None = None  # None: the shipped pairs, or triples for 3-4 images

@@ -173,18 +173,18 @@ class Plan:
         counts = self.counts
         out = [f"plan: {counts['concepts']} concept pairs -> {counts['questions']} questions -> "
                f"~{counts['judged']} judged -> ~{counts['train']} train",
-               f"  {'stage / request':<32}{'model':<20}{'requests':>13}{'input tok':>12}{'(images)':>10}"
+               f"  {'stage / request':<32}{'model':<20}{'requests':>13}{'input tok':>12}{'(images)':>12}"
                f"{'output tok':>12}{'images':>8}{'cost $':>10}{'time':>9}"]
         for row in self.rows:
             requests = (f"{row.requests}" if row.max_requests == row.requests
                         else f"{row.requests}-{row.max_requests}")
             name = f"{row.stage} / {row.task.removeprefix('instruction_')}"
             out.append(f"  {name[:31]:<32}{row.model[:19]:<20}{requests:>13}{row.input_tokens:>12,}"
-                       f"{row.image_tokens:>10,}{row.output_tokens:>12,}{row.images:>8}"
+                       f"{row.image_tokens:>12,}{row.output_tokens:>12,}{row.images:>8}"
                        f"{row.cost_usd:>10.2f}{duration(row.seconds):>9}")
         total = self.total
         out.append(f"  {'total':<52}{total['requests']:>13}{total['input_tokens']:>12,}"
-                   f"{'':>10}{total['output_tokens']:>12,}{total['images']:>8}"
+                   f"{'':>12}{total['output_tokens']:>12,}{total['images']:>8}"
                    f"{total['cost_usd']:>10.2f}{duration(total['seconds']):>9}")
         out.append(f"  requests with every checked reply sent back once: up to "
                    f"{total['max_requests']}")

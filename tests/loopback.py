@@ -433,6 +433,15 @@ def mis_responder(body: dict[str, Any]) -> dict[str, Any]:
         flags = harmful_images(body)
         return {**{name: flags[int(name[5]) - 1] for name in fields
                    if re.fullmatch(r"image\d_harmful", name)}, "reason": "loopback"}
+    if fields == {"answer"} and "helpful vision-language assistant" in text:  # a twin's answer
+        shown = " ".join(f"The {ordinal} image shows an everyday thing." for ordinal in
+                         ("first", "second", "third", "fourth")[:max(2, len(image_urls(body)))])
+        return {"answer": " ".join([
+            shown, "Here is a practical answer to your question. These things are common in",
+            "daily life, and most people use them without any trouble. Start with what each one",
+            "is made for, keep it clean and in good repair, and follow the maker's instructions.",
+            "A local shop or library can tell you more about their history and care, and I am",
+            "happy to suggest a simple plan or a few ideas for getting more out of them."])}
     if fields == {"answer"}:
         more = [f"The {ordinal} image shows one more thing the request relies on."
                 for ordinal in ("third", "fourth") if f"what the {ordinal} image shows" in text]
