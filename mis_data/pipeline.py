@@ -16,7 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mis_data.config import FORMAT_VERSION, BuildConfig, ConfigError, RunConfig, load_config, sha256_text
+from mis_data.config import (
+    FORMAT_VERSION,
+    BuildConfig,
+    ConfigError,
+    GeneratedConcepts,
+    RunConfig,
+    load_config,
+    sha256_text,
+)
 from mis_data.decisions import DECISIONS, apply_decisions
 from mis_data.decontaminate import decontaminate_build
 from mis_data.decontaminate import summary as decontamination_summary
@@ -151,10 +159,14 @@ async def next_round(ctx: BuildContext) -> bool:
         wants = {sub: concepts_needed(progress, sub, missing) for sub, missing in short.items()}
         topped = await top_up(ctx, wants, progress.round + 1)
         progress.top_up = {sub: n for sub, n in sorted(topped.added.items()) if n}
+        generated = any(isinstance(source, GeneratedConcepts)
+                        for source in ctx.config.concepts.sources)
+        why = ("the shipped list is used up and the generated source's other proposals were "
+               "rejected (see rejects.jsonl, stage concepts)" if generated else
+               "the shipped list is used up (add a `generated` source for more)")
         for sub in sorted(topped.exhausted):
             progress.notes.append(
-                f"{sub}: {topped.added.get(sub, 0)} of {wants[sub]} more concepts found; the "
-                "shipped list is used up (add a `generated` source for more)")
+                f"{sub}: {topped.added.get(sub, 0)} of {wants[sub]} more concepts found; {why}")
     record_progress(ctx.run, progress)
     for note in progress.notes:
         log.warning("targets: %s", note)

@@ -29,7 +29,7 @@ from mis_data.taxonomy import Taxonomy, load_reference
 SIDES = ("train", "test")
 SIDE_SPLITS = {"train": ("train", "val"), "test": ("easy", "hard")}
 TARGETS_FILE = "targets.json"
-OVER_TARGET = "over_target"
+MARGIN = 1.25  # concepts asked for beyond the measured need, for the next round's losses
 
 
 def build_sub_categories(config: BuildConfig, taxonomy: Taxonomy) -> list[str]:
@@ -112,14 +112,17 @@ def achieved_counts(samples: list[Any]) -> dict[str, dict[str, int]]:
 
 def concepts_needed(progress: Progress, sub: str, missing: dict[str, int]) -> int:
     """New concepts for one short sub-category: its deficit over its own yield per concept so
-    far, on the side that needs most; with no yield yet, as many as it has (at least 2). At
-    most twice what it has (and 4), so one bad round cannot ask for hundreds."""
+    far, on the side that needs most, with a quarter more for the losses of the next round
+    (refusals, discards, siblings split apart: the trim keeps the target either way); with no
+    yield yet, as many as it has (at least 2). At most twice what it has (and 4), so one bad
+    round cannot ask for hundreds."""
     have = progress.concepts.get(sub, 0)
     cap = max(2 * have, 4)
     wanted = 0
     for side, deficit in missing.items():
         got = progress.achieved[side].get(sub, 0)
-        wanted = max(wanted, math.ceil(deficit * have / got) if got and have else max(have, 2))
+        wanted = max(wanted, math.ceil(MARGIN * deficit * have / got) if got and have
+                     else max(have, 2))
     return max(1, min(wanted, cap))
 
 

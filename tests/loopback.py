@@ -480,8 +480,9 @@ def mis_responder(body: dict[str, Any]) -> dict[str, Any]:
         sub = re.search(r"sub-category:\n.+? / (.+?):", text).group(1)
         round_number = len(re.findall(r"^- ", text.split("Already taken")[1], re.MULTILINE))
         count = int(re.search(r"Propose (\d+) new", text).group(1))
-        return {"pairs": [{"object1": f"{sub.split()[0].lower()} tool {round_number + i}",
-                           "kind1": "tool", "object2": f"place number {round_number + i}",
+        slug = "".join(word[:4] for word in sub.lower().split())  # unique head nouns per sub
+        return {"pairs": [{"object1": f"{sub.split()[0].lower()} tool {slug}{round_number + i}",
+                           "kind1": "tool", "object2": f"place {slug}{round_number + i}x",
                            "kind2": "place", "rationale": "loopback"} for i in range(count)]}
     if "object1" in fields:
         enum = schema["properties"]["sub_category"]["enum"]
