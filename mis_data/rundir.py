@@ -209,6 +209,8 @@ class RunDir:
         self._records: dict[str, dict[str, BaseModel]] = {}
         self._ids: dict[str, set[str]] = {}
         self._reject_log: dict[tuple[str, str], RejectRecord] | None = None
+        self._reject_written: dict[tuple[str, str], int] = {}
+        self._reject_clock = 0
         self._config: RunConfig | None = None
         self._pending: dict[str, list[BaseModel]] | None = None
 
@@ -287,22 +289,38 @@ class RunDir:
 
     def _latest_rejects(self) -> dict[tuple[str, str], RejectRecord]:
         if self._reject_log is None:
-            self._reject_log = {}
+            self._reject_log, self._reject_written, self._reject_clock = {}, {}, 0
             for line in complete_lines(self.stage_file(REJECTS)):
-                reject = RejectRecord.model_validate_json(line)
-                self._reject_log[(reject.stage, reject.id)] = reject
+                self._log_reject(RejectRecord.model_validate_json(line))
         return self._reject_log
+
+    def _log_reject(self, reject: RejectRecord) -> None:
+        """Keep the latest reject per (stage, id), and when it was written (a running count)."""
+        assert self._reject_log is not None
+        key = (reject.stage, reject.id)
+        self._reject_log[key] = reject
+        self._reject_clock += 1
+        self._reject_written[key] = self._reject_clock
 
     def rejects(self) -> list[RejectRecord]:
         """Current rejects: the last word per (stage, id), minus items that later succeeded
-        (a record with that id, or one hanging from it: ``parent_id``)."""
+        (a record with that id, or one hanging from it: ``parent_id``) or were decided again
+        one level down (a pair refused, then its questions rejected once a fallback answered)."""
         covered: dict[str, set[str]] = {}
+        log = self._latest_rejects()
+        latest_child: dict[tuple[str, str], int] = {}
+        for (stage, item_id), written in self._reject_written.items():
+            parent = parent_id(item_id)
+            if parent != item_id:
+                key = (stage, parent)
+                latest_child[key] = max(latest_child.get(key, 0), written)
         current = []
-        for (stage, item_id), reject in self._latest_rejects().items():
+        for key, reject in log.items():
+            stage, item_id = key
             if stage not in covered:
                 ids = self.output_ids(stage)
                 covered[stage] = ids | {parent_id(record_id) for record_id in ids}
-            if item_id not in covered[stage]:
+            if item_id not in covered[stage] and latest_child.get(key, 0) < self._reject_written[key]:
                 current.append(reject)
         return current
 
@@ -419,9 +437,9 @@ class RunDir:
 
     def _remember(self, stage: str, records: list[BaseModel]) -> None:
         if stage == REJECTS:
-            log = self._latest_rejects()
+            self._latest_rejects()
             for reject in records:
-                log[(reject.stage, reject.id)] = reject  # type: ignore[attr-defined]
+                self._log_reject(reject)  # type: ignore[arg-type]
             return
         known = self._records.get(stage)
         ids = self._ids.get(stage)

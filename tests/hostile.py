@@ -18,7 +18,7 @@ again):
 Its judges also name the sub-category a question was written for (the loopback responder names
 the first one of the list), so per-sub-category counts mean something: the provider remembers
 each question it wrote, replaced or detoxified, and the sub-category it was for (each pair's
-questions carry a case number, so that two pairs never share a question's text).
+questions carry a number, so that two pairs never share a question's text).
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ class HostileProvider:
         answer = mis_responder(body)
         case = f"{int(chance(text, 'case') * 10**6):06d}"  # keeps each pair's questions apart
         for question in answer["questions"]:
-            question["question"] = re.sub(r"[?.]$", f" in case {case}?", question["question"])
+            question["question"] = re.sub(r"[?.]$", f" (no. {case})?", question["question"])
             self.sub_of[question["question"]] = sub
         return answer
 

@@ -128,3 +128,17 @@ def test_a_cut_inside_a_multibyte_character_is_a_partial_group(tmp_path: Path) -
     assert [r.id for r in RunDir(tmp_path).read("labels", LabelRecord)] == ["a"]
     assert RunDir(tmp_path).recover() == ["labels.jsonl"]
     assert path.read_bytes() == whole[:whole.index(b"\n") + 1]
+
+
+def test_a_reject_decided_again_one_level_down_is_no_longer_current(tmp_path: Path) -> None:
+    """A pair refused, then (a fallback added) its questions rejected: the questions speak."""
+    with RunDir(tmp_path) as run:
+        run.reject(RejectRecord(stage="instructions", id="p", reason=RejectReason.refused))
+        run.reject(RejectRecord(stage="instructions", id="p-1", reason=RejectReason.object_leak))
+        run.reject(RejectRecord(stage="images", id="q", reason=RejectReason.blocked))
+    again = RunDir(tmp_path)
+    assert {(r.id, r.reason.value) for r in again.rejects()} == {("p-1", "object_leak"),
+                                                                  ("q", "blocked")}
+    with RunDir(tmp_path) as run:  # a later word on the pair itself is current again
+        run.reject(RejectRecord(stage="instructions", id="p", reason=RejectReason.refused))
+    assert {r.id for r in RunDir(tmp_path).rejects()} == {"p", "p-1", "q"}
