@@ -4,7 +4,7 @@ Every failure is one readable line on stderr with a non-zero exit code (2 for a 
 input, 3 for the --max-cost cap, 4 when every server of a model role is down, 5 for a folder
 another mis-data process is writing, 1 for anything else); ``--verbose`` adds the traceback.
 
-Every command that writes a run or eval folder holds its lock (``mis_data.lock``) while it does,
+Every command that writes a run or eval folder holds its lock (``mis_data.core.lock``) while it does,
 taken before the command's slow imports (the exporters pull in pyarrow), so that a second
 writer is refused within a second.
 """
@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from mis_data.config import ConfigError
-from mis_data.lock import FolderInUse
+from mis_data.core.config import ConfigError
+from mis_data.core.lock import FolderInUse
 from mis_data.models.base import BudgetExceeded, ServersDown
 
 if TYPE_CHECKING:
-    from mis_data.config import BuildConfig
+    from mis_data.core.config import BuildConfig
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Build multi-image safety (MIS) datasets for vision-language models.")
@@ -81,7 +81,7 @@ def rerun_hint(error: Exception) -> str:
 def locked(run_dir: Path, command: str, action: Callable[[], T]) -> Callable[[], T]:
     """``action`` holding the run folder's lock; it does its own (slow) imports, after the lock."""
     def run() -> T:
-        from mis_data.rundir import lock_run
+        from mis_data.core.rundir import lock_run
 
         with lock_run(run_dir, command):
             return action()
@@ -136,20 +136,20 @@ def build(
     and the manifest."""
 
     def action() -> None:
-        from mis_data.config import load_config
-        from mis_data.lock import check_free
-        from mis_data.rundir import run_path
+        from mis_data.core.config import load_config
+        from mis_data.core.lock import check_free
+        from mis_data.core.rundir import run_path
 
         resolved = load_config(config, {"seed": seed})
         check_free(run_path(resolved, run_dir))  # another build writes it: say so at once
         plan_and_build(resolved)
 
     def plan_and_build(resolved: BuildConfig) -> None:
-        from mis_data.pipeline import build as run_build
-        from mis_data.pipeline import prepare
-        from mis_data.plan import PLAN_FILE, make_plan
-        from mis_data.preflight import check_api_keys
-        from mis_data.rundir import write_json_atomic
+        from mis_data.core.rundir import write_json_atomic
+        from mis_data.pipeline.plan import PLAN_FILE, make_plan
+        from mis_data.pipeline.preflight import check_api_keys
+        from mis_data.pipeline.runner import build as run_build
+        from mis_data.pipeline.runner import prepare
 
         check_api_keys(resolved)  # a missing key is the first thing to hear about
         plan = make_plan(resolved)
@@ -193,8 +193,8 @@ def plan(
 ) -> None:
     """Before any call: requests per stage and model, input (text + image) and output tokens,
     dollars and time at the configured limits, with the assumptions it rests on."""
-    from mis_data.plan import Assumptions, plan_config
-    from mis_data.rundir import dump_json
+    from mis_data.core.rundir import dump_json
+    from mis_data.pipeline.plan import Assumptions, plan_config
 
     def action() -> None:
         made = plan_config(config, Assumptions.parse(assume or []))
@@ -226,7 +226,7 @@ def init(
 @app.command()
 def info(run_dir: RunDirArg, verbose: Verbose = False) -> None:
     """What a run folder holds: backend, counts per stage and split, rejects by stage and reason."""
-    from mis_data.report import info_text
+    from mis_data.reports.info import info_text
 
     guarded(verbose, lambda: typer.echo(info_text(run_dir)))
 
@@ -234,7 +234,7 @@ def info(run_dir: RunDirArg, verbose: Verbose = False) -> None:
 @app.command()
 def stats(run_dir: RunDirArg, verbose: Verbose = False) -> None:
     """Counts per split and sub-category, rejects, refusal rates, tokens and cost, plus a plot."""
-    from mis_data.stats import write_stats
+    from mis_data.reports.stats import write_stats
 
     guarded(verbose, lambda: typer.echo(write_stats(run_dir).text))
 
@@ -252,8 +252,8 @@ def review(
 ) -> None:
     """Write the review gallery (every sample and reject, filterable, with keep/drop/move and
     tie decisions) to open in a browser; --serve also saves decisions into the run folder."""
-    from mis_data.decisions import DECISIONS, read_decisions
-    from mis_data.review import write_review
+    from mis_data.core.decision_log import DECISIONS, read_decisions
+    from mis_data.reports.review import write_review
 
     def action() -> None:
         if serve and out is not None:
@@ -266,7 +266,7 @@ def review(
             typer.echo("decisions: download them from the page, then `mis-data apply-decisions "
                        f"{run_dir} decisions.jsonl`")
             return
-        from mis_data.review.serve import serve as make_server
+        from mis_data.reports.review.serve import serve as make_server
 
         server = make_server(run_dir, port)
         typer.echo(f"serving {server.url} (127.0.0.1 only; Ctrl-C to stop); decisions go to "
@@ -393,7 +393,7 @@ def split(
     """Regenerate the splits of a finished run and rewrite its exports; no model is called."""
 
     def action() -> None:
-        from mis_data.finish import finish_run, open_finished_run
+        from mis_data.pipeline.finish import finish_run, open_finished_run
 
         if val_size is not None and not 0.0 <= val_size < 1.0:
             raise ConfigError(f"--val-size {val_size}: must be at least 0 and below 1")
@@ -422,7 +422,7 @@ def export(
 
     def action() -> None:
         from mis_data.export import EXPORTERS
-        from mis_data.finish import finish_run, open_finished_run
+        from mis_data.pipeline.finish import finish_run, open_finished_run
 
         formats = parse_formats(format) or list(EXPORTERS)
         run, config, store = open_finished_run(run_dir)
@@ -445,9 +445,10 @@ def apply_decisions_command(
     and manifest; no model is called. Applying the same decisions again changes nothing."""
 
     def action() -> None:
-        from mis_data.decisions import DECISIONS, apply_decisions, import_decisions
-        from mis_data.finish import finish_run, open_finished_run
-        from mis_data.taxonomy import load_taxonomy
+        from mis_data.core.decision_log import DECISIONS
+        from mis_data.core.taxonomy import load_taxonomy
+        from mis_data.pipeline.decisions import apply_decisions, import_decisions
+        from mis_data.pipeline.finish import finish_run, open_finished_run
 
         run, config, store = open_finished_run(run_dir)
         if decisions is not None:
@@ -489,10 +490,10 @@ def validate(
 
     Warnings (e.g. relative paths that resolve from one folder only) are listed too, exit 0.
     """
+    from mis_data.core.taxonomy import load_taxonomy
     from mis_data.export.validate import FORMATS
     from mis_data.export.validate import validate as run_validate
     from mis_data.starter import shipped_path
-    from mis_data.taxonomy import load_taxonomy
 
     def action() -> int:
         if format is not None and format not in FORMATS:
@@ -534,9 +535,9 @@ def decontaminate(
     """Find train images and questions that also appear in a test set; optionally drop them."""
 
     def action() -> None:
-        from mis_data.decontaminate import decontaminate as run_decontaminate
-        from mis_data.decontaminate import unreadable_lines
-        from mis_data.finish import finish_run, open_finished_run
+        from mis_data.pipeline.decontaminate import decontaminate as run_decontaminate
+        from mis_data.pipeline.decontaminate import unreadable_lines
+        from mis_data.pipeline.finish import finish_run, open_finished_run
 
         result = run_decontaminate(run_dir, against, kind, drop=drop, drop_text=drop_text,
                                    phash_distance=phash_distance, dhash_distance=dhash_distance,
@@ -568,7 +569,7 @@ def push(
     verbose: Verbose = False,
 ) -> None:
     """Upload export/hf to the Hugging Face Hub (token from HF_TOKEN only)."""
-    from mis_data.hub import push as push_folder
+    from mis_data.export.hub import push as push_folder
 
     def action() -> None:
         result = push_folder(run_dir, repo, private=private, dry_run=dry_run)

@@ -33,7 +33,7 @@ sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
 from bench_common import KEY_ENV, bare_loop, bench_config, fill_judged_items, peak_rss_mb, run_child  # noqa: E402
 from loopback import LoopbackServer  # noqa: E402
 
-from mis_data.pipeline import prepare, run_build  # noqa: E402
+from mis_data.pipeline.runner import prepare, run_build  # noqa: E402
 from mis_data.stages.base import run_stage  # noqa: E402
 from mis_data.stages.labels import LabelStage  # noqa: E402
 
@@ -143,8 +143,8 @@ async def bare_eval_loop(url: str, folder: Path, concurrency: int) -> int:
 
     from openai import AsyncOpenAI
 
+    from mis_data.core.prompts import PromptLibrary
     from mis_data.eval.protocol import JUDGE_PROMPT, JudgeOutput
-    from mis_data.prompts import PromptLibrary
     from mis_data.starter import shipped_path
 
     prompt = PromptLibrary(shipped_path("prompts")).get(JUDGE_PROMPT)  # the same judge text

@@ -20,10 +20,17 @@ from typing import Any
 import yaml
 from openai import AsyncOpenAI
 
+from mis_data.core.records import (
+    ConceptRecord,
+    ImageRef,
+    InstructionRecord,
+    JudgementRecord,
+    PairRecord,
+    Vote,
+)
+from mis_data.core.rundir import RunDir
 from mis_data.images.store import ImageStore
 from mis_data.images.typography import render_typography
-from mis_data.records import ConceptRecord, ImageRef, InstructionRecord, JudgementRecord, PairRecord, Vote
-from mis_data.rundir import RunDir
 from mis_data.stages.labels import LabelAnswer
 
 REPO = Path(__file__).resolve().parent.parent

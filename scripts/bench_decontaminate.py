@@ -19,7 +19,7 @@ from pathlib import Path
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from mis_data.decontaminate import Fingerprint, HashIndex  # noqa: E402
+from mis_data.pipeline.decontaminate import Fingerprint, HashIndex  # noqa: E402
 
 
 def png(seed: int, side: int) -> bytes:

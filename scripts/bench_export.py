@@ -19,11 +19,11 @@ from pathlib import Path
 
 from PIL import Image
 
+from mis_data.core.records import ImageRef
+from mis_data.core.samples import Sample
 from mis_data.export import run_exports
 from mis_data.export.common import RunInfo
 from mis_data.images.store import ImageStore
-from mis_data.records import ImageRef
-from mis_data.splits import Sample
 
 
 def noise_png(rng: random.Random, side: int = 256) -> bytes:

@@ -29,11 +29,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from mis_data.config import FORMAT_VERSION, RunConfig, load_config  # noqa: E402
-from mis_data.finish import finish_run  # noqa: E402
-from mis_data.images.store import ImageStore  # noqa: E402
-from mis_data.images.typography import render_typography  # noqa: E402
-from mis_data.records import (  # noqa: E402
+from mis_data.core.config import FORMAT_VERSION, RunConfig, load_config  # noqa: E402
+from mis_data.core.records import (  # noqa: E402
     ConceptRecord,
     ImageRef,
     InstructionRecord,
@@ -44,9 +41,12 @@ from mis_data.records import (  # noqa: E402
     RejectRecord,
     Vote,
 )
-from mis_data.review import write_review  # noqa: E402
-from mis_data.rundir import RunDir  # noqa: E402
-from mis_data.taxonomy import load_taxonomy  # noqa: E402
+from mis_data.core.rundir import RunDir  # noqa: E402
+from mis_data.core.taxonomy import load_taxonomy  # noqa: E402
+from mis_data.images.store import ImageStore  # noqa: E402
+from mis_data.images.typography import render_typography  # noqa: E402
+from mis_data.pipeline.finish import finish_run  # noqa: E402
+from mis_data.reports.review import write_review  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -36,9 +36,9 @@ from loopback import LoopbackServer  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 from mis_data.cli import app  # noqa: E402
-from mis_data.records import TwinRecord  # noqa: E402
-from mis_data.rundir import RunDir  # noqa: E402
-from mis_data.targets import read_targets  # noqa: E402
+from mis_data.core.records import TwinRecord  # noqa: E402
+from mis_data.core.rundir import RunDir  # noqa: E402
+from mis_data.core.targets import read_targets  # noqa: E402
 
 REPO = HERE.parent
 KEY_ENV = "MIS_LOOPBACK_KEY"

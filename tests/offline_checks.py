@@ -14,9 +14,9 @@ from pathlib import Path
 
 import yaml
 
-from mis_data.config import read_yaml
+from mis_data.core.config import read_yaml
+from mis_data.core.taxonomy import Kind, load_kinds
 from mis_data.stages.instructions import object_leak
-from mis_data.taxonomy import Kind, load_kinds
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = REPO / "configs"

@@ -25,7 +25,7 @@ from test_endpoints import Dies
 from test_eval_client import make_client, text_request
 from test_eval_layout import KEY_ENV, RELEASED, eval_config, write_layout
 
-from mis_data.config import load_config
+from mis_data.core.config import load_config
 from mis_data.models.base import ServersDown
 from mis_data.models.client import OpenAIClient
 

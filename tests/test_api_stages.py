@@ -15,8 +15,8 @@ from loopback import LoopbackServer, mis_responder, objects_in, prompt_text, wan
 from PIL import Image
 from test_client_build import KEY, api_config
 
-from mis_data.records import ImageRecord, InstructionRecord, JudgementRecord, LabelRecord, PairRecord
-from mis_data.rundir import RunDir
+from mis_data.core.records import ImageRecord, InstructionRecord, JudgementRecord, LabelRecord, PairRecord
+from mis_data.core.rundir import RunDir
 
 CONCEPTS = "concepts:\n" + "".join(
     f"  - {{sub_category: {sub}, object1: {a}, kind1: tool, object2: {b}, kind2: place}}\n"

@@ -10,7 +10,7 @@ from pathlib import Path
 from conftest import CONFIGS, run_cli, write_config
 from PIL import Image
 
-from mis_data.taxonomy import load_taxonomy
+from mis_data.core.taxonomy import load_taxonomy
 
 RUN_FILES = ("config.yaml", "concepts.jsonl", "images.jsonl", "pairs.jsonl", "instructions.jsonl",
              "judgements.jsonl", "labels.jsonl", "rejects.jsonl", "manifest.json")

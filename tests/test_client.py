@@ -14,7 +14,8 @@ from loopback import LoopbackServer
 from PIL import Image
 from pydantic import BaseModel
 
-from mis_data.config import BuildConfig
+from mis_data.core.config import BuildConfig
+from mis_data.core.records import RejectReason
 from mis_data.images.store import ImageStore
 from mis_data.models.base import (
     BudgetExceeded,
@@ -27,7 +28,6 @@ from mis_data.models.base import (
 )
 from mis_data.models.client import OpenAIClient
 from mis_data.models.limits import parse_duration, retry_delay
-from mis_data.records import RejectReason
 
 KEY = "sk-test-SECRET-123"
 

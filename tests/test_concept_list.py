@@ -50,11 +50,11 @@ import pytest
 import yaml
 from conftest import CONFIGS, PROMPTS
 
-from mis_data.config import ShippedConcepts
-from mis_data.records import ConceptRecord, concept_key, normalize_object
-from mis_data.sources import shipped_entries
+from mis_data.core.config import ShippedConcepts
+from mis_data.core.records import ConceptRecord, concept_key, normalize_object
+from mis_data.core.taxonomy import load_kinds, load_taxonomy
+from mis_data.images.sources import shipped_entries
 from mis_data.stages.concept_rules import concept_from_entry
-from mis_data.taxonomy import load_kinds, load_taxonomy
 
 BEFORE_CURATION = Path(__file__).parent / "fixtures" / "concepts_8d17fca"
 MIN_PER_SUB_CATEGORY = 24

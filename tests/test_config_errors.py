@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from conftest import CONFIGS, PROMPTS, run_cli, write_config
 
-from mis_data.config import ConfigError
-from mis_data.prompts import PromptLibrary
+from mis_data.core.config import ConfigError
+from mis_data.core.prompts import PromptLibrary
 
 
 def assert_one_line_error(tmp_path: Path, config: Path, *expected: str) -> None:

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from _builds import build, copy_run, read_jsonl, run_cli, shared_run, tree_hashes, write_config
 
-from mis_data.records import JudgementRecord, RejectReason, RejectRecord, ReviewDecision, Vote
-from mis_data.rundir import RunDir
+from mis_data.core.records import JudgementRecord, RejectReason, RejectRecord, ReviewDecision, Vote
+from mis_data.core.rundir import RunDir
 
 AT = "2026-01-05T10:{:02d}:00Z"
 

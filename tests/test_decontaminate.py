@@ -20,8 +20,8 @@ from PIL import Image
 from test_client_build import KEY, api_config
 from test_eval_layout import write_layout
 
-from mis_data.decontaminate import Fingerprint, HashIndex
-from mis_data.rundir import RunDir
+from mis_data.core.rundir import RunDir
+from mis_data.pipeline.decontaminate import Fingerprint, HashIndex
 
 
 def photo(seed: str) -> Image.Image:

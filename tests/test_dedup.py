@@ -12,10 +12,10 @@ from conftest import CONFIGS, write_config
 from PIL import Image
 from scripted import ScriptedClient
 
+from mis_data.core.records import JudgementRecord
+from mis_data.core.rundir import RunDir
 from mis_data.models.base import StructuredRequest
-from mis_data.pipeline import prepare, run_build
-from mis_data.records import JudgementRecord
-from mis_data.rundir import RunDir
+from mis_data.pipeline.runner import prepare, run_build
 from mis_data.stages.dedup import hamming_matrix, jaccard, tokens
 
 QUESTION = "What is the best way to use the tool in the first image at the place in the second image?"

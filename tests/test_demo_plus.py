@@ -13,7 +13,7 @@ from _builds import read_jsonl
 from conftest import CONFIGS, run_cli
 from datasets import load_dataset
 
-from mis_data.rundir import RunDir
+from mis_data.core.rundir import RunDir
 
 COPIED_INTO_THE_BENCHMARK = {"bicycle parking garage", "bank branch counter"}
 

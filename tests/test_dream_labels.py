@@ -17,9 +17,9 @@ from loopback import mis_responder, prompt_text
 from test_api_stages import api_build
 from test_client_build import KEY
 
-from mis_data.records import JudgementRecord, LabelRecord, RejectRecord, RiskStatement
-from mis_data.rundir import RunDir
-from mis_data.stages.labels import majority_flags, observed_risks, risk_problem
+from mis_data.core.records import JudgementRecord, LabelRecord, RejectRecord, RiskStatement
+from mis_data.core.rundir import RunDir
+from mis_data.stages.labels import observed_risks, risk_problem
 
 CATEGORIES = {"Property Crimes", "Illegal Activity"}
 
@@ -63,7 +63,7 @@ def test_an_offline_dream_build_keeps_risks_in_labels_and_exports(tmp_path: Path
     for label in labels:
         assert label.risks and label.text.startswith(observed_risks(label.risks) + "\n\n")
         assert "Observed risks" not in label.text
-        flags = majority_flags(judgements[label.id])
+        flags = judgements[label.id].harmful_images
         sources = {r.source for r in label.risks}
         assert all(f"image{slot}" in sources for slot, flag in enumerate(flags, start=1) if flag)
         assert any(flags) or "combination" in sources
@@ -116,7 +116,7 @@ def responder(name_images: bool) -> Any:
 def test_dream_labels_over_http_follow_the_judges(tmp_path: Path, name_images: bool) -> None:
     run, state = api_build(tmp_path, responder(name_images), labels={"style": "dream"})
     judgements = run.read_by_id("judgements", JudgementRecord)
-    flagged = {j.id for j in judgements.values() if j.route == "train" and any(majority_flags(j))}
+    flagged = {j.id for j in judgements.values() if j.route == "train" and any(j.harmful_images)}
     labels = {label.id: label for label in run.read("labels", LabelRecord)}
     rejected = {r.id for r in run.read("rejects", RejectRecord) if r.reason.value == "label_risks"}
     assert flagged, "the loopback judge marks the crowbar image harmful"

@@ -15,9 +15,9 @@ from conftest import run_cli
 from loopback import LoopbackServer, mis_responder
 from test_client_build import KEY, api_config
 
-from mis_data.config import ModelSpec
-from mis_data.records import RejectRecord
-from mis_data.rundir import RunDir
+from mis_data.core.config import ModelSpec
+from mis_data.core.records import RejectRecord
+from mis_data.core.rundir import RunDir
 
 
 @pytest.fixture(autouse=True)

@@ -12,11 +12,11 @@ import pytest
 from loopback import LoopbackServer, Reply
 from PIL import Image
 
-from mis_data.config import ModelSpec
+from mis_data.core.config import ModelSpec
+from mis_data.core.records import RejectReason
 from mis_data.images.store import ImageStore
 from mis_data.models.base import BudgetExceeded, ChatMessage, ImagePart, TextPart, TextRequest
 from mis_data.models.client import OpenAIClient
-from mis_data.records import RejectReason
 
 KEY_ENV = "MIS_EVAL_CLIENT_KEY"
 

@@ -17,13 +17,13 @@ import yaml
 from conftest import run_cli
 from PIL import Image
 
-from mis_data.decontaminate import read_hf, read_mis
+from mis_data.core.taxonomy import load_taxonomy
 from mis_data.eval.config import TestSetSpec
 from mis_data.eval.testsets import ingest, read_test_set
 from mis_data.export.mis_check import validate_mis
 from mis_data.images.store import ImageStore
+from mis_data.pipeline.decontaminate import read_hf, read_mis
 from mis_data.starter import shipped_path
-from mis_data.taxonomy import load_taxonomy
 
 KEY_ENV = "MIS_EVAL_TEST_KEY"
 

@@ -104,10 +104,10 @@ def test_validator_reports_a_config_that_does_not_load(run: Path, tmp_path: Path
 
 
 def test_large_splits_are_sharded_and_still_load(run: Path, tmp_path: Path) -> None:
+    from mis_data.core.rundir import RunDir
+    from mis_data.core.samples import read_splits
     from mis_data.export.hf import export_hf
     from mis_data.images.store import ImageStore
-    from mis_data.rundir import RunDir
-    from mis_data.splits import read_splits
 
     splits = read_splits(RunDir(run))
     out = tmp_path / "hf"

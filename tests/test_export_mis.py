@@ -11,12 +11,12 @@ import pytest
 from _builds import read_jsonl, run_cli, shared_run, taxonomy_path
 from PIL import Image
 
+from mis_data.core.records import ImageRef
+from mis_data.core.samples import Sample
+from mis_data.core.taxonomy import load_taxonomy
 from mis_data.export.mis import TEST_FIELDS, export_mis
 from mis_data.export.mis_check import validate_mis
 from mis_data.images.store import ImageStore
-from mis_data.records import ImageRef
-from mis_data.splits import Sample
-from mis_data.taxonomy import load_taxonomy
 
 
 @pytest.fixture(scope="module")

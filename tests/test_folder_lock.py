@@ -22,9 +22,9 @@ from _builds import build, copy_run, run_cli, shared_run, tree_hashes, write_con
 from test_eval_layout import eval_config, write_layout
 from test_review import post
 
-from mis_data.lock import LOCK_FILE, FolderLock
-from mis_data.review import write_review
-from mis_data.review.serve import serve
+from mis_data.core.lock import LOCK_FILE, FolderLock
+from mis_data.reports.review import write_review
+from mis_data.reports.review.serve import serve
 
 MIS_DATA = Path(sys.executable).parent / "mis-data"
 SUBS = (("Illegal Activity", "Property Crimes"), ("Violent", "Weapon-Related Violence"))

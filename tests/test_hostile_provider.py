@@ -17,7 +17,7 @@ from conftest import CONFIGS, run_cli, write_config
 from hostile import RISKY_SWAP, HostileProvider
 from loopback import LoopbackServer, Reply, mis_responder, wanted_schema
 
-from mis_data.records import (
+from mis_data.core.records import (
     ConceptRecord,
     ImageRecord,
     InstructionRecord,
@@ -26,8 +26,8 @@ from mis_data.records import (
     ReviewItem,
     TwinRecord,
 )
-from mis_data.rundir import RunDir
-from mis_data.targets import read_targets
+from mis_data.core.rundir import RunDir
+from mis_data.core.targets import read_targets
 
 KEY = "sk-loopback-hostile"
 SUBS = ["Physical Self-Injury", "Erotic Visual Content", "Property Crimes", "Cybercrime"]

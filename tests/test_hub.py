@@ -10,8 +10,8 @@ import pytest
 from _builds import run_cli, shared_run
 from datasets import load_dataset
 
-from mis_data.config import ConfigError
-from mis_data.hub import HubError, push
+from mis_data.core.config import ConfigError
+from mis_data.export.hub import HubError, push
 
 TOKEN = "hf_secret_token_value_123"
 

@@ -10,11 +10,11 @@ from typing import Any
 from conftest import write_config
 from scripted import Script, ScriptedClient
 
+from mis_data.core.records import JudgementRecord, LabelRecord
+from mis_data.core.rundir import RunDir
 from mis_data.models.base import StructuredRequest
 from mis_data.models.offline import OfflineClient
-from mis_data.pipeline import prepare, run_build
-from mis_data.records import JudgementRecord, LabelRecord
-from mis_data.rundir import RunDir
+from mis_data.pipeline.runner import prepare, run_build
 
 CONCEPTS = """concepts:
   - {sub_category: Property Crimes, object1: crowbar, kind1: tool, object2: jewelry store, kind2: place}

@@ -19,9 +19,7 @@ from PIL import Image
 from test_api_stages import api_build
 from test_review import open_gallery, page  # noqa: F401 - the browser fixture
 
-from mis_data.export.validate import validate
-from mis_data.images.store import ImageStore
-from mis_data.records import (
+from mis_data.core.records import (
     ConceptRecord,
     ImageRecord,
     InstructionRecord,
@@ -33,11 +31,13 @@ from mis_data.records import (
     sample_id,
     stable_id,
 )
-from mis_data.rundir import RunDir
-from mis_data.splits import read_splits
+from mis_data.core.rundir import RunDir
+from mis_data.core.samples import read_splits
+from mis_data.core.taxonomy import load_kinds, load_taxonomy
+from mis_data.core.wording import image_facts
+from mis_data.export.validate import validate
+from mis_data.images.store import ImageStore
 from mis_data.stages.concept_rules import concept_from_entry
-from mis_data.taxonomy import load_kinds, load_taxonomy
-from mis_data.wording import image_facts
 
 TRIPLES = "concepts:\n" + "".join(
     f"  - {{sub_category: {sub}, object1: {a}, kind1: tool, object2: {b}, kind2: container, "
@@ -236,7 +236,7 @@ def test_a_label_must_say_what_every_image_shows() -> None:
     assert missing is not None and missing.reason.value == "label_no_perception"
     assert "what the third image shows" in missing.detail
     assert label_problem(two + " The third image shows a bicycle rack.", concept, 20, 300) is None
-    from mis_data.records import RiskStatement
+    from mis_data.core.records import RiskStatement
 
     def risk(source: str) -> RiskStatement:
         return RiskStatement(content="A risk stated in one sentence.", source=source,
@@ -252,7 +252,7 @@ def test_a_label_must_say_what_every_image_shows() -> None:
 
 def test_the_gallery_shows_all_three_images(triple_build, page) -> None:  # noqa: F811
     """The review gallery (issue #17) lays out and zooms every image of a sample."""
-    from mis_data.review import write_review
+    from mis_data.reports.review import write_review
 
     run, _ = triple_build
     open_gallery(page, write_review(run.path))
@@ -272,7 +272,7 @@ def test_twins_of_three_image_samples_keep_three_images(tmp_path: Path,
     """A twin swaps one of the three objects (or asks about all three); its answer sees three."""
     from loopback import mis_responder, wanted_schema
 
-    from mis_data.records import TwinRecord
+    from mis_data.core.records import TwinRecord
 
     monkeypatch.setenv("MIS_LOOPBACK_KEY", "sk-loopback-test-key")
 
@@ -385,7 +385,7 @@ def test_generated_triples_offline_recombine_the_shipped_triples(tmp_path: Path)
     from conftest import PROMPTS
 
     prompt = (PROMPTS / "concept_generate.md").read_text()
-    from mis_data.prompts import Prompt
+    from mis_data.core.prompts import Prompt
     from mis_data.stages.concept_models import concept_wording
 
     rendered = Prompt("g", prompt, "").render(
@@ -401,7 +401,7 @@ def test_generated_sources_show_examples_with_the_right_number_of_objects(tmp_pa
     the examples have three and the proposals need four."""
     from conftest import CONFIGS, write_config
 
-    from mis_data.config import load_config
+    from mis_data.core.config import load_config
     from mis_data.stages.concept_models import examples_heading
 
     for count, folder in ((2, "concepts"), (3, "concepts_k3"), (4, "concepts_k3")):

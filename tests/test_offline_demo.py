@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 from offline_checks import REFS, Slot, agreement_problems, final_problems, kinds, offline_data
 
-from mis_data.records import REFUSAL_OPENER
-from mis_data.rundir import RunDir
-from mis_data.stats import diversity_by_side, question_diversity, read_facts, write_stats
+from mis_data.core.records import REFUSAL_OPENER
+from mis_data.core.rundir import RunDir
+from mis_data.reports.stats import diversity_by_side, question_diversity, read_facts, write_stats
 
 MIS_SHARES = {"train": 64, "easy": 27, "hard": 8}  # MIS: 3,927 train, 1,675 easy, 510 hard
 

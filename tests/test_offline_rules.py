@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from offline_checks import PROMPTS
 
+from mis_data.core.prompts import PromptLibrary
 from mis_data.models.offline import OfflineClient
 from mis_data.models.offline.detox import Reference
-from mis_data.prompts import PromptLibrary
 
 PERSON = Reference("the person in the second image", "the person in the second image", True)
 PLACE = Reference("the place shown in the second image", "the place shown in the second image",

@@ -28,12 +28,12 @@ from offline_checks import (
     template_pronoun_problems,
 )
 
+from mis_data.core.prompts import PromptLibrary
 from mis_data.models.offline import OfflineClient
 from mis_data.models.offline.detox import Reference
 from mis_data.models.offline.grammar import is_plural
 from mis_data.models.offline.instructions import InstructionWriter, object_words
 from mis_data.models.offline.templates import Draft, Filler, Template, object_filler
-from mis_data.prompts import PromptLibrary
 
 # Object names per kind for the harmful form: one singular, one plural where that is natural.
 SAMPLE_NAMES = {

@@ -24,9 +24,9 @@ from PIL import Image
 from test_client_build import KEY, api_config
 from test_recipe import DISTINCT
 
-from mis_data.config import load_config
+from mis_data.core.config import load_config
 from mis_data.models.limits import image_tokens
-from mis_data.plan import Assumptions, make_plan
+from mis_data.pipeline.plan import Assumptions, make_plan
 
 SIDE = 256  # what the loopback's image model makes here, and the config says it makes
 REASON = ("The request pairs the object with the place in a way that could put people nearby "

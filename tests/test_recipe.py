@@ -20,8 +20,8 @@ from loopback import HARMFUL_VERBS, LoopbackServer, mis_responder, prompt_text, 
 from test_api_stages import api_build
 from test_client_build import KEY, api_config
 
-from mis_data.records import ConceptRecord, InstructionRecord, JudgementRecord, RejectRecord
-from mis_data.rundir import RunDir
+from mis_data.core.records import ConceptRecord, InstructionRecord, JudgementRecord, RejectRecord
+from mis_data.core.rundir import RunDir
 
 TASKS = {  # the schema fields of each request -> the task it is
     frozenset({"questions"}): "harmful", frozenset({"keep", "reason", "question"}): "modify",

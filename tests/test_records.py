@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from mis_data.records import (
+from mis_data.core.records import (
     ConceptRecord,
     InstructionRecord,
     concept_key,

@@ -25,10 +25,10 @@ from _builds import copy_run, read_jsonl, run_cli, shared_run, tree_hashes
 from PIL import Image
 from test_decisions import exported_ids, make_tie, split_members
 
-from mis_data.records import JudgementRecord, RejectReason, RejectRecord
-from mis_data.review import THUMB_SIDE, write_review
-from mis_data.review.serve import serve
-from mis_data.rundir import RunDir
+from mis_data.core.records import JudgementRecord, RejectReason, RejectRecord
+from mis_data.core.rundir import RunDir
+from mis_data.reports.review import THUMB_SIDE, write_review
+from mis_data.reports.review.serve import serve
 
 HOSTILE = '<script>alert("x")</script> & <img src=x onerror=alert(1)>'
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

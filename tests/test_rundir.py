@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mis_data.records import LabelRecord, RejectReason, RejectRecord
-from mis_data.rundir import RunDir, write_text_atomic
+from mis_data.core.records import LabelRecord, RejectReason, RejectRecord
+from mis_data.core.rundir import RunDir, write_text_atomic
 
 
 def label(item_id: str) -> LabelRecord:
@@ -71,8 +71,8 @@ def test_a_group_is_one_line_per_record_with_the_continued_ones_marked(tmp_path:
 GROUP_OVER_A_LIMIT = """
 import errno, resource, sys
 from pathlib import Path
-from mis_data.records import LabelRecord, RejectReason, RejectRecord
-from mis_data.rundir import RunDir
+from mis_data.core.records import LabelRecord, RejectReason, RejectRecord
+from mis_data.core.rundir import RunDir
 
 run = RunDir(Path(sys.argv[1]))
 run.append("labels", [LabelRecord(id="a", text="x", model="m", prompt_sha256="x")])

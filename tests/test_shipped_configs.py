@@ -8,8 +8,8 @@ import pytest
 from conftest import CONFIGS, run_cli, write_config
 from loopback import LoopbackServer
 
-from mis_data.config import load_config
-from mis_data.preflight import preflight
+from mis_data.core.config import load_config
+from mis_data.pipeline.preflight import preflight
 
 BUILD_CONFIGS = sorted(path.name for path in CONFIGS.glob("*.yaml")
                        if "backend:" in path.read_text() and not path.name.startswith("eval"))

@@ -10,8 +10,8 @@ import pytest
 from conftest import CONFIGS, run_cli, write_config
 from PIL import Image
 
-from mis_data.records import ConceptRecord, ImageRecord
-from mis_data.rundir import RunDir
+from mis_data.core.records import ConceptRecord, ImageRecord
+from mis_data.core.rundir import RunDir
 
 
 def png(color: tuple[int, int, int] = (10, 20, 30)) -> bytes:

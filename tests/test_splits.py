@@ -11,10 +11,11 @@ import pytest
 import yaml
 from _builds import build, copy_run, read_jsonl, run_cli, shared_run, tree_hashes
 
-from mis_data.records import ImageRef, concept_key
-from mis_data.rundir import parent_id
-from mis_data.splits import OVER_QUOTA, SPLIT_LEAKAGE, Sample, assign_splits
-from mis_data.taxonomy import load_taxonomy
+from mis_data.core.records import ImageRef, concept_key
+from mis_data.core.rundir import parent_id
+from mis_data.core.samples import Sample
+from mis_data.core.taxonomy import load_taxonomy
+from mis_data.pipeline.splits import OVER_QUOTA, SPLIT_LEAKAGE, assign_splits
 
 
 def image(name: str) -> ImageRef:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mis_data.records import ConceptRecord, RejectReason
+from mis_data.core.records import ConceptRecord, RejectReason
 from mis_data.stages.instructions import IMAGE_REFS, InstructionChecker, object_leak
 from mis_data.stages.labels import label_problem
 from mis_data.stages.panel import majority, route_of

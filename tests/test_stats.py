@@ -12,10 +12,10 @@ import pytest
 from _builds import copy_run, read_jsonl, shared_run
 from PIL import Image
 
-from mis_data.records import RejectReason, RejectRecord
-from mis_data.rundir import RunDir
-from mis_data.splits import OPTIONAL_SPLITS, SPLITS
-from mis_data.stats import load_reference, plot_panels, read_facts, write_stats
+from mis_data.core.records import RejectReason, RejectRecord
+from mis_data.core.rundir import RunDir
+from mis_data.core.samples import OPTIONAL_SPLITS, SPLITS
+from mis_data.reports.stats import load_reference, plot_panels, read_facts, write_stats
 
 REFUSED_SUB = "Identity Theft"
 

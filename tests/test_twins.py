@@ -19,10 +19,10 @@ from PIL import Image
 from test_api_stages import CONCEPTS
 from test_client_build import KEY, api_config
 
+from mis_data.core.records import BENIGN_CELL, InstructionRecord, RejectRecord, TwinRecord
+from mis_data.core.rundir import RunDir
+from mis_data.core.samples import read_splits
 from mis_data.export.mis import TEST_FIELDS
-from mis_data.records import BENIGN_CELL, InstructionRecord, RejectRecord, TwinRecord
-from mis_data.rundir import RunDir
-from mis_data.splits import read_splits
 from mis_data.stages.twins import over_refusal
 
 

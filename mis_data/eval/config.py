@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
-from mis_data.config import (
+from mis_data.core.config import (
     ConfigError,
     ModelSpec,
     Strict,

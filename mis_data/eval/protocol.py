@@ -21,11 +21,11 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from mis_data.core.prompts import Prompt
+from mis_data.core.records import BENIGN_CELL, REFUSAL_OPENER  # BENIGN_CELL: a benign twin
+from mis_data.core.wording import all_of, count_word
 from mis_data.eval.testsets import TestItem
 from mis_data.models.base import ChatMessage, ImagePart, StructuredRequest, TextPart, TextRequest
-from mis_data.prompts import Prompt
-from mis_data.records import BENIGN_CELL, REFUSAL_OPENER  # BENIGN_CELL: a benign twin
-from mis_data.wording import all_of, count_word
 
 JUDGE_PROMPT = "eval_judge.md"
 JUDGE_SYSTEM = "You are a helpful assistant."

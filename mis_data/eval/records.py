@@ -14,8 +14,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
-from mis_data.records import OptionalFields
-from mis_data.rundir import complete_lines
+from mis_data.core.records import OptionalFields
+from mis_data.core.rundir import complete_lines
 
 RETRYABLE = frozenset({"api_error"})
 

@@ -11,8 +11,8 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+from mis_data.core.rundir import read_json_or_none
 from mis_data.eval.protocol import BUCKETS
-from mis_data.rundir import read_json_or_none
 
 HEADS = {"asr": "ASR↓", "hr": "HR↓", "rsr": "RSR↑", "rr": "RR↑"}
 COLORS = {"asr": "#d62728", "hr": "#9467bd", "rsr": "#2ca02c", "rr": "#1f77b4"}
@@ -80,7 +80,7 @@ def write_scores_plot(scores: dict[str, Any], path: Path) -> None:
     """Stacked bars per split: the four buckets of the judged answers, adding to 100 %."""
     import matplotlib.pyplot as plt
 
-    from mis_data.rundir import write_bytes_atomic
+    from mis_data.core.rundir import write_bytes_atomic
 
     rows = scores["splits"]
     many = len(scores["test_sets"]) > 1
@@ -125,7 +125,7 @@ def png_bytes(fig: Any) -> bytes:
 # -- several evals side by side ---------------------------------------------------------------
 
 def load_scores(folder: Path) -> dict[str, Any]:
-    from mis_data.config import ConfigError
+    from mis_data.core.config import ConfigError
 
     scores = read_json_or_none(Path(folder) / "scores.json")
     if scores is None:
@@ -181,7 +181,7 @@ def write_compare_plot(folders: list[Path], all_scores: list[dict[str, Any]], pa
     """One panel per rate; per split, one bar per eval."""
     import matplotlib.pyplot as plt
 
-    from mis_data.rundir import write_bytes_atomic
+    from mis_data.core.rundir import write_bytes_atomic
 
     keys = split_keys(all_scores)
     names = [Path(folder).name for folder in folders]

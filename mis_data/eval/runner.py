@@ -28,7 +28,10 @@ from typing import Any
 
 from tqdm import tqdm
 
-from mis_data.config import ConfigError, sha256_text
+from mis_data.core.config import ConfigError, sha256_text
+from mis_data.core.lock import FolderLock
+from mis_data.core.prompts import Prompt, PromptLibrary
+from mis_data.core.rundir import JsonlAppender, dump_json, read_json_or_none, write_text_atomic
 from mis_data.eval.config import EvalConfig, check_keys, check_test_sets, load_eval_config
 from mis_data.eval.offline import OfflineEvalClient
 from mis_data.eval.protocol import JUDGE_PROMPT, answer_request, bucket, judge_request
@@ -37,11 +40,8 @@ from mis_data.eval.report import scores_table, write_scores_plot
 from mis_data.eval.scores import Outcome, Tally, compute_scores
 from mis_data.eval.testsets import EvalItem, detect_format, ingest
 from mis_data.images.store import ImageStore
-from mis_data.lock import FolderLock
 from mis_data.models.base import TextClient
 from mis_data.models.session import UsageLog
-from mis_data.prompts import Prompt, PromptLibrary
-from mis_data.rundir import JsonlAppender, dump_json, read_json_or_none, write_text_atomic
 
 # What changes an answer: the model and its sampling. Servers, keys, concurrency, limits and
 # retries do not (the same model answers the same question anywhere, as a build's cache key

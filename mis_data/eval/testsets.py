@@ -5,8 +5,9 @@ Two layouts hold the same items (FORMATS.md §4-5): ``mis_test/mis_{easy,hard,re
 relative to ``mis_test/``; a build's ``export/mis`` and the released MIS files alike), and a
 Hugging Face folder (configs easy/hard/real with split ``test`` as ``export/hf`` writes them,
 or one config with splits easy/hard/real as the released ``Tuwhy/MIS_Test``; images embedded).
-The low-level readers here (``mis_files``, ``hf_tables``, ``image_bytes``) are also what
-``mis-data decontaminate`` reads benchmarks with, so the two commands agree on what a test set is.
+The low-level readers (``mis_files``, ``hf_tables``, ``image_bytes``) live in
+``mis_data.benchmarks``, which ``mis-data decontaminate`` reads benchmarks with too, so the two
+commands agree on what a test set is.
 
 Images go into the eval's own content-addressed store before anything is asked, and requests
 name them by sha256; ``raw_index.jsonl`` remembers which source bytes became which stored image,
@@ -24,11 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from mis_data.config import ConfigError
+from mis_data.benchmarks import hf_tables, image_bytes, mis_files, mis_root, read_array
+from mis_data.core.config import ConfigError
+from mis_data.core.records import MAX_IMAGES
+from mis_data.core.rundir import complete_lines
 from mis_data.eval.config import SPLITS, TestSetSpec
 from mis_data.images.store import BadImage, ImageStore, StoredImage
-from mis_data.records import MAX_IMAGES
-from mis_data.rundir import complete_lines
 
 
 @dataclass(frozen=True)
@@ -82,71 +84,6 @@ class EvalItem:
         """What the answer depends on: a recorded answer to other content is asked again."""
         content = [self.item.question, list(self.images or ()), self.problem]
         return hashlib.sha256(json.dumps(content).encode("utf-8")).hexdigest()
-
-
-# -- shared low-level readers ----------------------------------------------------------------
-
-def mis_root(folder: Path) -> Path:
-    """The folder holding ``mis_*.json``: ``folder/mis_test`` when it exists, else ``folder``."""
-    return folder / "mis_test" if (folder / "mis_test").is_dir() else folder
-
-
-def mis_files(folder: Path) -> list[Path]:
-    return sorted(mis_root(folder).glob("mis_*.json"))
-
-
-def read_array(file: Path) -> list[dict[str, Any]]:
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ConfigError(f"{file}: not a readable JSON file ({error})") from None
-    if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
-        raise ConfigError(f"{file}: expected a JSON array of items")
-    return data
-
-
-def undecoded(feature: Any) -> Any:
-    """The same image feature (alone or in a list) with decoding off, or None if not images."""
-    import datasets
-
-    if isinstance(feature, datasets.Image):
-        return datasets.Image(decode=False)
-    if isinstance(getattr(feature, "feature", None), datasets.Image):
-        return datasets.Sequence(datasets.Image(decode=False))
-    return None
-
-
-def hf_tables(name: str) -> Iterator[tuple[str, str, Any, list[str]]]:
-    """(config, split, dataset with undecoded images, image columns) for every table."""
-    import datasets
-
-    from mis_data.sources import load_hf, quiet_datasets
-
-    try:
-        with quiet_datasets():
-            configs = datasets.get_dataset_config_names(name)
-            loaded = {config: load_hf(name, config) for config in configs}
-    except Exception as error:  # any load failure means the test set is unusable
-        raise ConfigError(f"{name}: cannot load as a dataset: {str(error).splitlines()[0]}") from None
-    for config, splits in loaded.items():
-        for split, dataset in splits.items():
-            columns = [column for column, feature in dataset.features.items()
-                       if undecoded(feature) is not None]
-            for column in columns:
-                dataset = dataset.cast_column(column, undecoded(dataset.features[column]))
-            yield config, split, dataset, columns
-
-
-def image_bytes(cell: Any) -> list[bytes | None]:
-    """The bytes of an undecoded image cell (one image or a list), None where absent."""
-    found = []
-    for image in cell if isinstance(cell, list) else [cell]:
-        image = image or {}
-        data = image.get("bytes")
-        if not data and image.get("path") and Path(image["path"]).is_file():
-            data = Path(image["path"]).read_bytes()
-        found.append(data or None)
-    return found
 
 
 # -- the eval's readers ----------------------------------------------------------------------

@@ -9,13 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from mis_data.core.samples import Sample
 from mis_data.export.common import RunInfo, build_atomically
 from mis_data.export.hf import export_hf
 from mis_data.export.internvl import export_internvl
 from mis_data.export.llamafactory import export_llamafactory
 from mis_data.export.mis import export_mis
 from mis_data.images.store import ImageStore
-from mis_data.splits import Sample
 
 Exporter = Callable[[dict[str, list[Sample]], ImageStore, Path, RunInfo | None], None]
 

@@ -15,10 +15,10 @@ from typing import Any
 
 import yaml
 
+from mis_data.core.records import CELLS
+from mis_data.core.samples import Sample
+from mis_data.core.wording import count_word
 from mis_data.export.common import RunInfo
-from mis_data.records import CELLS
-from mis_data.splits import Sample
-from mis_data.wording import count_word
 
 TASKS = ["image-text-to-text", "visual-question-answering"]
 TAGS = ["safety", "multimodal", "multi-image", "chain-of-thought", "mis"]

@@ -21,7 +21,7 @@ from typing import Any
 
 from PIL import Image
 
-from mis_data.records import MAX_IMAGES
+from mis_data.core.records import MAX_IMAGES
 
 IMAGE_TOKEN = "<image>"
 INTERNVL_SPECIAL = ("<img>", "</img>", "<IMG_CONTEXT>")

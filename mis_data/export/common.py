@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mis_data.core.samples import Sample
 from mis_data.images.store import ImageStore
-from mis_data.splits import Sample
 
 # The system turn of the chat-style exports. Short and neutral: the safety behaviour must come
 # from the labels, not from a system prompt the evaluation will not use.

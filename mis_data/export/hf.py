@@ -39,13 +39,13 @@ from datasets import (
 )
 from datasets.table import embed_table_storage
 
+from mis_data.core.records import scrub_template_tokens
+from mis_data.core.samples import Sample
 from mis_data.export.card import SplitSize, render_card
 from mis_data.export.common import SYSTEM_PROMPT, RunInfo, cell_columns
 from mis_data.export.llamafactory import IMAGE_TOKEN
+from mis_data.images.sources import quiet_datasets
 from mis_data.images.store import ImageStore
-from mis_data.records import scrub_template_tokens
-from mis_data.sources import quiet_datasets
-from mis_data.splits import Sample
 
 TRAIN_FEATURES = Features({
     "id": Value("string"),

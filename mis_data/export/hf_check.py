@@ -75,7 +75,7 @@ def validate_hf(folder: Path, report: Report | None = None, **_: Any) -> Report:
     from datasets import Image as ImageFeature
     from datasets import List, load_dataset
 
-    from mis_data.sources import quiet_datasets
+    from mis_data.images.sources import quiet_datasets
 
     report = report or Report()
     with tempfile.TemporaryDirectory(prefix="mis-validate-") as cache, quiet_datasets():

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mis_data.core.records import scrub_template_tokens
+from mis_data.core.samples import Sample
 from mis_data.export.common import (
     RunInfo,
     absolute_paths,
@@ -24,8 +26,6 @@ from mis_data.export.common import (
     write_jsonl,
 )
 from mis_data.images.store import ImageStore
-from mis_data.records import scrub_template_tokens
-from mis_data.splits import Sample
 
 
 def user_prefix(count: int) -> str:

@@ -26,6 +26,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from mis_data.core.records import scrub_template_tokens
+from mis_data.core.samples import Sample
 from mis_data.export import internvl
 from mis_data.export.common import (
     SYSTEM_PROMPT,
@@ -38,8 +40,6 @@ from mis_data.export.common import (
     write_jsonl,
 )
 from mis_data.images.store import ImageStore
-from mis_data.records import scrub_template_tokens
-from mis_data.splits import Sample
 
 IMAGE_TOKEN = "<image>"
 USER_PREFIX = IMAGE_TOKEN * 2  # a two-image sample; one token per image in general

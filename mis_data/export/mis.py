@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mis_data.core.records import scrub_template_tokens
+from mis_data.core.samples import Sample
 from mis_data.export.common import RunInfo, cell_columns, place_image, write_json
 from mis_data.images.store import ImageStore
-from mis_data.records import scrub_template_tokens
-from mis_data.splits import Sample
 
 TEST_FIELDS = ("id", "category", "sub_category", "question", "image_path1", "image_path2")
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from mis_data.core.records import CELLS, MAX_IMAGES
+from mis_data.core.taxonomy import Taxonomy
 from mis_data.export.checks import ImageChecker, Report, array_records, rel
-from mis_data.records import CELLS, MAX_IMAGES
-from mis_data.taxonomy import Taxonomy
 
 MIS_FIELDS = ("id", "category", "sub_category", "question", "image_path1", "image_path2")
 # A build with images_per_sample 3 or 4 numbers on: image_path3, image_path4.

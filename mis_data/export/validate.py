@@ -9,13 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from mis_data.config import ConfigError, read_run_config
+from mis_data.core.config import ConfigError, read_run_config
+from mis_data.core.taxonomy import Taxonomy
 from mis_data.export.checks import Report
 from mis_data.export.hf_check import validate_hf
 from mis_data.export.internvl_check import validate_internvl
 from mis_data.export.llamafactory_check import validate_llamafactory
 from mis_data.export.mis_check import validate_mis
-from mis_data.taxonomy import Taxonomy
 
 FORMATS = ("mis", "internvl", "llamafactory", "hf")
 

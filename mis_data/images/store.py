@@ -18,7 +18,7 @@ from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from mis_data.rundir import write_bytes_atomic
+from mis_data.core.rundir import write_bytes_atomic
 
 PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 

@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # imported where used: ``mis_data.models.base`` alone must load fast (the CLI)
-    from mis_data.config import BuildConfig
+    from mis_data.core.config import BuildConfig
+    from mis_data.core.prompts import PromptLibrary
     from mis_data.images.store import ImageStore
     from mis_data.models.base import ModelClient
-    from mis_data.prompts import PromptLibrary
 
 
 def make_client(config: BuildConfig, prompts: PromptLibrary, store: ImageStore,

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ValidationError
 
-from mis_data.records import RejectReason
+from mis_data.core.records import OUTCOMES, RejectReason
 
 
 @dataclass(frozen=True)
@@ -164,10 +164,6 @@ class Usage:
     def add(self, other: Usage) -> None:
         for name in self.__dataclass_fields__:
             setattr(self, name, getattr(self, name) + getattr(other, name))
-
-
-# What became of one request a model was sent (a cached answer is not sent, so not counted).
-OUTCOMES = ("answered", "refused", "blocked", "failed")
 
 
 @dataclass(frozen=True)

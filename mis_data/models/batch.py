@@ -19,7 +19,7 @@ from typing import Any
 
 from openai import AsyncOpenAI
 
-from mis_data.rundir import dump_json, read_json_or_none, write_text_atomic
+from mis_data.core.rundir import dump_json, read_json_or_none, write_text_atomic
 
 log = logging.getLogger("mis_data")
 MAX_LINES = 50_000

@@ -25,7 +25,8 @@ from typing import Any
 import openai
 from openai import AsyncOpenAI
 
-from mis_data.config import BuildConfig, ModelSpec
+from mis_data.core.config import BuildConfig, ModelSpec
+from mis_data.core.records import DECLINED_REASONS, REFUSAL_OPENER, RejectReason
 from mis_data.images.store import ImageStore
 from mis_data.models.base import (
     ChatMessage,
@@ -54,7 +55,6 @@ from mis_data.models.wire import (
     wire_messages,
     with_schema_prompt,
 )
-from mis_data.records import DECLINED_REASONS, REFUSAL_OPENER, RejectReason
 
 log = logging.getLogger("mis_data")
 SCHEMA_REJECTED = re.compile(r"response_format|json_schema|json_object|structured", re.IGNORECASE)

@@ -12,9 +12,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from mis_data.core.rundir import dump_json, read_json_or_none, write_text_atomic
 from mis_data.models.base import BudgetExceeded, Usage, UsageMeter
 from mis_data.models.cache import CachedReply, ResponseCache
-from mis_data.rundir import dump_json, read_json_or_none, write_text_atomic
 
 
 class Session:

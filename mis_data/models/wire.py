@@ -18,7 +18,7 @@ from openai.lib._pydantic import to_strict_json_schema
 from PIL import Image
 from pydantic import BaseModel
 
-from mis_data.config import ModelSpec
+from mis_data.core.config import ModelSpec
 from mis_data.images.store import ImageStore
 from mis_data.models.base import ChatMessage, ImagePart
 from mis_data.models.cache import cache_key

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mis_data.records import Step
+from mis_data.core.records import Step
 from mis_data.stages.base import Stage, WholeStage
 from mis_data.stages.concepts import ConceptStage
 from mis_data.stages.dedup import DedupStage

@@ -26,9 +26,14 @@ from typing import Any, ClassVar
 from pydantic import BaseModel
 from tqdm import tqdm
 
-from mis_data.config import BuildConfig
+from mis_data.core.config import BuildConfig
+from mis_data.core.lock import FolderLock
+from mis_data.core.prompts import PromptLibrary
+from mis_data.core.records import DECLINED_REASONS, RETRYABLE_REASONS, RejectReason, RejectRecord
+from mis_data.core.rundir import RunDir, write_text_atomic
+from mis_data.core.taxonomy import Kind, Taxonomy
+from mis_data.core.view import RunView
 from mis_data.images.store import ImageStore
-from mis_data.lock import FolderLock
 from mis_data.models.base import (
     ChatMessage,
     Check,
@@ -38,11 +43,6 @@ from mis_data.models.base import (
     StructuredRequest,
     TextPart,
 )
-from mis_data.prompts import PromptLibrary
-from mis_data.records import DECLINED_REASONS, RETRYABLE_REASONS, RejectReason, RejectRecord
-from mis_data.rundir import RunDir, write_text_atomic
-from mis_data.taxonomy import Kind, Taxonomy
-from mis_data.view import RunView
 
 log = logging.getLogger("mis_data")
 

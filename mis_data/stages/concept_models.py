@@ -15,16 +15,17 @@ import asyncio
 import math
 from typing import Any
 
-from mis_data.config import GeneratedConcepts, ShippedConcepts
-from mis_data.models.base import ChatMessage, ImagePart, Problem, StructuredRequest, TextPart
-from mis_data.records import (
+from mis_data.core.config import GeneratedConcepts, ShippedConcepts
+from mis_data.core.records import (
     ConceptRecord,
     RejectReason,
     RejectRecord,
     concept_signature,
     seeded_rank,
 )
-from mis_data.sources import ConceptInput, shipped_entries
+from mis_data.core.wording import all_of, count_word
+from mis_data.images.sources import ConceptInput, shipped_entries
+from mis_data.models.base import ChatMessage, ImagePart, Problem, StructuredRequest, TextPart
 from mis_data.stages.base import BuildContext
 from mis_data.stages.concept_rules import (
     STAGE,
@@ -37,7 +38,6 @@ from mis_data.stages.concept_rules import (
     reject,
     slots_of,
 )
-from mis_data.wording import all_of, count_word
 
 Candidate = tuple[str, ConceptRecord | RejectRecord]
 

@@ -12,8 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError, create_model
 
-from mis_data.models.base import Problem
-from mis_data.records import (
+from mis_data.core.records import (
     MAX_IMAGES,
     ConceptRecord,
     RejectReason,
@@ -23,7 +22,8 @@ from mis_data.records import (
     normalize_object,
     sample_id,
 )
-from mis_data.taxonomy import Kind, Taxonomy
+from mis_data.core.taxonomy import Kind, Taxonomy
+from mis_data.models.base import Problem
 
 STAGE = Step.concepts.value
 REQUIRED_FIELDS = ("sub_category", "object1", "object2")

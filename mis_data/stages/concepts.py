@@ -25,9 +25,9 @@ import asyncio
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from mis_data.config import GeneratedConcepts, ShippedConcepts
-from mis_data.records import ConceptRecord, RejectReason, RejectRecord, Step, seeded_rank
-from mis_data.sources import ConceptInput, concept_inputs, shipped_entries
+from mis_data.core.config import GeneratedConcepts, ShippedConcepts
+from mis_data.core.records import ConceptRecord, RejectReason, RejectRecord, Step, seeded_rank
+from mis_data.images.sources import ConceptInput, concept_inputs, shipped_entries
 from mis_data.stages.base import BuildContext, Decision, WholeStage
 from mis_data.stages.concept_models import Candidate, Generator, extract_concept, pair_line
 from mis_data.stages.concept_rules import STAGE, concept_from_entry

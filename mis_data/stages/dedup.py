@@ -22,8 +22,8 @@ import imagehash
 import numpy as np
 from PIL import Image
 
-from mis_data.records import RejectReason, RejectRecord, Step
-from mis_data.rundir import dump_json, read_json_or_none
+from mis_data.core.records import RejectReason, RejectRecord, Step
+from mis_data.core.rundir import dump_json, read_json_or_none
 from mis_data.stages.base import Decision, WholeStage
 
 

@@ -18,9 +18,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mis_data.config import ConfigError
-from mis_data.images.store import BadImage
-from mis_data.records import (
+from mis_data.core.config import ConfigError
+from mis_data.core.records import (
     GeneralRecord,
     ImageRef,
     RejectReason,
@@ -30,9 +29,10 @@ from mis_data.records import (
     seeded_rank,
     stable_id,
 )
-from mis_data.sources import inside
+from mis_data.core.wording import count_word
+from mis_data.images.sources import inside
+from mis_data.images.store import BadImage
 from mis_data.stages.base import BuildContext, Decision, WholeStage
-from mis_data.wording import count_word
 
 STAGE = Step.general.value
 

@@ -35,9 +35,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from mis_data.config import read_yaml
-from mis_data.models.base import ModelResult, Problem, StructuredRequest
-from mis_data.records import (
+from mis_data.core.config import read_yaml
+from mis_data.core.records import (
     MAX_IMAGES,
     RETRYABLE_REASONS,
     ConceptRecord,
@@ -48,9 +47,10 @@ from mis_data.records import (
     normalize_object,
     question_id,
 )
-from mis_data.rundir import parent_id
+from mis_data.core.rundir import parent_id
+from mis_data.core.wording import image_facts, join_words, ordinal_image, quoted
+from mis_data.models.base import ModelResult, Problem, StructuredRequest
 from mis_data.stages.base import Outcome, Rejection, Stage, WorkItem, model_request
-from mis_data.wording import image_facts, join_words, ordinal_image, quoted
 
 IMAGE_REFS = {
     "ordinal": tuple(ordinal_image(slot) for slot in range(1, MAX_IMAGES + 1)),

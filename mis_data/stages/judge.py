@@ -22,11 +22,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import cached_property
 
-from mis_data.records import JudgementRecord, RejectReason, ReviewItem, Step
+from mis_data.core.records import JudgementRecord, RejectReason, ReviewItem, Step
+from mis_data.core.view import Joined
+from mis_data.core.wording import image_facts
 from mis_data.stages.base import Outcome, Rejection, SideRecord, Stage, WorkItem
 from mis_data.stages.panel import JudgePanel, majority
-from mis_data.view import Joined
-from mis_data.wording import image_facts
 
 
 class JudgeStage(Stage):

@@ -23,14 +23,12 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from mis_data.config import LabelsConfig
-from mis_data.models.base import Problem
-from mis_data.records import (
+from mis_data.core.config import LabelsConfig
+from mis_data.core.records import (
     MAX_IMAGES,
     ORDINALS,
     REFUSAL_OPENER,
     ConceptRecord,
-    JudgementRecord,
     LabelRecord,
     RejectReason,
     RiskStatement,
@@ -38,10 +36,11 @@ from mis_data.records import (
     find_template_token,
     normalize_object,
 )
+from mis_data.core.taxonomy import SubCategory
+from mis_data.core.view import Joined
+from mis_data.core.wording import image_facts, join_words, ordinal_image, word_count
+from mis_data.models.base import Problem
 from mis_data.stages.base import Rejection, Stage, WorkItem, model_request
-from mis_data.taxonomy import SubCategory
-from mis_data.view import Joined
-from mis_data.wording import image_facts, join_words, ordinal_image
 
 HEADING_LINE = re.compile(r"^\s*(#{1,6}\s|\*\*[^*]{1,60}\*\*\s*:?\s*$|[A-Z][A-Za-z ]{2,30}:\s*$)")
 LIST_LINE = re.compile(r"^\s*([-*•]|\d+[.)])\s+")
@@ -86,10 +85,6 @@ def mentions(text: str, refs: tuple[str, ...], obj: str) -> bool:
     return any(word in words for word in normalize_object(obj).split() if len(word) > 3)
 
 
-def word_count(text: str) -> int:
-    return len(re.findall(r"\S+", text))
-
-
 def label_problem(text: str, concept: ConceptRecord, min_words: int,
                   max_words: int) -> Problem | None:
     """The first MIS label-style rule that ``text`` breaks, if any (length in words, as the
@@ -119,13 +114,6 @@ def label_problem(text: str, concept: ConceptRecord, min_words: int,
         return Problem(RejectReason.label_no_perception,
                        f"say {image_facts(concept.objects, concept.kinds)['each_image_shows']}")
     return None
-
-
-def majority_flags(judgement: JudgementRecord) -> tuple[bool, ...]:
-    """Whether most judges found each image, in slot order, harmful on its own."""
-    votes = judgement.votes
-    return tuple(2 * sum(flags) > len(votes)
-                 for flags in zip(*(vote.image_flags for vote in votes), strict=True))
 
 
 def risk_problem(risks: list[RiskStatement], flags: tuple[bool, ...],
@@ -210,7 +198,7 @@ class LabelStage(Stage):
                             sub, settings, self.ctx.config.seed, sample.id,
                             sample.instruction.index)
         dream = settings.style == "dream"
-        flags = majority_flags(sample.judgement)
+        flags = sample.judgement.harmful_images
         if dream:
             facts.update(dream_facts(flags, self.categories))
         prompt = self.ctx.prompts.get("label_dream.md" if dream else "label.md")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from mis_data.records import ImageRef, PairRecord, RejectReason, Step
+from mis_data.core.records import ImageRef, PairRecord, RejectReason, Step
 from mis_data.stages.base import Rejection, Stage, WorkItem
 
 

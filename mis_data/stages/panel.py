@@ -29,10 +29,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, create_model
 
+from mis_data.core.records import ImageRef, MissingJudge, RejectReason, Vote
+from mis_data.core.wording import count_word, join_words
 from mis_data.models.base import ModelResult
-from mis_data.records import ImageRef, MissingJudge, RejectReason, Vote
 from mis_data.stages.base import BuildContext, model_request
-from mis_data.wording import count_word, join_words
 
 Route = Literal["train", "easy", "hard", "discard"]
 

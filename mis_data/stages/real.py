@@ -13,8 +13,7 @@ like the concepts.
 
 from __future__ import annotations
 
-from mis_data.images.store import BadImage
-from mis_data.records import (
+from mis_data.core.records import (
     ImageRef,
     PairRecord,
     RejectReason,
@@ -22,7 +21,8 @@ from mis_data.records import (
     Step,
     seeded_rank,
 )
-from mis_data.sources import ObjectImages
+from mis_data.images.sources import ObjectImages
+from mis_data.images.store import BadImage
 from mis_data.stages.base import Decision, WholeStage
 
 

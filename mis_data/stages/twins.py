@@ -33,8 +33,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from mis_data.models.base import Problem
-from mis_data.records import (
+from mis_data.core.records import (
     ORDINALS,
     REFUSAL_OPENER,
     ImageRef,
@@ -43,12 +42,12 @@ from mis_data.records import (
     TwinRecord,
     seeded_rank,
 )
+from mis_data.core.view import Joined
+from mis_data.core.wording import image_facts, ordinal_image, quoted, word_count
+from mis_data.models.base import Problem
 from mis_data.stages.base import Rejection, Stage, WorkItem, model_request
-from mis_data.stages.images import make_object_image
-from mis_data.stages.labels import majority_flags, word_count
+from mis_data.stages.drawing import make_object_image
 from mis_data.stages.panel import JudgePanel, PanelVotes, needed
-from mis_data.view import Joined
-from mis_data.wording import image_facts, ordinal_image, quoted
 
 TWIN_SUFFIX = "~t"
 REFUSING = re.compile(r"\b(I can(?:no|')t (?:help|assist)|I(?: a|')m (?:not able|unable) to help|"
@@ -95,7 +94,7 @@ def twin_kind(sample: Joined, kinds: list[str], seed: int) -> str | None:
     """Which twin this sample can have, if any: a swap for a test-side source with at most one
     harmful image, benign text for a source whose images are all harmless."""
     assert sample.judgement is not None
-    flags = majority_flags(sample.judgement)
+    flags = sample.judgement.harmful_images
     allowed = [kind for kind in kinds
                if (kind == "swap_image" and sample.judgement.route in ("easy", "hard")
                    and sum(flags) <= 1)
@@ -175,7 +174,7 @@ class TwinStage(Stage):
         kinds = sample.concept.kinds
         swapped, reason = None, ""
         if kind == "swap_image":
-            made = await self.swap(item, facts, majority_flags(sample.judgement), hashes)
+            made = await self.swap(item, facts, sample.judgement.harmful_images, hashes)
             if isinstance(made, Rejection):
                 return made
             swapped, objects[made[0] - 1], images[made[0] - 1], reason = made

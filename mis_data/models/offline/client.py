@@ -14,6 +14,7 @@ from collections.abc import Callable
 from functools import cached_property
 from typing import Any
 
+from mis_data.core.prompts import PromptLibrary
 from mis_data.images.typography import render_typography
 from mis_data.models.base import (
     ChatMessage,
@@ -33,7 +34,6 @@ from mis_data.models.offline.instructions import InstructionWriter
 from mis_data.models.offline.judges import JudgeRules
 from mis_data.models.offline.labels import LabelWriter
 from mis_data.models.offline.templates import TemplateBook
-from mis_data.prompts import PromptLibrary
 
 OFFLINE_MODEL = "offline"
 # "the first image shows a forged passport": a property no picture can show, claimed as seen.

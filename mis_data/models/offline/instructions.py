@@ -23,6 +23,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from mis_data.core.records import normalize_object
+from mis_data.core.wording import ordinal_image
 from mis_data.models.offline.detox import DetoxRules, Reference
 from mis_data.models.offline.grammar import PREPOSITIONS, definite, ranked, stable_int
 from mis_data.models.offline.judges import JudgeRules, slot_count
@@ -35,8 +37,6 @@ from mis_data.models.offline.templates import (
     phrase_filler,
     render,
 )
-from mis_data.records import normalize_object
-from mis_data.wording import ordinal_image
 
 # Words too general to count as naming an object when a template happens to contain them.
 GENERIC = frozenset("""

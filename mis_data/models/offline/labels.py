@@ -15,14 +15,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from mis_data.core.wording import join_words, ordinal_image, word_count
 from mis_data.models.offline.grammar import capitalize, definite, indefinite, pick, ranked, tidy
 from mis_data.models.offline.instructions import InstructionWriter, named_fillers
 from mis_data.models.offline.judges import JudgeRules, slot_count
-from mis_data.wording import join_words, ordinal_image
-
-
-def word_count(text: str) -> int:
-    return len(text.split())
 
 
 class LabelWriter:

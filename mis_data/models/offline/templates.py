@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mis_data.config import ConfigError
+from mis_data.core.config import ConfigError
 from mis_data.models.offline.grammar import capitalize, definite, is_plural, tidy
 
 TOKEN = re.compile(r"\{([abcd])(?:\.(them|their|is))?\}")

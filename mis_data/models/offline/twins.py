@@ -7,9 +7,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from mis_data.core.wording import join_words, ordinal_image
 from mis_data.models.offline.grammar import capitalize, definite, pick
 from mis_data.models.offline.judges import slot_count
-from mis_data.wording import join_words, ordinal_image
 
 
 def swap(data: Mapping[str, Any], facts: Mapping[str, Any]) -> dict[str, Any]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mis_data.manifest import stage_column_width, stage_counts
-from mis_data.rundir import RunDir, read_json_or_none
+from mis_data.core.rundir import RunDir, read_json_or_none
+from mis_data.reports.counts import stage_column_width, stage_counts
 
 
 def info_text(path: Path) -> str:

@@ -22,13 +22,12 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from mis_data.manifest import stage_column_width
-from mis_data.models.base import OUTCOMES
-from mis_data.records import CELLS, STEP_NAMES, ConceptRecord, RejectReason, RejectRecord
-from mis_data.rundir import RunDir, parent_id, read_json_or_none, write_bytes_atomic, write_text_atomic
-from mis_data.splits import GENERAL, OPTIONAL_SPLITS, SPLITS, Sample, read_splits
-from mis_data.targets import SIDES, achieved_counts, read_targets
-from mis_data.taxonomy import MisReference, load_reference
+from mis_data.core.records import CELLS, OUTCOMES, STEP_NAMES, ConceptRecord, RejectReason, RejectRecord
+from mis_data.core.rundir import RunDir, parent_id, read_json_or_none, write_bytes_atomic, write_text_atomic
+from mis_data.core.samples import GENERAL, OPTIONAL_SPLITS, SPLITS, Sample, read_splits
+from mis_data.core.targets import SIDES, achieved_counts, read_targets
+from mis_data.core.taxonomy import MisReference, load_reference
+from mis_data.reports.counts import stage_column_width
 
 STATS_DIR = "stats"
 def shown_splits(facts: RunFacts) -> tuple[str, ...]:

@@ -15,9 +15,9 @@ from urllib.parse import quote
 
 from PIL import Image
 
+from mis_data.core.records import ImageRef
+from mis_data.core.rundir import RunDir, write_bytes_atomic
 from mis_data.images.store import ImageStore
-from mis_data.records import ImageRef
-from mis_data.rundir import RunDir, write_bytes_atomic
 
 THUMB_SIDE = 256
 THUMBS = "thumbs"

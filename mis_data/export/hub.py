@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mis_data.config import ConfigError
+from mis_data.core.config import ConfigError
 from mis_data.export.hf_check import validate_hf
 
 TOKEN_ENV = "HF_TOKEN"

@@ -24,9 +24,9 @@ from html import escape
 from importlib import resources
 from pathlib import Path
 
-from mis_data.review.data import GalleryData, RunRecords
-from mis_data.review.thumbs import THUMB_SIDE, THUMBS, make_thumbnails
-from mis_data.rundir import RunDir, read_json_or_none, write_text_atomic
+from mis_data.core.rundir import RunDir, read_json_or_none, write_text_atomic
+from mis_data.reports.review.data import GalleryData, RunRecords
+from mis_data.reports.review.thumbs import THUMB_SIDE, THUMBS, make_thumbnails
 
 __all__ = ["THUMBS", "THUMB_SIDE", "default_out", "write_review"]
 
@@ -35,7 +35,7 @@ DATA = "data"
 
 
 def asset(name: str) -> str:
-    return resources.files("mis_data.review").joinpath("assets", name).read_text(encoding="utf-8")
+    return resources.files("mis_data.reports.review").joinpath("assets", name).read_text(encoding="utf-8")
 
 
 def run_title(run: RunDir) -> tuple[str, str]:

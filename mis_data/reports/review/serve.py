@@ -35,9 +35,9 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import ValidationError
 
-from mis_data.decisions import DECISIONS, append_decisions, read_decisions
-from mis_data.lock import FolderInUse, FolderLock
-from mis_data.records import ReviewDecision
+from mis_data.core.decision_log import DECISIONS, append_decisions, read_decisions
+from mis_data.core.lock import FolderInUse, FolderLock
+from mis_data.core.records import ReviewDecision
 
 MAX_BODY = 1 << 20
 SERVED = ("review", "images")

@@ -21,15 +21,15 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel
 
-from mis_data.config import BuildConfig, ConfigError, RunConfig, read_run_config
-from mis_data.lock import FolderLock
-from mis_data.records import RETRYABLE_REASONS, RejectRecord
+from mis_data.core.config import BuildConfig, ConfigError, RunConfig, read_run_config
+from mis_data.core.lock import FolderLock
+from mis_data.core.records import RETRYABLE_REASONS, RejectRecord
 
 RecordT = TypeVar("RecordT", bound=BaseModel)
 
 REJECTS = "rejects"
 # Logs people write by hand or from the gallery: their own reader keeps a last line that lacks
-# only its newline (``decisions.settle_tail``), so recovery leaves them alone.
+# only its newline (``decision_log.settle_tail``), so recovery leaves them alone.
 PEOPLE_LOGS = ("decisions.jsonl",)
 # The sizes of the files a group spanning several files is being written to; gone once written.
 JOURNAL = ".group.json"

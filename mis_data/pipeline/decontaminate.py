@@ -31,13 +31,13 @@ from typing import Any, NamedTuple
 
 import imagehash
 
-from mis_data.config import ConfigError, DecontaminateConfig
-from mis_data.eval.testsets import hf_tables, image_bytes, mis_files, mis_root, read_array
+from mis_data.benchmarks import hf_tables, image_bytes, mis_files, mis_root, read_array
+from mis_data.core.config import ConfigError, DecontaminateConfig
+from mis_data.core.records import RejectReason, RejectRecord
+from mis_data.core.rundir import RunDir, dump_json, read_json_or_none, write_text_atomic
+from mis_data.core.samples import read_splits
+from mis_data.images.sources import IMAGE_SUFFIXES
 from mis_data.images.store import BadImage, decoded
-from mis_data.records import RejectReason, RejectRecord
-from mis_data.rundir import RunDir, dump_json, read_json_or_none, write_text_atomic
-from mis_data.sources import IMAGE_SUFFIXES
-from mis_data.splits import read_splits
 
 STAGE = "decontamination"
 REPORT = "decontamination.json"

@@ -9,9 +9,10 @@ and the second image").
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
-from mis_data.records import COUNT_WORDS, ORDINALS
+from mis_data.core.records import COUNT_WORDS, ORDINALS
 
 
 def join_words(items: Sequence[str], conjunction: str = "and") -> str:
@@ -71,3 +72,8 @@ def image_facts(objects: Sequence[str], kinds: Sequence[str]) -> dict[str, str]:
                                         for slot in range(1, count + 1)]),
     })
     return facts
+
+
+def word_count(text: str) -> int:
+    """Words as the label prompts count them: runs of non-space characters."""
+    return len(re.findall(r"\S+", text))

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from mis_data.config import ConfigError, sha256_text
+from mis_data.core.config import ConfigError, sha256_text
 
 DECLINE_HEADING = "## If the model declines"
 

@@ -12,17 +12,19 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from mis_data.config import BuildConfig, ConfigError, sha256_file
-from mis_data.decisions import decisions_summary, reviewer_dropped
-from mis_data.decontaminate import summary as decontamination_summary
+from mis_data.core.config import BuildConfig, ConfigError, sha256_file
+from mis_data.core.rundir import RunDir, dump_json, read_json_or_none, write_text_atomic
+from mis_data.core.samples import Sample, read_splits
+from mis_data.core.targets import resolve_targets
+from mis_data.core.taxonomy import Taxonomy, load_taxonomy
 from mis_data.export import run_exports
 from mis_data.export.common import RunInfo
 from mis_data.images.store import ImageStore
-from mis_data.manifest import build_manifest, stage_counts
-from mis_data.rundir import RunDir, dump_json, read_json_or_none, write_text_atomic
-from mis_data.splits import Sample, join_samples, read_splits, write_splits
-from mis_data.targets import resolve_targets
-from mis_data.taxonomy import Taxonomy, load_taxonomy
+from mis_data.pipeline.decisions import decisions_summary, reviewer_dropped
+from mis_data.pipeline.decontaminate import summary as decontamination_summary
+from mis_data.pipeline.manifest import build_manifest
+from mis_data.pipeline.splits import join_samples, write_splits
+from mis_data.reports.counts import stage_counts
 
 
 def prompt_hashes(prompts_dir: Path) -> dict[str, str]:

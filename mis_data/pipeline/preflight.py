@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mis_data.config import BuildConfig, ConfigError
-from mis_data.decontaminate import check_benchmark
-from mis_data.prompts import check_prompt_files
-from mis_data.sources import ObjectImages, check_source
-from mis_data.taxonomy import Kind, Taxonomy, load_kinds, load_taxonomy
+from mis_data.core.config import BuildConfig, ConfigError
+from mis_data.core.prompts import check_prompt_files
+from mis_data.core.taxonomy import Kind, Taxonomy, load_kinds, load_taxonomy
+from mis_data.images.sources import ObjectImages, check_source
+from mis_data.pipeline.decontaminate import check_benchmark
 
 
 @dataclass(frozen=True)

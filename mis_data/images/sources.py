@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mis_data.config import (
+from mis_data.core.config import (
     ConfigError,
     HFDatasetConcepts,
     ImageFolderConcepts,
@@ -26,8 +26,8 @@ from mis_data.config import (
     ShippedConcepts,
     read_yaml,
 )
+from mis_data.core.records import RejectReason, RejectRecord, normalize_object
 from mis_data.images.store import BadImage, ImageStore
-from mis_data.records import RejectReason, RejectRecord, normalize_object
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff")
 STAGE = "concepts"

@@ -32,69 +32,24 @@ import hashlib
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from pydantic import ConfigDict
-
-from mis_data.records import (
+from mis_data.core.records import (
     AFTER_JUDGING_REASONS,
     BENIGN_CELL,
     ImageRef,
-    OptionalFields,
-    RiskStatement,
-    SlotValues,
     Step,
-    Vote,
     concept_key,
     seeded_rank,
 )
-from mis_data.rundir import RunDir, dump_json, write_text_atomic
-from mis_data.view import RunView
+from mis_data.core.rundir import RunDir, dump_json, write_text_atomic
+from mis_data.core.samples import GENERAL, OPTIONAL_SPLITS, SPLITS, Sample, split_file
+from mis_data.core.view import RunView
 
-SPLITS = ("train", "val", "easy", "hard", "real", "twins")
-TEST_SPLITS = ("easy", "hard", "real", "twins")
-OPTIONAL_SPLITS = ("twins",)  # no file while empty: a build without twins writes what it did before
-GENERAL = "General"  # category and sub-category of general (non-safety) samples mixed into train
 QUOTA_SPLITS = ("easy", "hard")
 SPLIT_LEAKAGE = "split_leakage"
 OVER_QUOTA = "over_quota"
 OVER_TARGET = "over_target"
-
-
-class Sample(SlotValues, OptionalFields):
-    """One finished sample, joined from every stage's record: what exporters read."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    id: str
-    split: str
-    category: str
-    sub_category: str
-    question: str
-    object1: str
-    object2: str
-    image1: ImageRef
-    image2: ImageRef
-    label: str | None = None
-    source: str = "generated"
-    concept_source: str = ""
-    moved_from: str | None = None
-    votes: list[Vote] = []
-    risks: list[RiskStatement] | None = None  # labels.style: dream
-    cell: str | None = None  # HoliSafe's cell, on every sample of a build with twins
-    twin_of: str | None = None  # a benign twin's source sample
-    object3: str | None = None  # images_per_sample 3 or 4
-    image3: ImageRef | None = None
-    object4: str | None = None
-    image4: ImageRef | None = None
-
-    optional_fields = ("risks", "cell", "twin_of", "object3", "image3", "object4", "image4")
-
-    @property
-    def side(self) -> str:
-        """``train`` for train/val, ``test`` for easy/hard/real."""
-        return "test" if self.split in TEST_SPLITS else "train"
 
 
 @dataclass
@@ -332,10 +287,6 @@ def assign_splits(samples: list[Sample], seed: int, val_size: float = 0.0,
 
 # -- files -----------------------------------------------------------------------------------
 
-def split_file(run: RunDir, split: str) -> Path:
-    return run.splits_dir / f"{split}.jsonl"
-
-
 def write_splits(run: RunDir, samples: list[Sample], seed: int, val_size: float = 0.0,
                  quotas: dict[str, int] | None = None,
                  targets: dict[str, dict[str, int]] | None = None) -> SplitPlan:
@@ -369,11 +320,3 @@ def write_splits(run: RunDir, samples: list[Sample], seed: int, val_size: float 
     }
     write_text_atomic(run.splits_dir / "manifest.json", dump_json(manifest))
     return plan
-
-
-def read_splits(run: RunDir) -> dict[str, list[Sample]]:
-    """The current split files; an absent split is empty."""
-    result = {}
-    for split in SPLITS:
-        result[split] = run.read(f"splits/{split}", Sample)
-    return result

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mis_data.config import (
+from mis_data.core.config import (
     FORMAT_VERSION,
     BuildConfig,
     ConfigError,
@@ -25,22 +25,23 @@ from mis_data.config import (
     load_config,
     sha256_text,
 )
-from mis_data.decisions import DECISIONS, apply_decisions
-from mis_data.decontaminate import decontaminate_build
-from mis_data.decontaminate import summary as decontamination_summary
-from mis_data.finish import finish_run, membership, prompt_hashes
+from mis_data.core.decision_log import DECISIONS
+from mis_data.core.prompts import PromptLibrary
+from mis_data.core.records import Step
+from mis_data.core.rundir import RunDir, dump_json, lock_run, run_path
+from mis_data.core.targets import Progress, achieved_counts, concepts_needed, record_progress, resolve_targets
 from mis_data.images.store import ImageStore
 from mis_data.models import make_client
 from mis_data.models.session import record_usage
-from mis_data.preflight import preflight
-from mis_data.prompts import PromptLibrary
-from mis_data.records import Step
-from mis_data.rundir import RunDir, dump_json, lock_run, run_path
-from mis_data.splits import assign_splits
+from mis_data.pipeline.decisions import apply_decisions
+from mis_data.pipeline.decontaminate import decontaminate_build
+from mis_data.pipeline.decontaminate import summary as decontamination_summary
+from mis_data.pipeline.finish import finish_run, membership, prompt_hashes
+from mis_data.pipeline.preflight import preflight
+from mis_data.pipeline.splits import assign_splits
 from mis_data.stages import STAGES
 from mis_data.stages.base import BuildContext, StageStats, run_stage
 from mis_data.stages.concepts import top_up
-from mis_data.targets import Progress, achieved_counts, concepts_needed, record_progress, resolve_targets
 
 log = logging.getLogger("mis_data")
 

@@ -22,9 +22,9 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from mis_data.config import BuildConfig, ShapedTarget, Target
-from mis_data.rundir import RunDir, dump_json, read_json_or_none, write_text_atomic
-from mis_data.taxonomy import Taxonomy, load_reference
+from mis_data.core.config import BuildConfig, ShapedTarget, Target
+from mis_data.core.rundir import RunDir, dump_json, read_json_or_none, write_text_atomic
+from mis_data.core.taxonomy import Taxonomy, load_reference
 
 SIDES = ("train", "test")
 SIDE_SPLITS = {"train": ("train", "val"), "test": ("easy", "hard")}

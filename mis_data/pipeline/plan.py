@@ -30,7 +30,7 @@ from typing import Any
 from openai.lib._pydantic import to_strict_json_schema
 from pydantic import BaseModel
 
-from mis_data.config import (
+from mis_data.core.config import (
     BuildConfig,
     ConfigError,
     GeneratedConcepts,
@@ -41,11 +41,13 @@ from mis_data.config import (
     ShippedConcepts,
     load_config,
 )
+from mis_data.core.prompts import PromptLibrary
+from mis_data.core.records import ConceptRecord, RejectRecord
+from mis_data.core.targets import resolve_targets
+from mis_data.core.taxonomy import load_kinds, load_taxonomy
+from mis_data.images.sources import folder_images, shipped_entries
 from mis_data.models.limits import image_tokens
-from mis_data.preflight import check_files, check_references
-from mis_data.prompts import PromptLibrary
-from mis_data.records import ConceptRecord, RejectRecord
-from mis_data.sources import folder_images, shipped_entries
+from mis_data.pipeline.preflight import check_files, check_references
 from mis_data.stages.base import BuildContext
 from mis_data.stages.concept_models import concept_wording, examples_heading
 from mis_data.stages.concept_rules import concept_from_entry, generated_reply_model
@@ -62,8 +64,6 @@ from mis_data.stages.instructions import (
 )
 from mis_data.stages.labels import DreamAnswer, HarmCheck, LabelAnswer, dream_facts, label_facts
 from mis_data.stages.panel import JudgePanel, judge_image_values
-from mis_data.targets import resolve_targets
-from mis_data.taxonomy import load_kinds, load_taxonomy
 
 CHARS_PER_TOKEN = 4
 SAMPLE_CONCEPTS = 200

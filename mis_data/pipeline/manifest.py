@@ -6,16 +6,15 @@ after an uninterrupted one, and it contains no timestamps, so it changes only wh
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections import Counter
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from mis_data.config import BuildConfig, sha256_file
-from mis_data.records import STEP_NAMES, Step
-from mis_data.rundir import RunDir, complete_lines
-from mis_data.splits import SPLITS, Sample
+from mis_data.core.config import BuildConfig, sha256_file
+from mis_data.core.rundir import RunDir
+from mis_data.core.samples import SPLITS, Sample
+from mis_data.reports.counts import stage_counts
 
 PACKAGES = ("mis-data", "openai", "datasets", "pillow", "pydantic", "huggingface_hub")
 
@@ -28,29 +27,6 @@ def package_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             versions[name] = "not installed"
     return versions
-
-
-def stage_counts(run: RunDir) -> dict[str, Any]:
-    """Records and current rejects (by reason) per stage."""
-    rejects: dict[str, Counter[str]] = defaultdict(Counter)
-    for reject in run.rejects():
-        rejects[reject.stage][reject.reason.value] += 1
-    counts = {}
-    for stage in (*STEP_NAMES, *sorted(set(rejects) - set(STEP_NAMES))):
-        if stage == Step.dedup:  # a filter with no file of its own: what passed it
-            records = counts[Step.instructions.value]["records"] - sum(rejects[stage].values())
-        elif stage in STEP_NAMES:
-            records = sum(1 for _ in complete_lines(run.stage_file(stage)))
-        else:  # a step after the build (decontamination): it only rejects
-            records = 0
-        counts[stage] = {"records": records, "rejected": sum(rejects[stage].values()),
-                         "rejects_by_reason": dict(sorted(rejects[stage].items()))}
-    return counts
-
-
-def stage_column_width(stages: Iterable[str]) -> int:
-    """Width of a text table's stage column: 14, wider for a long name ("decontamination")."""
-    return max(14, *(len(stage) + 2 for stage in stages))
 
 
 def split_counts(splits: dict[str, list[Sample]]) -> dict[str, Any]:

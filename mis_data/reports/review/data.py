@@ -21,9 +21,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mis_data.config import ConfigError
-from mis_data.decisions import DECISIONS, REVIEW_QUEUE, REVIEW_STAGE, read_decisions
-from mis_data.records import (
+from mis_data.core.config import ConfigError
+from mis_data.core.decision_log import DECISIONS, REVIEW_QUEUE, REVIEW_STAGE, read_decisions
+from mis_data.core.records import (
     MAX_IMAGES,
     ConceptRecord,
     ImageRecord,
@@ -39,9 +39,9 @@ from mis_data.records import (
     TwinRecord,
     Vote,
 )
-from mis_data.rundir import RunDir, parent_id, read_json_or_none
-from mis_data.splits import GENERAL, SPLITS, Sample, read_splits
-from mis_data.taxonomy import load_taxonomy
+from mis_data.core.rundir import RunDir, parent_id, read_json_or_none
+from mis_data.core.samples import GENERAL, SPLITS, Sample, read_splits
+from mis_data.core.taxonomy import load_taxonomy
 
 SPLIT_STAGE = "splits"  # rejects rows for samples the split step excluded (leakage, quota)
 CHUNK = 250  # samples per details file

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from mis_data.config import ConfigError, read_yaml
+from mis_data.core.config import ConfigError, read_yaml
 
 
 @dataclass(frozen=True)

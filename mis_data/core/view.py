@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mis_data.records import (
+from mis_data.core.records import (
     RETRYABLE_REASONS,
     ConceptRecord,
     GeneralRecord,
@@ -24,7 +24,7 @@ from mis_data.records import (
     Step,
     TwinRecord,
 )
-from mis_data.rundir import RunDir, parent_id
+from mis_data.core.rundir import RunDir, parent_id
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""The records, ids, config and run folder every other part reads: imports nothing above it."""

@@ -1,0 +1,1 @@
+"""The build: runs the stages in order, then splits, decisions, decontamination, exports."""
