@@ -16,8 +16,9 @@ from conftest import CONFIGS, run_cli, write_config
 from loopback import LoopbackServer
 from test_build import tree_hashes
 
+from mis_data.core.ids import parent_id
 from mis_data.core.records import ConceptRecord, ImageRecord, InstructionRecord
-from mis_data.core.rundir import RunDir, parent_id
+from mis_data.core.rundir import RunDir
 from mis_data.stages.instructions import IMAGE_REFS, InstructionChecker
 
 KEY = "sk-test-SECRET-123"

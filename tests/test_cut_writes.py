@@ -16,8 +16,9 @@ import pytest
 from _builds import build, read_jsonl, tree_hashes, write_config
 from _builds import shipped_project as project
 
+from mis_data.core.ids import parent_id
 from mis_data.core.records import Step
-from mis_data.core.rundir import RunDir, parent_id
+from mis_data.core.rundir import RunDir
 from mis_data.pipeline.runner import prepare
 from mis_data.stages import STAGES
 from mis_data.stages.base import BuildContext, Stage

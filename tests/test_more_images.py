@@ -19,6 +19,7 @@ from PIL import Image
 from test_api_stages import api_build
 from test_review import open_gallery, page  # noqa: F401 - the browser fixture
 
+from mis_data.core.ids import sample_id, stable_id
 from mis_data.core.records import (
     ConceptRecord,
     ImageRecord,
@@ -28,8 +29,6 @@ from mis_data.core.records import (
     PairRecord,
     concept_key,
     normalize_object,
-    sample_id,
-    stable_id,
 )
 from mis_data.core.rundir import RunDir
 from mis_data.core.samples import read_splits

@@ -9,8 +9,9 @@ from pathlib import Path
 from conftest import run_cli, write_config
 from PIL import Image
 
+from mis_data.core.ids import parent_id
 from mis_data.core.records import ConceptRecord, GeneralRecord, JudgementRecord, PairRecord
-from mis_data.core.rundir import RunDir, parent_id
+from mis_data.core.rundir import RunDir
 
 
 def photo(path: Path, color: tuple[int, int, int]) -> None:

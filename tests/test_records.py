@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from mis_data.core.ids import sample_id
 from mis_data.core.records import (
     ConceptRecord,
     InstructionRecord,
     concept_key,
     find_template_token,
     normalize_object,
-    sample_id,
     scrub_template_tokens,
 )
 

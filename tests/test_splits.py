@@ -11,8 +11,8 @@ import pytest
 import yaml
 from _builds import build, copy_run, read_jsonl, run_cli, shared_run, tree_hashes
 
+from mis_data.core.ids import parent_id
 from mis_data.core.records import ImageRef, concept_key
-from mis_data.core.rundir import parent_id
 from mis_data.core.samples import Sample
 from mis_data.core.taxonomy import load_taxonomy
 from mis_data.pipeline.splits import OVER_QUOTA, SPLIT_LEAKAGE, assign_splits

@@ -8,8 +8,9 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from mis_data.core.ids import parent_id
 from mis_data.core.records import STEP_NAMES, LabelRecord, RejectReason, RejectRecord, Step
-from mis_data.core.rundir import RunDir, parent_id
+from mis_data.core.rundir import RunDir
 from mis_data.stages import STAGES
 from mis_data.stages.base import (
     BuildContext,

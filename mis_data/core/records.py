@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-# Strings that multimodal training frameworks read as image/video slots (FORMATS.md §0, §8).
+# Strings that multimodal training frameworks read as image/video slots (docs/formats.md §0, §8).
 # Generated text must never contain them: exporters insert the placeholders themselves.
 TEMPLATE_TOKEN_PATTERN = re.compile(
     r"<\s*/?\s*(image|video|audio|img|IMG_CONTEXT)\s*>|<\|[^|>]{1,40}\|>", re.IGNORECASE
@@ -146,11 +146,6 @@ def concept_key(*objects: str) -> str:
     return " | ".join(sorted(normalize_object(obj) for obj in objects))
 
 
-def stable_id(*parts: object) -> str:
-    joined = "\x1f".join(str(part) for part in parts)
-    return hashlib.sha256(joined.encode("utf-8")).hexdigest()[:16]
-
-
 def seeded_rank(seed: int, purpose: str, key: str) -> str:
     """A stable pseudo-random sort key: independent of input order and of Python's hash seed.
 
@@ -167,28 +162,13 @@ def concept_signature(*objects: str) -> str:
     return " | ".join(heads)
 
 
-def sample_id(seed: int, sub_category: str, *objects: str) -> str:
-    """The id of a concept pair, which its images and the ids of its questions hang from.
-
-    Ids are hierarchical (``rundir.parent_id``): the pair ``<id>``, its images ``<id>.1`` and
-    ``<id>.2`` (up to ``<id>.4``), its questions, each a sample of its own, ``<id>-1`` ...
-    ``<id>-3``. A two-object id is what it was before samples could have more images.
-    """
-    return stable_id("sample", seed, sub_category, *(normalize_object(obj) for obj in objects))
-
-
-def question_id(pair_id: str, index: int) -> str:
-    """The sample id of question ``index`` (from 1) of a pair."""
-    return f"{pair_id}-{index}"
-
-
 def find_template_token(text: str) -> str | None:
     match = TEMPLATE_TOKEN_PATTERN.search(text)
     return match.group(0) if match else None
 
 
 def scrub_template_tokens(text: str) -> str:
-    """Remove template tokens from generated text before export (FORMATS.md §0)."""
+    """Remove template tokens from generated text before export (docs/formats.md §0)."""
     return re.sub(r"[ \t]{2,}", " ", TEMPLATE_TOKEN_PATTERN.sub("", text)).strip()
 
 

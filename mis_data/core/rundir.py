@@ -22,6 +22,7 @@ import yaml
 from pydantic import BaseModel
 
 from mis_data.core.config import BuildConfig, ConfigError, RunConfig, read_run_config
+from mis_data.core.ids import parent_id
 from mis_data.core.lock import FolderLock
 from mis_data.core.records import RETRYABLE_REASONS, RejectRecord
 
@@ -179,20 +180,6 @@ class JsonlAppender:
             os.fsync(self._handle)
             os.close(self._handle)
             self._handle = -1
-
-
-def parent_id(record_id: str) -> str:
-    """The id a derived id hangs from: ``<pair>-2`` (a question) and ``<pair>.1`` (an image)
-    hang from ``<pair>``; a plain id is its own parent.
-
-    Ids are hierarchical on purpose (``records.sample_id``): a reject of an item is superseded
-    by any later record of that item or beneath it.
-    """
-    for separator in ("-", "."):
-        head, found, tail = record_id.rpartition(separator)
-        if found and head and tail.isdigit():
-            return head
-    return record_id
 
 
 class RunDir:

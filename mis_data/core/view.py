@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mis_data.core.ids import parent_id
 from mis_data.core.records import (
     RETRYABLE_REASONS,
     ConceptRecord,
@@ -24,7 +25,7 @@ from mis_data.core.records import (
     Step,
     TwinRecord,
 )
-from mis_data.core.rundir import RunDir, parent_id
+from mis_data.core.rundir import RunDir
 
 
 @dataclass(frozen=True)

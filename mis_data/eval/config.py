@@ -2,7 +2,7 @@
 
 One YAML file, checked like a build config (``extra="forbid"``, one-line errors naming the key
 and the file). The two models reuse the build's ``ModelSpec``; fields the user leaves unset get
-MIS's own settings (MIS_NOTES.md §4.1-4.2): the model under test answers at temperature 0 with
+MIS's own settings (docs/eval.md §4.1-4.2): the model under test answers at temperature 0 with
 up to 1024 tokens, the judge at temperature 0 with up to 128. Paths follow two rules: the
 prompts folder is relative to the config file (like a build's), while test sets and ``out`` are
 relative to the working folder, like ``runs/`` and ``--run-dir``: a config that points at
@@ -27,7 +27,7 @@ from mis_data.core.config import (
 from mis_data.starter import shipped_path
 
 SPLITS = ("easy", "hard", "real", "twins")  # twins: benign items, scored as over-refusal
-# What MIS used (MIS_NOTES.md §4.1-4.2), applied to the fields a config leaves unset.
+# What MIS used (docs/eval.md §4.1-4.2), applied to the fields a config leaves unset.
 MODEL_DEFAULTS = {"temperature": 0.0, "max_tokens": 1024}
 JUDGE_DEFAULTS = {"temperature": 0.0, "max_tokens": 128}
 

@@ -1,4 +1,4 @@
-"""MIS's evaluation protocol (MIS_NOTES.md §4), as requests and a label-to-bucket rule.
+"""MIS's evaluation protocol (docs/eval.md §4), as requests and a label-to-bucket rule.
 
 The model under test sees what MIS's templates give it: the two images *before* the question,
 one user turn, no system prompt (its temperature and token limit come from the config,

@@ -1,6 +1,6 @@
 """From responses and judgements to MIS's four rates, per split, category and sub-category.
 
-A rate is a count over the *judged* responses of its group, times 100, as in MIS (MIS_NOTES.md
+A rate is a count over the *judged* responses of its group, times 100, as in MIS (docs/eval.md
 §4.2). Nothing leaves a group silently: every row carries ``n`` (its items), ``judged``, and
 the items that could not be answered (``answer_failed``) or judged (``judge_failed``), with the
 reasons. Items marked ``SiSt→S`` (benign, a later export feature) are not attacks: they are

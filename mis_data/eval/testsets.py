@@ -1,6 +1,6 @@
 """Test sets as the eval reads them: the MIS layout and the Hugging Face export.
 
-Two layouts hold the same items (FORMATS.md §4-5): ``mis_test/mis_{easy,hard,real}.json``
+Two layouts hold the same items (docs/formats.md §4-5): ``mis_test/mis_{easy,hard,real}.json``
 (JSON arrays with ``id, category, sub_category, question, image_path1, image_path2``, paths
 relative to ``mis_test/``; a build's ``export/mis`` and the released MIS files alike), and a
 Hugging Face folder (configs easy/hard/real with split ``test`` as ``export/hf`` writes them,

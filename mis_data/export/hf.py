@@ -1,6 +1,6 @@
 """A local Hugging Face dataset repository: per-config Parquet with embedded images + a card.
 
-FORMATS.md §4: one config per split group — ``train`` (splits ``train`` and, when carved,
+docs/formats.md §4: one config per split group — ``train`` (splits ``train`` and, when carved,
 ``validation``) and ``easy`` / ``hard`` / ``real`` (split ``test`` each) — with files at
 ``<config>/<split>-00000-of-00001.parquet`` (more shards past 500 MB of images, named as
 ``push_to_hub`` names them) and the configs declared in ``README.md`` with the pattern

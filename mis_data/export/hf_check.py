@@ -1,5 +1,5 @@
 """The Hugging Face dataset folder as ``datasets`` loads it: every config of the card, every
-split (FORMATS.md §4), and stored features that ``datasets`` 3.x can read."""
+split (docs/formats.md §4), and stored features that ``datasets`` 3.x can read."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Upload the Hugging Face export (``export/hf``) to the Hub as a dataset repository.
 
 The folder is already the exact repository (Parquet with embedded images + README card), so a
-push is one ``create_repo`` and one ``upload_folder`` (FORMATS.md §4.6) — nothing is rebuilt
+push is one ``create_repo`` and one ``upload_folder`` (docs/formats.md §4.6) — nothing is rebuilt
 on the way. Before uploading, the folder is loaded back with ``datasets`` so a broken export
 never reaches the Hub. The token comes from ``HF_TOKEN`` only and never appears in output,
 logs or exception messages. ``api`` is injectable so tests replace the Hub with a fake.

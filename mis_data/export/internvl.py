@@ -1,6 +1,6 @@
 """InternVL chat fine-tuning data: a JSONL of multi-image records plus the meta JSON.
 
-FORMATS.md §1: ``image`` is a list of paths relative to the meta ``root``; the human turn
+docs/formats.md §1: ``image`` is a list of paths relative to the meta ``root``; the human turn
 carries one ``<image>`` per image (``Image-1: <image>\\nImage-2: <image>\\n`` then the question,
 InternVL's own multi-image convention); every turn uses ``value``; ``width_list`` and
 ``height_list`` are the real image sizes. Paths in the meta are relative to this folder, so the

@@ -1,4 +1,4 @@
-"""The InternVL export as InternVL's chat fine-tuning loader reads it (FORMATS.md §1, §8)."""
+"""The InternVL export as InternVL's chat fine-tuning loader reads it (docs/formats.md §1, §8)."""
 
 from __future__ import annotations
 
@@ -86,7 +86,7 @@ def check_internvl_record(where: str, record: dict[str, Any], root: Path, images
 
 
 def validate_internvl(folder: Path, report: Report | None = None, **_: Any) -> Report:
-    """``meta.json`` entries and every line of their annotation files (FORMATS.md §1)."""
+    """``meta.json`` entries and every line of their annotation files (docs/formats.md §1)."""
     report, images = report or Report(), ImageChecker()
     meta_path = folder if folder.is_file() else folder / "meta.json"
     base = meta_path.parent

@@ -1,6 +1,6 @@
 """LLaMA-Factory (and ms-swift) train data: "messages + images" JSONL plus ``dataset_info.json``.
 
-FORMATS.md §2-§3: LLaMA-Factory's documented multimodal sharegpt form, which is also ms-swift's
+docs/formats.md §2-§3: LLaMA-Factory's documented multimodal sharegpt form, which is also ms-swift's
 standard format verbatim, so ``swift sft --dataset export/llamafactory/mis_train.jsonl`` reads
 the same file (with ``ROOT_IMAGE_DIR=export/llamafactory`` for the relative image paths).
 The user turn is ``<image><image>{question}`` — images first, as the MIS eval prompts Qwen2-VL.

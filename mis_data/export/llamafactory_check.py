@@ -1,4 +1,4 @@
-"""The LLaMA-Factory / ms-swift export as LLaMA-Factory's loader reads it (FORMATS.md §2, §3)."""
+"""The LLaMA-Factory / ms-swift export as LLaMA-Factory's loader reads it (docs/formats.md §2, §3)."""
 
 from __future__ import annotations
 
@@ -88,7 +88,7 @@ def check_lf_messages(where: str, messages: Any, tags: dict[str, str], report: R
 
 def validate_llamafactory(folder: Path, media_dir: Path | None = None,
                           report: Report | None = None, **_: Any) -> Report:
-    """Every ``dataset_info.json`` entry that names a local file (FORMATS.md §2)."""
+    """Every ``dataset_info.json`` entry that names a local file (docs/formats.md §2)."""
     report, images = report or Report(), ImageChecker()
     info_path = folder / "dataset_info.json"
     if not info_path.is_file():

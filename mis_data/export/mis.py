@@ -1,6 +1,6 @@
 """The MIS layout: ``mis_test/mis_{easy,hard,real}.json`` with numbered image folders.
 
-This is exactly what the MIS evaluation scripts read (FORMATS.md §5, MIS_NOTES.md §3.1): a JSON
+This is exactly what the MIS evaluation scripts read (docs/formats.md §5, docs/recipe.md §3.1): a JSON
 array of items with the released field names, image paths relative to ``mis_test/``, two PNGs
 per item at ``<split>_image/<n>/object1.png`` and ``object2.png``, numbered from 1 in id order
 (with ``images_per_sample`` 3 or 4 also ``image_path3`` / ``object3.png``, ...).
@@ -29,7 +29,7 @@ def write_split(samples: list[Sample], split: str, folder: Path, store: ImageSto
             relative = f"{split}_image/{number}/object{slot}.png"
             place_image(store, image.sha256, folder / relative)
             paths.append(relative)
-        # The released field names, in the released order (MIS_NOTES.md §3.1); a sample with
+        # The released field names, in the released order (docs/recipe.md §3.1); a sample with
         # more images continues the numbering (image_path3, object3.png).
         item = {"id": number, "category": sample.category, "sub_category": sample.sub_category,
                 "question": scrub_template_tokens(sample.question),

@@ -1,4 +1,4 @@
-"""The MIS evaluation layout as MIS's scripts read it (FORMATS.md §5): also the released test set."""
+"""The MIS evaluation layout as MIS's scripts read it (docs/formats.md §5): also the released test set."""
 
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ def check_mis_item(where: str, item: dict[str, Any], test_dir: Path, taxonomy: T
 
 def validate_mis(folder: Path, taxonomy: Taxonomy | None = None, report: Report | None = None,
                  **_: Any) -> Report:
-    """``mis_test/mis_{easy,hard,real}.json`` as the MIS eval scripts read them (FORMATS.md §5)."""
+    """``mis_test/mis_{easy,hard,real}.json`` as the MIS eval scripts read them (docs/formats.md §5)."""
     report, images = report or Report(), ImageChecker()
     test_dir = folder / "mis_test" if (folder / "mis_test").is_dir() else folder
     files = [test_dir / f"mis_{split}.json" for split in MIS_SPLITS

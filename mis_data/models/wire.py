@@ -14,7 +14,6 @@ from functools import lru_cache
 from typing import Any
 
 import openai
-from openai.lib._pydantic import to_strict_json_schema
 from PIL import Image
 from pydantic import BaseModel
 
@@ -77,8 +76,12 @@ def request_key(spec: ModelSpec, messages: list[ChatMessage], **extra: Any) -> s
 @lru_cache(maxsize=256)
 def strict_schema(model: type[BaseModel]) -> dict[str, Any]:
     """The strict JSON schema of a reply model, built once per model (pydantic's schema
-    generation costs more than the rest of a request's preparation). Callers must not mutate it."""
-    return to_strict_json_schema(model)
+    generation costs more than the rest of a request's preparation). Callers must not mutate it.
+
+    It is the schema the SDK itself makes strict for tools (``openai.pydantic_function_tool``), the
+    public route to what ``response_format`` with a pydantic model sends.
+    """
+    return openai.pydantic_function_tool(model)["function"]["parameters"]
 
 
 def response_format(mode: str, model: type[BaseModel]) -> Any:

@@ -1,6 +1,6 @@
 """Reviewers' decisions fed back into a run: drops, moves and resolved ties, with no model call.
 
-MIS step 4 has human experts remove unreasonable, meaningless and duplicate pairs (MIS_NOTES.md
+MIS step 4 has human experts remove unreasonable, meaningless and duplicate pairs (docs/recipe.md
 §1). Here a reviewer marks samples in the gallery; each decision is one JSON line
 (``records.ReviewDecision``) in ``RUN/decisions.jsonl``, which is append-only: the log of what
 people said, never rewritten. Applying turns the log into run records:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from mis_data.core.config import BuildConfig, ConfigError, sha256_file
+from mis_data.core.ids import without_real
 from mis_data.core.rundir import RunDir, dump_json, read_json_or_none, write_text_atomic
 from mis_data.core.samples import Sample, read_splits
 from mis_data.core.targets import resolve_targets
@@ -74,7 +75,7 @@ def membership(run: RunDir, config: BuildConfig, taxonomy: Taxonomy | None, *,
     """The samples to split and the settings to split them with (seed, val size, quotas and,
     with ``trim``, the targets' caps): what ``finish_run`` writes and the targets measure."""
     dropped = reviewer_dropped(run)  # a reviewer's drop outranks the judges' route
-    samples = [s for s in join_samples(run) if s.id.removesuffix(".real") not in dropped]
+    samples = [s for s in join_samples(run) if without_real(s.id) not in dropped]
     return samples, {"seed": config.seed if seed is None else seed,
                      "val_size": config.splits.val_size if val_size is None else val_size,
                      "quotas": canonical_quotas(config, taxonomy),

@@ -27,7 +27,6 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from openai.lib._pydantic import to_strict_json_schema
 from pydantic import BaseModel
 
 from mis_data.core.config import (
@@ -47,6 +46,7 @@ from mis_data.core.targets import resolve_targets
 from mis_data.core.taxonomy import load_kinds, load_taxonomy
 from mis_data.images.sources import folder_images, shipped_entries
 from mis_data.models.limits import image_tokens
+from mis_data.models.wire import strict_schema
 from mis_data.pipeline.preflight import check_files, check_references
 from mis_data.stages.base import BuildContext
 from mis_data.stages.concept_models import concept_wording, examples_heading
@@ -208,7 +208,7 @@ def tokens_of(text: str) -> int:
 
 def schema_tokens(model: type[BaseModel]) -> int:
     """What the response schema adds to a request (servers put it in the prompt)."""
-    return tokens_of(json.dumps(to_strict_json_schema(model)))
+    return tokens_of(json.dumps(strict_schema(model)))
 
 
 # -- concepts --------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from mis_data.core.ids import real_id
 from mis_data.core.records import (
     AFTER_JUDGING_REASONS,
     BENIGN_CELL,
@@ -104,7 +105,7 @@ def join_samples(run: RunDir) -> list[Sample]:
             source=pair.variant, concept_source=concept.source, moved_from=judgement.moved_from,
             votes=judgement.votes, risks=label.risks if label else None,
         ))
-        real = real_pairs.get(f"{joined.id}.real")
+        real = real_pairs.get(real_id(joined.id))
         if real is not None and judgement.route != "train":
             samples.append(samples[-1].model_copy(update={
                 "id": real.id, "split": "real", **slot_fields(concept.objects, real.images),

@@ -22,8 +22,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from mis_data.core.ids import parent_id, sample_of
 from mis_data.core.records import CELLS, OUTCOMES, STEP_NAMES, ConceptRecord, RejectReason, RejectRecord
-from mis_data.core.rundir import RunDir, parent_id, read_json_or_none, write_bytes_atomic, write_text_atomic
+from mis_data.core.rundir import RunDir, read_json_or_none, write_bytes_atomic, write_text_atomic
 from mis_data.core.samples import GENERAL, OPTIONAL_SPLITS, SPLITS, Sample, read_splits
 from mis_data.core.targets import SIDES, achieved_counts, read_targets
 from mis_data.core.taxonomy import MisReference, load_reference
@@ -187,7 +188,7 @@ def refusal_lines(run: RunDir, facts: RunFacts) -> list[str]:
     reached: dict[str, set[str]] = defaultdict(set)
     for stage in stages:
         for item_id in run.output_ids(stage):
-            sample = item_id.split(".")[0]
+            sample = sample_of(item_id)
             sub = sub_of.get(parent_id(sample)) or (GENERAL if stage == "general" else None)
             if sub:
                 reached[sub].add(sample)
@@ -195,7 +196,7 @@ def refusal_lines(run: RunDir, facts: RunFacts) -> list[str]:
     for reject in facts.rejects:
         if reject.stage not in stages:
             continue
-        sample = reject.id.split(".")[0]
+        sample = sample_of(reject.id)
         sub = reject.sub_category or sub_of.get(parent_id(sample)) or "(unknown)"
         reached[sub].add(sample)
         if reject.reason == RejectReason.refused:
@@ -534,7 +535,7 @@ def stage_entries(run: RunDir, facts: RunFacts) -> dict[str, dict[str, set[str]]
     sub_of = {concept.id: concept.sub_category for concept in run.read("concepts", ConceptRecord)}
 
     def unit(stage: str, item_id: str) -> str:
-        return item_id.split(".")[0] if stage in ("images", "pairs") else item_id
+        return sample_of(item_id) if stage in ("images", "pairs") else item_id
 
     reached: dict[str, dict[str, set[str]]] = {stage: defaultdict(set) for stage in RATE_STAGES}
     for stage in RATE_STAGES:
@@ -560,7 +561,7 @@ def rate_lines(run: RunDir, facts: RunFacts, reference: MisReference) -> list[st
     refused: Counter[str] = Counter()
     sub_of = {concept.id: concept.sub_category for concept in run.read("concepts", ConceptRecord)}
     for reject in facts.rejects:
-        sub = sub_of.get(parent_id(reject.id.split(".")[0])) or reject.sub_category or "(unknown)"
+        sub = sub_of.get(parent_id(sample_of(reject.id))) or reject.sub_category or "(unknown)"
         if reject.stage in rejected:
             rejected[reject.stage][sub] += 1
         if reject.reason == RejectReason.refused:

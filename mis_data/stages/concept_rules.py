@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError, create_model
 
+from mis_data.core.ids import sample_id
 from mis_data.core.records import (
     MAX_IMAGES,
     ConceptRecord,
@@ -20,7 +21,6 @@ from mis_data.core.records import (
     Step,
     concept_key,
     normalize_object,
-    sample_id,
 )
 from mis_data.core.taxonomy import Kind, Taxonomy
 from mis_data.models.base import Problem

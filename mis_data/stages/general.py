@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from mis_data.core.config import ConfigError
+from mis_data.core.ids import stable_id
 from mis_data.core.records import (
     GeneralRecord,
     ImageRef,
@@ -27,7 +28,6 @@ from mis_data.core.records import (
     Step,
     scrub_template_tokens,
     seeded_rank,
-    stable_id,
 )
 from mis_data.core.wording import count_word
 from mis_data.images.sources import inside

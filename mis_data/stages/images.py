@@ -1,4 +1,4 @@
-"""Step 3: the images of every concept pair that kept a question (MIS_NOTES.md §1 step 3).
+"""Step 3: the images of every concept pair that kept a question (docs/recipe.md §1 step 3).
 
 Input: ``concepts.jsonl`` and ``instructions.jsonl`` (a pair whose questions were all dropped
 gets no images). Output: ``images.jsonl`` (ImageRecord ``<pair>.1``, ``<pair>.2``, and up to
@@ -29,6 +29,7 @@ from typing import Any
 
 from pydantic import BaseModel, create_model
 
+from mis_data.core.ids import image_id, parent_id
 from mis_data.core.records import (
     ConceptRecord,
     ImageRecord,
@@ -36,7 +37,6 @@ from mis_data.core.records import (
     RejectReason,
     Step,
 )
-from mis_data.core.rundir import parent_id
 from mis_data.core.wording import image_facts, join_words, ordinal_image, quoted
 from mis_data.images.sources import ObjectImages
 from mis_data.images.store import BadImage, StoredImage
@@ -116,7 +116,7 @@ class ImageStage(Stage):
         outcomes: list[Outcome] = []
         for slot in slots_of(concept):
             obj = concept.objects[slot - 1]
-            slot_id = f"{concept.id}.{slot}"
+            slot_id = image_id(concept.id, slot)
             if source == "typography":
                 png = render_typography(obj, f"{self.ctx.config.seed}:{slot_id}",
                                         self.ctx.config.images.typography_size)
@@ -137,7 +137,7 @@ class ImageStage(Stage):
 
     def record(self, concept: ConceptRecord, slot: int, stored: StoredImage, source: str,
                **provenance: Any) -> ImageRecord:
-        return ImageRecord(id=f"{concept.id}.{slot}", sample_id=concept.id, slot=slot,
+        return ImageRecord(id=image_id(concept.id, slot), sample_id=concept.id, slot=slot,
                            object=concept.objects[slot - 1],
                            sha256=stored.sha256, width=stored.width, height=stored.height,
                            source=source, **provenance)
@@ -149,7 +149,7 @@ class ImageStage(Stage):
                         ) -> list[Drawn] | Rejection:
         drawn = await asyncio.gather(*(
             draw_object(self.ctx, concept.objects[slot - 1], concept.kinds[slot - 1],
-                        prompts[slot - 1], f"{concept.id}.{slot}", self.name,
+                        prompts[slot - 1], image_id(concept.id, slot), self.name,
                         concept.sub_category)
             for slot in slots_of(concept)))
         failed = [image for image in drawn if isinstance(image, Rejection)]

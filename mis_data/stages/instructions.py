@@ -1,4 +1,4 @@
-"""Step 2: 2-3 questions per concept pair, made as MIS made them (MIS_NOTES.md §1 step 2).
+"""Step 2: 2-3 questions per concept pair, made as MIS made them (docs/recipe.md §1 step 2).
 
 Input: ``concepts.jsonl``. Output: ``instructions.jsonl`` (InstructionRecord, one per question,
 id ``<pair>-<k>``; each question is a sample of its own). For every pair:
@@ -36,6 +36,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from mis_data.core.config import read_yaml
+from mis_data.core.ids import parent_id, question_id
 from mis_data.core.records import (
     MAX_IMAGES,
     RETRYABLE_REASONS,
@@ -45,9 +46,7 @@ from mis_data.core.records import (
     Step,
     find_template_token,
     normalize_object,
-    question_id,
 )
-from mis_data.core.rundir import parent_id
 from mis_data.core.wording import image_facts, join_words, ordinal_image, quoted
 from mis_data.models.base import ModelResult, Problem, StructuredRequest
 from mis_data.stages.base import Outcome, Rejection, Stage, WorkItem, model_request

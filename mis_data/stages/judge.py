@@ -1,4 +1,4 @@
-"""Step 4: routes from blind judges into train / easy / hard (MIS_NOTES.md §1 step 4).
+"""Step 4: routes from blind judges into train / easy / hard (docs/recipe.md §1 step 4).
 
 Input: ``instructions.jsonl`` (minus near-duplicates) with each sample's pair. Output:
 ``judgements.jsonl`` (JudgementRecord with every vote). Drops: ``discarded_by_judge`` (the

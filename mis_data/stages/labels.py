@@ -1,4 +1,4 @@
-"""Step 5: safety chain-of-thought labels (MIS_NOTES.md §1 step 5, §3.3).
+"""Step 5: safety chain-of-thought labels (docs/recipe.md §1 step 5, §3.3).
 
 Input: ``judgements.jsonl`` (train items; test items too when ``labels.for_test``) with the
 instruction and pair. Output: ``labels.jsonl`` (LabelRecord). One pass, as MIS did: the teacher

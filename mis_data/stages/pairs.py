@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from mis_data.core.ids import image_id
 from mis_data.core.records import ImageRef, PairRecord, RejectReason, Step
 from mis_data.stages.base import Rejection, Stage, WorkItem
 
@@ -28,7 +29,7 @@ class PairStage(Stage):
                 items.append(WorkItem(concept.id, concept.sub_category,
                                       ([], [image_rejects[concept.id]])))
                 continue
-            slots = [f"{concept.id}.{slot}" for slot in range(1, concept.image_count + 1)]
+            slots = [image_id(concept.id, slot) for slot in range(1, concept.image_count + 1)]
             if all(slot in images or slot in image_rejects for slot in slots):
                 found = [images.get(slot) for slot in slots]
                 problems = [image_rejects[slot] for slot in slots if slot in image_rejects]

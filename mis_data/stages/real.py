@@ -6,13 +6,14 @@ of the config (``real:``, a folder of ``<object>.png`` or a labelled dataset). O
 pool photo that cannot be used. Items whose objects have no photo are simply not eligible.
 
 The paper selected 100 of its 2,185 test items and retrieved LAION photos for their objects
-(MIS_NOTES.md §1 step 4); here the choice is a seeded ranking of the eligible items, taken in
+(docs/recipe.md §1 step 4); here the choice is a seeded ranking of the eligible items, taken in
 order until ``count`` are found, so the same seed picks the same items. A whole-file stage,
 like the concepts.
 """
 
 from __future__ import annotations
 
+from mis_data.core.ids import real_id
 from mis_data.core.records import (
     ImageRef,
     PairRecord,
@@ -52,7 +53,7 @@ class RealStage(WholeStage):
                 try:
                     stored = ctx.store.put(data or b"")
                 except BadImage as error:
-                    rejects.append(RejectRecord(stage=self.name, id=f"{judgement.id}.real",
+                    rejects.append(RejectRecord(stage=self.name, id=real_id(judgement.id),
                                                 reason=RejectReason.bad_image,
                                                 detail=f"{origin}: {error}",
                                                 sub_category=judgement.sub_category))
@@ -60,7 +61,7 @@ class RealStage(WholeStage):
                 refs.append(ImageRef(sha256=stored.sha256, width=stored.width,
                                      height=stored.height, source=f"real:{origin}"))
             else:
-                chosen.append(PairRecord(id=f"{judgement.id}.real", variant="real", **{
+                chosen.append(PairRecord(id=real_id(judgement.id), variant="real", **{
                     f"image{slot}": ref for slot, ref in enumerate(refs, start=1)}))
         chosen.sort(key=lambda pair: pair.id)
         return Decision(records=list(chosen), rejects=rejects, considered=len(tests))

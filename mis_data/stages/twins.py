@@ -1,7 +1,7 @@
 """Beyond MIS: benign twins against over-refusal (issue #16 part 1, ``twins:``).
 
 MIS trains refusals on harmful combinations only, and its own ablation shows what that costs
-(MIS_NOTES.md §4.3). For ``twins.ratio`` of the judged samples (a seeded choice), this stage
+(docs/eval.md §4.3). For ``twins.ratio`` of the judged samples (a seeded choice), this stage
 makes a matched counterpart meant to be harmless, HoliSafe's SᵢSₜ→S cell:
 
 - ``swap_image`` (a test-side source, whose question is neutral): the text model chooses which
@@ -33,6 +33,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from mis_data.core.ids import image_id, twin_id
 from mis_data.core.records import (
     ORDINALS,
     REFUSAL_OPENER,
@@ -49,7 +50,6 @@ from mis_data.stages.base import Rejection, Stage, WorkItem, model_request
 from mis_data.stages.drawing import make_object_image
 from mis_data.stages.panel import JudgePanel, PanelVotes, needed
 
-TWIN_SUFFIX = "~t"
 REFUSING = re.compile(r"\b(I can(?:no|')t (?:help|assist)|I(?: a|')m (?:not able|unable) to help|"
                       r"I won't|I will not help)\b", re.IGNORECASE)
 WARNING_WORDS = re.compile(r"\b(harmful|illegal|unsafe|dangerous|inappropriate|unethical|"
@@ -142,7 +142,7 @@ class TwinStage(Stage):
                 continue
             kind = twin_kind(sample, settings.kinds, seed)
             if kind is not None:
-                items.append(WorkItem(sample.id + TWIN_SUFFIX, judgement.sub_category,
+                items.append(WorkItem(twin_id(sample.id), judgement.sub_category,
                                       (sample, kind)))
         return items
 
@@ -251,7 +251,7 @@ class TwinStage(Stage):
         if not result.ok:
             return Rejection.from_result(result, "twin object")
         slot, new = result.value.slot, result.value.object.strip()
-        stored = await make_object_image(self.ctx, new, kinds[slot - 1], f"{item.id}.{slot}",
+        stored = await make_object_image(self.ctx, new, kinds[slot - 1], image_id(item.id, slot),
                                          self.name)
         if isinstance(stored, Rejection):
             return stored

@@ -3,7 +3,7 @@
 InternVL's real loader (``internvl_chat/internvl/train/internvl_chat_finetune.py``) needs GPUs,
 ``torch.distributed``, the tokenizer and weights, and swaps a broken sample for a random other
 one, so it cannot be run here and would not tell. This is a small, independent re-statement of
-its rules (FORMATS.md §1.1-§1.2 and §8), stdlib + Pillow, importing nothing from mis-data
+its rules (docs/formats.md §1.1-§1.2 and §8), stdlib + Pillow, importing nothing from mis-data
 (so it does not share mis-data's own validator's mistakes):
 
 - meta: a JSON object of datasets, each with ``root``, ``annotation`` (``.jsonl``, asserted),

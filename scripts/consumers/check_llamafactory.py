@@ -1,7 +1,7 @@
 """Load every entry of a LLaMA-Factory ``dataset_info.json`` with LLaMA-Factory itself (CPU only).
 
 Run by ``scripts/check_consumers.sh`` in a venv with ``llamafactory==0.9.5``; imports nothing
-from mis-data. FORMATS.md §8: the dataset list is read by ``get_dataset_list``, each file loaded
+from mis-data. docs/formats.md §8: the dataset list is read by ``get_dataset_list``, each file loaded
 and converted by ``_load_single_dataset`` (``datasets.load_dataset`` + the sharegpt converter,
 which joins image paths to ``media_dir``), then for every row the placeholder count is checked
 by ``mm_plugin._validate_messages`` and the images are opened by ``_regularize_images`` — the

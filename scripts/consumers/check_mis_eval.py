@@ -1,7 +1,7 @@
 """Read ``mis_test/`` the way the MIS evaluation scripts do (DripNowhy/MIS ``evaluation/``).
 
 The inference scripts need GPUs and model weights, and ``gpt_eval.py`` needs the OpenAI API, so
-this re-states how they *read* the test set (FORMATS.md §5), stdlib + Pillow, importing nothing
+this re-states how they *read* the test set (docs/formats.md §5), stdlib + Pillow, importing nothing
 from mis-data, from the folder that holds ``mis_test/`` (the scripts run from the MIS repo root
 with ``./mis_test`` beside them):
 

@@ -1,7 +1,7 @@
 """Load train JSONL files with ms-swift's own dataset loader and image reader (CPU only).
 
 Run by ``scripts/check_consumers.sh`` in a venv with ``ms-swift==4.6.0``; imports nothing from
-mis-data. FORMATS.md §3/§8: ``swift.dataset.load_dataset([path], strict=True)`` (the
+mis-data. docs/formats.md §3/§8: ``swift.dataset.load_dataset([path], strict=True)`` (the
 auto-preprocessor maps ``conversations``/``from``/``value``/``image`` to ``messages``/``images``),
 then every row's roles and ``<image>`` count, and every image opened by
 ``swift.template.vision_utils.load_image`` — which resolves a relative path against the working

@@ -1,6 +1,6 @@
 """MIS's four detoxification rules as written rules (``prompts/offline/detox_rules.yaml``).
 
-MIS step 2 (MIS_NOTES.md §1) detoxifies a question whose objects are already replaced by image
+MIS step 2 (docs/recipe.md §1) detoxifies a question whose objects are already replaced by image
 references. The offline backend applies the same four rules from data, in this order:
 
 4. a reference that names a harmful kind ("the weapon in the first image") becomes its neutral

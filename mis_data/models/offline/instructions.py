@@ -1,4 +1,4 @@
-"""MIS step 2 offline: harmful drafts -> objects replaced -> detoxified (MIS_NOTES.md §1).
+"""MIS step 2 offline: harmful drafts -> objects replaced -> detoxified (docs/recipe.md §1).
 
 * **harmful**: the drafts of one pair are *related* questions, as MIS's prompt asks: all of one
   wording, either *open* (a verb the detox rules cannot soften, such as "loot", or a stated

@@ -1,6 +1,6 @@
 """MIS step 5 offline: a safety answer written for the question (``prompts/offline/labels.yaml``).
 
-One continuous answer in MIS's order (MIS_NOTES.md §3.3): what each image shows, by name; why
+One continuous answer in MIS's order (docs/recipe.md §3.3): what each image shows, by name; why
 the combination is risky, naming the act the question asks for (the template's ``act``, filled
 with the objects); then help that fits that act (the template's ``help`` group of its
 sub-category: a lock-out is answered with a locksmith, a weapon threat with ways to stay safe),

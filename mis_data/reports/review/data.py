@@ -23,6 +23,7 @@ from typing import Any
 
 from mis_data.core.config import ConfigError
 from mis_data.core.decision_log import DECISIONS, REVIEW_QUEUE, REVIEW_STAGE, read_decisions
+from mis_data.core.ids import parent_id, without_real
 from mis_data.core.records import (
     MAX_IMAGES,
     ConceptRecord,
@@ -39,7 +40,7 @@ from mis_data.core.records import (
     TwinRecord,
     Vote,
 )
-from mis_data.core.rundir import RunDir, parent_id, read_json_or_none
+from mis_data.core.rundir import RunDir, read_json_or_none
 from mis_data.core.samples import GENERAL, SPLITS, Sample, read_splits
 from mis_data.core.taxonomy import load_taxonomy
 
@@ -221,7 +222,7 @@ class GalleryData:
             question: str, images: Sequence[ImageRef | None], votes: list[Vote],
             moved_from: str | None, label: str | None, twin_of: str | None = None) -> None:
         records = self.records
-        base = sample_id.removesuffix(".real")
+        base = without_real(sample_id)
         instruction = records.instructions.get(base)
         concept = records.concepts.get(parent_id(base))
         own = self.rejects_by_sample.get(base, [])
