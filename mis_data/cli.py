@@ -26,7 +26,7 @@ from mis_data.core.lock import FolderInUse
 from mis_data.models.base import BudgetExceeded, ServersDown
 
 if TYPE_CHECKING:
-    from mis_data.core.config import BuildConfig
+    from mis_data.pipeline.preflight import Checked
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Build multi-image safety (MIS) datasets for vision-language models.")
@@ -139,26 +139,25 @@ def build(
         from mis_data.core.config import load_config
         from mis_data.core.lock import check_free
         from mis_data.core.rundir import run_path
+        from mis_data.pipeline.preflight import check_api_keys, preflight
 
-        resolved = load_config(config, {"seed": seed})
+        resolved = load_config(config, {"seed": seed})  # the one load of this command
         check_free(run_path(resolved, run_dir))  # another build writes it: say so at once
-        plan_and_build(resolved)
+        check_api_keys(resolved)  # a missing key is the first thing to hear about
+        plan_and_build(preflight(resolved))
 
-    def plan_and_build(resolved: BuildConfig) -> None:
+    def plan_and_build(checked: Checked) -> None:
         from mis_data.core.rundir import write_json_atomic
         from mis_data.pipeline.plan import PLAN_FILE, make_plan
-        from mis_data.pipeline.preflight import check_api_keys
         from mis_data.pipeline.runner import build as run_build
         from mis_data.pipeline.runner import prepare
 
-        check_api_keys(resolved)  # a missing key is the first thing to hear about
-        plan = make_plan(resolved)
+        plan = make_plan(checked)
         for line in plan.lines():
             typer.echo(line)
         # --max-cost is a spending decision of its own: the build stops cleanly at the cap.
         confirm_cost(plan.cost, confirm_above, yes or max_cost is not None)
-        ctx = prepare(config, run_dir, seed=seed, max_cost=max_cost, batch=batch,
-                      show_progress=progress)
+        ctx = prepare(checked, run_dir, max_cost=max_cost, batch=batch, show_progress=progress)
         write_json_atomic(ctx.run.path / PLAN_FILE, plan.as_dict())
         result = run_build(ctx)
         for line in result.skipped_decisions:

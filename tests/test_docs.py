@@ -46,7 +46,12 @@ def test_every_reference_lands_on_a_heading() -> None:
     assert missing == []
 
 
+# Prompt files are hashed into every run folder's identity and the card: a comment edited there
+# would make every existing run refuse its own config, so their old pointers stay as they are.
+HASHED = "mis_data/starter/prompts/"
+
+
 def test_no_reference_to_notes_outside_the_repository() -> None:
     files = subprocess.run(["git", "grep", "-l", "-e", "MIS_NOTES", "-e", "FORMATS.md"], cwd=ROOT,
                            capture_output=True, text=True).stdout.split()
-    assert [name for name in files if name != "tests/test_docs.py"] == []
+    assert [name for name in files if name != "tests/test_docs.py" and not name.startswith(HASHED)] == []

@@ -17,10 +17,10 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from mis_data.core.records import ReviewDecision
+from mis_data.core.records import LateStep, ReviewDecision
 
 DECISIONS = "decisions.jsonl"
-REVIEW_STAGE = "review"
+REVIEW_STAGE = LateStep.review.value
 REVIEW_QUEUE = "review_queue"
 
 

@@ -67,6 +67,21 @@ class Step(str, Enum):
 STEP_NAMES = tuple(step.value for step in Step)
 
 
+class LateStep(str, Enum):
+    """Steps after the stages that only take samples out: the rejects of a reviewer's drop and
+    of a benchmark match, and the samples the split step leaves out (listed in
+    ``splits/manifest.json``). With ``Step`` they are every stage name a run folder knows."""
+
+    review = "review"
+    decontamination = "decontamination"
+    splits = "splits"
+
+
+# The steps whose drops ``stats`` shows as rates per sub-category: each decides on samples.
+RATED_STEPS = (Step.instructions.value, Step.images.value, Step.dedup.value,
+               Step.judgements.value, Step.labels.value, LateStep.review.value)
+
+
 class RejectReason(str, Enum):
     """Why a record was dropped. One enum so counts never drift from their meaning."""
 

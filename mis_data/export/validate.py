@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from mis_data.core.config import ConfigError, read_run_config
+from mis_data.core.config import ConfigError
+from mis_data.core.rundir import RunDir
 from mis_data.core.taxonomy import Taxonomy
 from mis_data.export.checks import Report
 from mis_data.export.hf_check import validate_hf
@@ -36,10 +37,11 @@ def detect_format(folder: Path) -> str | None:
 
 def run_images_per_sample(run: Path) -> int | None:
     """The ``images_per_sample`` a run folder was built with, when ``run`` is one."""
-    if not (run / "config.yaml").is_file():
+    folder = RunDir(run)
+    if not folder.exists():
         return None
     try:
-        return read_run_config(run / "config.yaml").config.images_per_sample
+        return folder.config().config.images_per_sample
     except ConfigError:
         return None
 

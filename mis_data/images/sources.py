@@ -26,11 +26,11 @@ from mis_data.core.config import (
     ShippedConcepts,
     read_yaml,
 )
-from mis_data.core.records import RejectReason, RejectRecord, normalize_object
+from mis_data.core.records import RejectReason, RejectRecord, Step, normalize_object
 from mis_data.images.store import BadImage, ImageStore
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff")
-STAGE = "concepts"
+STAGE = Step.concepts.value  # a source's rejects belong to the concepts step
 
 
 @dataclass(frozen=True)

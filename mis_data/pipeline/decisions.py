@@ -53,6 +53,7 @@ from mis_data.core.records import (
 )
 from mis_data.core.rundir import RunDir, complete_lines
 from mis_data.core.taxonomy import Taxonomy
+from mis_data.stages.base import record_decided_rejects
 from mis_data.stages.panel import majority
 
 
@@ -289,14 +290,13 @@ def apply_decisions(run: RunDir, taxonomy: Taxonomy) -> ApplyReport:
     if judgements:
         run.append(Step.judgements.value, judgements)
         report.judgements_written = len(judgements)
-    current = {reject.id: reject for reject in run.rejects() if reject.stage == REVIEW_STAGE}
-    for sample, decision in sorted(drops.items()):
-        reject = RejectRecord(stage=REVIEW_STAGE, id=sample, reason=RejectReason.dropped_by_reviewer,
-                              detail=decision.summary()[:1000],
-                              sub_category=applier.reject_sub_category(sample))
-        if current.get(sample) != reject:
-            run.reject(reject)
-            report.rejects_written += 1
+    rejects = [RejectRecord(stage=REVIEW_STAGE, id=sample, reason=RejectReason.dropped_by_reviewer,
+                            detail=decision.summary()[:1000],
+                            sub_category=applier.reject_sub_category(sample))
+               for sample, decision in sorted(drops.items())]
+    # a drop whose reason or reviewer changed is said again: the whole record must match
+    report.rejects_written += record_decided_rejects(run, REVIEW_STAGE, rejects,
+                                                     same=lambda reject: reject.model_dump_json())
     return report
 
 

@@ -33,13 +33,14 @@ import imagehash
 
 from mis_data.benchmarks import hf_tables, image_bytes, mis_files, mis_root, read_array
 from mis_data.core.config import ConfigError, DecontaminateConfig
-from mis_data.core.records import RejectReason, RejectRecord
+from mis_data.core.records import LateStep, RejectReason, RejectRecord
 from mis_data.core.rundir import RunDir, dump_json, read_json_or_none, write_text_atomic
 from mis_data.core.samples import read_splits
 from mis_data.images.sources import IMAGE_SUFFIXES
 from mis_data.images.store import BadImage, decoded
+from mis_data.stages.base import record_decided_rejects
 
-STAGE = "decontamination"
+STAGE = LateStep.decontamination.value
 REPORT = "decontamination.json"
 KINDS = ("mis", "hf", "folder")
 IMAGE_KEYS = ("image_path1", "image_path2", "image_path3", "image_path4")
@@ -405,11 +406,13 @@ def decontaminate(run_dir: Path | RunDir, against: str, kind: str | None = None,
     reports[key] = result
     write_text_atomic(run.path / REPORT, dump_json({"benchmarks": dict(sorted(reports.items()))}))
     if newly_dropped:
-        with run:
-            for sample_id in newly_dropped:
-                where = next(m for m in report.matches + report.text_matches if m["id"] == sample_id)
-                run.reject(RejectRecord(stage=STAGE, id=sample_id, reason=RejectReason.contaminated,
+        rejects = []
+        for sample_id in newly_dropped:
+            where = next(m for m in report.matches + report.text_matches if m["id"] == sample_id)
+            rejects.append(RejectRecord(stage=STAGE, id=sample_id, reason=RejectReason.contaminated,
                                         detail=f"matches {where['benchmark']} in {result['name']}"))
+        with run:
+            record_decided_rejects(run, STAGE, rejects, same=lambda reject: reject.id)
     return {**result, "newly_dropped": newly_dropped}
 
 

@@ -38,16 +38,14 @@ from mis_data.core.config import (
     ModelSpec,
     QueryFileConcepts,
     ShippedConcepts,
-    load_config,
 )
 from mis_data.core.prompts import PromptLibrary
 from mis_data.core.records import ConceptRecord, RejectRecord
 from mis_data.core.targets import resolve_targets
-from mis_data.core.taxonomy import load_kinds, load_taxonomy
 from mis_data.images.sources import folder_images, shipped_entries
 from mis_data.models.limits import image_tokens
 from mis_data.models.wire import strict_schema
-from mis_data.pipeline.preflight import check_files, check_references
+from mis_data.pipeline.preflight import Checked, load_checked, preflight
 from mis_data.stages.base import BuildContext
 from mis_data.stages.concept_models import concept_wording, examples_heading
 from mis_data.stages.concept_rules import concept_from_entry, generated_reply_model
@@ -388,16 +386,13 @@ def output_chars(task: str, config: BuildConfig, a: Assumptions, sizes: PromptSi
 
 # -- the plan --------------------------------------------------------------------------------
 
-def planning_context(config: BuildConfig) -> BuildContext:
+def planning_context(checked: Checked) -> BuildContext:
     """What the plan needs of a build's context: config, taxonomy, kinds, prompts; no run
     folder, no client, no key (a plan must work before a key is set)."""
-    taxonomy = load_taxonomy(config.taxonomy)
-    kinds = load_kinds(config.kinds) if config.kinds else {}
-    check_references(config, taxonomy)
-    check_files(config)
-    return BuildContext(config=config, run=None, taxonomy=taxonomy,  # type: ignore[arg-type]
+    config = checked.config
+    return BuildContext(config=config, run=None, taxonomy=checked.taxonomy,  # type: ignore[arg-type]
                         prompts=PromptLibrary(config.prompts_dir), client=None,  # type: ignore[arg-type]
-                        store=None, kinds=kinds)  # type: ignore[arg-type]
+                        store=None, kinds=checked.kinds)  # type: ignore[arg-type]
 
 
 def image_side(config: BuildConfig, spec: ModelSpec) -> tuple[int, int]:
@@ -475,9 +470,12 @@ def spare_shipped(ctx: BuildContext, per_sub: dict[str, int]) -> dict[str, int]:
     return {sub: max(0, n - per_sub.get(sub, 0)) for sub, n in total.items()}
 
 
-def make_plan(config: BuildConfig, assumptions: Assumptions | None = None) -> Plan:
+def make_plan(config: Checked | BuildConfig, assumptions: Assumptions | None = None) -> Plan:
+    """The plan of a checked config (a bare config is checked first, without API keys)."""
     a = assumptions or Assumptions()
-    ctx = planning_context(config)
+    checked = config if isinstance(config, Checked) else preflight(config, keys=False)
+    config = checked.config
+    ctx = planning_context(checked)
     concepts = count_concepts(ctx)
     sizes = PromptSizes(ctx, concepts.concepts, a)
     judge_models = JudgePanel(ctx, "judgements").verdict_models
@@ -617,4 +615,4 @@ def lane_seconds(row: Row, spec: ModelSpec, a: Assumptions) -> float:
 
 def plan_config(path: Path, assumptions: Assumptions | None = None,
                 overrides: dict[str, Any] | None = None) -> Plan:
-    return make_plan(load_config(path, overrides), assumptions)
+    return make_plan(load_checked(path, overrides, keys=False), assumptions)

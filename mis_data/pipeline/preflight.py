@@ -13,8 +13,10 @@ therefore ends with one line and an empty run folder.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-from mis_data.core.config import BuildConfig, ConfigError
+from mis_data.core.config import BuildConfig, ConfigError, load_config
 from mis_data.core.prompts import check_prompt_files
 from mis_data.core.taxonomy import Kind, Taxonomy, load_kinds, load_taxonomy
 from mis_data.images.sources import ObjectImages, check_source
@@ -23,8 +25,10 @@ from mis_data.pipeline.decontaminate import check_benchmark
 
 @dataclass(frozen=True)
 class Checked:
-    """What preflight loaded on the way, so the build does not load it twice."""
+    """A config that passed every check, with what the checks loaded on the way: the one
+    object a command passes on, so nothing loads or checks the config a second time."""
 
+    config: BuildConfig
     taxonomy: Taxonomy
     kinds: dict[str, Kind]
 
@@ -67,11 +71,20 @@ def check_files(config: BuildConfig) -> None:
         check_benchmark(bench.path, bench.kind)
 
 
-def preflight(config: BuildConfig) -> Checked:
-    """Check everything outside the config file; raise ConfigError on the first problem."""
+def preflight(config: BuildConfig, keys: bool = True) -> Checked:
+    """Check everything outside the config file; raise ConfigError on the first problem.
+
+    ``keys=False`` for a plan, which must work before a key is set.
+    """
     taxonomy = load_taxonomy(config.taxonomy)
     kinds = load_kinds(config.kinds) if config.kinds else {}
     check_references(config, taxonomy)
     check_files(config)
-    check_api_keys(config)
-    return Checked(taxonomy=taxonomy, kinds=kinds)
+    if keys:
+        check_api_keys(config)
+    return Checked(config=config, taxonomy=taxonomy, kinds=kinds)
+
+
+def load_checked(path: Path, overrides: dict[str, Any] | None = None, keys: bool = True) -> Checked:
+    """Read a build config and check it: what every command that builds or plans starts with."""
+    return preflight(load_config(path, overrides), keys=keys)

@@ -22,7 +22,6 @@ from mis_data.core.config import (
     ConfigError,
     GeneratedConcepts,
     RunConfig,
-    load_config,
     sha256_text,
 )
 from mis_data.core.decision_log import DECISIONS
@@ -37,7 +36,7 @@ from mis_data.pipeline.decisions import apply_decisions
 from mis_data.pipeline.decontaminate import decontaminate_build
 from mis_data.pipeline.decontaminate import summary as decontamination_summary
 from mis_data.pipeline.finish import finish_run, membership, prompt_hashes
-from mis_data.pipeline.preflight import preflight
+from mis_data.pipeline.preflight import Checked, load_checked
 from mis_data.pipeline.splits import assign_splits
 from mis_data.stages import STAGES
 from mis_data.stages.base import BuildContext, StageStats, run_stage
@@ -67,12 +66,13 @@ def check_run_folder(run: RunDir, identity: str) -> None:
                           "prompts; use a new --run-dir, or restore the original config")
 
 
-def prepare(config_path: Path, run_dir: Path | None = None, seed: int | None = None,
+def prepare(config: Checked | Path, run_dir: Path | None = None, seed: int | None = None,
             max_cost: float | None = None, batch: bool = False,
             show_progress: bool = True) -> BuildContext:
-    """Validate everything, then create (or reopen) the run folder and the model client."""
-    config = load_config(config_path, {"seed": seed})
-    checked = preflight(config)
+    """Create (or reopen) the run folder and the model client for a checked config (a path is
+    read and checked here; ``seed`` overrides it then)."""
+    checked = config if isinstance(config, Checked) else load_checked(config, {"seed": seed})
+    config = checked.config
     hashes = prompt_hashes(config.prompts_dir)
     run = RunDir(run_path(config, run_dir))
     identity = run_identity(config, hashes)

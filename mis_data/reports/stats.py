@@ -23,7 +23,16 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from mis_data.core.ids import parent_id, sample_of
-from mis_data.core.records import CELLS, OUTCOMES, STEP_NAMES, ConceptRecord, RejectReason, RejectRecord
+from mis_data.core.records import (
+    CELLS,
+    OUTCOMES,
+    RATED_STEPS,
+    STEP_NAMES,
+    ConceptRecord,
+    LateStep,
+    RejectReason,
+    RejectRecord,
+)
 from mis_data.core.rundir import RunDir, read_json_or_none, write_bytes_atomic, write_text_atomic
 from mis_data.core.samples import GENERAL, OPTIONAL_SPLITS, SPLITS, Sample, read_splits
 from mis_data.core.targets import SIDES, achieved_counts, read_targets
@@ -35,7 +44,7 @@ def shown_splits(facts: RunFacts) -> tuple[str, ...]:
     """Every split, except an optional one (twins) that this run does not have."""
     return tuple(split for split in SPLITS
                  if split not in OPTIONAL_SPLITS or facts.splits.get(split))
-SPLIT_STAGE = "splits"  # pseudo-stage for samples the split step excluded (leakage, quota)
+SPLIT_STAGE = LateStep.splits.value  # samples the split step excluded (leakage, quota)
 SPLIT_COLORS = {"train": "#4e79a7", "val": "#76b7b2", "easy": "#59a14f", "hard": "#e15759",
                 "real": "#b07aa1", "twins": "#ff9da7"}
 # One fixed colour per stage, so a stage looks the same in every run's plot.
@@ -520,7 +529,7 @@ def _diff(part: int, whole: int, mis_part: int, mis_whole: int) -> str:
     return f"{100 * (part / whole - mis_part / mis_whole):+.1f}"
 
 
-RATE_STAGES = ("instructions", "images", "dedup", "judgements", "labels", "review")
+RATE_STAGES = RATED_STEPS
 SHORT = {"instructions": "instruct.", "judgements": "judges"}
 
 

@@ -19,7 +19,7 @@ import asyncio
 import logging
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -205,6 +205,24 @@ def log_rejection(stage: str, item_id: str, rejection: Rejection) -> None:
                 rejection.detail[:200])
 
 
+def record_decided_rejects(run: RunDir, stage: str, rejects: Sequence[RejectRecord],
+                           same: Callable[[RejectRecord], Hashable] = lambda r: (r.id, r.reason)
+                           ) -> int:
+    """The reject path of a step that decides on all its items at once (a whole-file stage, a
+    top-up round, decontamination, reviewers' drops): each reject is written and named in one
+    line, except one the log already holds the ``same`` way, so a step that decides again on
+    every run says each drop once. Returns how many were written."""
+    current = {same(reject) for reject in run.rejects() if reject.stage == stage}
+    written = 0
+    for reject in rejects:
+        if same(reject) in current:
+            continue
+        run.reject(reject)
+        log_rejection(stage, reject.id, Rejection(reject.reason, reject.detail))
+        written += 1
+    return written
+
+
 def write_reject(ctx: BuildContext, stage: str, rejection: Rejection, item: WorkItem,
                  stats: StageStats) -> None:
     record_id = rejection.id or item.id
@@ -284,13 +302,9 @@ async def run_whole(stage: WholeStage) -> StageStats:
         stats.already_done = True
         return stats
     decision = await stage.decide()
-    current = {(r.id, r.reason) for r in ctx.run.rejects() if r.stage == stage.name}
     for reject in decision.rejects:
         stats.dropped[reject.reason.value] += 1
-        if (reject.id, reject.reason) in current:  # a recomputed stage says it again: once is enough
-            continue
-        ctx.run.reject(reject)
-        log_rejection(stage.name, reject.id, Rejection(reject.reason, reject.detail))
+    record_decided_rejects(ctx.run, stage.name, decision.rejects)
     for name, text in decision.files.items():
         write_text_atomic(ctx.run.path / name, text)
     if stage.writes_records:

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from mis_data.core.config import GeneratedConcepts, ShippedConcepts
 from mis_data.core.records import ConceptRecord, RejectReason, RejectRecord, Step, seeded_rank
 from mis_data.images.sources import ConceptInput, concept_inputs, shipped_entries
-from mis_data.stages.base import BuildContext, Decision, WholeStage
+from mis_data.stages.base import BuildContext, Decision, WholeStage, record_decided_rejects
 from mis_data.stages.concept_models import Candidate, Generator, extract_concept, pair_line
 from mis_data.stages.concept_rules import STAGE, concept_from_entry
 
@@ -163,10 +163,7 @@ async def top_up(ctx: BuildContext, wants: dict[str, int], round_number: int) ->
     added = [concept.model_copy(update={"round": round_number}) for concept in added]
     if added:
         ctx.run.write_records(Step.concepts.value, [*existing, *sorted(added, key=lambda c: c.id)])
-    current = {(r.id, r.reason) for r in ctx.run.rejects() if r.stage == STAGE}
-    for reject in rejects:
-        if (reject.id, reject.reason) not in current:
-            ctx.run.reject(reject)
+    record_decided_rejects(ctx.run, STAGE, rejects)
     result = TopUp()
     for sub in wants:
         result.added[sub] = sum(c.sub_category == sub for c in added)

@@ -32,6 +32,7 @@ from mis_data.core.records import (
     InstructionRecord,
     JudgementRecord,
     LabelRecord,
+    LateStep,
     PairRecord,
     RejectReason,
     RejectRecord,
@@ -44,7 +45,7 @@ from mis_data.core.rundir import RunDir, read_json_or_none
 from mis_data.core.samples import GENERAL, SPLITS, Sample, read_splits
 from mis_data.core.taxonomy import load_taxonomy
 
-SPLIT_STAGE = "splits"  # rejects rows for samples the split step excluded (leakage, quota)
+SPLIT_STAGE = LateStep.splits.value  # rejects rows for samples the split step excluded
 CHUNK = 250  # samples per details file
 
 # Flags a card can carry (a bit each, so a row stays small).
