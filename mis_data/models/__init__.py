@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # imported where used: ``mis_data.models.base`` alone must load fast (the CLI)
     from mis_data.core.config import BuildConfig
@@ -13,12 +14,16 @@ if TYPE_CHECKING:  # imported where used: ``mis_data.models.base`` alone must lo
 
 
 def make_client(config: BuildConfig, prompts: PromptLibrary, store: ImageStore,
-                cache_path: Path, max_cost: float | None = None,
-                batch: bool = False) -> ModelClient:
+                cache_path: Path, max_cost: float | None = None, batch: bool = False,
+                offline_answers: Mapping[str, Callable[[dict[str, Any]], dict[str, Any]]] | None = None
+                ) -> ModelClient:
+    """The build's client for its backend. ``offline_answers`` are the offline answers that
+    stages declare with their own tasks (``ModelTask.offline``), beside the backend's rules."""
     if config.backend == "offline":
         from mis_data.models.offline import OfflineClient
 
-        return OfflineClient(prompts, config.seed, typography_size=config.images.typography_size)
+        return OfflineClient(prompts, config.seed, typography_size=config.images.typography_size,
+                             declared=offline_answers)
     from mis_data.models.client import OpenAIClient
 
     return OpenAIClient(config, store, cache_path, max_cost=max_cost, batch=batch)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,22 +46,10 @@ from mis_data.images.sources import folder_images, shipped_entries
 from mis_data.models.limits import image_tokens
 from mis_data.models.wire import strict_schema
 from mis_data.pipeline.preflight import Checked, load_checked, preflight
-from mis_data.stages.base import BuildContext
-from mis_data.stages.concept_models import concept_wording, examples_heading
-from mis_data.stages.concept_rules import concept_from_entry, generated_reply_model
+from mis_data.stages import TASKS
+from mis_data.stages.base import BuildContext, ModelTask, PlanProbe
+from mis_data.stages.concept_rules import concept_from_entry
 from mis_data.stages.concepts import apply_filters
-from mis_data.stages.images import critique_facts, critique_model
-from mis_data.stages.instructions import (
-    DetoxifiedQuestion,
-    HarmfulQuestions,
-    InstructionStage,
-    ModifiedQuestion,
-    category_slug,
-    examples_text,
-    siblings_by_sub_category,
-)
-from mis_data.stages.labels import DreamAnswer, HarmCheck, LabelAnswer, dream_facts, label_facts
-from mis_data.stages.panel import JudgePanel, judge_image_values
 
 CHARS_PER_TOKEN = 4
 SAMPLE_CONCEPTS = 200
@@ -284,104 +272,40 @@ def source_names(config: BuildConfig) -> str:
 # -- tokens per request ------------------------------------------------------------------------
 
 class PromptSizes:
-    """Average input tokens of each request type, from the real prompt files and facts."""
+    """Average input tokens of each request type, from the real prompt files and facts: each
+    task renders its own prompt for a sample of the planned concepts (``ModelTask.plan_text``)."""
 
     def __init__(self, ctx: BuildContext, concepts: list[ConceptRecord], a: Assumptions) -> None:
         self.ctx = ctx
         self.a = a
         self.sample = concepts[:: max(1, len(concepts) // SAMPLE_CONCEPTS)][:SAMPLE_CONCEPTS]
-        self.instructions = InstructionStage(ctx)
-        # no run folder yet: the offline backend's facts come from the planned concept list
-        self.instructions.siblings = siblings_by_sub_category(concepts)
+        # no run folder yet: the facts come from the planned concept list
+        self.probe = PlanProbe(ctx=ctx, assumptions=a, label_chars=self.label_chars(),
+                               concepts=concepts, question=self.question())
         self.cache: dict[str, float] = {}
 
     def question(self, fill: str = "q") -> str:
         return (fill * self.a.question_chars)[: self.a.question_chars]
 
-    def average(self, task: str) -> float:
-        if task not in self.cache:
-            texts = [self.render(task, concept) for concept in self.sample] or [""]
-            self.cache[task] = sum(tokens_of(t) for t in texts) / len(texts)
-        return self.cache[task]
-
-    def render(self, task: str, concept: ConceptRecord) -> str:
-        prompts, facts = self.ctx.prompts, self.instructions.facts(concept)
-        question = self.question()
-        if task == "instruction_harmful":
-            examples = prompts.data(f"examples/{category_slug(concept.category)}.yaml")
-            return prompts.get("instruction_harmful.md").render(
-                **facts, examples=examples_text(examples))
-        if task == "instruction_modify":
-            return prompts.get("instruction_modify.md").render(**facts, harmful=question, index=1)
-        if task == "instruction_detox":
-            return prompts.get("instruction_detox.md").render(**facts, question=question)
-        if task == "image_critique":
-            first = [prompts.get("t2i_prompt_text.md" if kind == "text" else "t2i_prompt.md")
-                     .render(object=obj, kind=kind).strip()
-                     for obj, kind in zip(concept.objects, concept.kinds, strict=True)]
-            return prompts.get("image_critique.md").render(
-                **critique_facts(concept, question, first))
-        if task == "judge_text":
-            return prompts.get("judge_text.md").render(question=question,
-                                                       taxonomy=self.ctx.taxonomy.describe())
-        if task == "judge_images":
-            return prompts.get("judge_images.md").render(
-                question=question, taxonomy=self.ctx.taxonomy.describe(),
-                **judge_image_values(concept.image_count))
-        if task == "judge_image_harm":
-            return prompts.get("judge_image_harm.md").render(
-                **judge_image_values(concept.image_count))
-        settings = self.ctx.config.labels
-        sub = self.ctx.taxonomy.get(concept.sub_category)
-        facts = label_facts(concept, question, question, sub, settings, self.ctx.config.seed,
-                            f"{concept.id}-1", 1)
-        if task == "label" and settings.style == "dream":
-            taxonomy = self.ctx.taxonomy
-            return prompts.get("label_dream.md").render(**facts, **dream_facts(
-                (False,) * concept.image_count,
-                {*taxonomy.categories, *taxonomy.sub_category_names}))
-        if task == "label":
-            return prompts.get("label.md").render(**facts)
-        if task == "label_harm_check":
-            return prompts.get("label_harm_check.md").render(**facts,
-                                                             answer="w" * self.label_chars())
-        raise ValueError(task)
+    def average(self, task: ModelTask) -> float:
+        """Input tokens of the task's prompt: rendered per sampled concept, or one rendering
+        for a prompt that does not depend on the concept, or 150 when the task says nothing."""
+        if task.name not in self.cache:
+            if task.plan_text is None:
+                self.cache[task.name] = 150
+            else:
+                texts = [task.plan_text(replace(self.probe, concept=concept))
+                         for concept in self.sample] or [""]
+                self.cache[task.name] = sum(tokens_of(text) for text in texts) / len(texts)
+        return self.cache[task.name]
 
     def label_chars(self) -> int:
         words = (self.ctx.config.labels.min_words + self.ctx.config.labels.max_words) / 2
         return int(words * 5.8)  # characters a word of English prose, with its space
 
-    def generate_prompt(self) -> float:
-        """A concept-generation round: the prompt with a few examples and the pairs taken."""
-        prompts, taxonomy = self.ctx.prompts, self.ctx.taxonomy
-        sub = taxonomy.sub_categories[0]
-        text = prompts.get("concept_generate.md").render(
-            category=sub.category, sub_category=sub.name, description=sub.description, count=10,
-            kinds=", ".join(self.ctx.kinds), examples="- x (object) + y (place)\n" * 4,
-            taken="- x (object) + y (place)\n" * 20,
-            examples_heading=examples_heading([], self.ctx.config.images_per_sample),
-            **concept_wording(self.ctx.config.images_per_sample))
-        return tokens_of(text)
-
-
-def output_chars(task: str, config: BuildConfig, a: Assumptions, sizes: PromptSizes) -> int:
-    """Assumed reply length in characters: the free-text fields plus JSON punctuation."""
-    q, r = a.question_chars, a.reason_chars
-    return {
-        "instruction_harmful": config.instructions.per_pair * (q + r + 40) + 20,
-        "instruction_modify": r + q + 45,
-        "instruction_detox": r + q + 35,
-        "image_critique": r + 60 + int(a.refine_rate * 2 * 80),
-        "judge_text": r + 70,
-        "judge_image_harm": r + 25 * config.images_per_sample + 10,
-        "judge_images": r + 100,
-        "label": sizes.label_chars() + 15,
-        "label_harm_check": r + 70,
-        "concept_generate": 10 * 140,
-        "concept_from_query": 200, "concept_from_image": 200,
-        "twin_object_or_question": q + r + 40,
-        "twin_label": sizes.label_chars() + 15,
-    }[task]
+    def output_chars(self, task: ModelTask) -> int:
+        """Assumed reply length in characters: the free-text fields plus JSON punctuation."""
+        return task.reply_chars(self.probe) if task.reply_chars is not None else 200
 
 
 # -- the plan --------------------------------------------------------------------------------
@@ -478,7 +402,6 @@ def make_plan(config: Checked | BuildConfig, assumptions: Assumptions | None = N
     ctx = planning_context(checked)
     concepts = count_concepts(ctx)
     sizes = PromptSizes(ctx, concepts.concepts, a)
-    judge_models = JudgePanel(ctx, "judgements").verdict_models
     models = config.models
     targets = plan_targets(ctx, concepts.per_sub, a) if config.targets else None
     pairs = sum(concepts.per_sub.values()) + (sum(targets.top_up.values()) if targets else 0)
@@ -497,17 +420,19 @@ def make_plan(config: Checked | BuildConfig, assumptions: Assumptions | None = N
 
     rows: list[Row] = []
 
-    def add(stage: str, role: str, spec: ModelSpec, task: str, count: int, checked: bool,
-            schema: type[BaseModel] | None, images: int = 0, max_count: int | None = None) -> None:
+    def add(stage: str, role: str, spec: ModelSpec, name: str, count: int, checked: bool,
+            images: int = 0, max_count: int | None = None, row_name: str | None = None) -> None:
+        """A row for ``count`` requests of the declared task ``name``."""
         if count <= 0 and not max_count:
             return
-        text = sizes.average(task) if task in TASKS_RENDERED else (
-            sizes.generate_prompt() if task == "concept_generate" else 150)
+        task = TASKS[name]
+        schema = task.reply_model(ctx)
         side = image_side(config, spec)
         per_image = image_tokens(side[0], side[1], spec.detail)
-        per_request = text + (schema_tokens(schema) if schema else 0) + images * per_image
-        output = tokens_of("x" * output_chars(task, config, a, sizes))
-        row = Row(stage=stage, task=task, role=role, model=spec.model, requests=count,
+        per_request = sizes.average(task) + (schema_tokens(schema) if schema else 0) \
+            + images * per_image
+        output = tokens_of("x" * sizes.output_chars(task))
+        row = Row(stage=stage, task=row_name or name, role=role, model=spec.model, requests=count,
                   max_requests=max_count if max_count is not None else count * (2 if checked else 1),
                   input_tokens=round(count * per_request), image_tokens=count * images * per_image,
                   output_tokens=count * output)
@@ -515,13 +440,10 @@ def make_plan(config: Checked | BuildConfig, assumptions: Assumptions | None = N
 
     for task, (low, high, role) in concepts.requests.items():
         spec = models.text if role == "text" else models.vision
-        schema = generated_reply_model(ctx.kinds, config.images_per_sample) \
-            if task == "concept_generate" else None
-        add("concepts", role, spec, task, low, False, schema, images=int(role == "vision"),
-            max_count=high)
-    add("instructions", "text", models.text, "instruction_harmful", pairs, True, HarmfulQuestions)
-    add("instructions", "text", models.text, "instruction_modify", questions, True, ModifiedQuestion)
-    add("instructions", "text", models.text, "instruction_detox", kept, True, DetoxifiedQuestion)
+        add("concepts", role, spec, task, low, False, images=int(role == "vision"), max_count=high)
+    add("instructions", "text", models.text, "instruction_harmful", pairs, True)
+    add("instructions", "text", models.text, "instruction_modify", questions, True)
+    add("instructions", "text", models.text, "instruction_detox", kept, True)
     k = config.images_per_sample  # images per sample: drawn, and sent with every vision request
     if t2i:
         generations = k * pairs + k * refined
@@ -529,40 +451,34 @@ def make_plan(config: Checked | BuildConfig, assumptions: Assumptions | None = N
                         requests=generations, max_requests=2 * k * pairs if critique else generations,
                         images=generations))
     if critique:
-        add("images", "vision", models.vision, "image_critique", pairs, False,
-            critique_model(k), images=k)
+        add("images", "vision", models.vision, "image_critique", pairs, False, images=k)
     # the images alone are judged once per pair: its questions share the cached answer (the
     # offline backend keeps no cache and answers each question's request)
     judged_pairs = judged if config.backend == "offline" else min(pairs, judged)
     for index, spec in enumerate(models.judges):
-        text_model, harm_model, image_model = judge_models
-        add("judgements", f"judge:{index}", spec, "judge_text", judged, False, text_model)
+        add("judgements", f"judge:{index}", spec, "judge_text", judged, False)
         add("judgements", f"judge:{index}", spec, "judge_image_harm", judged_pairs, False,
-            harm_model, images=k)
-        add("judgements", f"judge:{index}", spec, "judge_images", judged, False, image_model,
             images=k)
-    add("labels", "vision", models.vision, "label", labelled, True,
-        DreamAnswer if config.labels.style == "dream" else LabelAnswer, images=k)
+        add("judgements", f"judge:{index}", spec, "judge_images", judged, False, images=k)
+    add("labels", "vision", models.vision,
+        "label_dream" if config.labels.style == "dream" else "label", labelled, True, images=k)
     if harm_check:
-        add("labels", "vision", models.vision, "label_harm_check", labelled, False, HarmCheck,
-            images=k)
+        add("labels", "vision", models.vision, "label_harm_check", labelled, False, images=k)
     if config.twins is not None:
         # a twin per chosen judged sample (the eligible share is not known before judging:
         # counted as every chosen one); its object or question, then its answer
         twins = round(judged * (1 - a.discard_rate) * config.twins.ratio)
-        add("twins", "text", models.text, "twin_object_or_question", twins, True, None)
+        add("twins", "text", models.text, "twin_text", twins, True,
+            row_name="twin_object_or_question")  # a new object or a new question, alike in size
         if t2i and "swap_image" in config.twins.kinds:
             rows.append(Row(stage="twins", task="generate_image", role="image",
                             model=models.image.model, requests=0, max_requests=twins,
                             images=0))
         for index, spec in enumerate(models.judges):  # every twin is judged before it joins
-            text_model, harm_model, image_model = judge_models
-            add("twins", f"judge:{index}", spec, "judge_text", twins, False, text_model)
-            add("twins", f"judge:{index}", spec, "judge_image_harm", twins, False, harm_model,
-                images=k)
-            add("twins", f"judge:{index}", spec, "judge_images", twins, False, image_model,
-                images=k)
-        add("twins", "vision", models.vision, "twin_label", twins, True, None, images=k)
+            add("twins", f"judge:{index}", spec, "judge_text", twins, False)
+            add("twins", f"judge:{index}", spec, "judge_image_harm", twins, False, images=k)
+            add("twins", f"judge:{index}", spec, "judge_images", twins, False, images=k)
+        add("twins", "vision", models.vision, "twin_label", twins, True, images=k)
     roles = {"text": models.text, "vision": models.vision, "image": models.image,
              **{f"judge:{i}": spec for i, spec in enumerate(models.judges)}}
     for row in rows:
@@ -594,11 +510,6 @@ def make_plan(config: Checked | BuildConfig, assumptions: Assumptions | None = N
                         "refined_pairs": refined,
                         **({"rounds": targets.rounds,
                             "top_up_concepts": sum(targets.top_up.values())} if targets else {})})
-
-
-TASKS_RENDERED = {"instruction_harmful", "instruction_modify", "instruction_detox",
-                  "image_critique", "judge_text", "judge_image_harm", "judge_images", "label",
-                  "label_harm_check"}
 
 
 def lane_seconds(row: Row, spec: ModelSpec, a: Assumptions) -> float:

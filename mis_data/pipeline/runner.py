@@ -26,7 +26,6 @@ from mis_data.core.config import (
 )
 from mis_data.core.decision_log import DECISIONS
 from mis_data.core.prompts import PromptLibrary
-from mis_data.core.records import Step
 from mis_data.core.rundir import RunDir, dump_json, lock_run, run_path
 from mis_data.core.targets import Progress, achieved_counts, concepts_needed, record_progress, resolve_targets
 from mis_data.images.store import ImageStore
@@ -38,7 +37,7 @@ from mis_data.pipeline.decontaminate import summary as decontamination_summary
 from mis_data.pipeline.finish import finish_run, membership, prompt_hashes
 from mis_data.pipeline.preflight import Checked, load_checked
 from mis_data.pipeline.splits import assign_splits
-from mis_data.stages import STAGES
+from mis_data.stages import STAGES, TASKS
 from mis_data.stages.base import BuildContext, StageStats, run_stage
 from mis_data.stages.concepts import top_up
 
@@ -86,7 +85,8 @@ def prepare(config: Checked | Path, run_dir: Path | None = None, seed: int | Non
         prompts = PromptLibrary(config.prompts_dir)
         store = ImageStore(run.images_dir, config.images.max_side, config.images.max_pixels)
         client = make_client(config, prompts, store, run.cache_path, max_cost=max_cost,
-                             batch=batch)
+                             batch=batch, offline_answers={
+                                 name: task.offline for name, task in TASKS.items() if task.offline})
     except BaseException:
         lock.release()
         raise
@@ -175,15 +175,15 @@ async def next_round(ctx: BuildContext) -> bool:
 
 
 async def run_build(ctx: BuildContext) -> BuildResult:
-    """Every stage in ``Step`` order (each skips what is done); with ``targets:`` again for each
+    """Every stage in order (``stages.STAGES``) (each skips what is done); with ``targets:`` again for each
     top-up round; then splits, exports, manifest."""
     result = BuildResult(run=ctx.run)
     recorded = False
     try:
         result.skipped_decisions = apply_review(ctx)
         while True:
-            for step in Step:
-                result.stats.append(await run_stage(STAGES[step](ctx)))
+            for stage in STAGES.values():
+                result.stats.append(await run_stage(stage(ctx)))
                 ctx.run.close()
             if ctx.config.targets is None or not await next_round(ctx):
                 break

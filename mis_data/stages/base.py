@@ -21,7 +21,7 @@ from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel
 from tqdm import tqdm
@@ -29,7 +29,13 @@ from tqdm import tqdm
 from mis_data.core.config import BuildConfig
 from mis_data.core.lock import FolderLock
 from mis_data.core.prompts import PromptLibrary
-from mis_data.core.records import DECLINED_REASONS, RETRYABLE_REASONS, RejectReason, RejectRecord
+from mis_data.core.records import (
+    DECLINED_REASONS,
+    RETRYABLE_REASONS,
+    ConceptRecord,
+    RejectReason,
+    RejectRecord,
+)
 from mis_data.core.rundir import RunDir, write_text_atomic
 from mis_data.core.taxonomy import Kind, Taxonomy
 from mis_data.core.view import RunView
@@ -65,18 +71,78 @@ class BuildContext:
         return RunView(self.run)
 
 
-def model_request(ctx: BuildContext, *, task: str, role: str, stage: str, item_id: str,
-                  prompt: str, values: dict[str, Any], response_model: type[BaseModel],
-                  images: Sequence[str] = (), facts: dict[str, Any] | None = None,
-                  check: Check | None = None, sub_category: str | None = None
+class PlanAssumptions(Protocol):
+    """What a task's plan estimate reads of the plan's assumptions (``plan.Assumptions``)."""
+
+    question_chars: int
+    reason_chars: int
+    refine_rate: float
+
+
+@dataclass
+class PlanProbe:
+    """What a task's plan estimate sees: the build's context (no run folder, no client), every
+    concept the plan counts, one of them (``concept``; None for a reply length), a question of
+    the assumed length, the assumptions, a safety answer's assumed length, and a memo the
+    estimates of one plan share (facts computed once for all concepts)."""
+
+    ctx: BuildContext
+    assumptions: PlanAssumptions
+    label_chars: int
+    concepts: Sequence[ConceptRecord] = ()
+    concept: ConceptRecord | None = None
+    question: str = ""
+    memo: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def subject(self) -> ConceptRecord:
+        """The concept a prompt is rendered for (set by the plan for every prompt estimate)."""
+        assert self.concept is not None, "a prompt estimate needs a concept"
+        return self.concept
+
+
+@dataclass(frozen=True)
+class ModelTask:
+    """One kind of request a stage sends to a model, declared once by the stage that sends it.
+
+    The name keys the cache, the usage, the refusal rates and the offline backend's answer; the
+    plan reads the rest (prompt, reply schema, the prompt as it will be rendered, the expected
+    reply length) from here, so a new stage's requests are planned without the plan knowing it.
+    ``reply_of`` gives the reply model when it depends on the build (the taxonomy's
+    sub-categories, the images per sample, the label style).
+    """
+
+    name: str
+    role: str  # text | vision | image | judge (a judge's request names its index: judge:<i>)
+    prompt: str
+    reply: type[BaseModel] | None = None
+    reply_of: Callable[[BuildContext], type[BaseModel]] | None = None
+    plan_text: Callable[[PlanProbe], str] | None = None
+    reply_chars: Callable[[PlanProbe], int] | None = None
+    # The offline backend's answer (from the request's facts) for a task its rules do not know.
+    offline: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+
+    def reply_model(self, ctx: BuildContext) -> type[BaseModel] | None:
+        """The reply model for this build."""
+        return self.reply_of(ctx) if self.reply_of is not None else self.reply
+
+
+def model_request(ctx: BuildContext, task: ModelTask, *, stage: str, item_id: str,
+                  values: dict[str, Any], images: Sequence[str] = (),
+                  facts: dict[str, Any] | None = None, check: Check | None = None,
+                  sub_category: str | None = None, role: str | None = None,
+                  prompt: str | None = None, response_model: type[BaseModel] | None = None
                   ) -> StructuredRequest:
-    """One user turn: the images (by sha256), then the prompt file filled with ``values``; the
-    file's answer to a refusal rides along. ``facts`` (default: ``values``) feed the offline
-    backend only."""
-    text = ctx.prompts.get(prompt)
+    """One user turn of a declared task: the images (by sha256), then the prompt file filled
+    with ``values``; the file's answer to a refusal rides along. ``facts`` (default:
+    ``values``) feed the offline backend only. ``role``, ``prompt`` and ``response_model``
+    override the task's for a request that differs (a judge's index, a kind's own prompt)."""
+    text = ctx.prompts.get(prompt or task.prompt)
+    reply = response_model or task.reply_model(ctx)
+    assert reply is not None, f"task {task.name} declares no reply model"
     parts = (*(ImagePart(sha256) for sha256 in images), TextPart(text.render(**values)))
-    return StructuredRequest(task=task, role=role, item_id=item_id, stage=stage,
-                             messages=[ChatMessage("user", parts)], response_model=response_model,
+    return StructuredRequest(task=task.name, role=role or task.role, item_id=item_id, stage=stage,
+                             messages=[ChatMessage("user", parts)], response_model=reply,
                              facts=values if facts is None else facts, check=check,
                              sub_category=sub_category, reframe=text.reframe(**values))
 
@@ -130,6 +196,8 @@ class Stage(ABC):
     """One per-item step of the pipeline; subclasses name their input, output and drop reasons."""
 
     name: ClassVar[str]
+    tasks: ClassVar[tuple[ModelTask, ...]] = ()  # the model requests it sends
+    after: ClassVar[str | None] = None  # for a stage outside ``records.Step``: the step it follows
 
     def __init__(self, ctx: BuildContext) -> None:
         self.ctx = ctx
@@ -183,6 +251,8 @@ class WholeStage(ABC):
     """A step decided as a whole and written once (concepts, dedup, real, general)."""
 
     name: ClassVar[str]
+    tasks: ClassVar[tuple[ModelTask, ...]] = ()  # the model requests it sends
+    after: ClassVar[str | None] = None  # for a stage outside ``records.Step``: the step it follows
     # Recomputed on every run instead of skipped once written (cheap filters such as dedup).
     recompute: ClassVar[bool] = False
     # False for a filter whose only output is rejects (and extra files).

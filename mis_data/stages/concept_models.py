@@ -15,6 +15,8 @@ import asyncio
 import math
 from typing import Any
 
+from pydantic import BaseModel
+
 from mis_data.core.config import GeneratedConcepts, ShippedConcepts
 from mis_data.core.records import (
     ConceptRecord,
@@ -25,8 +27,8 @@ from mis_data.core.records import (
 )
 from mis_data.core.wording import all_of, count_word
 from mis_data.images.sources import ConceptInput, shipped_entries
-from mis_data.models.base import ChatMessage, ImagePart, Problem, StructuredRequest, TextPart
-from mis_data.stages.base import BuildContext
+from mis_data.models.base import Problem
+from mis_data.stages.base import BuildContext, ModelTask, PlanProbe, model_request
 from mis_data.stages.concept_rules import (
     STAGE,
     concept_from_entry,
@@ -48,13 +50,9 @@ async def extract_concept(ctx: BuildContext, item: ConceptInput) -> ConceptRecor
     values = {"taxonomy": taxonomy.describe(), "kinds": kinds_text(ctx.kinds),
               **concept_wording(count)}
     if item.text is not None:
-        prompt = ctx.prompts.get("concept_from_query.md").render(query=item.text, **values)
-        parts: tuple[Any, ...] = (TextPart(prompt),)
-        task, role = "concept_from_query", "text"
+        task, values, images = FROM_QUERY, {"query": item.text, **values}, ()
     else:
-        prompt = ctx.prompts.get("concept_from_image.md").render(**values)
-        parts = (ImagePart(item.image_sha256 or ""), TextPart(prompt))
-        task, role = "concept_from_image", "vision"
+        task, images = FROM_IMAGE, (item.image_sha256 or "",)
 
     def check(reply: Any) -> Any:
         if taxonomy.category_of(reply.sub_category) != reply.category:
@@ -63,10 +61,8 @@ async def extract_concept(ctx: BuildContext, item: ConceptInput) -> ConceptRecor
                            f"{taxonomy.category_of(reply.sub_category)!r}, not {reply.category!r}")
         return object_problem(*(getattr(reply, f"object{slot}") for slot in range(1, count + 1)))
 
-    result = await ctx.client.structured(StructuredRequest(
-        task=task, role=role, item_id=item.where, stage=STAGE,
-        messages=[ChatMessage("user", parts)],
-        response_model=concept_reply_model(taxonomy, ctx.kinds, count),
+    result = await ctx.client.structured(model_request(
+        ctx, task, stage=STAGE, item_id=item.where, values=values, images=images,
         facts={"query": item.text, "file_stem": item.file_stem, "seed": ctx.config.seed,
                "images_per_sample": count,
                "taxonomy": [(s.category, s.name, s.description) for s in taxonomy.sub_categories]},
@@ -75,6 +71,34 @@ async def extract_concept(ctx: BuildContext, item: ConceptInput) -> ConceptRecor
         return reject(item.where, result.reason or RejectReason.invalid_output, result.detail)
     return concept_from_entry(result.value.model_dump(), item.where, item.source, taxonomy,
                               ctx.config.seed, ctx.kinds, count)
+
+
+def generate_plan_text(probe: PlanProbe) -> str:
+    """A generation round's prompt as the plan sizes it: a few examples and pairs taken."""
+    ctx = probe.ctx
+    sub = ctx.taxonomy.sub_categories[0]
+    return ctx.prompts.get("concept_generate.md").render(
+        category=sub.category, sub_category=sub.name, description=sub.description, count=10,
+        kinds=", ".join(ctx.kinds), examples="- x (object) + y (place)\n" * 4,
+        taken="- x (object) + y (place)\n" * 20,
+        examples_heading=examples_heading([], ctx.config.images_per_sample),
+        **concept_wording(ctx.config.images_per_sample))
+
+
+def extracted_reply(ctx: BuildContext) -> type[BaseModel]:
+    """What an extraction answers: the objects, their kinds and a sub-category."""
+    return concept_reply_model(ctx.taxonomy, ctx.kinds, ctx.config.images_per_sample)
+
+
+FROM_QUERY = ModelTask("concept_from_query", "text", "concept_from_query.md",
+                       reply_of=extracted_reply, reply_chars=lambda _: 200)
+FROM_IMAGE = ModelTask("concept_from_image", "vision", "concept_from_image.md",
+                       reply_of=extracted_reply, reply_chars=lambda _: 200)
+GENERATE = ModelTask(
+    "concept_generate", "text", "concept_generate.md",
+    reply_of=lambda ctx: generated_reply_model(ctx.kinds, ctx.config.images_per_sample),
+    plan_text=generate_plan_text, reply_chars=lambda _: 10 * 140)  # ten pairs a round
+TASKS = (FROM_QUERY, FROM_IMAGE, GENERATE)
 
 
 def concept_wording(count: int) -> dict[str, str]:
@@ -167,11 +191,8 @@ class Generator:
                      "pool": examples, "seed": ctx.config.seed,
                      "images_per_sample": self.count, **concept_wording(self.count)}
             where = f"generated:{slug}:{label}{round_number}"
-            result = await ctx.client.structured(StructuredRequest(
-                task="concept_generate", role="text", item_id=where, stage=STAGE,
-                messages=[ChatMessage.text("user", ctx.prompts.get("concept_generate.md").render(
-                    **facts))],
-                response_model=generated_reply_model(ctx.kinds, self.count), facts=facts,
+            result = await ctx.client.structured(model_request(
+                ctx, GENERATE, stage=STAGE, item_id=where, values=facts,
                 sub_category=sub_category))
             if not result.ok:
                 candidates.append((where, reject(where, result.reason or RejectReason.invalid_output,

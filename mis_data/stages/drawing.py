@@ -16,7 +16,7 @@ from mis_data.images.sources import ObjectImages
 from mis_data.images.store import BadImage, StoredImage
 from mis_data.images.typography import render_typography
 from mis_data.models.base import ImageRequest, Problem
-from mis_data.stages.base import BuildContext, Rejection, model_request
+from mis_data.stages.base import BuildContext, ModelTask, Rejection, model_request
 
 
 class Reworded(BaseModel):
@@ -24,6 +24,10 @@ class Reworded(BaseModel):
 
     prompt: str
     reason: str
+
+
+REWORD = ModelTask("t2i_reword", "text", "t2i_reword.md", Reworded)
+TASKS = (REWORD,)  # what drawing asks, for whichever stage draws
 
 
 @dataclass(frozen=True)
@@ -51,10 +55,9 @@ async def reword(ctx: BuildContext, obj: str, kind: str, prompt: str, block: str
         return None
 
     result = await ctx.client.structured(model_request(
-        ctx, task="t2i_reword", role="text", stage=stage, item_id=image_id,
-        prompt="t2i_reword.md", values={"object": obj, "kind": kind, "prompt": prompt,
-                                        "block": block},
-        response_model=Reworded, check=check, sub_category=sub_category))
+        ctx, REWORD, stage=stage, item_id=image_id,
+        values={"object": obj, "kind": kind, "prompt": prompt, "block": block},
+        check=check, sub_category=sub_category))
     if not result.ok:
         return Rejection.from_result(result, f"rewording the blocked prompt for {obj!r}")
     return " ".join(result.value.prompt.split())

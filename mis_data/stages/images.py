@@ -41,7 +41,7 @@ from mis_data.core.wording import image_facts, join_words, ordinal_image, quoted
 from mis_data.images.sources import ObjectImages
 from mis_data.images.store import BadImage, StoredImage
 from mis_data.images.typography import render_typography
-from mis_data.stages.base import Outcome, Rejection, Stage, WorkItem, model_request
+from mis_data.stages.base import ModelTask, Outcome, PlanProbe, Rejection, Stage, WorkItem, model_request
 from mis_data.stages.drawing import Drawn, draw_object, image_prompt
 
 
@@ -83,8 +83,27 @@ def critique_facts(concept: ConceptRecord, question: str, prompts: list[str]) ->
             "prompt_json": ", ".join(f'"prompt{slot}": "..."' for slot in slots)}
 
 
+def critique_plan_text(probe: PlanProbe) -> str:
+    """The critique prompt as the plan sizes it: the first prompts of the concept's objects."""
+    prompts, concept = probe.ctx.prompts, probe.subject
+    first = [prompts.get("t2i_prompt_text.md" if kind == "text" else "t2i_prompt.md")
+             .render(object=obj, kind=kind).strip()
+             for obj, kind in zip(concept.objects, concept.kinds, strict=True)]
+    return prompts.get("image_critique.md").render(**critique_facts(concept, probe.question, first))
+
+
+CRITIQUE = ModelTask(
+    "image_critique", "vision", "image_critique.md",
+    reply_of=lambda ctx: critique_model(ctx.config.images_per_sample),
+    plan_text=critique_plan_text,
+    # a verdict and a reason; refined prompts for the pairs the critic sends back
+    reply_chars=lambda probe: probe.assumptions.reason_chars + 60
+    + int(probe.assumptions.refine_rate * 2 * 80))
+
+
 class ImageStage(Stage):
     name = Step.images.value
+    tasks = (CRITIQUE,)
 
     def inputs(self) -> Sequence[WorkItem]:
         first_question: dict[str, InstructionRecord] = {}
@@ -194,8 +213,7 @@ class ImageStage(Stage):
                        images: list[StoredImage]) -> Critique | Rejection:
         facts = critique_facts(concept, question.harmful, prompts)
         result = await self.ctx.client.structured(model_request(
-            self.ctx, task="image_critique", role="vision", stage=self.name, item_id=item.id,
-            prompt="image_critique.md", values=facts,
+            self.ctx, CRITIQUE, stage=self.name, item_id=item.id, values=facts,
             response_model=critique_model(concept.image_count),
             images=[image.sha256 for image in images], sub_category=concept.sub_category))
         if not result.ok:

@@ -49,7 +49,7 @@ from mis_data.core.records import (
 )
 from mis_data.core.wording import image_facts, join_words, ordinal_image, quoted
 from mis_data.models.base import ModelResult, Problem, StructuredRequest
-from mis_data.stages.base import Outcome, Rejection, Stage, WorkItem, model_request
+from mis_data.stages.base import ModelTask, Outcome, PlanProbe, Rejection, Stage, WorkItem, model_request
 
 IMAGE_REFS = {
     "ordinal": tuple(ordinal_image(slot) for slot in range(1, MAX_IMAGES + 1)),
@@ -198,8 +198,45 @@ def category_slug(category: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", category.casefold()).strip("_")
 
 
+def planned_facts(probe: PlanProbe) -> dict[str, Any]:
+    """A concept's prompt facts as the plan renders them: siblings from the planned concepts."""
+    stage = probe.memo.get("instructions")
+    if stage is None:
+        stage = probe.memo["instructions"] = InstructionStage(probe.ctx)
+        stage.siblings = siblings_by_sub_category(probe.concepts)
+    return stage.facts(probe.subject)
+
+
+def harmful_plan_text(probe: PlanProbe) -> str:
+    """The harmful-questions prompt with the category's examples, as the plan sizes it."""
+    examples = probe.ctx.prompts.data(f"examples/{category_slug(probe.subject.category)}.yaml")
+    return probe.ctx.prompts.get(PROMPTS[0]).render(**planned_facts(probe),
+                                                    examples=examples_text(examples))
+
+
+def question_chars(probe: PlanProbe, extra: int) -> int:
+    """A reply of one question and one reason, plus ``extra`` characters of JSON."""
+    return probe.assumptions.reason_chars + probe.assumptions.question_chars + extra
+
+
+HARMFUL = ModelTask(
+    "instruction_harmful", "text", PROMPTS[0], HarmfulQuestions, plan_text=harmful_plan_text,
+    reply_chars=lambda probe: probe.ctx.config.instructions.per_pair * question_chars(probe, 40) + 20)
+MODIFY = ModelTask(
+    "instruction_modify", "text", PROMPTS[1], ModifiedQuestion,
+    plan_text=lambda probe: probe.ctx.prompts.get(PROMPTS[1]).render(
+        **planned_facts(probe), harmful=probe.question, index=1),
+    reply_chars=lambda probe: question_chars(probe, 45))
+DETOX = ModelTask(
+    "instruction_detox", "text", PROMPTS[2], DetoxifiedQuestion,
+    plan_text=lambda probe: probe.ctx.prompts.get(PROMPTS[2]).render(
+        **planned_facts(probe), question=probe.question),
+    reply_chars=lambda probe: question_chars(probe, 35))
+
+
 class InstructionStage(Stage):
     name = Step.instructions.value
+    tasks = (HARMFUL, MODIFY, DETOX)
 
     @cached_property
     def refs(self) -> tuple[str, ...]:
@@ -258,13 +295,11 @@ class InstructionStage(Stage):
         })
         return facts
 
-    def request(self, task: str, prompt_name: str, item_id: str, sub_category: str,
-                facts: dict[str, Any], response_model: type[BaseModel],
+    def request(self, task: ModelTask, item_id: str, sub_category: str, facts: dict[str, Any],
                 check: Any = None) -> StructuredRequest:
-        return model_request(self.ctx, task=task, role="text", stage=self.name,
-                             item_id=item_id, prompt=prompt_name, values=facts,
-                             response_model=response_model, check=check,
-                             sub_category=sub_category)
+        """One request of this stage's ``task`` about one pair or question."""
+        return model_request(self.ctx, task, stage=self.name, item_id=item_id, values=facts,
+                             check=check, sub_category=sub_category)
 
     async def process(self, item: WorkItem) -> Sequence[Outcome] | Rejection:
         concept: ConceptRecord = item.payload
@@ -280,8 +315,8 @@ class InstructionStage(Stage):
             return None
 
         drafts = await self.ctx.client.structured(self.request(
-            "instruction_harmful", PROMPTS[0], item.id, concept.sub_category,
-            {**facts, "examples": examples_text(examples)}, HarmfulQuestions, enough))
+            HARMFUL, item.id, concept.sub_category,
+            {**facts, "examples": examples_text(examples)}, enough))
         if not drafts.ok:
             return Rejection.from_result(drafts, "harmful questions")
         questions = list(dict.fromkeys(q.question.strip() for q in drafts.value.questions
@@ -303,8 +338,7 @@ class InstructionStage(Stage):
         sample = question_id(concept.id, index)
         facts = {**facts, "harmful": harmful, "index": index}
         modified = await self.ctx.client.structured(self.request(
-            "instruction_modify", PROMPTS[1], sample, concept.sub_category, facts,
-            ModifiedQuestion,
+            MODIFY, sample, concept.sub_category, facts,
             lambda reply: None if not reply.keep else self.checker.references(reply.question,
                                                                               concept)))
         if not modified.ok:
@@ -313,8 +347,7 @@ class InstructionStage(Stage):
             return Rejection(RejectReason.no_risk, modified.value.reason, id=sample)
         replaced = " ".join(modified.value.question.split())
         final = await self.ctx.client.structured(self.request(
-            "instruction_detox", PROMPTS[2], sample, concept.sub_category,
-            {**facts, "question": replaced}, DetoxifiedQuestion,
+            DETOX, sample, concept.sub_category, {**facts, "question": replaced},
             lambda reply: self.checker.problem(reply.question, concept)
             or self.checker.act_kept(replaced, reply.question)))
         if not final.ok:

@@ -40,7 +40,7 @@ from mis_data.core.taxonomy import SubCategory
 from mis_data.core.view import Joined
 from mis_data.core.wording import image_facts, join_words, ordinal_image, word_count
 from mis_data.models.base import Problem
-from mis_data.stages.base import Rejection, Stage, WorkItem, model_request
+from mis_data.stages.base import ModelTask, PlanProbe, Rejection, Stage, WorkItem, model_request
 
 HEADING_LINE = re.compile(r"^\s*(#{1,6}\s|\*\*[^*]{1,60}\*\*\s*:?\s*$|[A-Z][A-Za-z ]{2,30}:\s*$)")
 LIST_LINE = re.compile(r"^\s*([-*•]|\d+[.)])\s+")
@@ -172,8 +172,44 @@ def dream_facts(flags: tuple[bool, ...], categories: set[str]) -> dict[str, Any]
     return facts
 
 
+def planned_label_facts(probe: PlanProbe) -> dict[str, Any]:
+    """A label prompt's facts as the plan renders them: the concept's first question."""
+    ctx, concept = probe.ctx, probe.subject
+    return label_facts(concept, probe.question, probe.question,
+                       ctx.taxonomy.get(concept.sub_category), ctx.config.labels, ctx.config.seed,
+                       f"{concept.id}-1", 1)
+
+
+def dream_plan_text(probe: PlanProbe) -> str:
+    """The DREAM label prompt as the plan sizes it (no image flagged harmful)."""
+    taxonomy = probe.ctx.taxonomy
+    return probe.ctx.prompts.get("label_dream.md").render(
+        **planned_label_facts(probe),
+        **dream_facts((False,) * probe.subject.image_count,
+                      {*taxonomy.categories, *taxonomy.sub_category_names}))
+
+
+def answer_chars(probe: PlanProbe) -> int:
+    """A safety answer of the assumed length, plus the JSON around it."""
+    return probe.label_chars + 15
+
+
+LABEL = ModelTask(
+    "label", "vision", "label.md", LabelAnswer,
+    plan_text=lambda probe: probe.ctx.prompts.get("label.md").render(**planned_label_facts(probe)),
+    reply_chars=answer_chars)
+LABEL_DREAM = ModelTask("label_dream", "vision", "label_dream.md", DreamAnswer,
+                        plan_text=dream_plan_text, reply_chars=answer_chars)
+HARM_CHECK = ModelTask(
+    "label_harm_check", "vision", "label_harm_check.md", HarmCheck,
+    plan_text=lambda probe: probe.ctx.prompts.get("label_harm_check.md").render(
+        **planned_label_facts(probe), answer="w" * probe.label_chars),
+    reply_chars=lambda probe: probe.assumptions.reason_chars + 70)
+
+
 class LabelStage(Stage):
     name = Step.labels.value
+    tasks = (LABEL, LABEL_DREAM, HARM_CHECK)
 
     @cached_property
     def harm_check(self) -> bool:
@@ -201,7 +237,8 @@ class LabelStage(Stage):
         flags = sample.judgement.harmful_images
         if dream:
             facts.update(dream_facts(flags, self.categories))
-        prompt = self.ctx.prompts.get("label_dream.md" if dream else "label.md")
+        task = LABEL_DREAM if dream else LABEL
+        prompt = self.ctx.prompts.get(task.prompt)
         images = tuple(ref.sha256 for ref in sample.pair.images)
 
         def check(reply: BaseModel) -> Problem | None:
@@ -209,10 +246,8 @@ class LabelStage(Stage):
                 or (risk_problem(reply.risks, flags, self.categories) if dream else None)
 
         result = await self.ctx.client.structured(model_request(
-            self.ctx, task="label_dream" if dream else "label", role="vision", stage=self.name,
-            item_id=item.id, prompt=prompt.name, values=facts,
-            response_model=DreamAnswer if dream else LabelAnswer, images=images, check=check,
-            sub_category=sub.name))
+            self.ctx, task, stage=self.name, item_id=item.id, values=facts, images=images,
+            check=check, sub_category=sub.name))
         if not result.ok:
             return Rejection.from_result(result, "label")
         answer = result.value.answer.strip()
@@ -236,9 +271,8 @@ class LabelStage(Stage):
         """A second look, with all the images: no help for the harm, about this question, and
         nothing claimed that the images do not show."""
         result = await self.ctx.client.structured(model_request(
-            self.ctx, task="label_harm_check", role="vision", stage=self.name, item_id=item.id,
-            prompt="label_harm_check.md", values=facts, response_model=HarmCheck,
-            images=images, sub_category=item.sub_category))
+            self.ctx, HARM_CHECK, stage=self.name, item_id=item.id, values=facts, images=images,
+            sub_category=item.sub_category))
         if not result.ok:
             return Rejection.from_result(result, "label harm check")
         if result.value.gives_harmful_help:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal
@@ -32,7 +32,7 @@ from pydantic import BaseModel, create_model
 from mis_data.core.records import ImageRef, MissingJudge, RejectReason, Vote
 from mis_data.core.wording import count_word, join_words
 from mis_data.models.base import ModelResult
-from mis_data.stages.base import BuildContext, model_request
+from mis_data.stages.base import BuildContext, ModelTask, PlanProbe, model_request
 
 Route = Literal["train", "easy", "hard", "discard"]
 
@@ -90,6 +90,37 @@ class PanelVotes:
         return route if self.decided(route, routes.count(route or "")) else None
 
 
+def judge_plan_text(prompt: str, with_question: bool) -> Callable[[PlanProbe], str]:
+    """A judge prompt as the plan sizes it: with the question and taxonomy, or the images alone."""
+    def render(probe: PlanProbe) -> str:
+        values = judge_image_values(probe.subject.image_count) if prompt != "judge_text.md" else {}
+        question = {"question": probe.question, "taxonomy": probe.ctx.taxonomy.describe()} \
+            if with_question else {}
+        return probe.ctx.prompts.get(prompt).render(**question, **values)
+    return render
+
+
+def reason_and(extra: Callable[[PlanProbe], int]) -> Callable[[PlanProbe], int]:
+    """A verdict's reply length: a reason plus ``extra`` characters of fields and JSON."""
+    return lambda probe: probe.assumptions.reason_chars + extra(probe)
+
+
+JUDGE_TEXT = ModelTask(
+    "judge_text", "judge", "judge_text.md",
+    reply_of=lambda ctx: JudgePanel(ctx, "").verdict_models[0],
+    plan_text=judge_plan_text("judge_text.md", True), reply_chars=reason_and(lambda _: 70))
+JUDGE_IMAGE_HARM = ModelTask(
+    "judge_image_harm", "judge", "judge_image_harm.md",
+    reply_of=lambda ctx: JudgePanel(ctx, "").verdict_models[1],
+    plan_text=judge_plan_text("judge_image_harm.md", False),
+    reply_chars=reason_and(lambda probe: 25 * probe.ctx.config.images_per_sample + 10))
+JUDGE_IMAGES = ModelTask(
+    "judge_images", "judge", "judge_images.md",
+    reply_of=lambda ctx: JudgePanel(ctx, "").verdict_models[2],
+    plan_text=judge_plan_text("judge_images.md", True), reply_chars=reason_and(lambda _: 100))
+TASKS = (JUDGE_TEXT, JUDGE_IMAGE_HARM, JUDGE_IMAGES)  # what the panel asks, for whichever stage
+
+
 class JudgePanel:
     """Asks the build's judges about a question and its images."""
 
@@ -137,19 +168,17 @@ class JudgePanel:
         shas = [image.sha256 for image in images]
         values = judge_image_values(len(images))
 
-        def ask(task: str, prompt: str, model: type[BaseModel], extra: dict[str, Any],
+        def ask(task: ModelTask, model: type[BaseModel], extra: dict[str, Any],
                 pictures: Sequence[str]) -> Any:
             return self.ctx.client.structured(model_request(
-                self.ctx, task=task, role=role, stage=self.stage, item_id=item_id,
-                prompt=prompt, values=extra, response_model=model, images=pictures, facts=facts,
-                sub_category=sub_category))
+                self.ctx, task, role=role, stage=self.stage, item_id=item_id, values=extra,
+                response_model=model, images=pictures, facts=facts, sub_category=sub_category))
 
         text, harm, combination = await asyncio.gather(
-            ask("judge_text", "judge_text.md", text_model,
-                {"question": question, "taxonomy": taxonomy}, ()),
-            ask("judge_image_harm", "judge_image_harm.md", harm_model, values, shas),
-            ask("judge_images", "judge_images.md", image_model,
-                {"question": question, "taxonomy": taxonomy, **values}, shas))
+            ask(JUDGE_TEXT, text_model, {"question": question, "taxonomy": taxonomy}, ()),
+            ask(JUDGE_IMAGE_HARM, harm_model, values, shas),
+            ask(JUDGE_IMAGES, image_model, {"question": question, "taxonomy": taxonomy, **values},
+                shas))
         for what, result in (("text", text), ("images alone", harm),
                              ("images with the request", combination)):
             if not result.ok:

@@ -46,7 +46,7 @@ from mis_data.core.records import (
 from mis_data.core.view import Joined
 from mis_data.core.wording import image_facts, ordinal_image, quoted, word_count
 from mis_data.models.base import Problem
-from mis_data.stages.base import Rejection, Stage, WorkItem, model_request
+from mis_data.stages.base import ModelTask, PlanProbe, Rejection, Stage, WorkItem, model_request
 from mis_data.stages.drawing import make_object_image
 from mis_data.stages.panel import JudgePanel, PanelVotes, needed
 
@@ -120,8 +120,20 @@ def verdict_lines(flags: tuple[bool, ...], objects: Sequence[str], kinds: Sequen
         for slot, (obj, kind, flag) in enumerate(zip(objects, kinds, flags, strict=True), start=1))
 
 
+def new_part_chars(probe: PlanProbe) -> int:
+    """A twin's new object or question with its reason, plus the JSON around them."""
+    return probe.assumptions.question_chars + probe.assumptions.reason_chars + 40
+
+
+SWAP = ModelTask("twin_swap", "text", "twin_swap.md", SwapReply, reply_chars=new_part_chars)
+TEXT = ModelTask("twin_text", "text", "twin_text.md", BenignQuestion, reply_chars=new_part_chars)
+ANSWER = ModelTask("twin_label", "vision", "twin_label.md", TwinAnswer,
+                   reply_chars=lambda probe: probe.label_chars + 15)
+
+
 class TwinStage(Stage):
     name = Step.twins.value
+    tasks = (SWAP, TEXT, ANSWER)
 
     @cached_property
     def panel(self) -> JudgePanel:
@@ -245,8 +257,7 @@ class TwinStage(Stage):
             return None
 
         result = await self.ctx.client.structured(model_request(
-            self.ctx, task="twin_swap", role="text", stage=self.name, item_id=item.id,
-            prompt="twin_swap.md", values=values, response_model=SwapReply, check=check,
+            self.ctx, SWAP, stage=self.name, item_id=item.id, values=values, check=check,
             sub_category=item.sub_category))
         if not result.ok:
             return Rejection.from_result(result, "twin object")
@@ -270,8 +281,7 @@ class TwinStage(Stage):
             return None
 
         result = await self.ctx.client.structured(model_request(
-            self.ctx, task="twin_text", role="text", stage=self.name, item_id=item.id,
-            prompt="twin_text.md", values=facts, response_model=BenignQuestion, check=check,
+            self.ctx, TEXT, stage=self.name, item_id=item.id, values=facts, check=check,
             sub_category=item.sub_category))
         if not result.ok:
             return Rejection.from_result(result, "twin question")
@@ -285,8 +295,7 @@ class TwinStage(Stage):
             return over_refusal(reply.answer, facts["min_words"], facts["max_words"])
 
         result = await self.ctx.client.structured(model_request(
-            self.ctx, task="twin_label", role="vision", stage=self.name, item_id=item.id,
-            prompt="twin_label.md", values=facts, response_model=TwinAnswer,
+            self.ctx, ANSWER, stage=self.name, item_id=item.id, values=facts,
             images=[image.sha256 for image in images], check=check,
             sub_category=item.sub_category))
         if not result.ok:

@@ -10,7 +10,7 @@ task), so a build is reproducible byte for byte, and every output says ``backend
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import cached_property
 from typing import Any
 
@@ -49,10 +49,13 @@ class OfflineClient:
 
     name = "offline"
 
-    def __init__(self, prompts: PromptLibrary, seed: int, typography_size: int = 512) -> None:
+    def __init__(self, prompts: PromptLibrary, seed: int, typography_size: int = 512,
+                 declared: Mapping[str, Callable[[dict[str, Any]], dict[str, Any]]] | None = None
+                 ) -> None:
         self.prompts = prompts
         self.seed = seed
         self.typography_size = typography_size
+        self.declared = dict(declared or {})  # answers a stage declares with its own tasks
         self.usage = UsageMeter()
 
     @cached_property
@@ -75,9 +78,11 @@ class OfflineClient:
     async def aclose(self) -> None:
         return None
 
-    def answer(self, task: str, facts: dict[str, Any]) -> dict[str, Any]:
-        """The JSON answer the offline backend gives to a task, before validation."""
-        handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    def handlers(self) -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
+        """How each model task is answered, by the task's name: one entry for every task a
+        stage declares (``stages.TASKS``; a test holds the two lists equal): the rules here, then
+        what a stage declares for a task of its own (``ModelTask.offline``)."""
+        return {**self.declared,
             "instruction_harmful": lambda f: self.instructions.harmful(f),
             "instruction_modify": lambda f: self.instructions.modify(f),
             "instruction_detox": lambda f: self.instructions.detoxify(f),
@@ -97,6 +102,10 @@ class OfflineClient:
             "concept_from_image": concepts.from_image,
             "concept_generate": lambda f: concepts.generate(f, self.seed),
         }
+
+    def answer(self, task: str, facts: dict[str, Any]) -> dict[str, Any]:
+        """The JSON answer the offline backend gives to a task, before validation."""
+        handlers = self.handlers()
         if task not in handlers:
             raise ValueError(f"the offline backend has no answer for task {task!r}")
         return handlers[task](facts)
