@@ -46,7 +46,7 @@ from mis_data.images.sources import folder_images, shipped_entries
 from mis_data.models.limits import image_tokens
 from mis_data.models.wire import strict_schema
 from mis_data.pipeline.preflight import Checked, load_checked, preflight
-from mis_data.stages import TASKS
+from mis_data.stages import STAGES, TASKS
 from mis_data.stages.base import BuildContext, ModelTask, PlanProbe
 from mis_data.stages.concept_rules import concept_from_entry
 from mis_data.stages.concepts import apply_filters
@@ -479,6 +479,14 @@ def make_plan(config: Checked | BuildConfig, assumptions: Assumptions | None = N
             add("twins", f"judge:{index}", spec, "judge_image_harm", twins, False, images=k)
             add("twins", f"judge:{index}", spec, "judge_images", twins, False, images=k)
         add("twins", "vision", models.vision, "twin_label", twins, True, images=k)
+    counts = {"concepts": pairs, "questions": questions, "kept_by_modify": kept,
+              "judged": judged, "routed": routed, "train": train, "labelled": labelled}
+    for stage_name, stage in STAGES.items():  # stages beyond the built-in flow plan themselves
+        for task in stage.tasks:
+            if task.plan_requests is not None and task.role in ("text", "vision"):
+                add(stage_name, task.role, models.text if task.role == "text" else models.vision,
+                    task.name, task.plan_requests(counts), False,
+                    images=k if task.role == "vision" else 0)
     roles = {"text": models.text, "vision": models.vision, "image": models.image,
              **{f"judge:{i}": spec for i, spec in enumerate(models.judges)}}
     for row in rows:

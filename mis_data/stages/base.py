@@ -121,6 +121,10 @@ class ModelTask:
     reply_chars: Callable[[PlanProbe], int] | None = None
     # The offline backend's answer (from the request's facts) for a task its rules do not know.
     offline: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    # Requests a build sends, from the plan's expected counts (``concepts``, ``questions``,
+    # ``judged``, ``train``, ``labelled`` ...): how a new stage's task gets its plan row. The
+    # built-in steps' counts are the plan's own flow.
+    plan_requests: Callable[[dict[str, int]], int] | None = None
 
     def reply_model(self, ctx: BuildContext) -> type[BaseModel] | None:
         """The reply model for this build."""
