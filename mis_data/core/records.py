@@ -246,11 +246,11 @@ class ConceptRecord(SlotValues, Record):
     kind2: str = "object"
     source: str
     rationale: str = ""
-    object3: str | None = Field(None, min_length=1, max_length=120)
+    object3: str | None = Field(default=None, min_length=1, max_length=120)
     kind3: str | None = None
-    object4: str | None = Field(None, min_length=1, max_length=120)
+    object4: str | None = Field(default=None, min_length=1, max_length=120)
     kind4: str | None = None
-    round: int | None = Field(None, ge=2)  # a top-up round (``targets:``); None is the first
+    round: int | None = Field(default=None, ge=2)  # a top-up round (``targets:``); None is the first
     optional_fields = ("object3", "kind3", "object4", "kind4", "round")
 
     @field_validator("object1", "object2", "object3", "object4")
@@ -299,7 +299,7 @@ class ImageRecord(Record):
     prompt: str | None = None
     first_prompt: str | None = None
     prompt_sha256: str | None = None
-    rounds: int = Field(1, ge=1)
+    rounds: int = Field(default=1, ge=1)
     # refine_blocked: the provider blocked the refined prompts, so the first round's images stay
     critique: Literal["accepted", "refined", "refine_blocked"] | None = None
     critique_reason: str = ""
@@ -419,7 +419,7 @@ class ReviewDecision(BaseModel):
     reason: DropReason | None = None
     sub_category: str | None = None
     route: Literal["train", "easy", "hard", "discard"] | None = None
-    note: str = Field("", max_length=2000)
+    note: str = Field(default="", max_length=2000)
     reviewer: str = Field(min_length=1, max_length=100)
     at: datetime
 

@@ -145,7 +145,9 @@ class MisReference:
 
 
 def load_reference() -> MisReference:
-    text = resources.files("mis_data").joinpath("reference", "mis.yaml").read_text(encoding="utf-8")
+    # One name per ``joinpath``: Python 3.10's ``Traversable.joinpath`` takes a single child.
+    text = (resources.files("mis_data").joinpath("reference").joinpath("mis.yaml")
+            .read_text(encoding="utf-8"))
     data = yaml.safe_load(text)
     return MisReference(splits=dict(data["splits"]), test=data["test_sub_categories"],
                         source=" ".join(str(data.get("source", "")).split()))

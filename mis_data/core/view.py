@@ -9,7 +9,9 @@ build and keeps it current, so a view is cheap to make and never stale.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import cast
 
 from mis_data.core.ids import parent_id
 from mis_data.core.records import (
@@ -107,6 +109,9 @@ class RunView:
     def samples(self, step: Step) -> list[Joined]:
         """Every sample with a record of ``step`` (instructions, judgements or labels), in
         that file's order."""
-        source = {Step.instructions: self.instructions, Step.judgements: self.judgements,
-                  Step.labels: self.labels}[step]
+        # Each value is a dict of another record type, which mypy joins to ``object``; only the
+        # ids are read here.
+        source = cast(Mapping[str, object], {
+            Step.instructions: self.instructions, Step.judgements: self.judgements,
+            Step.labels: self.labels}[step])
         return [self.join(sample_id) for sample_id in source]
