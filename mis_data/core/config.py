@@ -29,6 +29,8 @@ class ConfigError(Exception):
 
 
 class Strict(BaseModel):
+    """Base of every config section: an unknown key is an error, never a silently ignored setting."""
+
     model_config = ConfigDict(extra="forbid")
 
 
@@ -128,6 +130,9 @@ class ModelSpec(Strict):
 
 
 class ModelsConfig(Strict):
+    """The model behind each role. The judges vote, so there is at least one, and none has a
+    fallback: a judge that gives no vote leaves the decision to the others."""
+
     text: ModelSpec = ModelSpec(model="gpt-4o-mini")
     vision: ModelSpec = ModelSpec(model="gpt-4o")
     judges: list[ModelSpec] = Field(default_factory=lambda: [ModelSpec(model="gpt-4o")])
@@ -210,6 +215,10 @@ ConceptSource = Annotated[
 
 
 class ConceptsConfig(Strict):
+    """Where a build's concepts come from (at least one source). ``sub_categories`` limits the
+    build to those named; ``max_per_sub_category`` keeps at most that many concepts of each, a
+    seeded choice."""
+
     sources: list[ConceptSource] = Field(min_length=1)
     max_per_sub_category: int | None = Field(default=None, ge=1)
     sub_categories: list[str] | None = None
@@ -229,10 +238,15 @@ class ImagePool(Strict):
     label_column: str = "label"
 
     def has_pool(self) -> bool:
+        """Whether a folder or a dataset is named: without one the pool has no image to give."""
         return self.folder is not None or bool(self.hf_dataset)
 
 
 class ImagesConfig(ImagePool):
+    """How each object gets its image: ``typography`` renders its name, ``t2i`` asks the image
+    model, ``folder`` and ``hf_dataset`` look it up in the pool. Every image is normalized to at
+    most ``max_side`` pixels a side; an input over ``max_pixels`` is refused."""
+
     source: Literal["typography", "t2i", "folder", "hf_dataset"] = "typography"
     max_side: int = Field(default=1024, ge=64, le=8192)
     typography_size: int = Field(default=512, ge=64, le=4096)
@@ -255,6 +269,10 @@ class ImagesConfig(ImagePool):
 
 
 class InstructionsConfig(Strict):
+    """The questions written per concept (MIS step 2): how many, how a question names an image
+    (``ordinal``: "the first image"; ``index``: "Image-1"), the length a question must have,
+    and the YAML file of phrases that would give an object away."""
+
     per_pair: int = Field(default=3, ge=1, le=5)  # MIS: "two or three related harmful queries" per pair
     image_ref_style: Literal["ordinal", "index"] = "ordinal"
     min_chars: int = Field(default=40, ge=1)
@@ -396,11 +414,17 @@ class TargetsConfig(Strict):
 
 
 class SplitsConfig(Strict):
+    """How the final splits are cut: ``val_size`` is the share of train moved to validation, and
+    ``quotas`` caps the easy + hard samples per sub-category (not with ``targets.test``)."""
+
     val_size: float = Field(default=0.0, ge=0.0, lt=1.0)
     quotas: dict[str, int] | None = None
 
 
 class BuildConfig(Strict):
+    """A whole build, as its YAML file gives it; only ``concepts`` has no default. Read it with
+    ``load_config``, which also applies overrides and makes its paths absolute."""
+
     name: str = "mis"
     seed: int = 0
     backend: Literal["offline", "openai"] = "offline"
@@ -497,10 +521,12 @@ def read_run_config(path: Path) -> RunConfig:
 
 
 def sha256_text(text: str) -> str:
+    """Hex sha256 of the UTF-8 text: how prompts and configs are identified in a run folder."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB blocks so a large file is never held whole."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):

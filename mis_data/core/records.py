@@ -163,6 +163,8 @@ def concept_signature(*objects: str) -> str:
 
 
 def find_template_token(text: str) -> str | None:
+    """The first template token in ``text`` (``<image>``, ``<|...|>``), else None: text holding one
+    would add image slots of its own to an export."""
     match = TEMPLATE_TOKEN_PATTERN.search(text)
     return match.group(0) if match else None
 
@@ -189,6 +191,9 @@ class OptionalFields(BaseModel):
 
 
 class Record(OptionalFields):
+    """Base of every stage record: frozen, no unknown fields, and an ``id`` that keys it in its
+    stage file (a later record with the same id replaces an earlier one)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     id: str = Field(min_length=1)
@@ -219,10 +224,12 @@ class SlotValues:
 
     @property
     def objects(self) -> tuple[str, ...]:
+        """The objects, in slot order, up to the first unset slot."""
         return numbered(self, "object")  # type: ignore[arg-type]
 
     @property
     def images(self) -> tuple[ImageRef, ...]:
+        """The images, in slot order, up to the first unset slot."""
         return numbered(self, "image")  # type: ignore[arg-type]
 
 
@@ -274,14 +281,17 @@ class ConceptRecord(SlotValues, Record):
 
     @property
     def kinds(self) -> tuple[str, ...]:
+        """The kind of each object, in slot order (``kind1`` and ``kind2`` default to ``object``)."""
         return numbered(self, "kind")[:len(self.objects)]
 
     @property
     def image_count(self) -> int:
+        """How many images a sample of this concept shows: one per object."""
         return len(self.objects)
 
     @property
     def key(self) -> str:
+        """The order-insensitive key two concepts share when they are duplicates (``concept_key``)."""
         return concept_key(*self.objects)
 
 
@@ -308,6 +318,8 @@ class ImageRecord(Record):
 
 
 class ImageRef(BaseModel):
+    """One image of a pair, by content: the store keeps it as ``images/<sha256[:2]>/<sha256>.png``."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")

@@ -56,38 +56,47 @@ class RunView:
     # -- one stage's records ----------------------------------------------------------------
     @property
     def concepts(self) -> dict[str, ConceptRecord]:
+        """Concepts by pair id: the concept of sample ``<pair>-<k>`` is under ``<pair>``."""
         return self.run.records(Step.concepts.value, ConceptRecord)
 
     @property
     def twins(self) -> dict[str, TwinRecord]:
+        """Benign twins by id (``<sample>~t``); ``twin_of`` names the sample."""
         return self.run.records(Step.twins.value, TwinRecord)
 
     @property
     def images(self) -> dict[str, ImageRecord]:
+        """One record per image slot, by id (``<pair>.1``); ``sample_id`` and ``slot`` say whose."""
         return self.run.records(Step.images.value, ImageRecord)
 
     @property
     def pairs(self) -> dict[str, PairRecord]:
+        """Concepts joined with their images, by pair id; a concept whose images failed has none."""
         return self.run.records(Step.pairs.value, PairRecord)
 
     @property
     def instructions(self) -> dict[str, InstructionRecord]:
+        """Questions by sample id (``<pair>-<k>``): each question is a sample of its own."""
         return self.run.records(Step.instructions.value, InstructionRecord)
 
     @property
     def judgements(self) -> dict[str, JudgementRecord]:
+        """The judges' verdicts by sample id."""
         return self.run.records(Step.judgements.value, JudgementRecord)
 
     @property
     def labels(self) -> dict[str, LabelRecord]:
+        """Safety answers by sample id."""
         return self.run.records(Step.labels.value, LabelRecord)
 
     @property
     def real(self) -> dict[str, PairRecord]:
+        """MIS-real pairs (real photos in place of the generated ones), kept apart from ``pairs``."""
         return self.run.records(Step.real.value, PairRecord)
 
     @property
     def general(self) -> dict[str, GeneralRecord]:
+        """General (not safety) samples from ``general:``, by id, for the train split only."""
         return self.run.records(Step.general.value, GeneralRecord)
 
     def rejected(self, step: Step, *, final_only: bool = False) -> dict[str, RejectRecord]:
