@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, cast
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -29,15 +29,17 @@ class ConfigError(Exception):
 
 
 class Strict(BaseModel):
+    """Base of every config section: an unknown key is an error, never a silently ignored setting."""
+
     model_config = ConfigDict(extra="forbid")
 
 
 class Prices(Strict):
     """USD per million tokens (and per generated image for image models)."""
 
-    input: float = Field(0.0, ge=0)
-    output: float = Field(0.0, ge=0)
-    per_image: float = Field(0.0, ge=0)
+    input: float = Field(default=0.0, ge=0)
+    output: float = Field(default=0.0, ge=0)
+    per_image: float = Field(default=0.0, ge=0)
 
 
 class Endpoint(Strict):
@@ -45,7 +47,7 @@ class Endpoint(Strict):
 
     base_url: str | None = None
     api_key_env: str | None = None
-    concurrency: int | None = Field(None, ge=1, le=4096)
+    concurrency: int | None = Field(default=None, ge=1, le=4096)
 
 
 class ModelSpec(Strict):
@@ -62,19 +64,19 @@ class ModelSpec(Strict):
     base_url: str | list[str] | None = None
     endpoints: list[Endpoint] | None = None
     api_key_env: str = "OPENAI_API_KEY"
-    concurrency: int = Field(16, ge=1, le=4096)
-    cooldown_seconds: float = Field(30.0, ge=0)
-    all_down_seconds: float = Field(60.0, gt=0)
-    rpm: int | None = Field(None, ge=1)
-    tpm: int | None = Field(None, ge=1)
-    max_retries: int = Field(5, ge=0, le=50)
-    timeout: float = Field(120.0, gt=0)
-    temperature: float = Field(0.0, ge=0, le=2)
+    concurrency: int = Field(default=16, ge=1, le=4096)
+    cooldown_seconds: float = Field(default=30.0, ge=0)
+    all_down_seconds: float = Field(default=60.0, gt=0)
+    rpm: int | None = Field(default=None, ge=1)
+    tpm: int | None = Field(default=None, ge=1)
+    max_retries: int = Field(default=5, ge=0, le=50)
+    timeout: float = Field(default=120.0, gt=0)
+    temperature: float = Field(default=0.0, ge=0, le=2)
     seed: int | None = None
-    max_tokens: int = Field(1024, ge=1)
+    max_tokens: int = Field(default=1024, ge=1)
     prices: Prices = Prices()
     detail: Literal["auto", "low", "high"] = "auto"
-    max_image_side: int = Field(1024, ge=64)
+    max_image_side: int = Field(default=1024, ge=64)
     size: str = "1024x1024"
     # Models asked, in order, when this one refuses or the provider blocks the request: e.g. an
     # open model on your own server for the harmful questions a hosted model will not write.
@@ -128,6 +130,9 @@ class ModelSpec(Strict):
 
 
 class ModelsConfig(Strict):
+    """The model behind each role. The judges vote, so there is at least one, and none has a
+    fallback: a judge that gives no vote leaves the decision to the others."""
+
     text: ModelSpec = ModelSpec(model="gpt-4o-mini")
     vision: ModelSpec = ModelSpec(model="gpt-4o")
     judges: list[ModelSpec] = Field(default_factory=lambda: [ModelSpec(model="gpt-4o")])
@@ -166,7 +171,7 @@ class QueryFileConcepts(Strict):
     kind: Literal["queries_file"] = "queries_file"
     path: Path
     column: str = "query"
-    limit: int | None = Field(None, ge=1)
+    limit: int | None = Field(default=None, ge=1)
 
 
 class HFDatasetConcepts(Strict):
@@ -177,7 +182,7 @@ class HFDatasetConcepts(Strict):
     config: str | None = None
     split: str = "train"
     column: str = "query"
-    limit: int | None = Field(None, ge=1)
+    limit: int | None = Field(default=None, ge=1)
 
 
 class ImageFolderConcepts(Strict):
@@ -185,7 +190,7 @@ class ImageFolderConcepts(Strict):
 
     kind: Literal["image_folder"] = "image_folder"
     path: Path
-    limit: int | None = Field(None, ge=1)
+    limit: int | None = Field(default=None, ge=1)
 
 
 class GeneratedConcepts(Strict):
@@ -195,9 +200,9 @@ class GeneratedConcepts(Strict):
     short of ``targets:``."""
 
     kind: Literal["generated"] = "generated"
-    per_sub_category: int = Field(20, ge=0, le=10_000)
-    per_request: int = Field(10, ge=1, le=50)
-    examples: int = Field(4, ge=0, le=20)
+    per_sub_category: int = Field(default=20, ge=0, le=10_000)
+    per_request: int = Field(default=10, ge=1, le=50)
+    examples: int = Field(default=4, ge=0, le=20)
     examples_path: Path | None = None  # None: the shipped pairs, or triples for 3-4 images
     sub_categories: list[str] | None = None
 
@@ -210,8 +215,12 @@ ConceptSource = Annotated[
 
 
 class ConceptsConfig(Strict):
+    """Where a build's concepts come from (at least one source). ``sub_categories`` limits the
+    build to those named; ``max_per_sub_category`` keeps at most that many concepts of each, a
+    seeded choice."""
+
     sources: list[ConceptSource] = Field(min_length=1)
-    max_per_sub_category: int | None = Field(None, ge=1)
+    max_per_sub_category: int | None = Field(default=None, ge=1)
     sub_categories: list[str] | None = None
 
 
@@ -229,15 +238,20 @@ class ImagePool(Strict):
     label_column: str = "label"
 
     def has_pool(self) -> bool:
+        """Whether a folder or a dataset is named: without one the pool has no image to give."""
         return self.folder is not None or bool(self.hf_dataset)
 
 
 class ImagesConfig(ImagePool):
+    """How each object gets its image: ``typography`` renders its name, ``t2i`` asks the image
+    model, ``folder`` and ``hf_dataset`` look it up in the pool. Every image is normalized to at
+    most ``max_side`` pixels a side; an input over ``max_pixels`` is refused."""
+
     source: Literal["typography", "t2i", "folder", "hf_dataset"] = "typography"
-    max_side: int = Field(1024, ge=64, le=8192)
-    typography_size: int = Field(512, ge=64, le=4096)
+    max_side: int = Field(default=1024, ge=64, le=8192)
+    typography_size: int = Field(default=512, ge=64, le=4096)
     critique: bool = True
-    max_pixels: int = Field(64_000_000, ge=1)
+    max_pixels: int = Field(default=64_000_000, ge=1)
 
     def pool(self) -> ImagePool:
         """The pool a ``folder`` or ``hf_dataset`` source reads (the other one unset)."""
@@ -255,10 +269,14 @@ class ImagesConfig(ImagePool):
 
 
 class InstructionsConfig(Strict):
-    per_pair: int = Field(3, ge=1, le=5)  # MIS: "two or three related harmful queries" per pair
+    """The questions written per concept (MIS step 2): how many, how a question names an image
+    (``ordinal``: "the first image"; ``index``: "Image-1"), the length a question must have,
+    and the YAML file of phrases that would give an object away."""
+
+    per_pair: int = Field(default=3, ge=1, le=5)  # MIS: "two or three related harmful queries" per pair
     image_ref_style: Literal["ordinal", "index"] = "ordinal"
-    min_chars: int = Field(40, ge=1)
-    max_chars: int = Field(300, ge=10)
+    min_chars: int = Field(default=40, ge=1)
+    max_chars: int = Field(default=300, ge=10)
     giveaway_phrases: Path = Path("giveaway_phrases.yaml")
 
 
@@ -270,14 +288,14 @@ class DedupConfig(Strict):
     """
 
     enabled: bool = True
-    image_hash_distance: int = Field(4, ge=0, le=64)
-    text_jaccard: float = Field(0.85, ge=0.0, le=1.0)
+    image_hash_distance: int = Field(default=4, ge=0, le=64)
+    text_jaccard: float = Field(default=0.85, ge=0.0, le=1.0)
 
 
 class RealPoolConfig(ImagePool):
     """Real photos for MIS-real: a folder of ``<object>.png`` or a dataset with a label column."""
 
-    count: int = Field(100, ge=1)
+    count: int = Field(default=100, ge=1)
 
     @model_validator(mode="after")
     def _has_a_pool(self) -> RealPoolConfig:
@@ -294,15 +312,15 @@ class GeneralMixConfig(Strict):
     """
 
     path: Path
-    count: int = Field(500, ge=1)
+    count: int = Field(default=500, ge=1)
 
 
 class LabelsConfig(Strict):
     """The safety answers; the word range is rendered into the label prompt and enforced."""
 
     for_test: bool = False
-    min_words: int = Field(100, ge=1)
-    max_words: int = Field(300, ge=10)
+    min_words: int = Field(default=100, ge=1)
+    max_words: int = Field(default=300, ge=10)
     harm_check: bool | None = None
     # mis: one prose answer (MIS step 5). dream: risk statements first, each naming its source
     # (an image, the text, or the combination), then the answer (DREAM-style disentangled risks).
@@ -322,9 +340,11 @@ class TwinsConfig(Strict):
     keeps the neutral question (test-side sources); ``benign_text`` keeps both images and asks
     an ordinary question about them (sources whose images are both harmless)."""
 
-    ratio: float = Field(0.3, gt=0, le=1)
+    ratio: float = Field(default=0.3, gt=0, le=1)
     kinds: list[Literal["swap_image", "benign_text"]] = Field(
-        default_factory=lambda: ["swap_image", "benign_text"], min_length=1)
+        default_factory=lambda: cast(list[Literal["swap_image", "benign_text"]],
+                                     ["swap_image", "benign_text"]),
+        min_length=1)
 
 
 class BenchmarkRef(Strict):
@@ -346,9 +366,9 @@ class DecontaminateConfig(Strict):
     against: list[BenchmarkRef] = Field(min_length=1)
     drop: bool = True
     drop_text: bool = False
-    phash_distance: int = Field(4, ge=0, le=16)
-    dhash_distance: int = Field(4, ge=0, le=16)
-    text_jaccard: float = Field(0.9, gt=0.0, le=1.0)
+    phash_distance: int = Field(default=4, ge=0, le=16)
+    dhash_distance: int = Field(default=4, ge=0, le=16)
+    text_jaccard: float = Field(default=0.9, gt=0.0, le=1.0)
 
     @field_validator("against", mode="before")
     @classmethod
@@ -383,7 +403,7 @@ class TargetsConfig(Strict):
 
     train: Target | None = None
     test: Target | None = None
-    max_rounds: int = Field(3, ge=1, le=20)
+    max_rounds: int = Field(default=3, ge=1, le=20)
     trim: bool = True
 
     @model_validator(mode="after")
@@ -394,17 +414,23 @@ class TargetsConfig(Strict):
 
 
 class SplitsConfig(Strict):
-    val_size: float = Field(0.0, ge=0.0, lt=1.0)
+    """How the final splits are cut: ``val_size`` is the share of train moved to validation, and
+    ``quotas`` caps the easy + hard samples per sub-category (not with ``targets.test``)."""
+
+    val_size: float = Field(default=0.0, ge=0.0, lt=1.0)
     quotas: dict[str, int] | None = None
 
 
 class BuildConfig(Strict):
+    """A whole build, as its YAML file gives it; only ``concepts`` has no default. Read it with
+    ``load_config``, which also applies overrides and makes its paths absolute."""
+
     name: str = "mis"
     seed: int = 0
     backend: Literal["offline", "openai"] = "offline"
     # Images per sample (MIS: 2). With 3 or 4 the concepts are tuples (object1..objectK), the
     # questions refer to "the third image" / "the fourth image", and every export has K images.
-    images_per_sample: int = Field(2, ge=2, le=4)
+    images_per_sample: int = Field(default=2, ge=2, le=4)
     models: ModelsConfig = ModelsConfig()
     taxonomy: Path = Path("taxonomy.yaml")
     kinds: Path | None = None  # None: the shipped configs/kinds.yaml
@@ -421,7 +447,8 @@ class BuildConfig(Strict):
     targets: TargetsConfig | None = None
     splits: SplitsConfig = SplitsConfig()
     exports: list[Literal["mis", "internvl", "llamafactory", "hf"]] = Field(
-        default_factory=lambda: ["mis", "internvl", "llamafactory", "hf"]
+        default_factory=lambda: cast(list[Literal["mis", "internvl", "llamafactory", "hf"]],
+                                     ["mis", "internvl", "llamafactory", "hf"])
     )
     license: str = "cc-by-nc-4.0"
 
@@ -494,10 +521,12 @@ def read_run_config(path: Path) -> RunConfig:
 
 
 def sha256_text(text: str) -> str:
+    """Hex sha256 of the UTF-8 text: how prompts and configs are identified in a run folder."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB blocks so a large file is never held whole."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):

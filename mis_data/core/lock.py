@@ -37,6 +37,8 @@ def holder_text(handle: int) -> str:
 
 
 def refusal(folder: Path, handle: int) -> FolderInUse:
+    """The error a second writer gets, naming the holder; returned rather than raised so that the
+    caller can close its handle first."""
     return FolderInUse(f"{folder} is in use by {holder_text(handle)}; wait for it or stop it")
 
 

@@ -26,6 +26,9 @@ DECLINE_HEADING = "## If the model declines"
 
 @dataclass(frozen=True)
 class Prompt:
+    """One prompt file as read: its name under the prompts folder, its whole text (the decline
+    section included) and the sha256 of that text."""
+
     name: str
     text: str
     sha256: str
@@ -37,6 +40,8 @@ class Prompt:
         return (head.rstrip("\n") + "\n", tail.strip() + "\n") if found else (self.text, None)
 
     def render(self, **values: Any) -> str:
+        """The prompt without its decline section, every ``$name`` filled from ``values``; a
+        placeholder with no value is a ``ConfigError`` naming the file."""
         return self._fill(self.parts[0], values)
 
     def reframe(self, **values: Any) -> str | None:
@@ -60,6 +65,9 @@ class PromptLibrary:
     _cache: dict[str, Prompt] = field(default_factory=dict)
 
     def get(self, name: str) -> Prompt:
+        """The prompt file ``name`` under ``root``, read once. Every call records its hash in
+        ``used``, so a run lists exactly the prompts it asked with; a missing or empty file is a
+        ``ConfigError``."""
         if name not in self._cache:
             path = self.root / name
             if not path.is_file():

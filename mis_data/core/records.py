@@ -178,6 +178,8 @@ def concept_signature(*objects: str) -> str:
 
 
 def find_template_token(text: str) -> str | None:
+    """The first template token in ``text`` (``<image>``, ``<|...|>``), else None: text holding one
+    would add image slots of its own to an export."""
     match = TEMPLATE_TOKEN_PATTERN.search(text)
     return match.group(0) if match else None
 
@@ -204,6 +206,9 @@ class OptionalFields(BaseModel):
 
 
 class Record(OptionalFields):
+    """Base of every stage record: frozen, no unknown fields, and an ``id`` that keys it in its
+    stage file (a later record with the same id replaces an earlier one)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     id: str = Field(min_length=1)
@@ -234,10 +239,12 @@ class SlotValues:
 
     @property
     def objects(self) -> tuple[str, ...]:
+        """The objects, in slot order, up to the first unset slot."""
         return numbered(self, "object")  # type: ignore[arg-type]
 
     @property
     def images(self) -> tuple[ImageRef, ...]:
+        """The images, in slot order, up to the first unset slot."""
         return numbered(self, "image")  # type: ignore[arg-type]
 
 
@@ -261,11 +268,11 @@ class ConceptRecord(SlotValues, Record):
     kind2: str = "object"
     source: str
     rationale: str = ""
-    object3: str | None = Field(None, min_length=1, max_length=120)
+    object3: str | None = Field(default=None, min_length=1, max_length=120)
     kind3: str | None = None
-    object4: str | None = Field(None, min_length=1, max_length=120)
+    object4: str | None = Field(default=None, min_length=1, max_length=120)
     kind4: str | None = None
-    round: int | None = Field(None, ge=2)  # a top-up round (``targets:``); None is the first
+    round: int | None = Field(default=None, ge=2)  # a top-up round (``targets:``); None is the first
     optional_fields = ("object3", "kind3", "object4", "kind4", "round")
 
     @field_validator("object1", "object2", "object3", "object4")
@@ -289,14 +296,17 @@ class ConceptRecord(SlotValues, Record):
 
     @property
     def kinds(self) -> tuple[str, ...]:
+        """The kind of each object, in slot order (``kind1`` and ``kind2`` default to ``object``)."""
         return numbered(self, "kind")[:len(self.objects)]
 
     @property
     def image_count(self) -> int:
+        """How many images a sample of this concept shows: one per object."""
         return len(self.objects)
 
     @property
     def key(self) -> str:
+        """The order-insensitive key two concepts share when they are duplicates (``concept_key``)."""
         return concept_key(*self.objects)
 
 
@@ -314,7 +324,7 @@ class ImageRecord(Record):
     prompt: str | None = None
     first_prompt: str | None = None
     prompt_sha256: str | None = None
-    rounds: int = Field(1, ge=1)
+    rounds: int = Field(default=1, ge=1)
     # refine_blocked: the provider blocked the refined prompts, so the first round's images stay
     critique: Literal["accepted", "refined", "refine_blocked"] | None = None
     critique_reason: str = ""
@@ -323,6 +333,8 @@ class ImageRecord(Record):
 
 
 class ImageRef(BaseModel):
+    """One image of a pair, by content: the store keeps it as ``images/<sha256[:2]>/<sha256>.png``."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
@@ -434,7 +446,7 @@ class ReviewDecision(BaseModel):
     reason: DropReason | None = None
     sub_category: str | None = None
     route: Literal["train", "easy", "hard", "discard"] | None = None
-    note: str = Field("", max_length=2000)
+    note: str = Field(default="", max_length=2000)
     reviewer: str = Field(min_length=1, max_length=100)
     at: datetime
 

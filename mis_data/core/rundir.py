@@ -53,6 +53,7 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
+    """Write UTF-8 text so that readers see the old content or the new, never a mix."""
     write_bytes_atomic(path, text.encode("utf-8"))
 
 
@@ -62,6 +63,7 @@ def dump_json(data: Any) -> str:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
+    """Write ``dump_json`` output atomically: equal data always gives byte-equal files."""
     write_text_atomic(path, dump_json(data))
 
 
@@ -157,9 +159,12 @@ class JsonlAppender:
         self._handle = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
 
     def size(self) -> int:
+        """The file's size in bytes now: where the next group starts, for ``cut_back``."""
         return os.fstat(self._handle).st_size
 
     def write_group(self, data: bytes) -> None:
+        """Append one group's bytes (``group_bytes``). On an ``OSError`` the file is cut back to its
+        size before the group, and the error, naming the file, propagates."""
         before = self.size()
         try:
             write_all(self._handle, data)
@@ -176,6 +181,7 @@ class JsonlAppender:
         os.ftruncate(self._handle, size)
 
     def close(self) -> None:
+        """Flush the file to disk and close it; a second call does nothing."""
         if self._handle >= 0:
             os.fsync(self._handle)
             os.close(self._handle)
@@ -203,33 +209,41 @@ class RunDir:
 
     # -- paths ---------------------------------------------------------------------------
     def stage_file(self, stage: str) -> Path:
+        """A stage's JSONL file (``rejects`` has one too): ``RUN/<stage>.jsonl``."""
         return self.path / f"{stage}.jsonl"
 
     @property
     def images_dir(self) -> Path:
+        """The image store: every image of the run, named by its content hash."""
         return self.path / "images"
 
     @property
     def export_dir(self) -> Path:
+        """Where the exporters write the dataset in each format of ``exports:``."""
         return self.path / "export"
 
     @property
     def splits_dir(self) -> Path:
+        """Where the final splits are written as whole files."""
         return self.path / "splits"
 
     @property
     def manifest_path(self) -> Path:
+        """The build's summary, rewritten each time the run is finished; absent before that."""
         return self.path / "manifest.json"
 
     @property
     def config_path(self) -> Path:
+        """The run's ``config.yaml``: its presence is what makes a folder a run folder."""
         return self.path / "config.yaml"
 
     @property
     def cache_path(self) -> Path:
+        """The cache of model answers, so that a rerun does not pay for a request again."""
         return self.path / "cache.sqlite"
 
     def exists(self) -> bool:
+        """Whether the folder is a run folder (it has its ``config.yaml``)."""
         return self.config_path.exists()
 
     def config(self) -> RunConfig:
@@ -241,6 +255,7 @@ class RunDir:
         return self._config
 
     def write_config(self, run_config: RunConfig) -> None:
+        """Write ``config.yaml`` atomically and make it what ``config`` returns from now on."""
         write_text_atomic(self.config_path, yaml.safe_dump(run_config.model_dump(mode="json"),
                                                            sort_keys=True))
         self._config = run_config
@@ -266,6 +281,8 @@ class RunDir:
         return self._records[stage]  # type: ignore[return-value]
 
     def output_ids(self, stage: str) -> set[str]:
+        """Ids a stage's file holds, kept current by writes; when the records are not loaded yet only
+        the ids are parsed, with no validation."""
         if stage not in self._ids:
             if stage in self._records:
                 self._ids[stage] = set(self._records[stage])
@@ -321,6 +338,8 @@ class RunDir:
 
     # -- writing -------------------------------------------------------------------------
     def appender(self, stage: str) -> JsonlAppender:
+        """The stage file's appender, opened on first use and kept until ``close``. Lines written
+        through it directly bypass the cached records and ids: stages use ``append``."""
         if stage not in self._appenders:
             self._appenders[stage] = JsonlAppender(self.stage_file(stage))
         return self._appenders[stage]
@@ -375,6 +394,8 @@ class RunDir:
 
     @property
     def journal_path(self) -> Path:
+        """The journal of a group spanning several files: present only while one is written, or
+        after a crash until ``recover`` runs."""
         return self.path / JOURNAL
 
     def _open_journal(self, sizes: dict[str, int]) -> None:
@@ -444,6 +465,7 @@ class RunDir:
         self.append(REJECTS, [reject])
 
     def close(self) -> None:
+        """Flush and close every stage file; a later ``append`` opens its file again."""
         for appender in self._appenders.values():
             appender.close()
         self._appenders.clear()

@@ -52,6 +52,9 @@ def spread(total: int, weights: dict[str, float]) -> dict[str, int]:
 
 
 def per_sub_category(target: Target, subs: list[str]) -> dict[str, int]:
+    """One side's target for each of ``subs``: a number applies to each one; a
+    ``ShapedTarget`` spreads its total (``mis``: weighted by MIS's test counts, 1 for a
+    sub-category MIS does not list)."""
     if not isinstance(target, ShapedTarget):
         return dict.fromkeys(subs, target)
     if target.shape == "uniform":
@@ -61,7 +64,7 @@ def per_sub_category(target: Target, subs: list[str]) -> dict[str, int]:
 
 
 def resolve_targets(config: BuildConfig, taxonomy: Taxonomy) -> dict[str, dict[str, int]]:
-    """side (train, test) -> sub-category -> samples wanted; empty without ``targets:``."""
+    """Samples wanted, as side (train, test) -> sub-category -> count; empty without ``targets:``."""
     settings = config.targets
     if settings is None:
         return {}
@@ -82,6 +85,7 @@ class Progress:
     notes: list[str] = field(default_factory=list)
 
     def deficit(self, side: str, sub: str) -> int:
+        """Samples ``sub`` still lacks on ``side``; 0 once its target is met or passed."""
         return max(0, self.targets[side][sub] - self.achieved[side].get(sub, 0))
 
     def short(self) -> dict[str, dict[str, int]]:
@@ -95,11 +99,13 @@ class Progress:
 
     @property
     def met(self) -> bool:
+        """True when no sub-category is short on any side: no further round is needed."""
         return not self.short()
 
 
 def achieved_counts(samples: list[Any]) -> dict[str, dict[str, int]]:
-    """side -> sub-category -> samples, from split members (``splits.Sample``)."""
+    """Samples per side and sub-category (side -> sub-category -> count), from split members
+    (``splits.Sample``)."""
     counts: dict[str, Counter[str]] = {side: Counter() for side in SIDES}
     for sample in samples:
         if sample.twin_of is not None or sample.source == "general":
@@ -135,4 +141,5 @@ def record_progress(run: RunDir, progress: Progress) -> None:
 
 
 def read_targets(run: RunDir) -> list[dict[str, Any]]:
+    """Every round recorded in ``RUN/targets.json``, in round order; empty before the first."""
     return (read_json_or_none(run.path / TARGETS_FILE) or {}).get("rounds", [])

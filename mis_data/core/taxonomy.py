@@ -18,6 +18,9 @@ from mis_data.core.config import ConfigError, read_yaml
 
 @dataclass(frozen=True)
 class SubCategory:
+    """One sub-category: its canonical name, its category, the description prompts show, and the
+    other spellings external data may use for it."""
+
     name: str
     category: str
     description: str
@@ -26,15 +29,20 @@ class SubCategory:
 
 @dataclass(frozen=True)
 class Taxonomy:
+    """The loaded taxonomy. Look names up through ``canonical`` or ``get``, which accept aliases
+    and any case, rather than comparing strings."""
+
     sub_categories: tuple[SubCategory, ...]
     category_descriptions: dict[str, str] = field(default_factory=dict)
 
     @property
     def categories(self) -> list[str]:
+        """Category names in the order of the taxonomy file."""
         return list(self.category_descriptions)
 
     @property
     def sub_category_names(self) -> list[str]:
+        """Canonical sub-category names in the order of the taxonomy file."""
         return [sub.name for sub in self.sub_categories]
 
     def canonical(self, name: str) -> str | None:
@@ -46,12 +54,14 @@ class Taxonomy:
         return None
 
     def get(self, name: str) -> SubCategory:
+        """The sub-category for a name or alias; ``KeyError`` when the taxonomy has none."""
         canonical = self.canonical(name)
         if canonical is None:
             raise KeyError(name)
         return next(sub for sub in self.sub_categories if sub.name == canonical)
 
     def category_of(self, sub_category: str) -> str:
+        """The category of a sub-category given by name or alias; ``KeyError`` when unknown."""
         return self.get(sub_category).category
 
     def describe(self) -> str:
@@ -97,6 +107,8 @@ def load_kinds(path: Path) -> dict[str, Kind]:
 
 
 def load_taxonomy(path: Path) -> Taxonomy:
+    """Read and check a taxonomy file: a category without a name, a sub-category listed twice or
+    no sub-category at all is a ``ConfigError`` naming the file."""
     data = read_yaml(path)
     if not isinstance(data, dict) or not isinstance(data.get("categories"), list):
         raise ConfigError(f"{path}: expected a 'categories' list")
@@ -137,15 +149,20 @@ class MisReference:
 
     @property
     def category_of(self) -> dict[str, str]:
+        """Sub-category -> category, as MIS's Table 3 groups them."""
         return {sub: category for category, subs in self.test.items() for sub in subs}
 
     @property
     def test_counts(self) -> dict[str, int]:
+        """Sub-category -> MIS test samples (easy + hard): the weights of a ``shape: mis`` target."""
         return {sub: n for subs in self.test.values() for sub, n in subs.items()}
 
 
 def load_reference() -> MisReference:
-    text = resources.files("mis_data").joinpath("reference", "mis.yaml").read_text(encoding="utf-8")
+    """MIS's published numbers, read from the package data so that an installed package has them."""
+    # One name per ``joinpath``: Python 3.10's ``Traversable.joinpath`` takes a single child.
+    text = (resources.files("mis_data").joinpath("reference").joinpath("mis.yaml")
+            .read_text(encoding="utf-8"))
     data = yaml.safe_load(text)
     return MisReference(splits=dict(data["splits"]), test=data["test_sub_categories"],
                         source=" ".join(str(data.get("source", "")).split()))

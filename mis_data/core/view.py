@@ -9,7 +9,9 @@ build and keeps it current, so a view is cheap to make and never stale.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import cast
 
 from mis_data.core.ids import parent_id
 from mis_data.core.records import (
@@ -54,38 +56,47 @@ class RunView:
     # -- one stage's records ----------------------------------------------------------------
     @property
     def concepts(self) -> dict[str, ConceptRecord]:
+        """Concepts by pair id: the concept of sample ``<pair>-<k>`` is under ``<pair>``."""
         return self.run.records(Step.concepts.value, ConceptRecord)
 
     @property
     def twins(self) -> dict[str, TwinRecord]:
+        """Benign twins by id (``<sample>~t``); ``twin_of`` names the sample."""
         return self.run.records(Step.twins.value, TwinRecord)
 
     @property
     def images(self) -> dict[str, ImageRecord]:
+        """One record per image slot, by id (``<pair>.1``); ``sample_id`` and ``slot`` say whose."""
         return self.run.records(Step.images.value, ImageRecord)
 
     @property
     def pairs(self) -> dict[str, PairRecord]:
+        """Concepts joined with their images, by pair id; a concept whose images failed has none."""
         return self.run.records(Step.pairs.value, PairRecord)
 
     @property
     def instructions(self) -> dict[str, InstructionRecord]:
+        """Questions by sample id (``<pair>-<k>``): each question is a sample of its own."""
         return self.run.records(Step.instructions.value, InstructionRecord)
 
     @property
     def judgements(self) -> dict[str, JudgementRecord]:
+        """The judges' verdicts by sample id."""
         return self.run.records(Step.judgements.value, JudgementRecord)
 
     @property
     def labels(self) -> dict[str, LabelRecord]:
+        """Safety answers by sample id."""
         return self.run.records(Step.labels.value, LabelRecord)
 
     @property
     def real(self) -> dict[str, PairRecord]:
+        """MIS-real pairs (real photos in place of the generated ones), kept apart from ``pairs``."""
         return self.run.records(Step.real.value, PairRecord)
 
     @property
     def general(self) -> dict[str, GeneralRecord]:
+        """General (not safety) samples from ``general:``, by id, for the train split only."""
         return self.run.records(Step.general.value, GeneralRecord)
 
     def rejected(self, step: Step, *, final_only: bool = False) -> dict[str, RejectRecord]:
@@ -107,6 +118,9 @@ class RunView:
     def samples(self, step: Step) -> list[Joined]:
         """Every sample with a record of ``step`` (instructions, judgements or labels), in
         that file's order."""
-        source = {Step.instructions: self.instructions, Step.judgements: self.judgements,
-                  Step.labels: self.labels}[step]
+        # Each value is a dict of another record type, which mypy joins to ``object``; only the
+        # ids are read here.
+        source = cast(Mapping[str, object], {
+            Step.instructions: self.instructions, Step.judgements: self.judgements,
+            Step.labels: self.labels}[step])
         return [self.join(sample_id) for sample_id in source]

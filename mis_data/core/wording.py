@@ -28,6 +28,7 @@ def ordinal_image(slot: int) -> str:
 
 
 def count_word(count: int) -> str:
+    """A number of images (2 to 4) as prompts write it: ``3`` -> "three"; ``KeyError`` otherwise."""
     return COUNT_WORDS[count]
 
 
@@ -37,6 +38,7 @@ def all_of(count: int, noun: str) -> str:
 
 
 def quoted(items: Sequence[str], conjunction: str = "and") -> str:
+    """The items in double quotes, joined like ``join_words``: how prompts name JSON fields."""
     return join_words([f'"{item}"' for item in items], conjunction)
 
 
