@@ -46,10 +46,13 @@ class TestSetSpec(Strict):
 
     @property
     def label(self) -> str:
+        """The name tables and item keys use: ``name`` if given, else the folder's name."""
         return self.name or self.path.name
 
 
 class EvalConfig(Strict):
+    """One eval's settings, as ``load_eval_config`` reads them from a YAML file (unknown keys are errors)."""
+
     name: str
     backend: Literal["offline", "openai"] = "offline"
     seed: int = 0  # the offline backend's choices
@@ -75,15 +78,20 @@ class EvalConfig(Strict):
 
     @property
     def out_dir(self) -> Path:
+        """Where the eval writes: ``out``, else ``evals/<name>`` under the working folder."""
         return self.out or Path("evals") / self.name
 
     def model_label(self) -> str:
+        """The model under test as the tables name it: ``offline`` unless a real backend has a model."""
         return "offline" if self.backend == "offline" or self.model is None else self.model.model
 
     def judge_label(self) -> str:
+        """The judge as the tables name it: ``offline`` for the offline backend, else its model."""
         return "offline" if self.backend == "offline" else self.judge.model
 
     def prompts_folder(self) -> Path:
+        """The folder the judge prompt is read from: ``prompts_dir``, else the prompts shipped with the
+        package."""
         return self.prompts_dir or shipped_path("prompts")
 
 
@@ -127,6 +135,7 @@ def check_keys(config: EvalConfig, source: Path) -> None:
 
 
 def check_test_sets(config: EvalConfig, source: Path) -> None:
+    """Fail before any work when a test set's folder does not exist, naming its index in the config."""
     for index, spec in enumerate(config.test_sets):
         if not spec.path.is_dir():
             raise ConfigError(f"{source}: test_sets.{index}.path: {spec.path}: folder not found "

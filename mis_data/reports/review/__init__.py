@@ -54,6 +54,7 @@ def script(function: str, *values: object) -> str:
 
 
 def default_out(run_dir: Path) -> Path:
+    """Where the gallery goes when no ``--out`` is given: ``RUN/review/index.html``, absolute."""
     return (Path(run_dir) / "review" / "index.html").resolve()
 
 

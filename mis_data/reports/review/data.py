@@ -60,6 +60,7 @@ class ImageTable:
     index: dict[str, int] = field(default_factory=dict)
 
     def add(self, ref: ImageRef | None, thumbs: dict[str, str], full: dict[str, str]) -> int:
+        """The image's row index, adding the row on first sight; -1 for a missing image."""
         if ref is None:
             return -1
         if ref.sha256 not in self.index:
@@ -90,6 +91,7 @@ class RunRecords:
 
     @classmethod
     def read(cls, run: RunDir) -> RunRecords:
+        """Read every file the gallery needs from the run; files a run has not written yet read as empty."""
         split_manifest = read_json_or_none(run.splits_dir / "manifest.json") or {}
         id_map = read_json_or_none(run.export_dir / "mis" / "id_map.json") or {}
         images: dict[str, ImageRecord] = {}
@@ -164,6 +166,7 @@ def disagree(votes: list[Vote]) -> bool:
 
 
 def image_note(record: ImageRecord | None) -> str:
+    """How an image was made (model, rounds, critique, prompts) in one line; empty when unknown."""
     if record is None:
         return ""
     parts = [f"model {record.model}, {record.rounds} round(s)" if record.model else ""]
@@ -194,6 +197,7 @@ class GalleryData:
             self.rejects_by_sample.setdefault(reject.id, []).append(reject)
 
     def sub_index(self, sub: str, category: str) -> int:
+        """The sub-category's index in the page's list, remembering the category it was first seen under."""
         self.sub_category.setdefault(sub, category)
         return self.subs.setdefault(sub, len(self.subs))
 
@@ -221,6 +225,7 @@ class GalleryData:
     def add(self, sample_id: str, status: str, reason: str, category: str, sub: str,
             question: str, images: Sequence[ImageRef | None], votes: list[Vote],
             moved_from: str | None, label: str | None, twin_of: str | None = None) -> None:
+        """Append one sample's row and its details; ``sample_id`` may be a MIS-real copy of another sample."""
         records = self.records
         base = without_real(sample_id)
         instruction = records.instructions.get(base)
@@ -258,6 +263,7 @@ class GalleryData:
         })
 
     def build(self) -> None:
+        """Rows for every split member, then every other question of the run, then twins in no split."""
         records = self.records
         in_split = set()
         for split in SPLITS:
