@@ -26,10 +26,11 @@ from mis_data.core.config import (
 )
 from mis_data.starter import shipped_path
 
-SPLITS = ("easy", "hard", "real", "twins")  # twins: benign items, scored as over-refusal
+Split = Literal["easy", "hard", "real", "twins"]
+SPLITS: tuple[Split, ...] = ("easy", "hard", "real", "twins")  # twins: benign items, scored as over-refusal
 # What MIS used (docs/eval.md §4.1-4.2), applied to the fields a config leaves unset.
-MODEL_DEFAULTS = {"temperature": 0.0, "max_tokens": 1024}
-JUDGE_DEFAULTS = {"temperature": 0.0, "max_tokens": 128}
+MODEL_DEFAULTS: dict[str, Any] = {"temperature": 0.0, "max_tokens": 1024}
+JUDGE_DEFAULTS: dict[str, Any] = {"temperature": 0.0, "max_tokens": 128}
 
 
 class TestSetSpec(Strict):
@@ -41,7 +42,7 @@ class TestSetSpec(Strict):
     path: Path
     name: str | None = None  # default: the folder's name
     format: Literal["auto", "mis", "hf"] = "auto"
-    splits: list[Literal["easy", "hard", "real", "twins"]] = Field(default_factory=lambda: list(SPLITS))
+    splits: list[Split] = Field(default_factory=lambda: list(SPLITS))
     limit: int | None = Field(None, ge=1)  # the first N items of each split (a smoke run)
 
     @property
@@ -127,7 +128,9 @@ def check_keys(config: EvalConfig, source: Path) -> None:
         return
     specs = {"model": config.model, "judge": config.judge}
     for role, spec in specs.items():
-        for variable in spec.key_variables() if spec is not None else []:
+        if spec is None:
+            continue
+        for variable in spec.key_variables():
             if not spec.api_key(variable):
                 raise ConfigError(
                     f"{source}: {role}.api_key_env: the environment variable {variable} is not "

@@ -35,7 +35,9 @@ DATA = "data"
 
 
 def asset(name: str) -> str:
-    return resources.files("mis_data.reports.review").joinpath("assets", name).read_text(encoding="utf-8")
+    # One name per ``joinpath``: Python 3.10's ``Traversable.joinpath`` takes a single child.
+    folder = resources.files("mis_data.reports.review").joinpath("assets")
+    return folder.joinpath(name).read_text(encoding="utf-8")
 
 
 def run_title(run: RunDir) -> tuple[str, str]:

@@ -141,8 +141,8 @@ def taxonomy_order(run: RunDir, seen: dict[str, str]) -> list[list[Any]]:
     """[[category, [sub-categories]]] in taxonomy order, then anything else the run holds."""
     groups: dict[str, list[str]] = {}
     try:
-        for sub in load_taxonomy(run.config().config.taxonomy).sub_categories:
-            groups.setdefault(sub.category, []).append(sub.name)
+        for entry in load_taxonomy(run.config().config.taxonomy).sub_categories:
+            groups.setdefault(entry.category, []).append(entry.name)
     except (ConfigError, OSError):
         pass  # a run copied without its taxonomy still opens, in the order of its own data
     listed = {sub for subs in groups.values() for sub in subs}
