@@ -26,10 +26,11 @@ from mis_data.core.config import (
 )
 from mis_data.starter import shipped_path
 
-SPLITS = ("easy", "hard", "real", "twins")  # twins: benign items, scored as over-refusal
+Split = Literal["easy", "hard", "real", "twins"]
+SPLITS: tuple[Split, ...] = ("easy", "hard", "real", "twins")  # twins: benign items, scored as over-refusal
 # What MIS used (docs/eval.md §4.1-4.2), applied to the fields a config leaves unset.
-MODEL_DEFAULTS = {"temperature": 0.0, "max_tokens": 1024}
-JUDGE_DEFAULTS = {"temperature": 0.0, "max_tokens": 128}
+MODEL_DEFAULTS: dict[str, Any] = {"temperature": 0.0, "max_tokens": 1024}
+JUDGE_DEFAULTS: dict[str, Any] = {"temperature": 0.0, "max_tokens": 128}
 
 
 class TestSetSpec(Strict):
@@ -41,15 +42,18 @@ class TestSetSpec(Strict):
     path: Path
     name: str | None = None  # default: the folder's name
     format: Literal["auto", "mis", "hf"] = "auto"
-    splits: list[Literal["easy", "hard", "real", "twins"]] = Field(default_factory=lambda: list(SPLITS))
+    splits: list[Split] = Field(default_factory=lambda: list(SPLITS))
     limit: int | None = Field(None, ge=1)  # the first N items of each split (a smoke run)
 
     @property
     def label(self) -> str:
+        """The name tables and item keys use: ``name`` if given, else the folder's name."""
         return self.name or self.path.name
 
 
 class EvalConfig(Strict):
+    """One eval's settings, as ``load_eval_config`` reads them from a YAML file (unknown keys are errors)."""
+
     name: str
     backend: Literal["offline", "openai"] = "offline"
     seed: int = 0  # the offline backend's choices
@@ -75,15 +79,20 @@ class EvalConfig(Strict):
 
     @property
     def out_dir(self) -> Path:
+        """Where the eval writes: ``out``, else ``evals/<name>`` under the working folder."""
         return self.out or Path("evals") / self.name
 
     def model_label(self) -> str:
+        """The model under test as the tables name it: ``offline`` unless a real backend has a model."""
         return "offline" if self.backend == "offline" or self.model is None else self.model.model
 
     def judge_label(self) -> str:
+        """The judge as the tables name it: ``offline`` for the offline backend, else its model."""
         return "offline" if self.backend == "offline" else self.judge.model
 
     def prompts_folder(self) -> Path:
+        """The folder the judge prompt is read from: ``prompts_dir``, else the prompts shipped with the
+        package."""
         return self.prompts_dir or shipped_path("prompts")
 
 
@@ -119,7 +128,9 @@ def check_keys(config: EvalConfig, source: Path) -> None:
         return
     specs = {"model": config.model, "judge": config.judge}
     for role, spec in specs.items():
-        for variable in spec.key_variables() if spec is not None else []:
+        if spec is None:
+            continue
+        for variable in spec.key_variables():
             if not spec.api_key(variable):
                 raise ConfigError(
                     f"{source}: {role}.api_key_env: the environment variable {variable} is not "
@@ -127,6 +138,7 @@ def check_keys(config: EvalConfig, source: Path) -> None:
 
 
 def check_test_sets(config: EvalConfig, source: Path) -> None:
+    """Fail before any work when a test set's folder does not exist, naming its index in the config."""
     for index, spec in enumerate(config.test_sets):
         if not spec.path.is_dir():
             raise ConfigError(f"{source}: test_sets.{index}.path: {spec.path}: folder not found "

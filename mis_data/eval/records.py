@@ -21,6 +21,8 @@ RETRYABLE = frozenset({"api_error"})
 
 
 class LineUsage(BaseModel):
+    """Tokens and cost of the request behind one line (zero for the offline backend)."""
+
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0
@@ -54,6 +56,7 @@ class ResponseLine(OptionalFields):
 
     @property
     def final(self) -> bool:
+        """False for a transport failure the next run retries; any other answer or failure stands."""
         return self.error is None or self.error.split(":")[0] not in RETRYABLE
 
 
@@ -77,6 +80,7 @@ class JudgementLine(BaseModel):
 
     @property
     def final(self) -> bool:
+        """False for a transport failure the next run retries; labels, refusals and unusable replies stand."""
         return self.reason not in RETRYABLE
 
 

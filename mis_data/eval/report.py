@@ -19,15 +19,19 @@ COLORS = {"asr": "#d62728", "hr": "#9467bd", "rsr": "#2ca02c", "rr": "#1f77b4"}
 
 
 def pct(value: float | None) -> str:
+    """A rate as a fixed-width cell; None (nothing judged) prints as a dash, not as 0."""
     return "   -  " if value is None else f"{value:6.2f}"
 
 
 def where(row: dict[str, Any], many_sets: bool) -> str:
+    """A row's place in a table: the split, prefixed by its test set when the eval has several."""
     return f"{row['test_set']}/{row['split']}" if many_sets else row["split"]
 
 
 def rows_text(rows: list[dict[str, Any]], label: str, many_sets: bool,
               name: Any = lambda row: "") -> list[str]:
+    """Table lines for score rows; ``name`` adds a per-row suffix (category or sub-category) after the
+    split."""
     lines = [f"{label:<44}{'n':>6}{'judged':>8}  " + "  ".join(f"{HEADS[b]:>6}" for b in BUCKETS)
              + "  failed answer/judge"]
     for row in rows:
@@ -39,6 +43,7 @@ def rows_text(rows: list[dict[str, Any]], label: str, many_sets: bool,
 
 
 def header_line(scores: dict[str, Any]) -> str:
+    """The table's first line: the eval, its models and backend, flagged loudly when offline."""
     line = f"MIS eval {scores['name']}: model {scores['model']}, judge {scores['judge']}, " \
            f"backend {scores['backend']}"
     if scores["backend"] == "offline":
@@ -47,6 +52,7 @@ def header_line(scores: dict[str, Any]) -> str:
 
 
 def scores_table(scores: dict[str, Any]) -> str:
+    """The text ``mis-data eval`` prints: per split, category and sub-category, over-refusal and totals."""
     many = len(scores["test_sets"]) > 1
     out = [header_line(scores), ""]
     out += rows_text(scores["splits"], "split", many)
@@ -68,6 +74,7 @@ def scores_table(scores: dict[str, Any]) -> str:
 
 
 def figure(width: float, height: float) -> Any:
+    """A new figure on the Agg backend, so plots are written without a display."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -115,6 +122,7 @@ def write_scores_plot(scores: dict[str, Any], path: Path) -> None:
 
 
 def png_bytes(fig: Any) -> bytes:
+    """The figure as PNG bytes without a ``Software`` tag, so the same scores give the same file."""
     import io
 
     buffer = io.BytesIO()
@@ -125,6 +133,7 @@ def png_bytes(fig: Any) -> bytes:
 # -- several evals side by side ---------------------------------------------------------------
 
 def load_scores(folder: Path) -> dict[str, Any]:
+    """An eval folder's ``scores.json``; a folder without one is a ``ConfigError``."""
     from mis_data.core.config import ConfigError
 
     scores = read_json_or_none(Path(folder) / "scores.json")
@@ -143,6 +152,7 @@ def split_keys(all_scores: list[dict[str, Any]]) -> list[tuple[str, ...]]:
 
 
 def row_for(scores: dict[str, Any], key: tuple[str, ...]) -> dict[str, Any]:
+    """The split row of one eval that ``key`` (from ``split_keys``) names."""
     return next(r for r in scores["splits"]
                 if (r["split"],) == key or (r["test_set"], r["split"]) == key)
 

@@ -110,11 +110,13 @@ class Worker:
             else None
 
     def judgement_for(self, entry: EvalItem) -> JudgementLine | None:
+        """The recorded judgement that still stands: same content, not a failure to retry."""
         judgement = self.judgements.get(entry.item.key)
         return judgement if judgement and judgement.item_sha256 == entry.sha256 and judgement.final \
             else None
 
     def pending(self, items: list[EvalItem]) -> list[EvalItem]:
+        """The items that still need an answer, or a judgement of an answer they have."""
         def done(entry: EvalItem) -> bool:
             response = self.response_for(entry)
             return response is not None and (response.response is None
@@ -122,6 +124,7 @@ class Worker:
         return [entry for entry in items if not done(entry)]
 
     async def answer(self, entry: EvalItem) -> ResponseLine:
+        """Ask the model under test; an item whose images could not be stored gets a failed line unasked."""
         item = entry.item
         backend = self.config.backend
         if entry.images is None:
@@ -139,6 +142,8 @@ class Worker:
                             self.config.model_label(), backend=backend, usage=usage)
 
     async def judge(self, entry: EvalItem, response: ResponseLine) -> JudgementLine:
+        """Ask the judge to label a response; a failed call, refusal or unusable reply becomes the line's
+        ``reason``."""
         item = entry.item
         assert entry.images is not None and response.response is not None
         result = await self.client.structured(
@@ -154,6 +159,8 @@ class Worker:
                                                                labels["label_str"]))
 
     async def process(self, entry: EvalItem) -> None:
+        """Answer and judge one item as needed, appending each line and saving usage as soon as it is
+        known."""
         key = entry.item.key
         response = self.response_for(entry)
         if response is None:
@@ -168,11 +175,13 @@ class Worker:
             self.usage.save(self.client.usage.as_dict())
 
     def close(self) -> None:
+        """Close both appenders; the lines already written are complete."""
         self.response_file.close()
         self.judgement_file.close()
 
 
 async def run_items(worker: Worker, pending: list[EvalItem], width: int, progress: bool) -> None:
+    """Process ``pending`` with ``width`` concurrent workers; an error cancels the rest and is raised."""
     queue: asyncio.Queue[EvalItem] = asyncio.Queue()
     for entry in pending:
         queue.put_nowait(entry)
@@ -195,6 +204,7 @@ async def run_items(worker: Worker, pending: list[EvalItem], width: int, progres
 
 
 def make_client(config: EvalConfig, store: ImageStore, out: Path) -> TextClient:
+    """The offline client, or a real client with the model under test and the judge as its two roles."""
     if config.backend == "offline":
         return OfflineEvalClient(config.seed)
     from mis_data.models.client import OpenAIClient
@@ -206,6 +216,7 @@ def make_client(config: EvalConfig, store: ImageStore, out: Path) -> TextClient:
 
 def run_eval(config_path: Path, out: Path | None = None, max_cost: float | None = None,
              progress: bool = False) -> EvalRun:
+    """``mis-data eval``: load and check the config, then evaluate under the folder's lock."""
     config = load_eval_config(config_path, {"out": out, "max_cost": max_cost})
     check_keys(config, config_path)
     check_test_sets(config, config_path)

@@ -53,6 +53,7 @@ class TestItem:
 
     @property
     def key(self) -> str:
+        """Unique across the eval (test set, split, id): the key of every line written about the item."""
         return f"{self.test_set}/{self.split}/{self.id}"
 
     @property
@@ -62,6 +63,7 @@ class TestItem:
         return [self.image_path1, self.image_path2, *more]
 
     def fields(self) -> dict[str, Any]:
+        """The item's columns for a ``ResponseLine``; optional ones only when set."""
         data = {"key": self.key, "test_set": self.test_set, "split": self.split, "id": self.id,
                 "category": self.category, "sub_category": self.sub_category,
                 "question": self.question, "image_path1": self.image_path1,
@@ -92,6 +94,7 @@ Source = tuple[TestItem, list[bytes | None] | str]  # images, or why they cannot
 
 
 def detect_format(path: Path) -> str:
+    """``mis`` or ``hf`` for a test set folder; anything else is a ``ConfigError``."""
     if mis_files(path):
         return "mis"
     if (path / "README.md").is_file() or any(path.rglob("*.parquet")):
@@ -100,6 +103,7 @@ def detect_format(path: Path) -> str:
 
 
 def make_item(spec: TestSetSpec, split: str, index: int, row: dict[str, Any], where: str) -> TestItem:
+    """A ``TestItem`` from one row; ``where`` locates the row in the error for a missing field."""
     missing = [key for key in ("question", "category", "sub_category") if not row.get(key)]
     if missing:
         raise ConfigError(f"{where}: missing {', '.join(missing)}")
@@ -113,6 +117,7 @@ def make_item(spec: TestSetSpec, split: str, index: int, row: dict[str, Any], wh
 
 
 def read_mis(spec: TestSetSpec) -> Iterator[Source]:
+    """The items of a MIS layout with their image bytes, or why an image is missing."""
     root = mis_root(spec.path)
     for split in spec.splits:
         file = root / f"mis_{split}.json"
@@ -127,6 +132,7 @@ def read_mis(spec: TestSetSpec) -> Iterator[Source]:
 
 
 def read_hf(spec: TestSetSpec) -> Iterator[Source]:
+    """The items of a Hugging Face folder with their embedded image bytes, or why they are unusable."""
     for config, split, dataset, columns in hf_tables(str(spec.path)):
         group = config if config in SPLITS else split if split in SPLITS else None
         if group not in spec.splits or not columns:
@@ -142,6 +148,7 @@ def read_hf(spec: TestSetSpec) -> Iterator[Source]:
 
 
 def read_test_set(spec: TestSetSpec) -> Iterator[Source]:
+    """The items of one test set, read by its declared or detected format."""
     kind = detect_format(spec.path) if spec.format == "auto" else spec.format
     return read_mis(spec) if kind == "mis" else read_hf(spec)
 

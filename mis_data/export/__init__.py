@@ -40,7 +40,10 @@ def run_exports(splits: dict[str, list[Sample]], store: ImageStore, export_dir: 
     written = []
     for name in formats:
         exporter = EXPORTERS[name]
-        build_atomically(export_dir / name,
-                         lambda folder, e=exporter: e(splits, store, folder, info))
+
+        def build(folder: Path, e: Exporter = exporter) -> None:
+            e(splits, store, folder, info)
+
+        build_atomically(export_dir / name, build)
         written.append(name)
     return written

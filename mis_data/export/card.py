@@ -29,6 +29,7 @@ SPLIT_COLUMNS = (("train", "train"), ("val", "validation"), ("easy", "easy"), ("
 
 
 def size_category(total: int) -> str:
+    """The Hub's ``size_categories`` bucket for a row count."""
     for limit, label in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"),
                          (1_000_000, "100K<n<1M")):
         if total < limit:
@@ -64,6 +65,7 @@ def dataset_info(sizes: dict[str, list[SplitSize]]) -> list[dict[str, Any]]:
 
 def front_matter(data_files: dict[str, list[dict[str, str]]], sizes: dict[str, list[SplitSize]],
                  total: int, info: RunInfo) -> str:
+    """The card's YAML block: what the Hub and ``load_dataset`` read; the first config is the default."""
     configs = []
     for index, (config, files) in enumerate(data_files.items()):
         entry: dict[str, Any] = {"config_name": config, "data_files": files}
@@ -86,6 +88,7 @@ def front_matter(data_files: dict[str, list[dict[str, str]]], sizes: dict[str, l
 
 
 def generation_section(info: RunInfo) -> list[str]:
+    """How the data was made, opening with a warning when it came from the offline backend."""
     lines = ["## How it was generated", ""]
     if info.offline:
         lines += [
@@ -131,6 +134,7 @@ def generation_section(info: RunInfo) -> list[str]:
 
 
 def counts_section(splits: dict[str, list[Sample]]) -> list[str]:
+    """Samples per sub-category and split (only splits the build has), then the cell table."""
     present = [(split, title) for split, title in SPLIT_COLUMNS if splits.get(split)]
     counters = {split: Counter((s.category, s.sub_category) for s in splits[split])
                 for split, _ in present}
@@ -163,6 +167,8 @@ def cells_section(splits: dict[str, list[Sample]], present: list[tuple[str, str]
 
 
 def rejects_section(info: RunInfo) -> list[str]:
+    """Every non-zero reject count by stage and reason (split exclusions as stage ``splits``), then the
+    decontamination table."""
     lines = ["## Rejected samples", "",
              "Every dropped record is kept in the run's `rejects.jsonl` with a reason code.", ""]
     rows = [(stage, reason, count) for stage, reasons in info.rejects.items()
@@ -193,6 +199,7 @@ def decontamination_section(info: RunInfo) -> list[str]:
 
 
 def usage_section(data_files: dict[str, list[dict[str, str]]], count: int = 2) -> list[str]:
+    """How to load each config, for ``count`` images per sample."""
     configs = ", ".join(f"`{config}`" for config in data_files)
     return [
         "## How to load it",
@@ -224,6 +231,7 @@ def usage_section(data_files: dict[str, list[dict[str, str]]], count: int = 2) -
 
 def render_card(data_files: dict[str, list[dict[str, str]]], sizes: dict[str, list[SplitSize]],
                 splits: dict[str, list[Sample]], info: RunInfo) -> str:
+    """The whole ``README.md``: front matter, then the body a person reads before using the data."""
     total = sum(len(members) for members in splits.values())
     body = [
         f"# MIS multi-image safety data ({info.name})",

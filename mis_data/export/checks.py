@@ -38,6 +38,7 @@ class Report:
     images_per_row: int | None = None
 
     def add(self, where: str, message: str) -> None:
+        """Record a problem that fails validation; ``where`` locates it (``file:line`` or ``file[index]``)."""
         self.problems.append(f"{where}: {message}")
 
     def image_count(self, where: str, count: int) -> None:
@@ -51,12 +52,14 @@ class Report:
             self.add(where, f"{count} images, expected {self.images_per_row}")
 
     def warn(self, where: str, message: str) -> None:
+        """Record a warning once, however many records repeat it; warnings do not fail validation."""
         line = f"{where}: {message}"
         if line not in self.warnings:
             self.warnings.append(line)
 
     @property
     def ok(self) -> bool:
+        """True when no problem was found (warnings do not count)."""
         return not self.problems
 
 
@@ -81,6 +84,7 @@ class ImageChecker:
 
 
 def rel(path: Path, base: Path) -> str:
+    """``path`` relative to ``base`` for messages, or the full path when it lies outside."""
     try:
         return path.relative_to(base).as_posix()
     except ValueError:
@@ -88,6 +92,7 @@ def rel(path: Path, base: Path) -> str:
 
 
 def load_json(path: Path, base: Path, report: Report) -> Any:
+    """A JSON file's content, or None after reporting why it cannot be read."""
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:

@@ -53,6 +53,7 @@ class RunInfo:
 
     @property
     def offline(self) -> bool:
+        """True for a build by the offline backend, which the card must say loudly."""
         return self.backend == "offline"
 
 
@@ -96,6 +97,7 @@ def published_folder(folder: Path) -> Path:
 
 
 def absolute_paths(info: RunInfo | None) -> bool:
+    """Whether train exports write absolute paths; off when there is no ``RunInfo``."""
     return info is not None and info.absolute_paths
 
 
@@ -106,6 +108,7 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    """One JSON object per line, non-ASCII kept as is, each line ending in a newline."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows),
                     encoding="utf-8")

@@ -91,6 +91,7 @@ CELL_FEATURES = {"cell": Value("string"), "twin_of": Value("string")}
 
 
 def train_row(sample: Sample, store: ImageStore) -> dict[str, Any]:
+    """One train row: the chat ``messages`` plus flat columns, with template tokens scrubbed."""
     question = scrub_template_tokens(sample.question)
     label = scrub_template_tokens(sample.label or "")
     return {
@@ -123,6 +124,7 @@ def train_features(samples: list[Sample]) -> Features:
 
 
 def cells_of(samples: list[Sample]) -> dict[str, Any]:
+    """The cell columns, only for a build that has them (twins)."""
     return CELL_FEATURES if any(sample.cell is not None for sample in samples) else {}
 
 

@@ -15,6 +15,7 @@ from mis_data.export.checks import Report, rel
 
 
 def card_configs(folder: Path, report: Report) -> list[dict[str, Any]]:
+    """The configs the card's front matter declares; an unreadable card is reported and gives none."""
     readme = folder / "README.md"
     if not readme.is_file():
         report.add("README.md", "not found")

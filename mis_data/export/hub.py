@@ -28,6 +28,8 @@ class HubError(Exception):
 
 @dataclass
 class PushResult:
+    """The files a push sends (a dry run: would send) and, once ``uploaded``, the dataset's ``url``."""
+
     repo: str
     files: list[tuple[str, int]] = field(default_factory=list)
     uploaded: bool = False
@@ -35,6 +37,7 @@ class PushResult:
 
     @property
     def total_bytes(self) -> int:
+        """The size of all files to upload, for the summary line."""
         return sum(size for _, size in self.files)
 
 

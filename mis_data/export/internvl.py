@@ -1,7 +1,7 @@
-"""InternVL chat fine-tuning data: a JSONL of multi-image records plus the meta JSON.
+r"""InternVL chat fine-tuning data: a JSONL of multi-image records plus the meta JSON.
 
 docs/formats.md §1: ``image`` is a list of paths relative to the meta ``root``; the human turn
-carries one ``<image>`` per image (``Image-1: <image>\\nImage-2: <image>\\n`` then the question,
+carries one ``<image>`` per image (``Image-1: <image>\nImage-2: <image>\n`` then the question,
 InternVL's own multi-image convention); every turn uses ``value``; ``width_list`` and
 ``height_list`` are the real image sizes. Paths in the meta are relative to this folder, so the
 export is the same bytes wherever the run lives — but InternVL opens ``root`` and ``annotation``
@@ -29,7 +29,7 @@ from mis_data.images.store import ImageStore
 
 
 def user_prefix(count: int) -> str:
-    """``Image-1: <image>\nImage-2: <image>\n`` (one line per image, InternVL's multi-image form)."""
+    r"""``Image-1: <image>\nImage-2: <image>\n`` (one line per image, InternVL's multi-image form)."""
     return "".join(f"Image-{slot}: <image>\n" for slot in range(1, count + 1))
 
 
@@ -37,6 +37,8 @@ USER_PREFIX = user_prefix(2)
 
 
 def record_for(sample: Sample, image_paths: list[str]) -> dict:
+    """One InternVL record; ``image_paths`` as the record must name them (relative to ``root`` or
+    absolute)."""
     return {
         "id": sample.id,
         "image": image_paths,

@@ -20,6 +20,8 @@ IMAGE_LABEL = re.compile(r"Image-(\d+): <image>")
 
 
 def check_internvl_turns(where: str, record: dict[str, Any], report: Report) -> None:
+    """Turns alternate human/gpt, ``<image>`` only in human turns and once per image, labels in
+    order, no InternVL special tokens."""
     turns = record.get("conversations")
     if not isinstance(turns, list) or not turns:
         report.add(where, "'conversations' must be a non-empty list")
@@ -60,6 +62,7 @@ def check_internvl_turns(where: str, record: dict[str, Any], report: Report) -> 
 
 def check_internvl_record(where: str, record: dict[str, Any], root: Path, images: ImageChecker,
                           report: Report) -> None:
+    """Images open and match ``width_list``/``height_list``, plus the turn checks."""
     paths = record.get("image")
     if not isinstance(paths, list) or not paths or not all(isinstance(p, str) for p in paths):
         report.add(where, "'image' must be a non-empty list of paths")

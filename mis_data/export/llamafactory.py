@@ -1,4 +1,4 @@
-"""LLaMA-Factory (and ms-swift) train data: "messages + images" JSONL plus ``dataset_info.json``.
+r"""LLaMA-Factory (and ms-swift) train data: "messages + images" JSONL plus ``dataset_info.json``.
 
 docs/formats.md §2-§3: LLaMA-Factory's documented multimodal sharegpt form, which is also ms-swift's
 standard format verbatim, so ``swift sft --dataset export/llamafactory/mis_train.jsonl`` reads
@@ -7,7 +7,7 @@ The user turn is ``<image><image>{question}`` — images first, as the MIS eval 
 LLaMA-Factory counts ``<image>`` over *all* messages, so generated text is scrubbed of template
 tokens; only this exporter writes placeholders.
 
-``mis_train_internvl_style`` is the InternVL record (``Image-1: <image>\\nImage-2: <image>\\n``
+``mis_train_internvl_style`` is the InternVL record (``Image-1: <image>\nImage-2: <image>\n``
 prompt, ``from``/``value`` turns), for training InternVL checkpoints in LLaMA-Factory with the
 prompt MIS evaluates InternVL with. It is written *here*, as ``mis_train_internvl_style.jsonl``
 with image paths relative to this folder, rather than pointing at ``../internvl/mis_train.jsonl``
@@ -49,6 +49,7 @@ INTERNVL_STYLE = "mis_train_internvl_style"
 
 
 def record_for(sample: Sample, image_paths: list[str]) -> dict[str, Any]:
+    """One ``messages`` + ``images`` record, one ``<image>`` per path before the question."""
     return {
         "id": sample.id,
         "messages": [
@@ -63,12 +64,14 @@ def record_for(sample: Sample, image_paths: list[str]) -> dict[str, Any]:
 
 
 def native_entry(file_name: str) -> dict[str, Any]:
+    """The ``dataset_info.json`` entry that reads ``record_for``'s files with role/content tags."""
     return {"file_name": file_name, "formatting": "sharegpt",
             "columns": {"messages": "messages", "images": "images"}, "tags": dict(NATIVE_TAGS)}
 
 
 def internvl_style_entry(file_name: str) -> dict[str, Any]:
-    """sharegpt with the default tags (``from``/``value``, ``human``/``gpt``) of the InternVL record."""
+    """The sharegpt entry with the default tags (``from``/``value``, ``human``/``gpt``) of the InternVL
+    record."""
     return {"file_name": file_name, "formatting": "sharegpt",
             "columns": {"messages": "conversations", "images": "image"}}
 

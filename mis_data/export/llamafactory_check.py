@@ -36,6 +36,8 @@ def lf_image_path(path: str, media_dir: Path) -> tuple[Path, bool]:
 
 def check_lf_images(where: str, paths: list[Any], media_dir: Path, images: ImageChecker,
                     report: Report, entry_where: str) -> None:
+    """Each path as LLaMA-Factory finds it: a missing or broken image is a problem, a path that loads from one
+    folder only a warning on ``entry_where``."""
     for path in paths:
         if not isinstance(path, str) or not path:
             report.add(where, f"image path must be a non-empty string, got {path!r}")

@@ -22,6 +22,8 @@ TEST_FIELDS = ("id", "category", "sub_category", "question", "image_path1", "ima
 
 def write_split(samples: list[Sample], split: str, folder: Path, store: ImageStore,
                 with_label: bool) -> dict[int, str]:
+    """One ``mis_<split>.json`` and its images, numbered from 1 in sample-id order; returns number -> sample
+    id."""
     items, numbers = [], {}
     for number, sample in enumerate(sorted(samples, key=lambda s: s.id), start=1):
         paths = []

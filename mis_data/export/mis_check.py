@@ -20,6 +20,7 @@ CELL_FIELDS = ("cell", "twin_of")
 
 def check_mis_item(where: str, item: dict[str, Any], test_dir: Path, taxonomy: Taxonomy | None,
                    seen_ids: set[Any], images: ImageChecker, report: Report) -> None:
+    """One item against MIS's fields, the taxonomy (when given), unique ids and openable images."""
     missing = [key for key in MIS_FIELDS if key not in item]
     extra = [key for key in item if key not in (*MIS_FIELDS, *MORE_PATHS, *CELL_FIELDS)]
     if "cell" in item and item["cell"] not in CELLS:

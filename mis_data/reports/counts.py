@@ -16,7 +16,7 @@ def stage_counts(run: RunDir) -> dict[str, Any]:
     rejects: dict[str, Counter[str]] = defaultdict(Counter)
     for reject in run.rejects():
         rejects[reject.stage][reject.reason.value] += 1
-    counts = {}
+    counts: dict[str, dict[str, Any]] = {}
     for stage in (*STEP_NAMES, *sorted(set(rejects) - set(STEP_NAMES))):
         if stage == Step.dedup:  # a filter with no file of its own: what passed it
             records = counts[Step.instructions.value]["records"] - sum(rejects[stage].values())

@@ -9,6 +9,8 @@ from mis_data.reports.counts import stage_column_width, stage_counts
 
 
 def info_text(path: Path) -> str:
+    """What ``mis-data info`` prints: stage counts, rejects, splits and usage, from the run folder alone; an
+    unfinished build says so."""
     run = RunDir(path)
     config = run.config().config
     lines = [f"run folder: {path}",

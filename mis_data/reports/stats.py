@@ -77,6 +77,7 @@ class RunFacts:
 
 
 def read_facts(run: RunDir) -> RunFacts:
+    """Read what the report needs from the run folder once; works on an unfinished run."""
     concepts = run.read("concepts", ConceptRecord)
     splits = read_splits(run)
     category_of = {concept.sub_category: concept.category for concept in concepts}
@@ -162,6 +163,7 @@ def reject_counts(facts: RunFacts) -> dict[str, Counter[str]]:
 
 
 def reject_lines(facts: RunFacts) -> list[str]:
+    """The rejects table by stage and reason, with the split step's exclusions and a total."""
     counts = reject_counts(facts)
     if not counts:
         return ["rejects: none"]
@@ -300,6 +302,7 @@ def _rate(part: int, whole: int) -> str:
 
 
 def usage_lines(facts: RunFacts) -> list[str]:
+    """Requests, tokens and cost over all sessions, per stage and model, then per server."""
     total = (facts.usage or {}).get("total") or {}
     requests = int(total.get("requests", 0))
     if facts.backend == "offline":
@@ -355,6 +358,7 @@ class Diversity:
 
 
 def question_diversity(questions: list[str]) -> Diversity:
+    """How templated ``questions`` read: the top three-word opener's share and distinct six-word prefixes."""
     def words(question: str, count: int) -> str:
         return " ".join(re.findall(r"[a-z0-9'-]+", question.casefold())[:count])
 
@@ -375,6 +379,7 @@ def diversity_by_side(facts: RunFacts) -> dict[str, Diversity]:
 
 
 def diversity_lines(facts: RunFacts) -> list[str]:
+    """The question diversity table, one row per side (train, test)."""
     rows = [[side, str(d.questions), f"{100 * d.top_opener_share:.1f}%", f"{d.prefixes_per_100:.1f}",
              f'"{d.top_opener}"'] for side, d in diversity_by_side(facts).items()]
     lines = ["question diversity (top 3-word opener share; distinct 6-word prefixes per 100 "
@@ -385,6 +390,7 @@ def diversity_lines(facts: RunFacts) -> list[str]:
 
 
 def stats_text(run: RunDir, facts: RunFacts, reference: MisReference | None = None) -> str:
+    """The whole text ``mis-data stats`` prints; ``reference`` defaults to the shipped MIS reference."""
     reference = reference or load_reference()
     sections = [
         [f"run folder: {run.path}   backend: {facts.backend}"],

@@ -35,7 +35,9 @@ DATA = "data"
 
 
 def asset(name: str) -> str:
-    return resources.files("mis_data.reports.review").joinpath("assets", name).read_text(encoding="utf-8")
+    # One name per ``joinpath``: Python 3.10's ``Traversable.joinpath`` takes a single child.
+    folder = resources.files("mis_data.reports.review").joinpath("assets")
+    return folder.joinpath(name).read_text(encoding="utf-8")
 
 
 def run_title(run: RunDir) -> tuple[str, str]:
@@ -54,6 +56,7 @@ def script(function: str, *values: object) -> str:
 
 
 def default_out(run_dir: Path) -> Path:
+    """Where the gallery goes when no ``--out`` is given: ``RUN/review/index.html``, absolute."""
     return (Path(run_dir) / "review" / "index.html").resolve()
 
 

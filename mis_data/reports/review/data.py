@@ -61,6 +61,7 @@ class ImageTable:
     index: dict[str, int] = field(default_factory=dict)
 
     def add(self, ref: ImageRef | None, thumbs: dict[str, str], full: dict[str, str]) -> int:
+        """The image's row index, adding the row on first sight; -1 for a missing image."""
         if ref is None:
             return -1
         if ref.sha256 not in self.index:
@@ -91,6 +92,7 @@ class RunRecords:
 
     @classmethod
     def read(cls, run: RunDir) -> RunRecords:
+        """Read every file the gallery needs from the run; files a run has not written yet read as empty."""
         split_manifest = read_json_or_none(run.splits_dir / "manifest.json") or {}
         id_map = read_json_or_none(run.export_dir / "mis" / "id_map.json") or {}
         images: dict[str, ImageRecord] = {}
@@ -140,8 +142,8 @@ def taxonomy_order(run: RunDir, seen: dict[str, str]) -> list[list[Any]]:
     """[[category, [sub-categories]]] in taxonomy order, then anything else the run holds."""
     groups: dict[str, list[str]] = {}
     try:
-        for sub in load_taxonomy(run.config().config.taxonomy).sub_categories:
-            groups.setdefault(sub.category, []).append(sub.name)
+        for entry in load_taxonomy(run.config().config.taxonomy).sub_categories:
+            groups.setdefault(entry.category, []).append(entry.name)
     except (ConfigError, OSError):
         pass  # a run copied without its taxonomy still opens, in the order of its own data
     listed = {sub for subs in groups.values() for sub in subs}
@@ -165,6 +167,7 @@ def disagree(votes: list[Vote]) -> bool:
 
 
 def image_note(record: ImageRecord | None) -> str:
+    """How an image was made (model, rounds, critique, prompts) in one line; empty when unknown."""
     if record is None:
         return ""
     parts = [f"model {record.model}, {record.rounds} round(s)" if record.model else ""]
@@ -195,6 +198,7 @@ class GalleryData:
             self.rejects_by_sample.setdefault(reject.id, []).append(reject)
 
     def sub_index(self, sub: str, category: str) -> int:
+        """The sub-category's index in the page's list, remembering the category it was first seen under."""
         self.sub_category.setdefault(sub, category)
         return self.subs.setdefault(sub, len(self.subs))
 
@@ -222,6 +226,7 @@ class GalleryData:
     def add(self, sample_id: str, status: str, reason: str, category: str, sub: str,
             question: str, images: Sequence[ImageRef | None], votes: list[Vote],
             moved_from: str | None, label: str | None, twin_of: str | None = None) -> None:
+        """Append one sample's row and its details; ``sample_id`` may be a MIS-real copy of another sample."""
         records = self.records
         base = without_real(sample_id)
         instruction = records.instructions.get(base)
@@ -259,6 +264,7 @@ class GalleryData:
         })
 
     def build(self) -> None:
+        """Rows for every split member, then every other question of the run, then twins in no split."""
         records = self.records
         in_split = set()
         for split in SPLITS:

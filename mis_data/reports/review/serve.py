@@ -46,6 +46,8 @@ log = logging.getLogger("mis_data")
 
 
 class ReviewServer(ThreadingHTTPServer):
+    """The review server on 127.0.0.1; ``port`` 0 picks a free one. One lock serializes decision writes."""
+
     daemon_threads = True
 
     def __init__(self, run_path: Path, port: int = 0) -> None:
@@ -55,10 +57,12 @@ class ReviewServer(ThreadingHTTPServer):
 
     @property
     def url(self) -> str:
+        """The gallery's address, for the command to print."""
         return f"http://127.0.0.1:{self.server_address[1]}/review/index.html"
 
     @property
     def origin(self) -> str:
+        """The only origin whose pages may post decisions."""
         return f"http://127.0.0.1:{self.server_address[1]}"
 
     @property
@@ -74,14 +78,19 @@ class ReviewServer(ThreadingHTTPServer):
 
 
 class ReviewHandler(BaseHTTPRequestHandler):
+    """One request: the gallery's files, the decision log, or a decision to append."""
+
     server: ReviewServer
     protocol_version = "HTTP/1.1"
     timeout = 30  # a client that stops sending mid-request does not hold a thread forever
 
     def log_message(self, *args: Any) -> None:  # quiet: the command prints its own line
+        """Print nothing per request: the command owns the terminal."""
         return
 
     def send(self, status: int, body: bytes, content_type: str) -> None:
+        """Answer with ``body``; an error status closes the connection, since its request body may be
+        unread."""
         if status >= 400:
             self.close_connection = True  # an unread body must not be parsed as a request
         self.send_response(status)
@@ -95,6 +104,7 @@ class ReviewHandler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def send_json(self, status: int, data: Any) -> None:
+        """Answer with ``data`` as JSON (errors are ``{"error": ...}``)."""
         self.send(status, json.dumps(data).encode("utf-8"), "application/json")
 
     def file_for(self, url_path: str) -> Path | None:
@@ -133,6 +143,8 @@ class ReviewHandler(BaseHTTPRequestHandler):
         return int(value)
 
     def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        """Serve the gallery (``/`` redirects to it), the run's images or the decision log; anything
+        else is 404, and a foreign ``Host`` 403."""
         if not self.host_allowed():
             return
         path = urlsplit(self.path).path
@@ -156,6 +168,7 @@ class ReviewHandler(BaseHTTPRequestHandler):
         self.send(200, found.read_bytes(), kind)
 
     def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+        """Validate one decision or a list and append them to the run's log under its lock (409 when busy)."""
         if not self.host_allowed():
             return
         if urlsplit(self.path).path != "/api/decisions":

@@ -39,6 +39,7 @@ def make_thumbnail(source: Path, target: Path) -> bool:
 
 
 def href(path: Path, start: Path) -> str:
+    """``path`` relative to ``start`` as a URL-quoted reference the page can use from ``file://``."""
     return quote(Path(os.path.relpath(path, start)).as_posix())
 
 
