@@ -74,6 +74,7 @@ class RunFacts:
     usage: dict[str, Any] | None
     backend: str
     splits_written: bool
+    sub_of: dict[str, str]  # concept pair id -> the sub-category it was made for
 
 
 def read_facts(run: RunDir) -> RunFacts:
@@ -89,7 +90,8 @@ def read_facts(run: RunDir) -> RunFacts:
     split_manifest = read_json_or_none(run.splits_dir / "manifest.json") or {}
     return RunFacts(splits=splits, category_of=category_of, rejects=run.rejects(),
                     excluded_by_reason=split_manifest.get("excluded_by_reason", {}),
-                    usage=usage, backend=backend, splits_written=bool(split_manifest))
+                    usage=usage, backend=backend, splits_written=bool(split_manifest),
+                    sub_of={concept.id: concept.sub_category for concept in concepts})
 
 
 def _table(header: list[str], rows: Iterable[list[str]], first_width: int) -> list[str]:
@@ -195,7 +197,7 @@ def refusal_lines(run: RunDir, facts: RunFacts) -> list[str]:
     ``<sample>.1`` (an image slot) or ``<sample>.real`` count for their sample.
     """
     stages = model_stages(facts)
-    sub_of = {concept.id: concept.sub_category for concept in run.read("concepts", ConceptRecord)}
+    sub_of = facts.sub_of
     reached: dict[str, set[str]] = defaultdict(set)
     for stage in stages:
         for item_id in run.output_ids(stage):
@@ -547,7 +549,7 @@ def stage_entries(run: RunDir, facts: RunFacts) -> dict[str, dict[str, set[str]]
     dedup has no records, so what reached it is every question the judges could see plus the
     ones it dropped.
     """
-    sub_of = {concept.id: concept.sub_category for concept in run.read("concepts", ConceptRecord)}
+    sub_of = facts.sub_of
 
     def unit(stage: str, item_id: str) -> str:
         return sample_of(item_id) if stage in ("images", "pairs") else item_id
@@ -574,7 +576,7 @@ def rate_lines(run: RunDir, facts: RunFacts, reference: MisReference) -> list[st
     reached = stage_entries(run, facts)
     rejected: dict[str, Counter[str]] = {stage: Counter() for stage in RATE_STAGES}
     refused: Counter[str] = Counter()
-    sub_of = {concept.id: concept.sub_category for concept in run.read("concepts", ConceptRecord)}
+    sub_of = facts.sub_of
     for reject in facts.rejects:
         sub = sub_of.get(parent_id(sample_of(reject.id))) or reject.sub_category or "(unknown)"
         if reject.stage in rejected:
