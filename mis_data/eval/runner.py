@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from mis_data.core.config import ConfigError, sha256_text
 from mis_data.core.lock import FolderLock
+from mis_data.core.pool import run_pool
 from mis_data.core.prompts import Prompt, PromptLibrary
 from mis_data.core.rundir import JsonlAppender, dump_json, read_json_or_none, write_text_atomic
 from mis_data.eval.config import EvalConfig, check_keys, check_test_sets, load_eval_config
@@ -182,24 +183,16 @@ class Worker:
 
 async def run_items(worker: Worker, pending: list[EvalItem], width: int, progress: bool) -> None:
     """Process ``pending`` with ``width`` concurrent workers; an error cancels the rest and is raised."""
-    queue: asyncio.Queue[EvalItem] = asyncio.Queue()
-    for entry in pending:
-        queue.put_nowait(entry)
     bar = tqdm(total=len(pending), desc="eval", unit="item", disable=not progress)
 
-    async def loop() -> None:
-        while not queue.empty():
-            await worker.process(queue.get_nowait())
-            bar.update(1)
-            bar.set_postfix(cost=f"${worker.client.usage.total.cost_usd:.4f}", refresh=False)
+    async def one(entry: EvalItem) -> None:
+        await worker.process(entry)
+        bar.update(1)
+        bar.set_postfix(cost=f"${worker.client.usage.total.cost_usd:.4f}", refresh=False)
 
-    tasks = [asyncio.create_task(loop()) for _ in range(max(1, min(width, len(pending))))]
     try:
-        await asyncio.gather(*tasks)
+        await run_pool(pending, width, one)
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
         bar.close()
 
 

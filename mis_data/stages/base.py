@@ -15,7 +15,6 @@ and the atomic write of a whole-file stage.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from abc import ABC, abstractmethod
 from collections import Counter
@@ -28,6 +27,7 @@ from tqdm import tqdm
 
 from mis_data.core.config import BuildConfig
 from mis_data.core.lock import FolderLock
+from mis_data.core.pool import run_pool
 from mis_data.core.prompts import PromptLibrary
 from mis_data.core.records import (
     DECLINED_REASONS,
@@ -335,31 +335,19 @@ async def run_items(stage: Stage) -> StageStats:
     if not pending:
         stats.already_done = True
         return stats
-    queue: asyncio.Queue[WorkItem] = asyncio.Queue()
-    for item in pending:
-        queue.put_nowait(item)
     bar = tqdm(total=len(pending), desc=f"{stage.name:<12}", unit="item",
                disable=not ctx.show_progress, leave=True)
 
-    async def worker() -> None:
-        while True:
-            try:
-                item = queue.get_nowait()
-            except asyncio.QueueEmpty:
-                return
-            write_outcomes(ctx, stage.name, item, await stage.process(item), stats)
-            bar.update(1)
-            bar.set_postfix(cost=f"${ctx.client.usage.total.cost_usd:.4f}", refresh=False)
+    async def one(item: WorkItem) -> None:
+        write_outcomes(ctx, stage.name, item, await stage.process(item), stats)
+        bar.update(1)
+        bar.set_postfix(cost=f"${ctx.client.usage.total.cost_usd:.4f}", refresh=False)
 
     # With the Batch API every pending item should be queued at once, so they share one batch.
     width = len(pending) if getattr(ctx.client, "batching", False) else stage.concurrency()
-    workers = [asyncio.create_task(worker()) for _ in range(min(width, len(pending)))]
     try:
-        await asyncio.gather(*workers)
+        await run_pool(pending, width, one)
     finally:
-        for task in workers:
-            task.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
         bar.close()
     return stats
 
