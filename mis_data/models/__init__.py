@@ -15,6 +15,8 @@ if TYPE_CHECKING:  # imported where used: ``mis_data.models.base`` alone must lo
 def make_client(config: BuildConfig, prompts: PromptLibrary, store: ImageStore,
                 cache_path: Path, max_cost: float | None = None,
                 batch: bool = False) -> ModelClient:
+    """The backend ``config.backend`` names; each is imported only here, so a build that never
+    touches the API never loads the OpenAI SDK."""
     if config.backend == "offline":
         from mis_data.models.offline import OfflineClient
 

@@ -168,9 +168,11 @@ class OpenAIClient:
         return [self.lanes[role], *self.fallbacks.get(role, [])]
 
     def model_name(self, role: str) -> str:
+        """The configured model of ``role`` (not its fallbacks)."""
         return self.lanes[role].spec.model
 
     async def aclose(self) -> None:
+        """Stop batch polling, close every HTTP client and the session's cache."""
         for runner in self.batches.values():
             await runner.aclose()
         for client in self._clients:
@@ -178,6 +180,7 @@ class OpenAIClient:
         self.session.close()
 
     def spent(self) -> float:
+        """Dollars spent by the run folder so far, earlier invocations included."""
         return self.session.spent()
 
     # -- the call ----------------------------------------------------------------------------
@@ -259,12 +262,16 @@ class OpenAIClient:
 
     @staticmethod
     def sampling(spec: ModelSpec) -> dict[str, Any]:
+        """The generation parameters every chat request of ``spec`` sends; no seed unless one is
+        configured."""
         return {"model": spec.model, "temperature": spec.temperature,
                 "max_tokens": spec.max_tokens,
                 "seed": spec.seed if spec.seed is not None else openai.NOT_GIVEN}
 
     async def ask(self, lane: ModelLane, request: StructuredRequest,
                   messages: list[ChatMessage]) -> CachedReply:
+        """The structured reply to ``messages``, from the cache, a request already in flight, or a
+        new request (sent directly or through a batch)."""
         spec = lane.spec
         schema = strict_schema(request.response_model)
         key = request_key(spec, messages, schema=schema)
@@ -276,6 +283,8 @@ class OpenAIClient:
 
     async def send(self, lane: ModelLane, request: StructuredRequest, messages: list[ChatMessage],
                    schema: dict[str, Any]) -> CachedReply:
+        """Send a structured request, stepping down the structured-output modes while the server
+        rejects them; the mode that works is remembered on the lane."""
         spec = lane.spec
         wire, tokens = self.wire(messages, spec)
         while True:
@@ -371,6 +380,8 @@ class OpenAIClient:
 
     def attempt_on(self, lane: ModelLane, request: StructuredRequest
                    ) -> Callable[[list[ChatMessage]], Awaitable[RawReply]]:
+        """The ``Attempt`` for ``answer_with_feedback`` on ``lane``: transport failures and blocks
+        become a ``RawReply.failure``, so the item is rejected instead of the build failing."""
         async def attempt(messages: list[ChatMessage]) -> RawReply:
             try:
                 reply = await self.ask(lane, request, messages)
@@ -414,6 +425,8 @@ class OpenAIClient:
                           cost_usd=cost)
 
     async def send_text(self, lane: ModelLane, request: TextRequest) -> CachedReply:
+        """Send a free-text request; a 400 cannot fall back to another mode, so it rejects the
+        request."""
         spec = lane.spec
         wire, tokens = self.wire(request.messages, spec)
         try:
@@ -440,6 +453,8 @@ class OpenAIClient:
         raise AssertionError("unreachable: the last lane returns")
 
     async def draw_on(self, lane: ModelLane, request: ImageRequest) -> ImageResult:
+        """One image model's attempt: from the cache (an image or a kept block) or drawn now and
+        cached. Failures are an ``ImageResult`` reason."""
         spec = lane.spec
         key = cache_key({"model": spec.model, "prompt": request.prompt, "size": spec.size,
                          "kind": "image"})

@@ -73,6 +73,8 @@ class RateLimiter:
         self._lock = asyncio.Lock()
 
     async def acquire(self, tokens: int) -> None:
+        """Wait until a request of ``tokens`` estimated tokens fits the window, then count it;
+        returns at once when no limit is set."""
         if self.rpm is None and self.tpm is None:
             return
         tokens = min(tokens, self.tpm) if self.tpm else tokens
