@@ -20,10 +20,11 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import openai
 from openai import AsyncOpenAI
+from openai.types.chat import ChatCompletionMessageParam
 
 from mis_data.core.config import BuildConfig, ModelSpec
 from mis_data.core.records import DECLINED_REASONS, REFUSAL_OPENER, RejectReason
@@ -87,7 +88,8 @@ class RequestRejected(Exception):
 def provider_block(error: openai.APIStatusError) -> str | None:
     """The provider's message when ``error`` is a moderation block, else None."""
     body = error.body if isinstance(error.body, dict) else {}
-    inner = body.get("error") if isinstance(body.get("error"), dict) else body
+    nested = body.get("error")
+    inner = nested if isinstance(nested, dict) else body
     codes = {str(value) for value in (error.code, inner.get("code"), inner.get("type"))
              if value}
     message = str(inner.get("message") or error.message)
@@ -291,11 +293,16 @@ class OpenAIClient:
             mode = MODES[lane.mode_index]
             sent, wanted = with_schema_prompt(wire, mode, schema), response_format(
                 mode, request.response_model)
+
+            def create(client: AsyncOpenAI, sent: list[dict[str, Any]] = sent,
+                       wanted: Any = wanted) -> Awaitable[Any]:
+                return client.chat.completions.create(
+                    messages=cast("list[ChatCompletionMessageParam]", sent),  # wire_messages' dicts have this TypedDict's shape
+                    response_format=wanted, **self.sampling(spec))
+
             try:
                 completion = await self.call_with_retries(
-                    lane, tokens + spec.max_tokens, request.stage,
-                    lambda client, sent=sent, wanted=wanted: client.chat.completions.create(
-                        messages=sent, response_format=wanted, **self.sampling(spec)))
+                    lane, tokens + spec.max_tokens, request.stage, create)
                 break
             except ProviderBlocked as blocked:
                 return self.blocked_reply(request, spec, str(blocked))
@@ -307,8 +314,8 @@ class OpenAIClient:
                             MODES[lane.mode_index])
         return self.to_reply(request, spec, completion.model_dump())
 
-    def blocked_reply(self, request: StructuredRequest | TextRequest, spec: ModelSpec,
-                      message: str) -> CachedReply:
+    def blocked_reply(self, request: StructuredRequest | TextRequest | ImageRequest,
+                      spec: ModelSpec, message: str) -> CachedReply:
         """The provider's block, counted (the request itself is counted where it was sent)
         and kept in the cache like an answer."""
         self.count(request, spec, "blocked")
@@ -432,7 +439,9 @@ class OpenAIClient:
         try:
             completion = await self.call_with_retries(
                 lane, tokens + spec.max_tokens, request.stage,
-                lambda client: client.chat.completions.create(messages=wire, **self.sampling(spec)))
+                lambda client: client.chat.completions.create(
+                    messages=cast("list[ChatCompletionMessageParam]", wire),  # wire_messages' dicts have this TypedDict's shape
+                    **self.sampling(spec)))
         except ProviderBlocked as blocked:
             return self.blocked_reply(request, spec, str(blocked))
         except openai.BadRequestError as error:  # no response format to fall back from
@@ -466,7 +475,9 @@ class OpenAIClient:
                                    model=spec.model)
             return ImageResult(data=cached.image, model=spec.model)
         self.session.check_budget(spec.prices.per_image)
-        extra = {} if spec.model.startswith("gpt-image") else {"response_format": "b64_json"}
+        # Any values: spread into an overloaded SDK call, whose keywords each have their own type
+        extra: dict[str, Any] = ({} if spec.model.startswith("gpt-image")
+                                 else {"response_format": "b64_json"})
         try:
             response = await self.call_with_retries(
                 lane, 1, request.stage, lambda client: client.images.generate(
