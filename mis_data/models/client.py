@@ -297,7 +297,7 @@ class OpenAIClient:
             def create(client: AsyncOpenAI, sent: list[dict[str, Any]] = sent,
                        wanted: Any = wanted) -> Awaitable[Any]:
                 return client.chat.completions.create(
-                    messages=cast("list[ChatCompletionMessageParam]", sent),  # wire_messages' dicts have this TypedDict's shape
+                    messages=cast("list[ChatCompletionMessageParam]", sent),  # wire dicts of this shape
                     response_format=wanted, **self.sampling(spec))
 
             try:
@@ -440,7 +440,7 @@ class OpenAIClient:
             completion = await self.call_with_retries(
                 lane, tokens + spec.max_tokens, request.stage,
                 lambda client: client.chat.completions.create(
-                    messages=cast("list[ChatCompletionMessageParam]", wire),  # wire_messages' dicts have this TypedDict's shape
+                    messages=cast("list[ChatCompletionMessageParam]", wire),  # wire dicts of this shape
                     **self.sampling(spec)))
         except ProviderBlocked as blocked:
             return self.blocked_reply(request, spec, str(blocked))
