@@ -126,7 +126,6 @@ def load_hf(name: str, *args: Any, **kwargs: Any) -> Any:
 
 def read_hf_texts(source: HFDatasetConcepts) -> list[tuple[str, Any]]:
     """(where, text) from a Hugging Face dataset (hub name or local folder) loaded with datasets."""
-
     try:
         with quiet_datasets():
             dataset = load_hf(source.name, source.config, split=source.split)
@@ -171,7 +170,7 @@ def shipped_entries(source: ShippedConcepts) -> list[tuple[str, dict[str, Any]]]
 def check_source(source: Any) -> None:
     """Open a concept source far enough to fail with a config error before any work, and
     refuse one that yields nothing: it would plan and build an empty dataset with exit 0.
-    (Single broken items of a usable source become rejects later, each with its reason.)"""
+    Single broken items of a usable source become rejects later, each with its reason."""
     if isinstance(source, ShippedConcepts):
         shipped_entries(source)
     elif isinstance(source, QueryFileConcepts):
@@ -187,10 +186,13 @@ def check_source(source: Any) -> None:
 
 
 def usable_text(text: Any) -> bool:
+    """Whether a row's value is text with something in it (None, numbers and blanks are not)."""
     return isinstance(text, str) and bool(text.strip())
 
 
 def text_inputs(rows: list[tuple[str, Any]], label: str) -> tuple[list[ConceptInput], list[RejectRecord]]:
+    """Rows as concept inputs, whitespace collapsed; an unusable row becomes a ``bad_source``
+    reject, not an error."""
     inputs, problems = [], []
     for where, text in rows:
         if not usable_text(text):
@@ -203,6 +205,8 @@ def text_inputs(rows: list[tuple[str, Any]], label: str) -> tuple[list[ConceptIn
 
 def image_inputs(source: ImageFolderConcepts, store: ImageStore
                  ) -> tuple[list[ConceptInput], list[RejectRecord]]:
+    """The folder's images, stored, as concept inputs; an image refused or unreadable becomes a
+    ``bad_image`` reject naming it."""
     files, refused = folder_images(source.path)
     problems = [RejectRecord(stage=STAGE, id=name, reason=RejectReason.bad_image,
                              detail=f"{name}: {reason}") for name, reason in refused]
@@ -290,6 +294,7 @@ class ObjectImages:
             self.index()
 
     def index(self) -> dict[str, bytes]:
+        """Image bytes by normalized label, loaded from the dataset once, on first use."""
         if self._index is None:
             pool = self.pool
             self._index = hf_image_index(pool.hf_dataset or "", pool.hf_split, pool.image_column,

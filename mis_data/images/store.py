@@ -29,6 +29,8 @@ class BadImage(Exception):
 
 @dataclass(frozen=True)
 class StoredImage:
+    """Where a stored image is and its size after normalizing; records keep only ``sha256``."""
+
     sha256: str
     width: int
     height: int
@@ -100,6 +102,7 @@ class ImageStore:
         self.max_pixels = max_pixels
 
     def path_for(self, sha256: str) -> Path:
+        """Where the image with this hash is kept (or would be); the file may not exist."""
         return self.root / sha256[:2] / f"{sha256}.png"
 
     def put(self, data: bytes) -> StoredImage:
@@ -118,6 +121,7 @@ class ImageStore:
         return StoredImage(sha256=sha256, width=width, height=height, path=path)
 
     def read(self, sha256: str) -> bytes:
+        """The stored PNG's bytes; raises ``FileNotFoundError`` for a hash never stored."""
         return self.path_for(sha256).read_bytes()
 
     def looks_complete(self, sha256: str) -> bool:

@@ -17,7 +17,8 @@ def make_client(config: BuildConfig, prompts: PromptLibrary, store: ImageStore,
                 cache_path: Path, max_cost: float | None = None, batch: bool = False,
                 offline_answers: Mapping[str, Callable[[dict[str, Any]], dict[str, Any]]] | None = None
                 ) -> ModelClient:
-    """The build's client for its backend. ``offline_answers`` are the offline answers that
+    """The backend ``config.backend`` names; each is imported only here, so a build that never
+    touches the API never loads the OpenAI SDK. ``offline_answers`` are the offline answers that
     stages declare with their own tasks (``ModelTask.offline``), beside the backend's rules."""
     if config.backend == "offline":
         from mis_data.models.offline import OfflineClient

@@ -22,6 +22,8 @@ from mis_data.core.records import OUTCOMES, RejectReason
 
 @dataclass(frozen=True)
 class TextPart:
+    """Words inside a message; kept apart from ``ImagePart`` so images can travel by hash."""
+
     text: str
 
 
@@ -34,11 +36,15 @@ class ImagePart:
 
 @dataclass(frozen=True)
 class ChatMessage:
+    """One chat turn in backend-neutral form; ``wire.py`` turns it into what a server reads only
+    when it is sent."""
+
     role: str
     parts: tuple[TextPart | ImagePart, ...]
 
     @classmethod
     def text(cls, role: str, text: str) -> ChatMessage:
+        """A message of words alone: prompts, the feedback turn and echoed refusals."""
         return cls(role=role, parts=(TextPart(text),))
 
 
@@ -117,6 +123,7 @@ class ModelResult:
 
     @property
     def ok(self) -> bool:
+        """True when a validated value came back; otherwise ``reason`` says why not."""
         return self.value is not None
 
 
@@ -139,11 +146,15 @@ class TextResult:
 
     @property
     def ok(self) -> bool:
+        """True when an answer came back, a refusal included; a refusal is data for the judge."""
         return self.reason is None and self.text is not None
 
 
 @dataclass
 class ImageResult:
+    """The bytes of a generated image, or why there are none; ``declined_by`` lists the image models
+    that blocked the prompt before the one named in ``model``."""
+
     data: bytes | None = None
     reason: RejectReason | None = None
     detail: str = ""
@@ -153,6 +164,8 @@ class ImageResult:
 
 @dataclass
 class Usage:
+    """Counters of one (stage, model); ``add`` sums every field, so each field must be a number."""
+
     requests: int = 0
     cached: int = 0
     input_tokens: int = 0
@@ -162,12 +175,16 @@ class Usage:
     refusals: int = 0
 
     def add(self, other: Usage) -> None:
+        """Fold ``other``'s counters into these, field by field."""
         for name in self.__dataclass_fields__:
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
 @dataclass(frozen=True)
 class OutcomeKey:
+    """What outcome counts are grouped by; hashable for a dict key, and its field order is the row
+    order of ``as_dict``."""
+
     stage: str
     task: str
     model: str
@@ -202,26 +219,34 @@ class UsageMeter:
         counts[what] += 1
 
     def server(self, model: str, url: str, ok: bool, seconds: float) -> None:
+        """Count one request to the server at ``url``: whether it worked (``ok``) and its seconds,
+        for the per-server error rate and mean latency."""
         usage = self.by_server.setdefault((model, url), ServerUsage())
         usage.requests += 1
         usage.errors += 0 if ok else 1
         usage.seconds += seconds
 
     def record(self, stage: str, model: str, usage: Usage) -> None:
+        """Add a request's (or a cache hit's) counters to its (stage, model) total, which the cost
+        cap and ``usage.json`` read."""
         self.by_stage_model.setdefault((stage, model), Usage()).add(usage)
 
     def refusal(self, sub_category: str | None) -> None:
+        """Count one refusal against the sample's sub-category (``(none)`` when it has none)."""
         key = sub_category or "(none)"
         self.refusals_by_sub_category[key] = self.refusals_by_sub_category.get(key, 0) + 1
 
     @property
     def total(self) -> Usage:
+        """Every (stage, model) summed: what the cost cap compares with ``--max-cost``."""
         total = Usage()
         for usage in self.by_stage_model.values():
             total.add(usage)
         return total
 
     def as_dict(self) -> dict[str, Any]:
+        """The meter as JSON-ready rows, sorted so the same usage always writes the same file
+        (``record_usage`` keeps it in ``usage.json``)."""
         rows = [
             {"stage": stage, "model": model, **vars(usage)}
             for (stage, model), usage in sorted(self.by_stage_model.items())
@@ -248,13 +273,19 @@ class ModelClient(Protocol):
     name: str
     usage: UsageMeter
 
-    async def structured(self, request: StructuredRequest) -> ModelResult: ...
+    async def structured(self, request: StructuredRequest) -> ModelResult:
+        """Answer a structured request. Failures of the item come back as a ``ModelResult`` reason;
+        only the build-stopping errors (``BudgetExceeded``, ``ProviderUnusable``, ``ServersDown``)
+        are raised."""
 
-    async def generate_image(self, request: ImageRequest) -> ImageResult: ...
+    async def generate_image(self, request: ImageRequest) -> ImageResult:
+        """Draw one image; a block or a failure is an ``ImageResult`` reason, not an exception."""
 
-    def model_name(self, role: str) -> str: ...
+    def model_name(self, role: str) -> str:
+        """The model behind ``role``, as records and stats name it."""
 
-    async def aclose(self) -> None: ...
+    async def aclose(self) -> None:
+        """Release connections and files; the client is unusable afterwards."""
 
 
 class TextClient(Protocol):
@@ -263,13 +294,17 @@ class TextClient(Protocol):
     name: str
     usage: UsageMeter
 
-    async def complete(self, request: TextRequest) -> TextResult: ...
+    async def complete(self, request: TextRequest) -> TextResult:
+        """Answer free text; a refusal is an answer (``refused`` set), not a failure."""
 
-    async def structured(self, request: StructuredRequest) -> ModelResult: ...
+    async def structured(self, request: StructuredRequest) -> ModelResult:
+        """Answer a structured request, as ``ModelClient.structured``."""
 
-    def model_name(self, role: str) -> str: ...
+    def model_name(self, role: str) -> str:
+        """The model behind ``role``, as records and stats name it."""
 
-    async def aclose(self) -> None: ...
+    async def aclose(self) -> None:
+        """Release connections and files; the client is unusable afterwards."""
 
 
 class BudgetExceeded(Exception):
@@ -289,6 +324,9 @@ class ServersDown(Exception):
 # A reply is either text to parse, a refusal, or a failure that ends the item.
 @dataclass
 class RawReply:
+    """One attempt's reply as ``answer_with_feedback`` sees it, whatever the backend: exactly one of
+    ``text`` (to parse), ``parsed`` (already a value), ``refusal`` or ``failure`` is set."""
+
     text: str | None = None
     refusal: str | None = None
     parsed: BaseModel | None = None
@@ -325,6 +363,7 @@ def parse_reply(text: str, response_model: type[BaseModel]) -> BaseModel:
 
 
 def feedback_message(problem: str) -> ChatMessage:
+    """The turn that sends a failed validation back to the model, asking for one JSON object again."""
     return ChatMessage.text(
         "user",
         "Your previous answer was not usable: "

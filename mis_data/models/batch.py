@@ -35,6 +35,10 @@ class BatchResult:
 
 
 class BatchRunner:
+    """Sends queued requests as Batch API jobs and resolves each caller's future when its batch
+    finishes. Batch ids are saved to ``state_path`` before polling, so a rerun resumes them instead
+    of paying twice."""
+
     def __init__(self, client: AsyncOpenAI, state_path: Path, idle_seconds: float = 0.3,
                  poll_seconds: float = 5.0) -> None:
         self.client = client
@@ -50,14 +54,19 @@ class BatchRunner:
 
     # -- state on disk -------------------------------------------------------------------------
     def load_state(self) -> dict[str, Any]:
+        """The saved batches (id -> keys and status); an empty state when there is no file yet."""
         return read_json_or_none(self.state_path) or {"batches": {}}
 
     def save_batch(self, batch_id: str, keys: list[str], status: str) -> None:
+        """Record a batch's keys and last status; rewritten atomically, so a crash never loses a
+        submitted batch."""
         state = self.load_state()
         state["batches"][batch_id] = {"keys": keys, "status": status}
         write_text_atomic(self.state_path, dump_json(state))
 
     def pending_batch_of(self, key: str) -> str | None:
+        """The unfinished batch that already holds request ``key``, if any: the request must wait
+        for it, not be submitted again."""
         for batch_id, entry in self.load_state()["batches"].items():
             if entry["status"] not in ("completed", "failed", "expired", "cancelled") \
                     and key in entry["keys"]:
@@ -157,6 +166,8 @@ class BatchRunner:
                 future.set_result(BatchResult(body=None, error=message))
 
     async def aclose(self) -> None:
+        """Stop polling and flushing; batches already submitted keep running on the server and are
+        resumed by the next run."""
         for task in [*self._pollers, *([self._flusher] if self._flusher else [])]:
             task.cancel()
 

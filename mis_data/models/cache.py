@@ -17,6 +17,8 @@ from typing import Any
 
 
 def cache_key(payload: dict[str, Any]) -> str:
+    """The cache key of a request: a sha256 of its canonical JSON, so key order in ``payload`` never
+    matters."""
     return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
@@ -37,6 +39,8 @@ COLUMNS = "text, refusal, input_tokens, output_tokens, image, blocked"
 
 
 class ResponseCache:
+    """Answered requests by key in SQLite; use it from the event loop thread only."""
+
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.connection = sqlite3.connect(path, isolation_level=None)
@@ -50,15 +54,18 @@ class ResponseCache:
             self.connection.execute("ALTER TABLE replies ADD COLUMN blocked TEXT")
 
     def get(self, key: str) -> CachedReply | None:
+        """The kept reply for ``key``, or None when it was never answered."""
         row = self.connection.execute(
             f"SELECT {COLUMNS} FROM replies WHERE key = ?", (key,)).fetchone()
         return CachedReply(*row) if row else None
 
     def put(self, key: str, reply: CachedReply) -> None:
+        """Keep ``reply`` under ``key``, replacing any earlier one; autocommitted at once."""
         self.connection.execute(
             f"INSERT OR REPLACE INTO replies ({COLUMNS}, key) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (reply.text, reply.refusal, reply.input_tokens, reply.output_tokens, reply.image,
              reply.blocked, key))
 
     def close(self) -> None:
+        """Close the database; the cache is unusable afterwards."""
         self.connection.close()

@@ -20,10 +20,11 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import openai
 from openai import AsyncOpenAI
+from openai.types.chat import ChatCompletionMessageParam
 
 from mis_data.core.config import BuildConfig, ModelSpec
 from mis_data.core.records import DECLINED_REASONS, REFUSAL_OPENER, RejectReason
@@ -87,7 +88,8 @@ class RequestRejected(Exception):
 def provider_block(error: openai.APIStatusError) -> str | None:
     """The provider's message when ``error`` is a moderation block, else None."""
     body = error.body if isinstance(error.body, dict) else {}
-    inner = body.get("error") if isinstance(body.get("error"), dict) else body
+    nested = body.get("error")
+    inner = nested if isinstance(nested, dict) else body
     codes = {str(value) for value in (error.code, inner.get("code"), inner.get("type"))
              if value}
     message = str(inner.get("message") or error.message)
@@ -168,9 +170,11 @@ class OpenAIClient:
         return [self.lanes[role], *self.fallbacks.get(role, [])]
 
     def model_name(self, role: str) -> str:
+        """The configured model of ``role`` (not its fallbacks)."""
         return self.lanes[role].spec.model
 
     async def aclose(self) -> None:
+        """Stop batch polling, close every HTTP client and the session's cache."""
         for runner in self.batches.values():
             await runner.aclose()
         for client in self._clients:
@@ -178,6 +182,7 @@ class OpenAIClient:
         self.session.close()
 
     def spent(self) -> float:
+        """Dollars spent by the run folder so far, earlier invocations included."""
         return self.session.spent()
 
     # -- the call ----------------------------------------------------------------------------
@@ -259,12 +264,16 @@ class OpenAIClient:
 
     @staticmethod
     def sampling(spec: ModelSpec) -> dict[str, Any]:
+        """The generation parameters every chat request of ``spec`` sends; no seed unless one is
+        configured."""
         return {"model": spec.model, "temperature": spec.temperature,
                 "max_tokens": spec.max_tokens,
                 "seed": spec.seed if spec.seed is not None else openai.NOT_GIVEN}
 
     async def ask(self, lane: ModelLane, request: StructuredRequest,
                   messages: list[ChatMessage]) -> CachedReply:
+        """The structured reply to ``messages``, from the cache, a request already in flight, or a
+        new request (sent directly or through a batch)."""
         spec = lane.spec
         schema = strict_schema(request.response_model)
         key = request_key(spec, messages, schema=schema)
@@ -276,17 +285,24 @@ class OpenAIClient:
 
     async def send(self, lane: ModelLane, request: StructuredRequest, messages: list[ChatMessage],
                    schema: dict[str, Any]) -> CachedReply:
+        """Send a structured request, stepping down the structured-output modes while the server
+        rejects them; the mode that works is remembered on the lane."""
         spec = lane.spec
         wire, tokens = self.wire(messages, spec)
         while True:
             mode = MODES[lane.mode_index]
             sent, wanted = with_schema_prompt(wire, mode, schema), response_format(
                 mode, request.response_model)
+
+            def create(client: AsyncOpenAI, sent: list[dict[str, Any]] = sent,
+                       wanted: Any = wanted) -> Awaitable[Any]:
+                return client.chat.completions.create(
+                    messages=cast("list[ChatCompletionMessageParam]", sent),  # wire dicts of this shape
+                    response_format=wanted, **self.sampling(spec))
+
             try:
                 completion = await self.call_with_retries(
-                    lane, tokens + spec.max_tokens, request.stage,
-                    lambda client, sent=sent, wanted=wanted: client.chat.completions.create(
-                        messages=sent, response_format=wanted, **self.sampling(spec)))
+                    lane, tokens + spec.max_tokens, request.stage, create)
                 break
             except ProviderBlocked as blocked:
                 return self.blocked_reply(request, spec, str(blocked))
@@ -298,8 +314,8 @@ class OpenAIClient:
                             MODES[lane.mode_index])
         return self.to_reply(request, spec, completion.model_dump())
 
-    def blocked_reply(self, request: StructuredRequest | TextRequest, spec: ModelSpec,
-                      message: str) -> CachedReply:
+    def blocked_reply(self, request: StructuredRequest | TextRequest | ImageRequest,
+                      spec: ModelSpec, message: str) -> CachedReply:
         """The provider's block, counted (the request itself is counted where it was sent)
         and kept in the cache like an answer."""
         self.count(request, spec, "blocked")
@@ -371,6 +387,8 @@ class OpenAIClient:
 
     def attempt_on(self, lane: ModelLane, request: StructuredRequest
                    ) -> Callable[[list[ChatMessage]], Awaitable[RawReply]]:
+        """The ``Attempt`` for ``answer_with_feedback`` on ``lane``: transport failures and blocks
+        become a ``RawReply.failure``, so the item is rejected instead of the build failing."""
         async def attempt(messages: list[ChatMessage]) -> RawReply:
             try:
                 reply = await self.ask(lane, request, messages)
@@ -414,12 +432,16 @@ class OpenAIClient:
                           cost_usd=cost)
 
     async def send_text(self, lane: ModelLane, request: TextRequest) -> CachedReply:
+        """Send a free-text request; a 400 cannot fall back to another mode, so it rejects the
+        request."""
         spec = lane.spec
         wire, tokens = self.wire(request.messages, spec)
         try:
             completion = await self.call_with_retries(
                 lane, tokens + spec.max_tokens, request.stage,
-                lambda client: client.chat.completions.create(messages=wire, **self.sampling(spec)))
+                lambda client: client.chat.completions.create(
+                    messages=cast("list[ChatCompletionMessageParam]", wire),  # wire dicts of this shape
+                    **self.sampling(spec)))
         except ProviderBlocked as blocked:
             return self.blocked_reply(request, spec, str(blocked))
         except openai.BadRequestError as error:  # no response format to fall back from
@@ -440,6 +462,8 @@ class OpenAIClient:
         raise AssertionError("unreachable: the last lane returns")
 
     async def draw_on(self, lane: ModelLane, request: ImageRequest) -> ImageResult:
+        """One image model's attempt: from the cache (an image or a kept block) or drawn now and
+        cached. Failures are an ``ImageResult`` reason."""
         spec = lane.spec
         key = cache_key({"model": spec.model, "prompt": request.prompt, "size": spec.size,
                          "kind": "image"})
@@ -451,7 +475,9 @@ class OpenAIClient:
                                    model=spec.model)
             return ImageResult(data=cached.image, model=spec.model)
         self.session.check_budget(spec.prices.per_image)
-        extra = {} if spec.model.startswith("gpt-image") else {"response_format": "b64_json"}
+        # Any values: spread into an overloaded SDK call, whose keywords each have their own type
+        extra: dict[str, Any] = ({} if spec.model.startswith("gpt-image")
+                                 else {"response_format": "b64_json"})
         try:
             response = await self.call_with_retries(
                 lane, 1, request.stage, lambda client: client.images.generate(

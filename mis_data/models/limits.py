@@ -55,10 +55,10 @@ def image_tokens(width: int, height: int, detail: str) -> int:
     if detail == "low":
         return 85
     scale = min(1.0, 2048 / max(width, height))
-    width, height = width * scale, height * scale
-    scale = min(1.0, 768 / min(width, height))
-    width, height = width * scale, height * scale
-    return 85 + 170 * math.ceil(width / 512) * math.ceil(height / 512)
+    fitted_width, fitted_height = width * scale, height * scale
+    scale = min(1.0, 768 / min(fitted_width, fitted_height))
+    fitted_width, fitted_height = fitted_width * scale, fitted_height * scale
+    return 85 + 170 * math.ceil(fitted_width / 512) * math.ceil(fitted_height / 512)
 
 
 class RateLimiter:
@@ -73,6 +73,8 @@ class RateLimiter:
         self._lock = asyncio.Lock()
 
     async def acquire(self, tokens: int) -> None:
+        """Wait until a request of ``tokens`` estimated tokens fits the window, then count it;
+        returns at once when no limit is set."""
         if self.rpm is None and self.tpm is None:
             return
         tokens = min(tokens, self.tpm) if self.tpm else tokens

@@ -38,6 +38,9 @@ def display_url(url: str | None) -> str:
 
 @dataclass
 class Server:
+    """One endpoint of a role with its own HTTP client and concurrency; the pool keeps its
+    bookkeeping (in flight, resting, unreachable) on it."""
+
     url: str
     client: AsyncOpenAI
     concurrency: int
@@ -48,10 +51,14 @@ class Server:
     unreachable_since: float | None = None  # when its unbroken run of connection failures began
 
     def free(self, now: float) -> bool:
+        """Whether it can take a request at ``now``: below its concurrency and not resting."""
         return self.in_flight < self.concurrency and self.resting_until <= now
 
 
 class ServerPool:
+    """Hands a role's servers to requests (least busy first), rests failing ones and measures how
+    long the whole role has been down."""
+
     def __init__(self, servers: list[Server], cooldown: float) -> None:
         self.servers = servers
         self.cooldown = cooldown
@@ -73,6 +80,8 @@ class ServerPool:
                     await asyncio.wait_for(self._changed.wait(), timeout)
 
     async def release(self, server: Server) -> None:
+        """Give back a server taken by ``acquire`` and wake the requests waiting for one; call it
+        exactly once per ``acquire``."""
         async with self._changed:
             server.in_flight -= 1
             self._changed.notify_all()
@@ -88,6 +97,8 @@ class ServerPool:
         return True
 
     def others_awake(self, server: Server) -> bool:
+        """Whether another server is not resting now, so a retry can go there at once instead of
+        backing off."""
         now = time.monotonic()
         return any(other is not server and other.resting_until <= now for other in self.servers)
 
@@ -110,4 +121,5 @@ class ServerPool:
         return time.monotonic() - max(moment for moment in since if moment is not None)
 
     def names(self) -> str:
+        """The servers' addresses, comma-separated, for messages."""
         return ", ".join(server.url for server in self.servers)

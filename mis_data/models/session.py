@@ -18,6 +18,9 @@ from mis_data.models.cache import CachedReply, ResponseCache
 
 
 class Session:
+    """The state every request of one build or eval shares: cache, requests in flight, cost cap and
+    usage. One per client; ``close`` it when done."""
+
     def __init__(self, cache_path: Path, max_cost: float | None = None) -> None:
         self.cache = ResponseCache(cache_path)
         self.max_cost = max_cost
@@ -31,6 +34,8 @@ class Session:
         return self.spent_before + self.usage.total.cost_usd
 
     def check_budget(self, estimate: float) -> None:
+        """Raise ``BudgetExceeded`` when ``estimate`` more dollars would pass the cap; called before
+        sending, so the build stops ahead of the cap instead of after it."""
         if self.max_cost is not None and self.spent() + estimate > self.max_cost:
             raise BudgetExceeded(
                 f"stopping before the cost cap: ${self.spent():.4f} spent, the next request may "
@@ -61,6 +66,7 @@ class Session:
             del self._inflight[key]
 
     def close(self) -> None:
+        """Close the response cache; the session is unusable afterwards."""
         self.cache.close()
 
 

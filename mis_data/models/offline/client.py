@@ -60,22 +60,28 @@ class OfflineClient:
 
     @cached_property
     def judge(self) -> JudgeRules:
+        """The keyword judge, loaded from the prompt files on first use and shared by the
+        instruction and label writers."""
         return JudgeRules(self.prompts.data(DATA["judge"]))
 
     @cached_property
     def instructions(self) -> InstructionWriter:
+        """The instruction writer (templates and detox rules), loaded on first use."""
         return InstructionWriter(TemplateBook(self.prompts.data(DATA["instructions"])),
                                  DetoxRules(self.prompts.data(DATA["detox"])), self.judge, self.seed)
 
     @cached_property
     def labels(self) -> LabelWriter:
+        """The safety-answer writer, loaded on first use."""
         return LabelWriter(self.prompts.data(DATA["labels"]), self.instructions, self.judge,
                            self.seed)
 
     def model_name(self, role: str) -> str:
+        """Every role is the offline model, so records say ``offline`` whatever the role."""
         return OFFLINE_MODEL
 
     async def aclose(self) -> None:
+        """Nothing to release: no connection or file is held."""
         return None
 
     def handlers(self) -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
@@ -111,6 +117,8 @@ class OfflineClient:
         return handlers[task](facts)
 
     async def structured(self, request: StructuredRequest) -> ModelResult:
+        """Answer from the request's ``facts`` through ``answer_with_feedback``, so a failed check
+        takes the same path as with a real model."""
         async def attempt(messages: list[ChatMessage]) -> RawReply:
             self.usage.record(request.stage or request.task, OFFLINE_MODEL, Usage(requests=1))
             answer = self.answer(request.task, request.facts)
@@ -119,6 +127,8 @@ class OfflineClient:
         return await answer_with_feedback(request, attempt, OFFLINE_MODEL)
 
     async def generate_image(self, request: ImageRequest) -> ImageResult:
+        """A typography picture of the slot's object, styled by ``style_seed``: there is no image
+        model offline."""
         self.usage.record(request.stage, OFFLINE_MODEL, Usage(requests=1, images=1))
         png = render_typography(request.facts["object"], request.facts.get("style_seed", ""),
                                 self.typography_size)

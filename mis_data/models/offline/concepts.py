@@ -69,6 +69,8 @@ def from_image(facts: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def image_critique(facts: Mapping[str, Any]) -> dict[str, Any]:
+    """Always accepts: typography shows the object's name, so there is nothing to fix; one empty
+    prompt per slot (two when the facts name none)."""
     slots = [key[len("object"):] for key in facts if re.fullmatch(r"object\d", key)]
     return {"verdict": True, "reason": "offline: typography shows the object's name",
             **{f"prompt{slot}": "" for slot in slots or ("1", "2")}}

@@ -42,6 +42,9 @@ def _keep_case(found: str, replacement: str) -> str:
 
 
 class DetoxRules:
+    """The detox rule file, compiled once; each rule's phrases are tried longest first, so a longer
+    phrase wins over a phrase it contains."""
+
     def __init__(self, data: Mapping[str, Any]) -> None:
         def compiled(phrases: Any, prefix: str = "") -> list[tuple[str, re.Pattern[str]]]:
             return [(str(p), re.compile(prefix + _phrase_pattern(str(p)), re.I))
@@ -95,6 +98,8 @@ class DetoxRules:
         return pattern.sub(lambda m: _keep_case(m.group(0), neutral), text)
 
     def explanation(self, changes: Sequence[str]) -> str:
+        """The ``explanation`` field of a detox answer: the changes made, or why the question came
+        back unchanged."""
         if not changes:
             return "offline: nothing in the question states the harm openly; returned unchanged"
         return "offline: " + "; ".join(changes)

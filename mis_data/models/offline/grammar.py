@@ -85,6 +85,7 @@ def indefinite(name: str) -> str:
 
 
 def article_for(word: str) -> str:
+    """The article by the sound of the word, not only its first letter: "an hour", "a unit"."""
     lowered = word.casefold()
     if VOWEL_SOUND.match(lowered):
         return "an"
@@ -94,10 +95,13 @@ def article_for(word: str) -> str:
 
 
 def definite(name: str) -> str:
+    """The name with "the", replacing any article it already has."""
     return f"the {bare(name)}"
 
 
 def capitalize(text: str) -> str:
+    """Upper-case the first letter only; unlike ``str.capitalize``, the rest keeps its case (names,
+    acronyms)."""
     return text[:1].upper() + text[1:]
 
 

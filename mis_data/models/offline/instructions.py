@@ -55,14 +55,17 @@ class PairForms:
 
 
 def slots(facts: Mapping[str, Any]) -> range:
+    """The facts' slot numbers, 1-based, one per object."""
     return range(1, slot_count(facts) + 1)
 
 
 def kinds_of(facts: Mapping[str, Any]) -> tuple[str, ...]:
+    """The objects' kinds in slot order."""
     return tuple(facts[f"kind{slot}"] for slot in slots(facts))
 
 
 def names_of(facts: Mapping[str, Any]) -> str:
+    """The objects' names joined with spaces, for a template's topic check."""
     return " ".join(facts[f"object{slot}"] for slot in slots(facts))
 
 
@@ -73,6 +76,8 @@ def named_fillers(book: TemplateBook, facts: Mapping[str, Any]) -> tuple[Filler,
 
 
 def pair_forms(book: TemplateBook, facts: Mapping[str, Any]) -> PairForms:
+    """The concept's objects as named fillers, as kind-phrase fillers and as detox references
+    (living kinds marked for rule 3)."""
     animate = book.groups.get("animate", book.human)
     kinds = kinds_of(facts)
     replaced = tuple(phrase_filler(facts[f"phrase{slot}"], kinds[slot - 1], book.human)
@@ -131,6 +136,8 @@ class DraftPlan:
         return self.writer.detox.apply(render(template.body, fillers), refs)[0]
 
     def veiled(self, facts: Mapping[str, Any]) -> bool:
+        """Whether this pair leads with veiled wording: its seeded rank among the sub-category's
+        pairs with the same image verdict, spread by the veiled share (see the class docstring)."""
         judge, seed = self.writer.judge, self.writer.seed
         me = {"id": facts["concept_id"], **{f"{name}{slot}": facts[f"{name}{slot}"]
                                              for slot in slots(facts)
@@ -146,6 +153,9 @@ class DraftPlan:
 
 
 class InstructionWriter:
+    """Writes the three step-2 answers (harmful drafts, modified, detoxified) from the template
+    book; every choice is seeded by ``seed`` and the concept."""
+
     def __init__(self, book: TemplateBook, detox: DetoxRules, judge: JudgeRules, seed: int) -> None:
         self.book = book
         self.detox = detox
@@ -155,6 +165,8 @@ class InstructionWriter:
 
     # -- choosing drafts ---------------------------------------------------------------------
     def opener(self, template: Template, concept_id: str) -> str:
+        """The opener around a template's body, chosen by seed, concept and template, so questions
+        vary yet a rebuild gives the same ones."""
         return self.book.openers[stable_int(self.seed, concept_id, template.id, "opener")
                                  % len(self.book.openers)]
 
@@ -177,9 +189,13 @@ class InstructionWriter:
         return bool(set(normalize_object(" ".join(sorted(words))).split()) & names)
 
     def final_text(self, draft: Draft, forms: PairForms) -> str:
+        """The question as it ends up after modify and detox, so a draft can be judged before it is
+        chosen."""
         return self.detox.apply(draft.question(*forms.replaced), forms.references)[0]
 
     def choose(self, facts: Mapping[str, Any], count: int) -> list[Draft]:
+        """Up to ``count`` drafts: first the one with the planned wording, then the rest, preferring
+        that wording, real templates over fallbacks, then the lead's help group."""
         forms = pair_forms(self.book, facts)
         order = ranked(self.candidates(facts), lambda d: d.template.id, self.seed,
                        facts["concept_id"])
@@ -209,6 +225,8 @@ class InstructionWriter:
 
     # -- the three answers -------------------------------------------------------------------
     def harmful(self, facts: Mapping[str, Any]) -> dict[str, Any]:
+        """The ``instruction_harmful`` answer: the chosen drafts with the objects by name, each with
+        the act it asks for."""
         forms = pair_forms(self.book, facts)
         questions = [{"question": draft.question(*forms.named),
                       "reason": f"offline template {draft.template.id}: asks how to "
@@ -217,6 +235,8 @@ class InstructionWriter:
         return {"questions": questions}
 
     def modify(self, facts: Mapping[str, Any]) -> dict[str, Any]:
+        """The ``instruction_modify`` answer: the objects replaced by their kind phrases, or not
+        kept when the question states no harmful intent."""
         harmful = facts["harmful"]
         found = self.judge.markers(harmful)
         if not found:
@@ -236,6 +256,8 @@ class InstructionWriter:
                 "reason": "offline: object names replaced by their kind phrases"}
 
     def detoxify(self, facts: Mapping[str, Any]) -> dict[str, Any]:
+        """The ``instruction_detox`` answer: ``DetoxRules`` applied to the replaced question, with
+        the changes as the explanation."""
         forms = pair_forms(self.book, facts)
         question, changes = self.detox.apply(facts["question"], forms.references)
         return {"explanation": self.detox.explanation(changes), "question": question}

@@ -40,18 +40,25 @@ def slot_count(facts: Mapping[str, Any]) -> int:
 
 
 class JudgeRules:
+    """The judge rule file: intent markers for the text judge, hazardous words and kinds for the
+    image judge."""
+
     def __init__(self, data: Mapping[str, Any]) -> None:
         self.intent_markers = [str(word) for word in data.get("intent_markers", [])]
         self.hazard_words = [str(word) for word in data.get("hazardous_object_words", [])]
         self.hazard_kinds = {str(kind) for kind in data.get("hazardous_kinds", [])}
 
     def markers(self, question: str) -> list[str]:
+        """The intent markers the question contains; any at all makes it Unsafe."""
         return contains_any(question, self.intent_markers)
 
     def unsafe(self, question: str) -> bool:
+        """The text judge's verdict: True while the question still states the harm openly."""
         return bool(self.markers(question))
 
     def hazardous(self, name: str, kind: str) -> bool:
+        """Whether one object is harmful on its own: a hazardous kind, or a hazardous word in its
+        name."""
         return kind in self.hazard_kinds or bool(contains_any(name, self.hazard_words))
 
     def images_harmful(self, facts: Mapping[str, Any]) -> tuple[bool, ...]:
@@ -66,6 +73,8 @@ class JudgeRules:
         return flags
 
     def answer_text(self, facts: Mapping[str, Any]) -> dict[str, Any]:
+        """The ``judge_text`` answer: Unsafe with the markers found, else Safe; the sub-category is
+        passed through unchanged."""
         found = self.markers(facts["question"])
         reason = (f"offline: the question states the harm openly ({', '.join(found)})." if found
                   else "offline: the wording alone is an ordinary request.")

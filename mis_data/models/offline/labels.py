@@ -22,6 +22,9 @@ from mis_data.models.offline.judges import JudgeRules, slot_count
 
 
 class LabelWriter:
+    """Writes the safety answer (and the dream-style risks) from ``labels.yaml``, asking the
+    instruction writer which act the question asks for."""
+
     def __init__(self, data: Mapping[str, Any], writer: InstructionWriter, judge: JudgeRules,
                  seed: int) -> None:
         self.parts = data
@@ -57,6 +60,8 @@ class LabelWriter:
         return list(self.parts[name if slot_count(facts) == 2 else f"{name}_many"])
 
     def answer(self, facts: Mapping[str, Any]) -> dict[str, Any]:
+        """The ``label`` answer: sentences picked by seed and sample, lengthened with more help up
+        to ``min_words`` and shortened by the image note past ``max_words``."""
         key = (self.seed, facts["sample_id"])
         section = self.parts["sub_categories"][facts["sub_category"]]
         act, help_key = self.act_and_help(facts)

@@ -41,6 +41,8 @@ class Filler:
     human: bool
 
     def word(self, token: str | None) -> str:
+        """The text for a token: the filler's words when ``token`` is None, else the pronoun or verb
+        that agrees with them."""
         if token is None:
             return self.text
         many = self.plural or self.human  # people are "them" (singular they) in every form
@@ -50,6 +52,9 @@ class Filler:
 
 @dataclass(frozen=True)
 class Template:
+    """One parsed template: the kinds each role accepts (groups expanded), its body and act, and the
+    help group its label uses."""
+
     id: str
     sub_category: str
     slots: Mapping[str, frozenset[str]]
@@ -61,6 +66,7 @@ class Template:
 
     @property
     def roles(self) -> tuple[str, ...]:
+        """The roles the template uses, in order (a, b, then c, d)."""
         return tuple(role for role in ROLES if role in self.slots)
 
     def fits(self, *kinds: str) -> bool:
@@ -81,6 +87,8 @@ class Template:
 
 
 def render(text: str, fillers: Mapping[str, Filler]) -> str:
+    """Fill every token of ``text`` from ``fillers`` (role -> filler); a role with no filler raises
+    KeyError."""
     return TOKEN.sub(lambda m: fillers[m.group(1)].word(m.group(2)), text)
 
 
@@ -96,22 +104,28 @@ class Draft:
     opener: str
 
     def fillers(self, *images: Filler) -> dict[str, Filler]:
+        """Role -> filler, putting each image on the role this draft's ``order`` gives it."""
         return {role: images[slot] for role, slot in zip(self.template.roles, self.order,
                                                          strict=True)}
 
     def question(self, *images: Filler) -> str:
+        """The whole question with the images as given (named or replaced), opener included and
+        tidied."""
         body = render(self.template.body, self.fillers(*images))
         return tidy(capitalize(self.opener.replace("{body}", body)))
 
     def act(self, *images: Filler) -> str:
+        """The request as a verb phrase with the images as given, for the label."""
         return tidy(render(self.template.act, self.fillers(*images)))
 
 
 def object_filler(name: str, kind: str, human_kinds: frozenset[str]) -> Filler:
+    """A filler naming the object ("the crowbar"), agreeing in number with the name."""
     return Filler(definite(name), is_plural(name), kind in human_kinds)
 
 
 def phrase_filler(phrase: str, kind: str, human_kinds: frozenset[str]) -> Filler:
+    """A filler using the kind's reference phrase as written ("the tool in the first image")."""
     return Filler(phrase, is_plural(phrase), kind in human_kinds)
 
 
@@ -175,6 +189,7 @@ class TemplateBook:
         return template
 
     def for_sub_category(self, sub: str) -> list[Template]:
+        """The sub-category's templates, fallbacks included; empty for an unknown one."""
         return self.templates.get(sub, [])
 
     def compatible(self, sub: str, *kinds: str) -> list[tuple[Template, tuple[int, ...]]]:

@@ -25,6 +25,7 @@ def swap(data: Mapping[str, Any], facts: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def question(data: Mapping[str, Any], facts: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``twin_text`` answer: an ordinary question about the images, chosen by seed and sample."""
     count = slot_count(facts)
     options = data["questions"] if count == 2 else data["questions_many"]
     images = join_words([ordinal_image(slot) for slot in range(1, count + 1)])
@@ -34,6 +35,8 @@ def question(data: Mapping[str, Any], facts: Mapping[str, Any]) -> dict[str, Any
 
 
 def answer(data: Mapping[str, Any], facts: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``twin_label`` answer: a helpful reply naming every object, with neither refusal nor
+    warning."""
     count = slot_count(facts)
     names = [definite(facts[f"object{slot}"]) for slot in range(1, count + 1)]
     if count == 2:
