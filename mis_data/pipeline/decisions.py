@@ -225,6 +225,7 @@ class Applier:
                    or majority([vote.sub_category for vote in votes]) or generated)
             base = judged or JudgementRecord(id=sample, route="hard", sub_category=sub,
                                              category=self.taxonomy.category_of(sub), votes=votes)
+            assert decision.route is not None, "ReviewDecision requires a route to resolve"
             return self.routed(base, decision.route, sub, generated, decision)
         return None
 
