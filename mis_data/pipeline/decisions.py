@@ -120,7 +120,7 @@ class ApplyReport:
     problems: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, int]:
-        """The counts the manifest records (the lists and write counts stay in the command's output)."""
+        """The decision counts alone, as a dict (no id lists, no write counts)."""
         return {"decisions": self.decisions, "samples": self.samples, "kept": self.kept,
                 "dropped": self.dropped, "moved": self.moved, "resolved": self.resolved}
 
@@ -143,7 +143,7 @@ class ApplyReport:
 
     @property
     def changed(self) -> bool:
-        """Whether applying wrote anything, so the caller knows if the splits must be redone."""
+        """Whether applying wrote a judgement or a reject (``lines`` says "nothing changed" if not)."""
         return bool(self.judgements_written or self.rejects_written)
 
 

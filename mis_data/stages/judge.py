@@ -48,8 +48,7 @@ class JudgeStage(Stage):
                 if sample.pair is not None and sample.id not in near_duplicates]
 
     def concurrency(self) -> int:
-        """As many samples at once as the fastest judge's ``capacity`` allows (each sample asks every
-        judge)."""
+        """As many samples at once as the largest judge ``capacity`` (each sample asks every judge)."""
         return max(judge.capacity for judge in self.ctx.config.models.judges)
 
     async def process(self, item: WorkItem) -> Sequence[Outcome] | Rejection:
