@@ -176,7 +176,7 @@ class TwinStage(Stage):
 
     def facts(self, sample: Joined) -> dict[str, Any]:
         """What the twin prompts are filled from (and what the offline backend reads). A twin's
-        answer needs the labels' ``min_words``, capped at 60: a harmless answer may be short."""
+        answer needs the labels' ``min_words`` words, capped at 60, up to their ``max_words``."""
         concept, settings = sample.concept, self.ctx.config.labels
         assert sample.instruction is not None and sample.judgement is not None
         count = concept.image_count
