@@ -90,6 +90,8 @@ def locked(run_dir: Path, command: str, action: Callable[[], T]) -> Callable[[],
 
 
 def print_summary(stats: list[Any], manifest: dict[str, Any]) -> None:
+    """The end-of-build report: per stage its status, records and rejects by reason, then the splits, a
+    hint to rerun when transient errors dropped items, and the usage."""
     typer.echo("")
     typer.echo(f"{'stage':<14}{'status':<26}{'records':>9}{'rejected':>10}  rejects by reason")
     for stage, counts in manifest["stages"].items():
@@ -355,6 +357,7 @@ def eval_compare(
 
 
 def main() -> None:  # pragma: no cover - entry point for `python -m mis_data`
+    """Run the command line as ``mis-data``, exiting 0 if the app returns without exiting."""
     app(prog_name="mis-data")
     sys.exit(0)
 
@@ -375,6 +378,7 @@ def parse_formats(text: str | None) -> list[str] | None:
 
 
 def print_exported(manifest: dict[str, Any], formats: list[str]) -> None:
+    """How many files each requested export format wrote, from the manifest's file list."""
     files = manifest.get("exported_files", {})
     for name in formats:
         count = sum(1 for path in files if path.startswith(f"{name}/"))

@@ -120,10 +120,13 @@ class ApplyReport:
     problems: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, int]:
+        """The decision counts alone, as a dict (no id lists, no write counts)."""
         return {"decisions": self.decisions, "samples": self.samples, "kept": self.kept,
                 "dropped": self.dropped, "moved": self.moved, "resolved": self.resolved}
 
     def lines(self) -> list[str]:
+        """The command's summary, one line each: what was decided, what was written, and what needs
+        attention (labels to make, unknown ids, skipped decisions)."""
         lines = [f"decisions: {self.decisions} in the log, deciding {self.samples} samples: "
                  f"{self.dropped} dropped, {self.moved} moved, {self.resolved} resolved, "
                  f"{self.kept} kept",
@@ -140,6 +143,7 @@ class ApplyReport:
 
     @property
     def changed(self) -> bool:
+        """Whether applying wrote a judgement or a reject (``lines`` says "nothing changed" if not)."""
         return bool(self.judgements_written or self.rejects_written)
 
 
@@ -197,6 +201,8 @@ class Applier:
         return self.concepts[instruction.concept_id].sub_category if instruction else None
 
     def sub_category(self, name: str | None) -> str | None:
+        """The taxonomy's name for a reviewer's sub-category, None when the decision gives none. Raises
+        ``ValueError`` for a name the taxonomy does not know."""
         if not name:
             return None
         found = self.taxonomy.canonical(name)
@@ -225,6 +231,7 @@ class Applier:
                    or majority([vote.sub_category for vote in votes]) or generated)
             base = judged or JudgementRecord(id=sample, route="hard", sub_category=sub,
                                              category=self.taxonomy.category_of(sub), votes=votes)
+            assert decision.route is not None, "ReviewDecision requires a route to resolve"
             return self.routed(base, decision.route, sub, generated, decision)
         return None
 

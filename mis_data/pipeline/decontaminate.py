@@ -82,9 +82,13 @@ class FingerprintCache:
         self.computed = 0
 
     def of_bytes(self, data: bytes) -> Fingerprint:
+        """The fingerprint of an image given by its bytes (a benchmark image), hashed only when its sha256
+        is new to the cache."""
         return self.of_sha(sha256(data).hexdigest(), lambda: data)
 
     def of_sha(self, digest: str, read: Callable[[], bytes]) -> Fingerprint:
+        """The fingerprint of the image whose sha256 is ``digest``; ``read`` is called for its bytes only
+        when the cache has no entry. Raises ``BadImage`` for bytes that cannot be decoded."""
         if digest not in self.hashes:
             fingerprint = Fingerprint.of(read())
             self.hashes[digest] = [f"{fingerprint.phash:016x}", f"{fingerprint.dhash:016x}"]
@@ -93,6 +97,7 @@ class FingerprintCache:
         return Fingerprint(digest, int(phash, 16), int(dhash, 16))
 
     def save(self) -> None:
+        """Write the cache back, atomically, only when this run hashed something new."""
         if self.computed:
             write_text_atomic(self.path, dump_json(dict(sorted(self.hashes.items()))))
 
@@ -120,6 +125,8 @@ class Entry(NamedTuple):
 # -- reading a benchmark ---------------------------------------------------------------------
 
 def detect_kind(path: str) -> str:
+    """A benchmark's kind from its layout: ``mis`` (MIS test files), ``folder`` (plain images, no dataset
+    files), else ``hf``."""
     folder = Path(path)
     if folder.is_dir() and (list(folder.glob("mis_*.json")) or (folder / "mis_test").is_dir()):
         return "mis"
@@ -157,6 +164,8 @@ def image_entry(name: str, root: Path, value: Any) -> Entry:
 
 
 def read_folder(folder: Path) -> Iterator[Entry]:
+    """Every image file under a plain folder, by its path relative to the folder; an unreadable file is an
+    entry with its problem, not an error."""
     for path in sorted(folder.rglob("*")):
         if path.suffix.lower() in IMAGE_SUFFIXES and not path.is_dir():
             name = path.relative_to(folder).as_posix()
@@ -258,10 +267,13 @@ class HashIndex:
                 table[value].append(name)
 
     def chunks(self, value: int) -> list[int]:
+        """A pHash cut into this index's chunks, lowest bits first."""
         return [(value >> low) & ((1 << (high - low)) - 1)
                 for low, high in zip(self.cuts, self.cuts[1:], strict=False)]
 
     def candidates(self, fingerprint: Fingerprint) -> set[str]:
+        """Benchmark images that share at least one pHash chunk with ``fingerprint``: a superset of those
+        within ``distance`` bits, which the caller checks exactly."""
         found: set[str] = set()
         for table, value in zip(self.tables, self.chunks(fingerprint.phash), strict=True):
             found.update(table.get(value, ()))
@@ -269,6 +281,7 @@ class HashIndex:
 
 
 def words(text: str) -> frozenset[str]:
+    """The lower-cased words and numbers of a question, the unit of the question Jaccard."""
     return frozenset(re.findall(r"[a-z0-9]+", text.casefold()))
 
 
@@ -300,6 +313,8 @@ def question_matches(train: dict[str, str], benchmark: dict[str, str],
 
 @dataclass
 class Report:
+    """One comparison's raw results: image and question matches, how many images each side had, and the
+    seconds it took."""
     matches: list[dict[str, Any]]
     text_matches: list[dict[str, Any]]
     train_images: int
@@ -309,6 +324,8 @@ class Report:
 
 def find_matches(run: RunDir, benchmark: Benchmark, phash_distance: int, dhash_distance: int,
                  text_threshold: float, fingerprints: FingerprintCache) -> Report:
+    """Compare every train and validation image with the benchmark's images (exact bytes, or both pHash and
+    dHash within their distances) and the samples' questions with its questions."""
     started = time.perf_counter()
     splits = read_splits(run)
     samples = splits.get("train", []) + splits.get("val", [])

@@ -20,6 +20,8 @@ PACKAGES = ("mis-data", "openai", "datasets", "pillow", "pydantic", "huggingface
 
 
 def package_versions() -> dict[str, str]:
+    """The installed version of each package whose behaviour shapes the data (``not installed`` for a
+    missing one)."""
     versions = {}
     for name in PACKAGES:
         try:
@@ -30,6 +32,7 @@ def package_versions() -> dict[str, str]:
 
 
 def split_counts(splits: dict[str, list[Sample]]) -> dict[str, Any]:
+    """Each non-empty split's size, in total and by sub-category (sorted so the manifest is stable)."""
     table: dict[str, Any] = {}
     for split in SPLITS:
         members = splits.get(split, [])
@@ -41,6 +44,8 @@ def split_counts(splits: dict[str, list[Sample]]) -> dict[str, Any]:
 
 
 def exported_files(export_dir: Path) -> dict[str, str]:
+    """The sha256 of every exported file by its path under ``export_dir``; hidden files and folders are
+    left out, and a missing folder gives nothing."""
     if not export_dir.exists():
         return {}
     files = {}
@@ -53,6 +58,8 @@ def exported_files(export_dir: Path) -> dict[str, str]:
 
 def build_manifest(run: RunDir, config: BuildConfig, splits: dict[str, list[Sample]],
                    usage: dict[str, Any], prompt_hashes: dict[str, str]) -> dict[str, Any]:
+    """The manifest of a run as a dict (the caller writes it). It has no timestamps, so a rerun over the
+    same data gives the same file."""
     return {
         "name": config.name,
         "backend": config.backend,

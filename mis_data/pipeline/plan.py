@@ -116,12 +116,16 @@ class Row:
 
 @dataclass
 class Plan:
+    """What ``mis-data plan`` predicts for a config before anything is sent: one row per stage and request
+    kind, the expected counts along the flow, the assumptions behind them, and notes."""
     rows: list[Row]
     counts: dict[str, int]
     assumptions: Assumptions
     notes: list[str] = field(default_factory=list)
 
     def by_stage(self) -> dict[str, dict[str, Any]]:
+        """The rows summed per stage; a stage's time is its slowest row, since its requests to different
+        models run side by side."""
         stages: dict[str, dict[str, Any]] = {}
         for row in self.rows:
             entry = stages.setdefault(row.stage, {"requests": 0, "max_requests": 0,
@@ -135,6 +139,7 @@ class Plan:
 
     @property
     def total(self) -> dict[str, Any]:
+        """The whole build: requests, tokens and images summed, cost and time rounded."""
         total: dict[str, Any] = dict.fromkeys(("requests", "max_requests", "input_tokens",
                                                "output_tokens", "images", "cost_usd", "seconds"), 0.0)
         for entry in self.by_stage().values():
@@ -145,9 +150,11 @@ class Plan:
 
     @property
     def cost(self) -> float:
+        """The estimated cost in USD, unrounded (what ``build --confirm-above`` is compared with)."""
         return sum(row.cost_usd for row in self.rows)
 
     def as_dict(self) -> dict[str, Any]:
+        """The plan as JSON-ready data, floats rounded to four places (``mis-data plan --json``)."""
         stages = {stage: {key: (round(v, 4) if isinstance(v, float) else v)
                           for key, v in entry.items()} for stage, entry in self.by_stage().items()}
         return {"counts": self.counts, "assumptions": asdict(self.assumptions),
@@ -156,6 +163,8 @@ class Plan:
                 "stages": stages, "total": self.total, "notes": self.notes}
 
     def lines(self) -> list[str]:
+        """The plan as the command prints it: the flow, one table row per request kind, the total, the
+        assumptions and the notes."""
         counts = self.counts
         out = [f"plan: {counts['concepts']} concept pairs -> {counts['questions']} questions -> "
                f"~{counts['judged']} judged -> ~{counts['train']} train",
@@ -181,6 +190,7 @@ class Plan:
 
 
 def duration(seconds: float) -> str:
+    """Seconds as a short human figure: seconds under 90, minutes under 90 minutes, hours above."""
     if seconds < 90:
         return f"{seconds:.0f}s"
     if seconds < 5400:
@@ -189,6 +199,7 @@ def duration(seconds: float) -> str:
 
 
 def tokens_of(text: str) -> int:
+    """Estimated tokens of a text, from its length (``CHARS_PER_TOKEN``)."""
     return math.ceil(len(text) / CHARS_PER_TOKEN)
 
 
@@ -201,6 +212,8 @@ def schema_tokens(model: type[BaseModel]) -> int:
 
 @dataclass
 class ConceptCount:
+    """What the plan expects of the concepts step: the shipped concepts kept, the final count per
+    sub-category, the requests per task, and the generation rounds."""
     concepts: list[ConceptRecord]  # shipped ones, exactly as the concept stage keeps them
     per_sub: dict[str, int]        # final count per sub-category (shipped + generated, capped)
     requests: dict[str, tuple[int, int, str]]  # task -> (requests, max requests, role)
@@ -285,6 +298,7 @@ class PromptSizes:
         self.cache: dict[str, float] = {}
 
     def question(self, fill: str = "q") -> str:
+        """A stand-in question of the assumed length, so prompts render at their expected size."""
         return (fill * self.a.question_chars)[: self.a.question_chars]
 
     def average(self, task: ModelTask) -> float:
@@ -300,6 +314,7 @@ class PromptSizes:
         return self.cache[task.name]
 
     def label_chars(self) -> int:
+        """A label's assumed length in characters: the middle of ``labels.min_words`` and ``max_words``."""
         words = (self.ctx.config.labels.min_words + self.ctx.config.labels.max_words) / 2
         return int(words * 5.8)  # characters a word of English prose, with its space
 
@@ -376,6 +391,7 @@ def plan_targets(ctx: BuildContext, per_sub: dict[str, int], a: Assumptions) -> 
 
 
 def describe(targets: dict[str, int]) -> str:
+    """A per-sub-category target as one figure, or a range when sub-categories differ."""
     values = sorted(set(targets.values()))
     return str(values[0]) if len(values) == 1 else f"{values[0]}-{values[-1]}"
 
@@ -482,11 +498,12 @@ def make_plan(config: Checked | BuildConfig, assumptions: Assumptions | None = N
     counts = {"concepts": pairs, "questions": questions, "kept_by_modify": kept,
               "judged": judged, "routed": routed, "train": train, "labelled": labelled}
     for stage_name, stage in STAGES.items():  # stages beyond the built-in flow plan themselves
-        for task in stage.tasks:
-            if task.plan_requests is not None and task.role in ("text", "vision"):
-                add(stage_name, task.role, models.text if task.role == "text" else models.vision,
-                    task.name, task.plan_requests(counts), False,
-                    images=k if task.role == "vision" else 0)
+        for model_task in stage.tasks:
+            if model_task.plan_requests is not None and model_task.role in ("text", "vision"):
+                add(stage_name, model_task.role,
+                    models.text if model_task.role == "text" else models.vision,
+                    model_task.name, model_task.plan_requests(counts), False,
+                    images=k if model_task.role == "vision" else 0)
     roles = {"text": models.text, "vision": models.vision, "image": models.image,
              **{f"judge:{i}": spec for i, spec in enumerate(models.judges)}}
     for row in rows:
@@ -534,4 +551,5 @@ def lane_seconds(row: Row, spec: ModelSpec, a: Assumptions) -> float:
 
 def plan_config(path: Path, assumptions: Assumptions | None = None,
                 overrides: dict[str, Any] | None = None) -> Plan:
+    """The plan of a config file; API keys are not needed, so a plan can be made before they are set."""
     return make_plan(load_checked(path, overrides, keys=False), assumptions)

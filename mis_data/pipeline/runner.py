@@ -46,6 +46,8 @@ log = logging.getLogger("mis_data")
 
 @dataclass
 class BuildResult:
+    """What a build returns to the command: the run folder, every stage's stats, the manifest, and the
+    lines it skipped or warned about."""
     run: RunDir
     stats: list[StageStats] = field(default_factory=list)
     manifest: dict[str, Any] = field(default_factory=dict)
@@ -71,26 +73,26 @@ def prepare(config: Checked | Path, run_dir: Path | None = None, seed: int | Non
     """Create (or reopen) the run folder and the model client for a checked config (a path is
     read and checked here; ``seed`` overrides it then)."""
     checked = config if isinstance(config, Checked) else load_checked(config, {"seed": seed})
-    config = checked.config
-    hashes = prompt_hashes(config.prompts_dir)
-    run = RunDir(run_path(config, run_dir))
-    identity = run_identity(config, hashes)
+    build_config = checked.config  # the parameter may be a path; this is the checked config
+    hashes = prompt_hashes(build_config.prompts_dir)
+    run = RunDir(run_path(build_config, run_dir))
+    identity = run_identity(build_config, hashes)
     check_run_folder(run, identity)
     lock = lock_run(run.path, "build", new=True)  # the first write; it undoes a crash's half-writes
     try:
         check_run_folder(RunDir(run.path), identity)  # again, as the lock's last holder left it
         run.stage_file("rejects").touch()  # present even when nothing is rejected: readers expect it
         run.write_config(RunConfig(format_version=FORMAT_VERSION, config_sha256=identity,
-                                   prompt_sha256=hashes, config=config))
-        prompts = PromptLibrary(config.prompts_dir)
-        store = ImageStore(run.images_dir, config.images.max_side, config.images.max_pixels)
-        client = make_client(config, prompts, store, run.cache_path, max_cost=max_cost,
+                                   prompt_sha256=hashes, config=build_config))
+        prompts = PromptLibrary(build_config.prompts_dir)
+        store = ImageStore(run.images_dir, build_config.images.max_side, build_config.images.max_pixels)
+        client = make_client(build_config, prompts, store, run.cache_path, max_cost=max_cost,
                              batch=batch, offline_answers={
                                  name: task.offline for name, task in TASKS.items() if task.offline})
     except BaseException:
         lock.release()
         raise
-    return BuildContext(config=config, run=run, taxonomy=checked.taxonomy, prompts=prompts,
+    return BuildContext(config=build_config, run=run, taxonomy=checked.taxonomy, prompts=prompts,
                         client=client, store=store, show_progress=show_progress,
                         kinds=checked.kinds, lock=lock)
 
@@ -201,4 +203,6 @@ async def run_build(ctx: BuildContext) -> BuildResult:
 
 
 def build(ctx: BuildContext) -> BuildResult:
+    """Run the whole build for a prepared context (see ``run_build``); the lock of ``prepare`` is released
+    at the end, also on failure."""
     return asyncio.run(run_build(ctx))

@@ -64,6 +64,7 @@ class Exclusion:
     detail: str = ""
 
     def as_dict(self) -> dict[str, str]:
+        """The exclusion as one row of the splits report."""
         return {"id": self.id, "route": self.route, "sub_category": self.sub_category,
                 "reason": self.reason, "detail": self.detail}
 
@@ -211,7 +212,7 @@ def apply_quotas(members: list[Sample], quotas: dict[str, int], seed: int,
             by_sub[sample.sub_category].append(sample)
         else:
             kept.append(sample)
-    excluded = []
+    excluded: list[Exclusion] = []
     word = "quota" if reason == OVER_QUOTA else "target"
     for sub_category, group in sorted(by_sub.items()):
         group.sort(key=lambda s: seeded_rank(seed, word, s.id))

@@ -55,6 +55,9 @@ log = logging.getLogger("mis_data")
 
 @dataclass
 class BuildContext:
+    """Everything a stage needs for one build: the config, the run folder, the taxonomy, the prompts, the
+    model client and the image store. ``kinds`` holds the taxonomy's kinds by name; ``lock`` is set by
+    ``prepare`` and released when the build ends."""
     config: BuildConfig
     run: RunDir
     taxonomy: Taxonomy
@@ -144,7 +147,8 @@ def model_request(ctx: BuildContext, task: ModelTask, *, stage: str, item_id: st
     text = ctx.prompts.get(prompt or task.prompt)
     reply = response_model or task.reply_model(ctx)
     assert reply is not None, f"task {task.name} declares no reply model"
-    parts = (*(ImagePart(sha256) for sha256 in images), TextPart(text.render(**values)))
+    parts: tuple[ImagePart | TextPart, ...] = (*(ImagePart(sha256) for sha256 in images),
+                                               TextPart(text.render(**values)))
     return StructuredRequest(task=task.name, role=role or task.role, item_id=item_id, stage=stage,
                              messages=[ChatMessage("user", parts)], response_model=reply,
                              facts=values if facts is None else facts, check=check,
@@ -153,6 +157,8 @@ def model_request(ctx: BuildContext, task: ModelTask, *, stage: str, item_id: st
 
 @dataclass(frozen=True)
 class WorkItem:
+    """One unit of a per-item stage's work. ``id`` is what the runner skips when done and names in a reject;
+    ``payload`` is whatever ``process`` needs (a record, a tuple of records)."""
     id: str
     sub_category: str | None
     payload: Any
@@ -170,6 +176,8 @@ class Rejection:
 
     @classmethod
     def from_result(cls, result: ModelResult, what: str, id: str | None = None) -> Rejection:
+        """The rejection of a failed model reply: its reason (``invalid_output`` when the result names none),
+        ``what`` failed with the result's detail, and the models that declined it."""
         reason = result.reason or RejectReason.invalid_output
         return cls(reason, f"{what}: {result.detail}" if result.detail else what, id=id,
                    models=tuple(result.declined_by))
@@ -188,6 +196,8 @@ Outcome = BaseModel | Rejection | SideRecord
 
 @dataclass
 class StageStats:
+    """What the runner reports for one stage: items pending, records kept, drops counted by reason, whether
+    everything was already done, and a note for the summary."""
     stage: str
     pending: int = 0
     kept: int = 0
@@ -215,6 +225,7 @@ class Stage(ABC):
         """Turn one item into its outcomes, or say why the whole item is dropped."""
 
     def concurrency(self) -> int:
+        """How many items run at once when requests are not batched; override to go slower."""
         return 64
 
     def redo_ids(self) -> set[str]:
@@ -275,6 +286,8 @@ class WholeStage(ABC):
 
 
 def log_rejection(stage: str, item_id: str, rejection: Rejection) -> None:
+    """Log one drop as a warning, with its detail cut to 200 characters so a long model reply does not flood
+    the log."""
     log.warning("%s %s rejected: %s (%s)", stage, item_id, rejection.reason.value,
                 rejection.detail[:200])
 
@@ -299,6 +312,8 @@ def record_decided_rejects(run: RunDir, stage: str, rejects: Sequence[RejectReco
 
 def write_reject(ctx: BuildContext, stage: str, rejection: Rejection, item: WorkItem,
                  stats: StageStats) -> None:
+    """Write one rejection of an item to the rejects file (its own ``id`` or the item's) and count it in
+    ``stats``."""
     record_id = rejection.id or item.id
     ctx.run.reject(RejectRecord(stage=stage, id=record_id, reason=rejection.reason,
                                 detail=rejection.detail[:1000], sub_category=item.sub_category,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from typing import Any
+from typing import Any, cast
 
 from pydantic import BaseModel
 
@@ -49,6 +49,7 @@ async def extract_concept(ctx: BuildContext, item: ConceptInput) -> ConceptRecor
     taxonomy, count = ctx.taxonomy, ctx.config.images_per_sample
     values = {"taxonomy": taxonomy.describe(), "kinds": kinds_text(ctx.kinds),
               **concept_wording(count)}
+    images: tuple[str, ...]
     if item.text is not None:
         task, values, images = FROM_QUERY, {"query": item.text, **values}, ()
     else:
@@ -69,6 +70,7 @@ async def extract_concept(ctx: BuildContext, item: ConceptInput) -> ConceptRecor
         check=check))
     if not result.ok:
         return reject(item.where, result.reason or RejectReason.invalid_output, result.detail)
+    assert result.value is not None, "an ok result carries its reply"
     return concept_from_entry(result.value.model_dump(), item.where, item.source, taxonomy,
                               ctx.config.seed, ctx.kinds, count)
 
@@ -136,6 +138,8 @@ def examples_heading(shown: list[dict[str, Any]], count: int) -> str:
 
 
 def pair_line(entry: dict[str, Any]) -> str:
+    """A concept as one line of a prompt's list (``- object (kind) + object (kind)``); the same line tells
+    the model which pairs are taken."""
     return "- " + " + ".join(f"{entry[f'object{slot}']} ({entry.get(f'kind{slot}', 'object')})"
                              for slot in range(1, slots_of(entry) + 1))
 
@@ -153,12 +157,16 @@ class Generator:
         self.count = ctx.config.images_per_sample
 
     def sub_categories(self) -> list[str]:
+        """The sub-categories to generate for: the source's, else the concepts config's, else the whole
+        taxonomy; names are made canonical where the taxonomy knows them."""
         named = self.source.sub_categories or self.ctx.config.concepts.sub_categories
         if not named:
             return list(self.ctx.taxonomy.sub_category_names)
         return [self.ctx.taxonomy.canonical(name) or name for name in named]
 
     async def all(self) -> list[Candidate]:
+        """Every candidate of every sub-category, in sub-category order (the sub-categories run
+        concurrently)."""
         groups = await asyncio.gather(*(self.one_sub_category(sub) for sub in self.sub_categories()))
         return [candidate for group in groups for candidate in group]
 
@@ -198,7 +206,8 @@ class Generator:
                 candidates.append((where, reject(where, result.reason or RejectReason.invalid_output,
                                                  result.detail, sub_category)))
                 continue
-            for index, pair in enumerate(result.value.pairs, start=1):
+            # ProposedPairs is built by create_model, so mypy sees only BaseModel.
+            for index, pair in enumerate(cast(Any, result.value).pairs, start=1):
                 entry = {**pair.model_dump(), "sub_category": sub_category}
                 proposed.append(pair_line(entry))
                 candidate = self.judge_proposal(entry, f"{where}.{index}")
@@ -207,6 +216,9 @@ class Generator:
         return candidates
 
     def judge_proposal(self, entry: dict[str, Any], where: str) -> ConceptRecord | RejectRecord:
+        """Accept one proposed entry as a concept, or reject it: vague or repeated objects, a rule of
+        ``concept_from_entry``, or a duplicate of a pair (or head-noun signature) already taken in this
+        build. Accepted pairs are remembered."""
         problem = object_problem(*(entry[f"object{slot}"] for slot in range(1, self.count + 1)))
         if problem:
             return reject(where, problem.reason, problem.detail, entry["sub_category"])

@@ -35,6 +35,8 @@ VAGUE_WORDS = {"behavior", "behaviour", "activity", "activities", "content", "ac
 
 def reject(where: str, reason: RejectReason, detail: str,
            sub_category: str | None = None) -> RejectRecord:
+    """A ``concepts`` reject named by ``where`` (the entry's place in its source), which also prefixes the
+    detail so the log says where the entry came from."""
     return RejectRecord(stage=STAGE, id=where, reason=reason, detail=f"{where}: {detail}",
                         sub_category=sub_category)
 
@@ -74,8 +76,9 @@ def concept_from_entry(entry: Any, where: str, source: str, taxonomy: Taxonomy, 
         return reject(where, RejectReason.invalid_concept,
                       f"unknown kind {unknown[0]!r} (known: {', '.join(kinds)})", sub_category)
     objects = [str(entry[f"object{slot}"]) for slot in slots]
-    fields = {f"{name}{slot}": value for slot, obj, kind in zip(slots, objects, chosen, strict=True)
-              for name, value in (("object", obj), ("kind", kind))}
+    fields: dict[str, Any] = {
+        f"{name}{slot}": value for slot, obj, kind in zip(slots, objects, chosen, strict=True)
+        for name, value in (("object", obj), ("kind", kind))}
     try:
         concept = ConceptRecord(
             id=sample_id(seed, sub_category, *objects), category=category,
@@ -107,7 +110,7 @@ def object_problem(*objects: str) -> Problem | None:
 
 def pair_fields(kinds: dict[str, Kind], count: int = 2) -> dict[str, Any]:
     """The fields of a proposed concept (``count`` objects), kinds constrained to the vocabulary."""
-    kind = Literal[tuple(kinds)] if kinds else str  # type: ignore[valid-type]
+    kind = Literal[tuple(kinds)] if kinds else str
     fields: dict[str, Any] = {}
     for slot in range(1, count + 1):
         fields.update({f"object{slot}": (str, ...), f"kind{slot}": (kind, ...)})
@@ -122,10 +125,11 @@ def object_fields_json(count: int) -> str:
 def concept_reply_model(taxonomy: Taxonomy, kinds: dict[str, Kind],
                         count: int = 2) -> type[BaseModel]:
     """An extracted concept, category, sub-category and kinds constrained to the data files."""
+    # Built at run time from the data files, so mypy cannot check these as types.
+    category: Any = Literal[tuple(taxonomy.categories)]
+    sub_category: Any = Literal[tuple(taxonomy.sub_category_names)]
     return create_model(
-        "ConceptReply",
-        category=(Literal[tuple(taxonomy.categories)], ...),  # type: ignore[valid-type]
-        sub_category=(Literal[tuple(taxonomy.sub_category_names)], ...),  # type: ignore[valid-type]
+        "ConceptReply", category=(category, ...), sub_category=(sub_category, ...),
         **pair_fields(kinds, count))
 
 
@@ -136,4 +140,6 @@ def generated_reply_model(kinds: dict[str, Kind], count: int = 2) -> type[BaseMo
 
 
 def kinds_text(kinds: dict[str, Kind]) -> str:
+    """The kinds as a prompt lists them, one ``- name: what`` line each; ``- object`` when the build
+    defines none."""
     return "\n".join(f"- {kind.name}: {kind.what}" for kind in kinds.values()) or "- object"

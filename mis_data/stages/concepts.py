@@ -153,8 +153,8 @@ async def top_up(ctx: BuildContext, wants: dict[str, int], round_number: int) ->
             proposed=[pair_line(c.model_dump()) for c in existing
                       if c.sub_category == sub and c.source == "generated"])
             for sub in subs))
-        for sub, group in zip(subs, groups, strict=True):
-            for _where, candidate in group:
+        for sub, proposals in zip(subs, groups, strict=True):
+            for _where, candidate in proposals:
                 if isinstance(candidate, RejectRecord):
                     rejects.append(candidate)
                 else:
@@ -173,9 +173,12 @@ async def top_up(ctx: BuildContext, wants: dict[str, int], round_number: int) ->
 
 
 class ConceptStage(WholeStage):
+    """The concepts step as a whole-file stage (see the module docstring for its inputs, output and drops)."""
     name = Step.concepts.value
 
     async def decide(self) -> Decision:
+        """Gather every source's candidates, filter them in config order, and write the kept concepts
+        sorted by id."""
         kept, rejects = apply_filters(await gather_candidates(self.ctx), self.ctx)
         kept.sort(key=lambda concept: concept.id)
         return Decision(records=list(kept), rejects=rejects)

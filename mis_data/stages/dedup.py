@@ -28,17 +28,19 @@ from mis_data.stages.base import Decision, WholeStage
 
 
 def tokens(text: str) -> frozenset[str]:
+    """The lower-cased words and numbers of a text, the unit of the instruction Jaccard."""
     return frozenset(re.findall(r"[a-z0-9]+", text.casefold()))
 
 
 def jaccard(first: frozenset[str], second: frozenset[str]) -> float:
+    """Jaccard similarity of two token sets; two empty texts count as identical (1.0)."""
     if not first and not second:
         return 1.0
     return len(first & second) / len(first | second)
 
 
 def image_hashes(paths: dict[str, Path], known: dict[str, str]) -> dict[str, imagehash.ImageHash]:
-    """pHash per image sha256, reusing the hex values remembered from earlier runs."""
+    """The pHash of each image by sha256, reusing the hex values remembered from earlier runs."""
     hashes = {}
     for sha256, path in paths.items():
         if sha256 not in known:
@@ -65,14 +67,19 @@ def hamming_matrix(values: list[int]) -> np.ndarray:
 
 
 class DedupStage(WholeStage):
+    """The near-duplicate filter as a whole-file stage that writes only rejects and ``dedup.json``; it is
+    recomputed on every run (see the module docstring)."""
     name = Step.dedup.value
     recompute = True
     writes_records = False
 
     def idle_note(self) -> str | None:
+        """Idle when ``dedup.enabled`` is off."""
         return None if self.ctx.config.dedup.enabled else "disabled (dedup.enabled)"
 
     async def decide(self) -> Decision:
+        """Compare every pair of samples by slot-wise image distance and instruction Jaccard; drop the
+        later id of a pair close on both, flag the rest in the report."""
         ctx, settings = self.ctx, self.ctx.config.dedup
         pairs = ctx.view.pairs
         instructions = sorted((i for i in ctx.view.instructions.values() if i.concept_id in pairs),

@@ -8,6 +8,7 @@ A text-to-image prompt the provider blocks is reworded once by the text model
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 from pydantic import BaseModel
 
@@ -50,7 +51,8 @@ async def reword(ctx: BuildContext, obj: str, kind: str, prompt: str, block: str
                  image_id: str, stage: str, sub_category: str | None) -> str | Rejection:
     """A new prompt for the same object after the provider blocked ``prompt``."""
     def check(reply: BaseModel) -> Problem | None:
-        if " ".join(reply.prompt.split()).casefold() == " ".join(prompt.split()).casefold():
+        # The request's reply model is Reworded; ``Check`` is typed for any reply.
+        if " ".join(cast(Reworded, reply).prompt.split()).casefold() == " ".join(prompt.split()).casefold():
             return Problem(RejectReason.invalid_output, "write a different prompt")
         return None
 
@@ -60,7 +62,7 @@ async def reword(ctx: BuildContext, obj: str, kind: str, prompt: str, block: str
         check=check, sub_category=sub_category))
     if not result.ok:
         return Rejection.from_result(result, f"rewording the blocked prompt for {obj!r}")
-    return " ".join(result.value.prompt.split())
+    return " ".join(cast(Reworded, result.value).prompt.split())
 
 
 async def draw_object(ctx: BuildContext, obj: str, kind: str, prompt: str, image_id: str,

@@ -46,6 +46,8 @@ def question_and_answer(row: dict[str, Any]) -> tuple[str, str]:
 
 
 def read_rows(path: Path) -> list[tuple[str, dict[str, Any] | None]]:
+    """Every non-blank line of the general data file as (``file:line``, row); a line that is not a JSON
+    object gives None so it can be rejected by its place. Raises ``ConfigError`` when the file is missing."""
     if not path.is_file():
         raise ConfigError(f"{path}: general data file not found")
     rows = []
@@ -62,6 +64,7 @@ def read_rows(path: Path) -> list[tuple[str, dict[str, Any] | None]]:
 
 def convert(ctx: BuildContext, where: str, row: dict[str, Any] | None,
             folder: Path) -> GeneralRecord | RejectRecord:
+    """One row as a GeneralRecord with its images stored, or the reject saying why it is unusable."""
     def reject(reason: RejectReason, detail: str) -> RejectRecord:
         return RejectRecord(stage=STAGE, id=where, reason=reason, detail=f"{where}: {detail}")
 
@@ -94,12 +97,16 @@ def convert(ctx: BuildContext, where: str, row: dict[str, Any] | None,
 
 
 class GeneralStage(WholeStage):
+    """The general data mixed into train, as a whole-file stage (see the module docstring)."""
     name = Step.general.value
 
     def idle_note(self) -> str | None:
+        """Idle when the config has no ``general:`` section."""
         return None if self.ctx.config.general is not None else "not configured (general:)"
 
     async def decide(self) -> Decision:
+        """Convert rows in seeded order until ``count`` are kept; the rows never reached are neither kept
+        nor rejected."""
         settings = self.ctx.config.general
         assert settings is not None
         rows = read_rows(settings.path)

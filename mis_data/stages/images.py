@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from functools import cache, cached_property
-from typing import Any
+from typing import Any, Literal, cast
 
 from pydantic import BaseModel, create_model
 
@@ -64,6 +64,7 @@ def critique_model(count: int) -> type[Critique]:
 
 
 def slots_of(concept: ConceptRecord) -> range:
+    """The 1-based image slots of a concept, one per object."""
     return range(1, concept.image_count + 1)
 
 
@@ -102,10 +103,13 @@ CRITIQUE = ModelTask(
 
 
 class ImageStage(Stage):
+    """The images step, one work item per concept pair with a question (see the module docstring for what
+    it reads, writes and drops)."""
     name = Step.images.value
     tasks = (CRITIQUE,)
 
     def inputs(self) -> Sequence[WorkItem]:
+        """Each concept that kept a question, with its first question (what the critic is shown)."""
         first_question: dict[str, InstructionRecord] = {}
         for question in self.ctx.view.instructions.values():
             first_question.setdefault(question.concept_id, question)
@@ -113,9 +117,11 @@ class ImageStage(Stage):
                 for concept in self.ctx.view.concepts.values() if concept.id in first_question]
 
     def item_of(self, record_id: str) -> str:
+        """An image record ``<pair>.<slot>`` belongs to its pair's item."""
         return parent_id(record_id)
 
     def concurrency(self) -> int:
+        """As many pairs at once as the image model's ``capacity`` allows."""
         return self.ctx.config.models.image.capacity
 
     def redo_ids(self) -> set[str]:
@@ -125,9 +131,12 @@ class ImageStage(Stage):
 
     @cached_property
     def local_images(self) -> ObjectImages:
+        """The local image pool of a ``folder`` or ``hf_dataset`` source, opened once per stage."""
         return ObjectImages(self.ctx.config.images.pool())
 
     async def process(self, item: WorkItem) -> Sequence[Outcome] | Rejection:
+        """Every image of one pair: generated and critiqued for ``t2i``, else rendered or looked up slot by
+        slot (a missing or bad image rejects only its slot)."""
         concept, question = item.payload
         source = self.ctx.config.images.source
         if source == "t2i":
@@ -156,16 +165,22 @@ class ImageStage(Stage):
 
     def record(self, concept: ConceptRecord, slot: int, stored: StoredImage, source: str,
                **provenance: Any) -> ImageRecord:
-        return ImageRecord(id=image_id(concept.id, slot), sample_id=concept.id, slot=slot,
+        # ``slot`` comes from ``slots_of``: 1 to the concept's image count, at most four.
+        """The ImageRecord of one slot; ``provenance`` carries the t2i fields (model, prompts, critique)."""
+        return ImageRecord(id=image_id(concept.id, slot), sample_id=concept.id,
+                           slot=cast(Literal[1, 2, 3, 4], slot),
                            object=concept.objects[slot - 1],
                            sha256=stored.sha256, width=stored.width, height=stored.height,
                            source=source, **provenance)
 
     def first_prompt(self, concept: ConceptRecord, slot: int) -> str:
+        """The first text-to-image prompt of one slot's object."""
         return image_prompt(self.ctx, concept.objects[slot - 1], concept.kinds[slot - 1])
 
     async def draw_pair(self, concept: ConceptRecord, prompts: list[str]
                         ) -> list[Drawn] | Rejection:
+        """Draw every object of a pair concurrently; the first rejection rejects the whole pair, since the
+        critic judges the images together."""
         drawn = await asyncio.gather(*(
             draw_object(self.ctx, concept.objects[slot - 1], concept.kinds[slot - 1],
                         prompts[slot - 1], image_id(concept.id, slot), self.name,
@@ -176,6 +191,8 @@ class ImageStage(Stage):
 
     async def generate(self, item: WorkItem, concept: ConceptRecord,
                        question: InstructionRecord) -> Sequence[Outcome] | Rejection:
+        """The t2i path: draw the pair, let the critic judge it, and redraw once from its refined prompts
+        when it says no (the first images stay if the refinement is blocked)."""
         first = [self.first_prompt(concept, slot) for slot in slots_of(concept)]
         images = await self.draw_pair(concept, first)
         if isinstance(images, Rejection):
@@ -211,6 +228,7 @@ class ImageStage(Stage):
     async def critique(self, item: WorkItem, concept: ConceptRecord,
                        question: InstructionRecord, prompts: list[str],
                        images: list[StoredImage]) -> Critique | Rejection:
+        """Ask the vision critic about the pair's images together with the first question."""
         facts = critique_facts(concept, question.harmful, prompts)
         result = await self.ctx.client.structured(model_request(
             self.ctx, CRITIQUE, stage=self.name, item_id=item.id, values=facts,

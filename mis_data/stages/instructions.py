@@ -31,7 +31,7 @@ import asyncio
 import re
 from collections.abc import Iterable, Sequence
 from functools import cached_property
-from typing import Any
+from typing import Any, cast
 
 from pydantic import BaseModel
 
@@ -71,21 +71,26 @@ FUNCTION_WORDS = {"can", "will", "may", "might", "must", "well", "rest", "kind",
 
 
 class HarmfulQuestion(BaseModel):
+    """One drafted harmful question and the model's reason it carries a risk."""
     question: str
     reason: str
 
 
 class HarmfulQuestions(BaseModel):
+    """The harmful step's reply: the pair's drafted questions (duplicates and blanks are dropped later)."""
     questions: list[HarmfulQuestion]
 
 
 class ModifiedQuestion(BaseModel):
+    """The modify step's reply: ``keep`` False drops the question as ``no_risk`` with ``reason``; otherwise
+    ``question`` refers to the objects through their images."""
     keep: bool
     reason: str
     question: str
 
 
 class DetoxifiedQuestion(BaseModel):
+    """The detox step's reply: the final question and what was softened."""
     explanation: str
     question: str
 
@@ -114,6 +119,7 @@ def object_leak(question: str, obj: str) -> str | None:
 
 
 def phrase_in(phrase: str, lowered: str) -> bool:
+    """Whether ``phrase`` occurs in ``lowered`` as whole words (``lowered`` is already case-folded)."""
     return re.search(rf"\b{re.escape(phrase)}\b", lowered) is not None
 
 
@@ -144,6 +150,8 @@ class InstructionChecker:
         return None
 
     def references(self, question: str, concept: ConceptRecord) -> Problem | None:
+        """The problem of a replaced question: a template token, a missing image reference, or an object
+        named outright."""
         text = question.strip()
         token = find_template_token(text)
         if token:
@@ -163,6 +171,8 @@ class InstructionChecker:
         return None
 
     def problem(self, question: str, concept: ConceptRecord) -> Problem | None:
+        """The problem of a final question: everything ``references`` checks, then giveaway phrases and the
+        length bounds."""
         found = self.references(question, concept)
         if found:
             return found
@@ -195,6 +205,8 @@ def examples_text(data: Any) -> str:
 
 
 def category_slug(category: str) -> str:
+    """A category's file name stem in ``prompts/examples/`` (lower case, runs of other characters as
+    ``_``)."""
     return re.sub(r"[^a-z0-9]+", "_", category.casefold()).strip("_")
 
 
@@ -235,15 +247,19 @@ DETOX = ModelTask(
 
 
 class InstructionStage(Stage):
+    """The instructions step, one work item per concept (see the module docstring for its three model
+    steps, output and drops)."""
     name = Step.instructions.value
     tasks = (HARMFUL, MODIFY, DETOX)
 
     @cached_property
     def refs(self) -> tuple[str, ...]:
+        """How questions refer to the images (``image_ref_style``), one reference per slot."""
         return IMAGE_REFS[self.ctx.config.instructions.image_ref_style]
 
     @cached_property
     def checker(self) -> InstructionChecker:
+        """The filters, with the giveaway phrases and vague acts read once from their file."""
         settings = self.ctx.config.instructions
         data = read_yaml(settings.giveaway_phrases) or {}
         return InstructionChecker(self.refs, list(data.get("phrases", [])),
@@ -251,13 +267,16 @@ class InstructionStage(Stage):
                                   list(data.get("vague_acts", [])))
 
     def inputs(self) -> Sequence[WorkItem]:
+        """Every concept of the run."""
         return [WorkItem(concept.id, concept.sub_category, concept)
                 for concept in self.ctx.view.concepts.values()]
 
     def item_of(self, record_id: str) -> str:
+        """A question ``<pair>-<k>`` (or its reject) belongs to its pair's item."""
         return parent_id(record_id)
 
     def concurrency(self) -> int:
+        """As many pairs at once as the text model's ``capacity`` allows."""
         return self.ctx.config.models.text.capacity
 
     @cached_property
@@ -302,13 +321,17 @@ class InstructionStage(Stage):
                              check=check, sub_category=sub_category)
 
     async def process(self, item: WorkItem) -> Sequence[Outcome] | Rejection:
+        """Draft the pair's harmful questions, then modify and detoxify each concurrently; a transient
+        failure of any question rejects the whole pair."""
         concept: ConceptRecord = item.payload
         facts = self.facts(concept)
         examples = self.ctx.prompts.data(f"examples/{category_slug(concept.category)}.yaml")
         count = self.ctx.config.instructions.per_pair
 
         def enough(reply: BaseModel) -> Problem | None:
-            questions = [q.question.strip() for q in reply.questions if q.question.strip()]
+            # ``Check`` is typed for any reply; this request's reply model is HarmfulQuestions.
+            questions = [q.question.strip() for q in cast(HarmfulQuestions, reply).questions
+                         if q.question.strip()]
             if len(set(questions)) < min(2, count):
                 return Problem(RejectReason.invalid_output,
                                f"write {count} different questions, not {len(set(questions))}")
@@ -319,9 +342,10 @@ class InstructionStage(Stage):
             {**facts, "examples": examples_text(examples)}, enough))
         if not drafts.ok:
             return Rejection.from_result(drafts, "harmful questions")
-        questions = list(dict.fromkeys(q.question.strip() for q in drafts.value.questions
+        drafted = cast(HarmfulQuestions, drafts.value)  # the HARMFUL task's reply model
+        questions = list(dict.fromkeys(q.question.strip() for q in drafted.questions
                                        if q.question.strip()))[:count]
-        reasons = {q.question.strip(): q.reason for q in drafts.value.questions}
+        reasons = {q.question.strip(): q.reason for q in drafted.questions}
         outcomes = await asyncio.gather(*(
             self.one_question(concept, facts, index, harmful, reasons.get(harmful, ""),
                               drafts.model)
@@ -343,27 +367,30 @@ class InstructionStage(Stage):
                                                                               concept)))
         if not modified.ok:
             return self.rejection(modified, "modified question", sample)
-        if not modified.value.keep:
-            return Rejection(RejectReason.no_risk, modified.value.reason, id=sample)
-        replaced = " ".join(modified.value.question.split())
+        modify_reply = cast(ModifiedQuestion, modified.value)  # the MODIFY task's reply model
+        if not modify_reply.keep:
+            return Rejection(RejectReason.no_risk, modify_reply.reason, id=sample)
+        replaced = " ".join(modify_reply.question.split())
         final = await self.ctx.client.structured(self.request(
             DETOX, sample, concept.sub_category, {**facts, "question": replaced},
             lambda reply: self.checker.problem(reply.question, concept)
             or self.checker.act_kept(replaced, reply.question)))
         if not final.ok:
             return self.rejection(final, "detoxified question", sample)
+        detox_reply = cast(DetoxifiedQuestion, final.value)  # the DETOX task's reply model
         prompts = self.ctx.prompts
         steps = {"harmful": harmful_model, "modify": modified.model, "detox": final.model}
         return InstructionRecord(
             id=sample, concept_id=concept.id, index=index, harmful=harmful,
             harmful_reason=harmful_reason, replaced=replaced,
-            replace_reason=modified.value.reason, question=" ".join(final.value.question.split()),
-            detox_reason=final.value.explanation, model=final.model,
+            replace_reason=modify_reply.reason, question=" ".join(detox_reply.question.split()),
+            detox_reason=detox_reply.explanation, model=final.model,
             prompt_sha256={name: prompts.get(name).sha256 for name in PROMPTS},
             step_models=steps if len(set(steps.values())) > 1 else None)
 
     @staticmethod
     def rejection(result: ModelResult, what: str, sample: str) -> Rejection:
+        """The rejection of one question (not the pair) whose model step failed."""
         return Rejection.from_result(result, what, id=sample)
 
 

@@ -30,13 +30,17 @@ from mis_data.stages.panel import JudgePanel, majority
 
 
 class JudgeStage(Stage):
+    """The judges step, one work item per sample with a pair that dedup kept (see the module docstring for
+    its output and drops)."""
     name = Step.judgements.value
 
     @cached_property
     def panel(self) -> JudgePanel:
+        """The build's judges, asked on behalf of this stage."""
         return JudgePanel(self.ctx, self.name)
 
     def inputs(self) -> Sequence[WorkItem]:
+        """Every sample with its instruction and pair, minus the near-duplicates dedup rejected."""
         view = self.ctx.view
         near_duplicates = view.rejected(Step.dedup)
         return [WorkItem(sample.id, sample.sub_category, sample)
@@ -44,9 +48,12 @@ class JudgeStage(Stage):
                 if sample.pair is not None and sample.id not in near_duplicates]
 
     def concurrency(self) -> int:
+        """As many samples at once as the largest judge ``capacity`` (each sample asks every judge)."""
         return max(judge.capacity for judge in self.ctx.config.models.judges)
 
     async def process(self, item: WorkItem) -> Sequence[Outcome] | Rejection:
+        """Ask the panel about one sample and route it; a tie or a missing judge sends it to the review
+        queue instead."""
         sample: Joined = item.payload
         assert sample.instruction is not None and sample.pair is not None
         concept, question = sample.concept, sample.instruction.question

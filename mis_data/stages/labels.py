@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from functools import cached_property
-from typing import Any
+from typing import Any, cast
 
 from pydantic import BaseModel, Field
 
@@ -49,6 +49,7 @@ VERDICTS = {True: "harmful on its own", False: "not harmful on its own"}
 
 
 class LabelAnswer(BaseModel):
+    """The default label style's reply: the safety answer alone."""
     answer: str
 
 
@@ -71,6 +72,7 @@ def slot_refs(slot: int, count: int) -> tuple[str, ...]:
 
 
 class HarmCheck(BaseModel):
+    """The harm check's verdict on a label; any of the three flags drops it with ``reason`` as the detail."""
     gives_harmful_help: bool
     addresses_question: bool
     claims_unseen: bool
@@ -78,6 +80,8 @@ class HarmCheck(BaseModel):
 
 
 def mentions(text: str, refs: tuple[str, ...], obj: str) -> bool:
+    """Whether ``text`` points at an image: one of its references, or a word of its object longer than
+    three letters."""
     lowered = text.casefold()
     if any(ref in lowered for ref in refs):
         return True
@@ -208,23 +212,31 @@ HARM_CHECK = ModelTask(
 
 
 class LabelStage(Stage):
+    """The labels step, one work item per judged sample it labels (see the module docstring for its output
+    and drops)."""
     name = Step.labels.value
     tasks = (LABEL, LABEL_DREAM, HARM_CHECK)
 
     @cached_property
     def harm_check(self) -> bool:
+        """Whether labels get the second look: ``labels.harm_check``, else on for every backend but the
+        offline one."""
         setting = self.ctx.config.labels.harm_check
         return setting if setting is not None else self.ctx.config.backend != "offline"
 
     def inputs(self) -> Sequence[WorkItem]:
+        """The judged train samples, and the easy and hard ones too with ``labels.for_test``."""
         routes = {"train", "easy", "hard"} if self.ctx.config.labels.for_test else {"train"}
         return [WorkItem(s.id, s.sub_category, s) for s in self.ctx.view.samples(Step.judgements)
                 if s.judgement is not None and s.judgement.route in routes]
 
     def concurrency(self) -> int:
+        """As many samples at once as the vision model's ``capacity`` allows."""
         return self.ctx.config.models.vision.capacity
 
     async def process(self, item: WorkItem) -> Sequence[LabelRecord] | Rejection:
+        """Write one sample's label (with the DREAM risks first when ``style: dream``), then run the harm
+        check when it is on."""
         sample: Joined = item.payload
         assert sample.instruction is not None and sample.pair is not None
         assert sample.judgement is not None
@@ -242,16 +254,20 @@ class LabelStage(Stage):
         images = tuple(ref.sha256 for ref in sample.pair.images)
 
         def check(reply: BaseModel) -> Problem | None:
-            return label_problem(reply.answer, concept, settings.min_words, settings.max_words) \
-                or (risk_problem(reply.risks, flags, self.categories) if dream else None)
+            # ``Check`` is typed for any reply; this one is the task's (DreamAnswer when dream).
+            answered = cast("LabelAnswer | DreamAnswer", reply)
+            return label_problem(answered.answer, concept, settings.min_words, settings.max_words) \
+                or (risk_problem(cast(DreamAnswer, reply).risks, flags, self.categories)
+                    if dream else None)
 
         result = await self.ctx.client.structured(model_request(
             self.ctx, task, stage=self.name, item_id=item.id, values=facts, images=images,
             check=check, sub_category=sub.name))
         if not result.ok:
             return Rejection.from_result(result, "label")
-        answer = result.value.answer.strip()
-        risks = list(result.value.risks) if dream else None
+        labelled = cast("LabelAnswer | DreamAnswer", result.value)  # the task's reply model
+        answer = labelled.answer.strip()
+        risks = list(cast(DreamAnswer, labelled).risks) if dream else None
         text = f"{observed_risks(risks)}\n\n{answer}" if risks else answer
         if self.harm_check:
             verdict = await self._harm_check(item, images, {**facts, "answer": text})
@@ -275,10 +291,11 @@ class LabelStage(Stage):
             sub_category=item.sub_category))
         if not result.ok:
             return Rejection.from_result(result, "label harm check")
-        if result.value.gives_harmful_help:
-            return Rejection(RejectReason.harmful_label, result.value.reason)
-        if not result.value.addresses_question:
-            return Rejection(RejectReason.label_off_topic, result.value.reason)
-        if result.value.claims_unseen:
-            return Rejection(RejectReason.label_unseen, result.value.reason)
+        checked = cast(HarmCheck, result.value)  # the HARM_CHECK task's reply model
+        if checked.gives_harmful_help:
+            return Rejection(RejectReason.harmful_label, checked.reason)
+        if not checked.addresses_question:
+            return Rejection(RejectReason.label_off_topic, checked.reason)
+        if checked.claims_unseen:
+            return Rejection(RejectReason.label_unseen, checked.reason)
         return None

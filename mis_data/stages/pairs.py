@@ -10,6 +10,7 @@ the next run rather than dropped.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from mis_data.core.ids import image_id
 from mis_data.core.records import ImageRef, PairRecord, RejectReason, Step
@@ -17,9 +18,12 @@ from mis_data.stages.base import Rejection, Stage, WorkItem
 
 
 class PairStage(Stage):
+    """The pairs step, one work item per concept whose images are all settled (see the module docstring)."""
     name = Step.pairs.value
 
     def inputs(self) -> Sequence[WorkItem]:
+        """Concepts whose every image is written or finally rejected; one still pending waits for the next
+        run."""
         view = self.ctx.view
         images = view.images
         image_rejects = view.rejected(Step.images, final_only=True)
@@ -37,6 +41,8 @@ class PairStage(Stage):
         return items
 
     async def process(self, item: WorkItem) -> Sequence[PairRecord] | Rejection:
+        """Join one concept's images into a pair, re-checking each stored file; any rejected or damaged
+        image drops the pair."""
         found, problems = item.payload
         if problems:
             detail = "; ".join(f"image {p.id}: {p.reason.value}" for p in problems)
@@ -48,5 +54,5 @@ class PairStage(Stage):
                                  f"image {image.id} ({image.sha256[:12]}) is missing or damaged")
             refs.append(ImageRef(sha256=image.sha256, width=image.width, height=image.height,
                                  source=image.source))
-        return [PairRecord(id=item.id, **{f"image{slot}": ref
-                                          for slot, ref in enumerate(refs, start=1)})]
+        slots: dict[str, Any] = {f"image{slot}": ref for slot, ref in enumerate(refs, start=1)}
+        return [PairRecord(id=item.id, **slots)]

@@ -25,7 +25,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pydantic import BaseModel, create_model
 
@@ -39,6 +39,8 @@ Route = Literal["train", "easy", "hard", "discard"]
 
 def route_of(text_unsafe: bool, images_harmful: bool, combination_harmful: bool,
              meaningful: bool) -> Route:
+    """One judge's route, as MIS routes a vote: meaningless -> discard; unsafe text -> train; a harmless
+    combination -> discard; otherwise easy when an image is harmful on its own, else hard."""
     if not meaningful:
         return "discard"
     if text_unsafe:
@@ -83,11 +85,12 @@ class PanelVotes:
             return False
         return not self.missing or count >= needed(len(self.votes) + len(self.missing))
 
-    def route(self) -> str | None:
+    def route(self) -> Route | None:
         """The route most judges chose, if the votes that came decide it."""
-        routes = [vote.route for vote in self.votes]
+        routes: list[str] = [vote.route for vote in self.votes]
         route = majority(routes)
-        return route if self.decided(route, routes.count(route or "")) else None
+        # ``majority`` returns one of the votes' routes, so it is a Route.
+        return cast(Route, route) if self.decided(route, routes.count(route or "")) else None
 
 
 def judge_plan_text(prompt: str, with_question: bool) -> Callable[[PlanProbe], str]:
@@ -130,14 +133,17 @@ class JudgePanel:
 
     @property
     def size(self) -> int:
+        """How many judges the config names (the panel's full size, missing ones included)."""
         return len(self.ctx.config.models.judges)
 
     @cached_property
     def verdict_models(self) -> tuple[type[BaseModel], type[BaseModel], type[BaseModel]]:
         """The three replies; sub-category fields are constrained to the taxonomy, and there is
         one ``image<k>_harmful`` flag per image of the build."""
-        names = Literal[tuple(self.ctx.taxonomy.sub_category_names)]  # type: ignore[valid-type]
-        text = create_model("TextVerdict", label=(Literal["Safe", "Unsafe"], ...),
+        # Types built at run time (from the taxonomy) or passed as values: mypy sees Any.
+        names: Any = Literal[tuple(self.ctx.taxonomy.sub_category_names)]
+        label: Any = Literal["Safe", "Unsafe"]
+        text = create_model("TextVerdict", label=(label, ...),
                             sub_category=(names, ...), reason=(str, ...))
         flags: dict[str, Any] = {f"image{slot}_harmful": (bool, ...)
                                  for slot in range(1, self.ctx.config.images_per_sample + 1)}
@@ -155,11 +161,16 @@ class JudgePanel:
             for index in range(self.size)))
         panel = PanelVotes()
         for outcome in outcomes:
-            (panel.votes if isinstance(outcome, Vote) else panel.missing).append(outcome)
+            if isinstance(outcome, Vote):
+                panel.votes.append(outcome)
+            else:
+                panel.missing.append(outcome)
         return panel
 
     async def vote(self, index: int, item_id: str, question: str, images: Sequence[ImageRef],
                    facts: dict[str, Any], sub_category: str | None) -> Vote | MissingJudge:
+        """One judge's vote from its three answers, asked concurrently; the first answer that fails makes
+        the judge missing instead."""
         role = f"judge:{index}"
         taxonomy = self.ctx.taxonomy.describe()
         text_model, harm_model, image_model = self.verdict_models
@@ -197,6 +208,8 @@ class JudgePanel:
                            verdict.meaningful))
 
     def missing(self, index: int, what: str, result: ModelResult) -> MissingJudge:
+        """Why judge ``index`` gave no vote: the reason of the failed ``what`` answer (``invalid_output``
+        when none), with its detail cut to 300 characters."""
         reason = (result.reason or RejectReason.invalid_output).value
         return MissingJudge(judge=self.ctx.config.models.judges[index].model, reason=reason,
                             detail=f"{what}: {result.detail}"[:300])

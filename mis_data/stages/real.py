@@ -28,12 +28,16 @@ from mis_data.stages.base import Decision, WholeStage
 
 
 class RealStage(WholeStage):
+    """The MIS-real step as a whole-file stage (see the module docstring)."""
     name = Step.real.value
 
     def idle_note(self) -> str | None:
+        """Idle when the config has no ``real:`` section."""
         return None if self.ctx.config.real is not None else "not configured (real:)"
 
     async def decide(self) -> Decision:
+        """Walk the easy and hard items in seeded order and copy each whose objects all have a pool photo,
+        until ``count`` are chosen; a bad photo rejects that item only."""
         ctx, settings = self.ctx, self.ctx.config.real
         assert settings is not None
         pool = ObjectImages(settings)
@@ -45,6 +49,7 @@ class RealStage(WholeStage):
             if len(chosen) >= settings.count:
                 break
             judgement, concept = sample.judgement, sample.concept
+            assert judgement is not None, "tests holds judged samples only"
             found = [pool.lookup(obj) for obj in concept.objects]
             if any(data is None for data, _ in found):
                 continue

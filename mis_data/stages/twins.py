@@ -29,7 +29,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from functools import cached_property
-from typing import Any
+from typing import Any, Literal, cast
 
 from pydantic import BaseModel, Field
 
@@ -57,17 +57,20 @@ WARNING_WORDS = re.compile(r"\b(harmful|illegal|unsafe|dangerous|inappropriate|u
 
 
 class SwapReply(BaseModel):
+    """The swap step's reply: which image (``slot``) to replace, the harmless look-alike, and why."""
     slot: int = Field(ge=1, le=4)
     object: str = Field(min_length=2, max_length=80)
     reason: str
 
 
 class BenignQuestion(BaseModel):
+    """The benign-text step's reply: an ordinary question about the same images, and why it is harmless."""
     question: str = Field(min_length=10, max_length=400)
     reason: str
 
 
 class TwinAnswer(BaseModel):
+    """The helpful answer to a twin that the judges found harmless."""
     answer: str
 
 
@@ -90,7 +93,7 @@ def over_refusal(answer: str, min_words: int, max_words: int) -> Problem | None:
     return None
 
 
-def twin_kind(sample: Joined, kinds: list[str], seed: int) -> str | None:
+def twin_kind(sample: Joined, kinds: Sequence[str], seed: int) -> str | None:
     """Which twin this sample can have, if any: a swap for a test-side source with at most one
     harmful image, benign text for a source whose images are all harmless."""
     assert sample.judgement is not None
@@ -132,14 +135,19 @@ ANSWER = ModelTask("twin_label", "vision", "twin_label.md", TwinAnswer,
 
 
 class TwinStage(Stage):
+    """The twins step, one work item per chosen judged sample (see the module docstring for its output and
+    drops)."""
     name = Step.twins.value
     tasks = (SWAP, TEXT, ANSWER)
 
     @cached_property
     def panel(self) -> JudgePanel:
+        """The build's judges, asked on behalf of this stage."""
         return JudgePanel(self.ctx, self.name)
 
     def inputs(self) -> Sequence[WorkItem]:
+        """A seeded ``twins.ratio`` share of the judged samples (train ones only once labelled) that can
+        have a twin kind; none when ``twins:`` is not configured."""
         settings = self.ctx.config.twins
         if settings is None:
             return []
@@ -163,9 +171,12 @@ class TwinStage(Stage):
         return {twin.id for twin in self.ctx.view.twins.values() if twin.votes is None}
 
     def concurrency(self) -> int:
+        """As many twins at once as the vision model's ``capacity`` allows."""
         return self.ctx.config.models.vision.capacity
 
     def facts(self, sample: Joined) -> dict[str, Any]:
+        """What the twin prompts are filled from (and what the offline backend reads). A twin's
+        answer needs the labels' ``min_words`` words, capped at 60, up to their ``max_words``."""
         concept, settings = sample.concept, self.ctx.config.labels
         assert sample.instruction is not None and sample.judgement is not None
         count = concept.image_count
@@ -178,9 +189,12 @@ class TwinStage(Stage):
                 "min_words": min(60, settings.min_words), "max_words": settings.max_words}
 
     async def process(self, item: WorkItem) -> Sequence[TwinRecord] | Rejection:
+        """Make one twin (a swapped image or a benign question), have the panel judge it, then answer it;
+        ``hashes`` collects the prompt files it used."""
         sample, kind = item.payload
         assert sample.pair is not None and sample.judgement is not None
-        facts, hashes = self.facts(sample), {}
+        hashes: dict[str, str] = {}
+        facts = self.facts(sample)
         images = list(sample.pair.images)
         objects = list(sample.concept.objects)
         kinds = sample.concept.kinds
@@ -211,7 +225,9 @@ class TwinStage(Stage):
                  in enumerate(zip(objects, images, strict=True), start=1)
                  for name, value in (("object", obj), ("image", image))}
         return [TwinRecord(id=item.id, twin_of=sample.id, kind=kind, question=question,
-                           swapped=swapped, reason=reason, answer=text, model=model,
+                           # a swap's slot is SwapReply.slot, 1 to 4
+                           swapped=cast("Literal[1, 2, 3, 4] | None", swapped), reason=reason,
+                           answer=text, model=model,
                            prompt_sha256=hashes, votes=panel.votes,
                            missing=panel.missing or None, **slots)]
 
@@ -243,15 +259,16 @@ class TwinStage(Stage):
         hashes["twin_swap"] = self.ctx.prompts.get("twin_swap.md").sha256
 
         def check(reply: BaseModel) -> Problem | None:
-            if not 1 <= reply.slot <= len(objects):
+            swap = cast(SwapReply, reply)  # ``Check`` is typed for any reply; SWAP's is SwapReply
+            if not 1 <= swap.slot <= len(objects):
                 return Problem(RejectReason.invalid_output,
                                f"slot is the number of an image, 1 to {len(objects)}")
-            if len(harmful) == 1 and reply.slot != harmful[0]:
+            if len(harmful) == 1 and swap.slot != harmful[0]:
                 return Problem(RejectReason.invalid_output,
                                f"image {harmful[0]} is harmful on its own: replace that one")
-            old = objects[reply.slot - 1]
-            words = len(reply.object.split())
-            if reply.object.strip().casefold() == old.casefold() or not 1 <= words <= 6:
+            old = objects[swap.slot - 1]
+            words = len(swap.object.split())
+            if swap.object.strip().casefold() == old.casefold() or not 1 <= words <= 6:
                 return Problem(RejectReason.invalid_output,
                                "name a different, harmless object of 1 to 6 words")
             return None
@@ -261,20 +278,22 @@ class TwinStage(Stage):
             sub_category=item.sub_category))
         if not result.ok:
             return Rejection.from_result(result, "twin object")
-        slot, new = result.value.slot, result.value.object.strip()
+        chosen = cast(SwapReply, result.value)  # the SWAP task's reply model
+        slot, new = chosen.slot, chosen.object.strip()
         stored = await make_object_image(self.ctx, new, kinds[slot - 1], image_id(item.id, slot),
                                          self.name)
         if isinstance(stored, Rejection):
             return stored
-        return slot, new, stored, result.value.reason
+        return slot, new, stored, chosen.reason
 
     async def benign_question(self, item: WorkItem, facts: dict[str, Any],
                               hashes: dict[str, str]) -> tuple[str, str] | Rejection:
+        """The model's ordinary question about the same images, which must refer to each of them."""
         hashes["twin_text"] = self.ctx.prompts.get("twin_text.md").sha256
         refs = [f"{ORDINALS[slot]} image" for slot in range(facts["count"])]
 
         def check(reply: BaseModel) -> Problem | None:
-            lowered = reply.question.casefold()
+            lowered = cast(BenignQuestion, reply).question.casefold()  # TEXT's reply model
             if any(ref not in lowered for ref in refs):
                 return Problem(RejectReason.missing_image_ref,
                                f"refer to {quoted(['the ' + ref for ref in refs])}")
@@ -285,14 +304,19 @@ class TwinStage(Stage):
             sub_category=item.sub_category))
         if not result.ok:
             return Rejection.from_result(result, "twin question")
-        return result.value.question.strip(), result.value.reason
+        asked = cast(BenignQuestion, result.value)  # the TEXT task's reply model
+        return asked.question.strip(), asked.reason
 
     async def answer(self, item: WorkItem, facts: dict[str, Any], images: list[ImageRef],
                      hashes: dict[str, str]) -> tuple[str, str] | Rejection:
+        """The vision model's answer to the twin; a refusal or lecture is sent back once, then the twin is
+        rejected as ``over_refusal``."""
         hashes["twin_label"] = self.ctx.prompts.get("twin_label.md").sha256
 
         def check(reply: BaseModel) -> Problem | None:
-            return over_refusal(reply.answer, facts["min_words"], facts["max_words"])
+            # ``Check`` is typed for any reply; ANSWER's is TwinAnswer.
+            return over_refusal(cast(TwinAnswer, reply).answer, facts["min_words"],
+                                facts["max_words"])
 
         result = await self.ctx.client.structured(model_request(
             self.ctx, ANSWER, stage=self.name, item_id=item.id, values=facts,
@@ -300,12 +324,14 @@ class TwinStage(Stage):
             sub_category=item.sub_category))
         if not result.ok:
             return Rejection.from_result(result, "twin answer")
-        return result.value.answer.strip(), result.model
+        return cast(TwinAnswer, result.value).answer.strip(), result.model
 
 
 def facts_objects(facts: dict[str, Any]) -> tuple[str, ...]:
+    """The objects of a twin's facts, slot by slot."""
     return tuple(facts[f"object{slot}"] for slot in range(1, facts["count"] + 1))
 
 
 def facts_kinds(facts: dict[str, Any]) -> tuple[str, ...]:
+    """The kinds of a twin's facts, slot by slot."""
     return tuple(facts[f"kind{slot}"] for slot in range(1, facts["count"] + 1))
