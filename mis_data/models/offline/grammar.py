@@ -113,9 +113,4 @@ def tidy(text: str) -> str:
     return text.strip()
 
 
-def split_sentences(text: str) -> list[str]:
-    """Sentences of a prose answer (enough for labels the backend itself wrote)."""
-    return [part.strip() for part in re.split(r"(?<=[.!?])\s+(?=[A-Z])", text) if part.strip()]
-
-
 STEP_PATTERN = re.compile(r"(^|\n)\s*(step\s*\d|\d+[.)])", re.IGNORECASE)
