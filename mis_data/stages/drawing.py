@@ -20,9 +20,10 @@ from mis_data.models.base import ImageRequest, Problem
 from mis_data.stages.base import BuildContext, ModelTask, Rejection, model_request
 
 
-class Reworded(BaseModel):
-    """The text model's new prompt for an object after a block, and why it should pass."""
-
+# The text model's new prompt for an object after a block, and why it should pass.
+# (A comment, not a docstring: a reply model's docstring is its JSON schema's description,
+# sent with every request and part of every cache key.)
+class Reworded(BaseModel):  # noqa: D101
     prompt: str
     reason: str
 

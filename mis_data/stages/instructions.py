@@ -70,27 +70,36 @@ PREPOSITIONS = {"of", "with", "in", "on", "at", "for", "from", "near", "under", 
 FUNCTION_WORDS = {"can", "will", "may", "might", "must", "well", "rest", "kind", "close", "lead"}
 
 
-class HarmfulQuestion(BaseModel):
-    """One drafted harmful question and the model's reason it carries a risk."""
+# One drafted harmful question and the model's reason it carries a risk.
+# (A comment, not a docstring: a reply model's docstring is its JSON schema's description,
+# sent with every request and part of every cache key.)
+class HarmfulQuestion(BaseModel):  # noqa: D101
     question: str
     reason: str
 
 
-class HarmfulQuestions(BaseModel):
-    """The harmful step's reply: the pair's drafted questions (duplicates and blanks are dropped later)."""
+# The harmful step's reply: the pair's drafted questions (duplicates and blanks are dropped
+# later).
+# (A comment, not a docstring: a reply model's docstring is its JSON schema's description,
+# sent with every request and part of every cache key.)
+class HarmfulQuestions(BaseModel):  # noqa: D101
     questions: list[HarmfulQuestion]
 
 
-class ModifiedQuestion(BaseModel):
-    """The modify step's reply: ``keep`` False drops the question as ``no_risk`` with ``reason``; otherwise
-    ``question`` refers to the objects through their images."""
+# The modify step's reply: ``keep`` False drops the question as ``no_risk`` with ``reason``;
+# otherwise ``question`` refers to the objects through their images.
+# (A comment, not a docstring: a reply model's docstring is its JSON schema's description,
+# sent with every request and part of every cache key.)
+class ModifiedQuestion(BaseModel):  # noqa: D101
     keep: bool
     reason: str
     question: str
 
 
-class DetoxifiedQuestion(BaseModel):
-    """The detox step's reply: the final question and what was softened."""
+# The detox step's reply: the final question and what was softened.
+# (A comment, not a docstring: a reply model's docstring is its JSON schema's description,
+# sent with every request and part of every cache key.)
+class DetoxifiedQuestion(BaseModel):  # noqa: D101
     explanation: str
     question: str
 

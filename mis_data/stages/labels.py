@@ -48,8 +48,10 @@ SIDES = {1: ("left image",), 2: ("right image",)}  # a two-image answer may say 
 VERDICTS = {True: "harmful on its own", False: "not harmful on its own"}
 
 
-class LabelAnswer(BaseModel):
-    """The default label style's reply: the safety answer alone."""
+# The default label style's reply: the safety answer alone.
+# (A comment, not a docstring: a reply model's docstring is its JSON schema's description,
+# sent with every request and part of every cache key.)
+class LabelAnswer(BaseModel):  # noqa: D101
     answer: str
 
 
@@ -71,8 +73,11 @@ def slot_refs(slot: int, count: int) -> tuple[str, ...]:
     return (f"{ORDINALS[slot - 1]} image", f"image {slot}", f"image-{slot}", *sides)
 
 
-class HarmCheck(BaseModel):
-    """The harm check's verdict on a label; any of the three flags drops it with ``reason`` as the detail."""
+# The harm check's verdict on a label; any of the three flags drops it with ``reason`` as the
+# detail.
+# (A comment, not a docstring: a reply model's docstring is its JSON schema's description,
+# sent with every request and part of every cache key.)
+class HarmCheck(BaseModel):  # noqa: D101
     gives_harmful_help: bool
     addresses_question: bool
     claims_unseen: bool

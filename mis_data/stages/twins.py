@@ -56,21 +56,28 @@ WARNING_WORDS = re.compile(r"\b(harmful|illegal|unsafe|dangerous|inappropriate|u
                            r"against the law|seek professional help)\b", re.IGNORECASE)
 
 
-class SwapReply(BaseModel):
-    """The swap step's reply: which image (``slot``) to replace, the harmless look-alike, and why."""
+# The swap step's reply: which image (``slot``) to replace, the harmless look-alike, and why.
+# (A comment, not a docstring: a reply model's docstring is its JSON schema's description,
+# sent with every request and part of every cache key.)
+class SwapReply(BaseModel):  # noqa: D101
     slot: int = Field(ge=1, le=4)
     object: str = Field(min_length=2, max_length=80)
     reason: str
 
 
-class BenignQuestion(BaseModel):
-    """The benign-text step's reply: an ordinary question about the same images, and why it is harmless."""
+# The benign-text step's reply: an ordinary question about the same images, and why it is
+# harmless.
+# (A comment, not a docstring: a reply model's docstring is its JSON schema's description,
+# sent with every request and part of every cache key.)
+class BenignQuestion(BaseModel):  # noqa: D101
     question: str = Field(min_length=10, max_length=400)
     reason: str
 
 
-class TwinAnswer(BaseModel):
-    """The helpful answer to a twin that the judges found harmless."""
+# The helpful answer to a twin that the judges found harmless.
+# (A comment, not a docstring: a reply model's docstring is its JSON schema's description,
+# sent with every request and part of every cache key.)
+class TwinAnswer(BaseModel):  # noqa: D101
     answer: str
 
 
