@@ -9,7 +9,8 @@ import sys
 import zipfile
 from pathlib import Path
 
-from conftest import REPO, run_cli
+from tests.support.cli import run_cli
+from tests.support.paths import ROOT as REPO
 
 
 def test_init_writes_a_starter_project_and_refuses_to_overwrite(tmp_path: Path) -> None:
