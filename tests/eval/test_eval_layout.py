@@ -1,7 +1,7 @@
 """Reading test sets: the released MIS layout, a build's MIS export and its HF export.
 
-``write_layout`` makes a folder in the exact shape of MIS's released ``mis_test/`` (JSON arrays
-with the six released keys, images under ``<split>_image/<n>/``); the other eval tests use it.
+``write_layout`` (``tests/support/eval_layout.py``) makes a folder in the exact shape of MIS's
+released ``mis_test/``; these tests check that shape and read it back.
 """
 
 from __future__ import annotations

@@ -26,10 +26,10 @@ from typing import Any
 import pytest
 
 from tests.support.builds import read_jsonl, shared_run
-from tests.support.paths import ROOT as REPO
+from tests.support.paths import ROOT
 
 OLDEST = "3.6.0"
-CHECKER = REPO / "scripts/consumers/check_hf.py"
+CHECKER = ROOT / "scripts/consumers/check_hf.py"
 CACHE = Path(os.environ.get("MIS_DATA_CONSUMERS_CACHE", Path.home() / ".cache/mis-data-consumers"))
 SPLIT_OF = {"train/train": "train", "train/validation": "val", "easy/test": "easy",
             "hard/test": "hard", "real/test": "real"}

@@ -7,7 +7,7 @@ import pytest
 from mis_data.core.prompts import PromptLibrary
 from mis_data.models.offline import OfflineClient
 from mis_data.models.offline.detox import Reference
-from tests.support.offline_checks import PROMPTS
+from tests.support.paths import PROMPTS
 
 PERSON = Reference("the person in the second image", "the person in the second image", True)
 PLACE = Reference("the place shown in the second image", "the place shown in the second image",
