@@ -36,7 +36,7 @@ from mis_data.stages.concept_rules import concept_from_entry
 from tests.support.api import api_build
 from tests.support.browser import open_gallery
 from tests.support.cli import run_cli
-from tests.support.loopback import prompt_text
+from tests.support.loopback import mis_responder, prompt_text
 
 TRIPLES = "concepts:\n" + "".join(
     f"  - {{sub_category: {sub}, object1: {a}, kind1: tool, object2: {b}, kind2: container, "
@@ -51,7 +51,7 @@ def triple_build(tmp_path_factory: pytest.TempPathFactory) -> tuple[RunDir, obje
     monkeypatch = pytest.MonkeyPatch()
     monkeypatch.setenv("MIS_LOOPBACK_KEY", "sk-loopback-test-key")
     try:
-        return api_build(tmp_path_factory.mktemp("k3"), __import__("loopback").mis_responder,
+        return api_build(tmp_path_factory.mktemp("k3"), mis_responder,
                          concept_list=TRIPLES, images_per_sample=3,
                          exports=["mis", "internvl", "llamafactory", "hf"])
     finally:
@@ -270,7 +270,7 @@ def test_twins_of_three_image_samples_keep_three_images(tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """A twin swaps one of the three objects (or asks about all three); its answer sees three."""
     from mis_data.core.records import TwinRecord
-    from tests.support.loopback import mis_responder, wanted_schema
+    from tests.support.loopback import wanted_schema
 
     monkeypatch.setenv("MIS_LOOPBACK_KEY", "sk-loopback-test-key")
 
@@ -337,7 +337,6 @@ def test_four_images_per_sample_build_and_validate(tmp_path: Path, backend: str,
     templates cover any four kinds), questions refer to the fourth image and every export has
     four images per row."""
     if backend == "openai":
-        from tests.support.loopback import mis_responder
 
         monkeypatch.setenv("MIS_LOOPBACK_KEY", "sk-loopback-test-key")
         run, _ = api_build(tmp_path, mis_responder, concept_list=QUADRUPLES, images_per_sample=4,
