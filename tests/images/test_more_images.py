@@ -337,7 +337,6 @@ def test_four_images_per_sample_build_and_validate(tmp_path: Path, backend: str,
     templates cover any four kinds), questions refer to the fourth image and every export has
     four images per row."""
     if backend == "openai":
-
         monkeypatch.setenv("MIS_LOOPBACK_KEY", "sk-loopback-test-key")
         run, _ = api_build(tmp_path, mis_responder, concept_list=QUADRUPLES, images_per_sample=4,
                            exports=["mis", "internvl", "llamafactory", "hf"])
