@@ -1,19 +1,25 @@
-"""Shared fixtures: paths into the repo, small config factories and one finished demo build."""
+"""Shared fixtures: the Hub kept offline, one finished demo build and a headless browser page.
+
+Helpers (paths, config factories, loopback servers, small runs) live in ``tests/support/``.
+"""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from typer.testing import CliRunner
 
-from mis_data.cli import app
+# huggingface_hub and datasets read these once, at import: set them before any test imports them
+# (the per-test monkeypatch below comes too late for module-level constants).
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
-REPO = Path(__file__).resolve().parent.parent
-CONFIGS = REPO / "configs"
-PROMPTS = REPO / "prompts"
+from tests.support.browser import CHROMIUM_ARGS, chromium  # noqa: E402
+from tests.support.cli import run_cli  # noqa: E402
+from tests.support.paths import CONFIGS  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -21,32 +27,6 @@ def _no_hub_network(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test may reach the Hugging Face Hub; an accidental call fails fast instead."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-
-
-def write_config(folder: Path, **overrides: Any) -> Path:
-    """A build config with absolute paths into the repo; ``overrides`` replace top-level keys."""
-    config: dict[str, Any] = {
-        "name": "test",
-        "seed": 0,
-        "backend": "offline",
-        "taxonomy": str(CONFIGS / "taxonomy.yaml"),
-        "prompts_dir": str(PROMPTS),
-        "concepts": {"sources": [{"kind": "shipped", "path": str(CONFIGS / "concepts")}],
-                     "max_per_sub_category": 2},
-        "instructions": {"giveaway_phrases": str(CONFIGS / "giveaway_phrases.yaml")},
-        "images": {"source": "typography", "typography_size": 128},
-        "exports": ["mis", "internvl"],
-    }
-    config.update(overrides)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "config.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
-    return path
-
-
-def run_cli(*args: str) -> Any:
-    """Invoke ``mis-data`` in-process; returns the click Result (exit_code, output)."""
-    return CliRunner().invoke(app, [str(arg) for arg in args], catch_exceptions=False)
 
 
 @pytest.fixture(scope="session")
@@ -57,3 +37,25 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
                      "--no-progress")
     assert result.exit_code == 0, result.output
     return run_dir
+
+
+@pytest.fixture()
+def page() -> Iterator[Any]:
+    """A fresh browser per test; any page error or dialog (an ``alert``) fails the test.
+
+    Per test, not per module: Playwright's sync API keeps an event loop running while it is
+    open, and a build (``asyncio.run``) cannot start inside it, so runs are made first.
+    """
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium(), args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1280, "height": 1000},
+                                      accept_downloads=True)
+        opened = context.new_page()
+        errors: list[str] = []
+        opened.on("pageerror", lambda error: errors.append(str(error)))
+        opened.on("dialog", lambda dialog: (errors.append(f"dialog: {dialog.message}"),
+                                            dialog.dismiss()))
+        yield opened
+        browser.close()
+    assert errors == []

@@ -7,7 +7,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[1] / "mis_data"
+from tests.support.paths import PACKAGE
 
 # What each part of the package may import (besides itself and the data-only ``starter``):
 # cli -> pipeline -> stages -> (models, images) -> core; reports, export and eval read core

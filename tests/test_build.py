@@ -7,18 +7,17 @@ import json
 import shutil
 from pathlib import Path
 
-from conftest import CONFIGS, run_cli, write_config
 from PIL import Image
 
 from mis_data.core.taxonomy import load_taxonomy
+from tests.support.builds import tree_hashes
+from tests.support.cli import run_cli, write_config
+from tests.support.paths import CONFIGS
 
 RUN_FILES = ("config.yaml", "concepts.jsonl", "images.jsonl", "pairs.jsonl", "instructions.jsonl",
              "judgements.jsonl", "labels.jsonl", "rejects.jsonl", "manifest.json")
 
 
-def tree_hashes(folder: Path) -> dict[str, str]:
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def export_image_paths(run: Path) -> list[Path]:

@@ -9,11 +9,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from _builds import read_jsonl
-from conftest import CONFIGS, run_cli
 from datasets import load_dataset
 
 from mis_data.core.rundir import RunDir
+from tests.support.builds import read_jsonl
+from tests.support.cli import run_cli
+from tests.support.paths import CONFIGS
 
 COPIED_INTO_THE_BENCHMARK = {"bicycle parking garage", "bank branch counter"}
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import re
 import subprocess
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.support.paths import ROOT
+
 REFERENCE = re.compile(r"docs/(\w+)\.md((?:,? ?§[\d.]+(?:-[\d.]+)?(?: step \d)?)+)")
 
 

@@ -9,7 +9,8 @@ import sys
 import zipfile
 from pathlib import Path
 
-from conftest import REPO, run_cli
+from tests.support.cli import run_cli
+from tests.support.paths import ROOT
 
 
 def test_init_writes_a_starter_project_and_refuses_to_overwrite(tmp_path: Path) -> None:
@@ -28,7 +29,7 @@ def test_init_writes_a_starter_project_and_refuses_to_overwrite(tmp_path: Path) 
 def test_a_wheel_builds_the_demo_from_an_empty_folder(tmp_path: Path) -> None:
     wheels = tmp_path / "wheels"
     command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(wheels),
-               str(REPO)]
+               str(ROOT)]
     command.insert(4, "--no-build-isolation")  # the dev extra's setuptools: no download
     subprocess.run(command, check=True, cwd=tmp_path, capture_output=True)
     site = tmp_path / "site"
