@@ -28,14 +28,14 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 SERVER_SLOTS = 16  # figure 6: what each loopback server serves at once
 CLIENT_SLOTS = 24  # figure 6: requests the client keeps open per server (queued ones wait there)
-sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
+sys.path[:0] = [str(HERE), str(HERE.parent)]
 
 from bench_common import KEY_ENV, bare_loop, bench_config, fill_judged_items, peak_rss_mb, run_child  # noqa: E402
-from loopback import LoopbackServer  # noqa: E402
 
 from mis_data.pipeline.runner import prepare, run_build  # noqa: E402
 from mis_data.stages.base import run_stage  # noqa: E402
 from mis_data.stages.labels import LabelStage  # noqa: E402
+from tests.support.loopback import LoopbackServer  # noqa: E402
 
 
 async def label_stage(url: str | list[str], root: Path, count: int, concurrency: int) -> tuple[float, int]:

@@ -12,7 +12,7 @@ the sub-categories, the twins and their votes, and the requests the rerun sent.
 
     python scripts/hostile_build.py [--out runs/hostile] [--train 20] [--test 8]
 
-Figures are printed, never asserted (tests/test_hostile_provider.py asserts on a small build).
+Figures are printed, never asserted (tests/models/test_hostile_provider.py asserts on a small build).
 """
 
 from __future__ import annotations
@@ -28,17 +28,17 @@ from collections import Counter
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
+sys.path[:0] = [str(HERE), str(HERE.parent)]
 
 import yaml  # noqa: E402
-from hostile import HostileProvider  # noqa: E402
-from loopback import LoopbackServer  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 from mis_data.cli import app  # noqa: E402
 from mis_data.core.records import TwinRecord  # noqa: E402
 from mis_data.core.rundir import RunDir  # noqa: E402
 from mis_data.core.targets import read_targets  # noqa: E402
+from tests.support.hostile import HostileProvider  # noqa: E402
+from tests.support.loopback import LoopbackServer  # noqa: E402
 
 REPO = HERE.parent
 KEY_ENV = "MIS_LOOPBACK_KEY"

@@ -24,7 +24,7 @@ from pydantic import BaseModel
 from mis_data.core.config import BuildConfig, ConfigError, RunConfig, read_run_config
 from mis_data.core.ids import parent_id
 from mis_data.core.lock import FolderLock
-from mis_data.core.records import RETRYABLE_REASONS, RejectRecord
+from mis_data.core.records import RejectRecord
 
 RecordT = TypeVar("RecordT", bound=BaseModel)
 
@@ -327,14 +327,6 @@ class RunDir:
             if item_id not in covered[stage] and latest_child.get(key, 0) < self._reject_written[key]:
                 current.append(reject)
         return current
-
-    def done_ids(self, stage: str) -> set[str]:
-        """Ids a stage need not process again: written records and final rejects."""
-        done = set(self.output_ids(stage))
-        for reject in self.rejects():
-            if reject.stage == stage and reject.reason not in RETRYABLE_REASONS:
-                done.add(reject.id)
-        return done
 
     # -- writing -------------------------------------------------------------------------
     def appender(self, stage: str) -> JsonlAppender:

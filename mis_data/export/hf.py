@@ -14,8 +14,8 @@ which every 3.x release rejects (``ValueError: Feature type 'List' not found``),
 data is the same. So the metadata is written in the 3.x form — ``Sequence(Image())`` for the
 images and the plain ``[{...}]`` list for the messages — which 3.x reads as a list of images and
 a list of dicts, and 4.x/5.x read back as ``List(Image())`` and ``List({...})``. Loading is
-checked with datasets 3.6.0 (the oldest supported), 4.0.0 and 5.2.0 (tests/test_export_hf_old_datasets.py,
-scripts/check_consumers.sh).
+checked with datasets 3.6.0 (the oldest supported), 4.0.0 and 5.2.0
+(tests/export/test_export_hf_old_datasets.py, scripts/check_consumers.sh).
 
 The embedded image name is the store's ``<sha256>.png`` basename, never a run path, and the
 writer options are fixed here (no timestamp is written; pyarrow records only its version), so

@@ -1,7 +1,7 @@
 """Load a Hugging Face export folder with whatever ``datasets`` this Python has.
 
 Run by ``scripts/check_consumers.sh`` in a venv per ``datasets`` version (3.6.0, the oldest the
-export supports, and the newest), and by ``tests/test_export_hf_old_datasets.py``. Imports
+export supports, and the newest), and by ``tests/export/test_export_hf_old_datasets.py``. Imports
 nothing from mis-data: it must run where mis-data is not installed.
 
 For every config the card declares: ``load_dataset(copy, config)`` from a copy of the folder

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mis_data.core.records import LabelRecord, RejectReason, RejectRecord
+from mis_data.core.records import RETRYABLE_REASONS, LabelRecord, RejectReason, RejectRecord
 from mis_data.core.rundir import RunDir, write_text_atomic
 
 
@@ -37,13 +37,19 @@ def test_a_redone_id_keeps_its_latest_record(tmp_path: Path) -> None:
     assert run.read("labels", LabelRecord) == [newer, label("b")]
 
 
+def done(run: RunDir, stage: str) -> set[str]:
+    """What a resumed stage skips before fallbacks are considered (``Stage.done_items``)."""
+    return run.output_ids(stage) | {reject.id for reject in run.rejects()
+                                    if reject.stage == stage and reject.reason not in RETRYABLE_REASONS}
+
+
 def test_done_ids_include_final_rejects_but_not_retryable_ones(tmp_path: Path) -> None:
     run = RunDir(tmp_path)
     run.append("labels", [label("a")])
     run.reject(RejectRecord(stage="labels", id="b", reason=RejectReason.refused))
     run.reject(RejectRecord(stage="labels", id="c", reason=RejectReason.api_error))
     run.close()
-    assert run.done_ids("labels") == {"a", "b"}
+    assert done(run, "labels") == {"a", "b"}
 
 
 def test_a_retried_item_that_succeeds_is_no_longer_a_reject(tmp_path: Path) -> None:
@@ -113,7 +119,7 @@ def test_a_group_killed_between_two_files_is_undone_when_a_writer_resumes(tmp_pa
     assert RunDir(tmp_path).recover() == ["labels.jsonl"]
     assert {path.name: path.read_bytes() for path in tmp_path.glob("*.jsonl")} == before
     assert not (tmp_path / ".group.json").exists()
-    assert RunDir(tmp_path).done_ids("labels") == {"a", "z"}
+    assert done(RunDir(tmp_path), "labels") == {"a", "z"}
 
 
 def test_a_cut_inside_a_multibyte_character_is_a_partial_group(tmp_path: Path) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 
 import pytest
 
@@ -18,9 +17,9 @@ from mis_data.models.wire import strict_schema
 from mis_data.pipeline.plan import planning_context
 from mis_data.pipeline.preflight import preflight
 from mis_data.stages import TASKS
+from tests.support.paths import CONFIGS, FIXTURES
 
-ROOT = Path(__file__).resolve().parents[1]
-SNAPSHOT = json.loads((ROOT / "tests" / "fixtures" / "reply_schemas.json").read_text())
+SNAPSHOT = json.loads((FIXTURES / "reply_schemas.json").read_text())
 
 
 def fingerprint(model: type) -> str:
@@ -29,7 +28,7 @@ def fingerprint(model: type) -> str:
 
 @pytest.mark.parametrize("config", ["demo.yaml", "demo_plus.yaml"])
 def test_reply_schemas_are_unchanged(config: str) -> None:
-    ctx = planning_context(preflight(load_config(ROOT / "configs" / config), keys=False))
+    ctx = planning_context(preflight(load_config(CONFIGS / config), keys=False))
     now = {name: fingerprint(task.reply_model(ctx)) for name, task in sorted(TASKS.items())}
     changed = sorted(name for name in now if now[name] != SNAPSHOT[config].get(name))
     assert changed == [], f"reply schemas changed (every cached answer misses): {changed}"

@@ -4,15 +4,13 @@ fails here instead of in a user's build."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from mis_data.core.config import load_config
 from mis_data.core.prompts import PromptLibrary
 from mis_data.models.offline.client import OfflineClient
 from mis_data.pipeline.plan import make_plan
 from mis_data.stages import STAGES, TASKS
+from tests.support.paths import CONFIGS
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 PLAN_ONLY = {"generate_image", "twin_object_or_question"}  # image rows; twins' two text tasks as one
 
 
