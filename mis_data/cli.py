@@ -154,7 +154,7 @@ def build(
         from mis_data.pipeline.runner import build as run_build
         from mis_data.pipeline.runner import prepare
 
-        plan = make_plan(checked)
+        plan = make_plan(checked, batch=batch)
         for line in plan.lines():
             typer.echo(line)
         # --max-cost is a spending decision of its own: the build stops cleanly at the cap.
@@ -190,6 +190,8 @@ def plan(
     assume: Annotated[list[str] | None, typer.Option(
         help="Override an assumption, NAME=VALUE (e.g. train_share=0.5); repeatable.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
+    batch: Annotated[bool, typer.Option(
+        help="Price chat requests as the Batch API bills them (build --batch).")] = False,
     verbose: Verbose = False,
 ) -> None:
     """Before any call: requests per stage and model, input (text + image) and output tokens,
@@ -198,7 +200,7 @@ def plan(
     from mis_data.pipeline.plan import Assumptions, plan_config
 
     def action() -> None:
-        made = plan_config(config, Assumptions.parse(assume or []))
+        made = plan_config(config, Assumptions.parse(assume or []), batch=batch)
         typer.echo(dump_json(made.as_dict()) if as_json else "\n".join(made.lines()))
 
     guarded(verbose, action)

@@ -40,6 +40,9 @@ class Prices(Strict):
     input: float = Field(default=0.0, ge=0)
     output: float = Field(default=0.0, ge=0)
     per_image: float = Field(default=0.0, ge=0)
+    # The share of the token prices a Batch API request is billed at (``--batch``): half at
+    # OpenAI and most hosts that offer batches. Image generations are never batched.
+    batch: float = Field(default=0.5, gt=0, le=1)
 
 
 class Endpoint(Strict):
@@ -490,6 +493,7 @@ class BuildConfig(Strict):
         for spec in (*(data["models"][role] for role in ("text", "vision", "image")),
                      *data["models"]["judges"]):
             del spec["all_down_seconds"]  # when to give up on a server asks nothing different
+            del spec["prices"]["batch"]  # what a batch costs asks nothing different
         return sha256_text(json.dumps(data, sort_keys=True))
 
 

@@ -258,9 +258,14 @@ class OpenAIClient:
     def wire(self, messages: list[ChatMessage], spec: ModelSpec) -> tuple[list[dict[str, Any]], int]:
         """The messages on the wire, after checking the cost cap for them."""
         wire, tokens = wire_messages(self.store, messages, spec)
-        self.session.check_budget((tokens * spec.prices.input
-                                   + spec.max_tokens * spec.prices.output) / 1e6)
+        self.session.check_budget(self.token_cost(spec, tokens, spec.max_tokens))
         return wire, tokens
+
+    def token_cost(self, spec: ModelSpec, input_tokens: int, output_tokens: int) -> float:
+        """Dollars for a chat request's tokens: at the batch share of the price with ``--batch``
+        (every chat request then goes through the Batch API), else at the list price."""
+        share = spec.prices.batch if self.batching else 1.0
+        return share * (input_tokens * spec.prices.input + output_tokens * spec.prices.output) / 1e6
 
     @staticmethod
     def sampling(spec: ModelSpec) -> dict[str, Any]:
@@ -356,7 +361,7 @@ class OpenAIClient:
         output_tokens = int(usage.get("completion_tokens") or 0)
         self.usage.record(request.stage, spec.model, Usage(
             requests=1, input_tokens=input_tokens, output_tokens=output_tokens,
-            cost_usd=(input_tokens * spec.prices.input + output_tokens * spec.prices.output) / 1e6))
+            cost_usd=self.token_cost(spec, input_tokens, output_tokens)))
         text = message.get("content")
         refusal = message.get("refusal")
         if choice.get("finish_reason") == "content_filter":
@@ -424,8 +429,7 @@ class OpenAIClient:
             return TextResult(reason=RejectReason.blocked, detail=reply.blocked, model=spec.model)
         if reply.refusal:
             self.usage.refusal(request.sub_category)
-        cost = (reply.input_tokens * spec.prices.input
-                + reply.output_tokens * spec.prices.output) / 1e6
+        cost = self.token_cost(spec, reply.input_tokens, reply.output_tokens)
         return TextResult(text=reply.text if reply.text else (reply.refusal or ""),
                           refused=bool(reply.refusal), model=spec.model,
                           input_tokens=reply.input_tokens, output_tokens=reply.output_tokens,

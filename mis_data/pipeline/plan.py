@@ -410,7 +410,8 @@ def spare_shipped(ctx: BuildContext, per_sub: dict[str, int]) -> dict[str, int]:
     return {sub: max(0, n - per_sub.get(sub, 0)) for sub, n in total.items()}
 
 
-def make_plan(config: Checked | BuildConfig, assumptions: Assumptions | None = None) -> Plan:
+def make_plan(config: Checked | BuildConfig, assumptions: Assumptions | None = None,
+              batch: bool = False) -> Plan:
     """The plan of a checked config (a bare config is checked first, without API keys)."""
     a = assumptions or Assumptions()
     checked = config if isinstance(config, Checked) else preflight(config, keys=False)
@@ -509,11 +510,16 @@ def make_plan(config: Checked | BuildConfig, assumptions: Assumptions | None = N
     for row in rows:
         spec = roles[row.role]
         if config.backend != "offline":
-            row.cost_usd = (row.input_tokens * spec.prices.input
-                            + row.output_tokens * spec.prices.output) / 1e6 \
+            share = spec.prices.batch if batch and row.role != "image" else 1.0
+            row.cost_usd = share * (row.input_tokens * spec.prices.input
+                                    + row.output_tokens * spec.prices.output) / 1e6 \
                 + row.images * spec.prices.per_image
         row.seconds = lane_seconds(row, spec, a)
     notes = []
+    if batch and config.backend != "offline":
+        notes.append("--batch: chat requests billed at each model's `prices.batch` share of the "
+                     "list price (default 0.5), image generations at full price; the times "
+                     "assume no batch queue (a provider may take up to 24 h a batch)")
     if any(isinstance(s, HFDatasetConcepts) and not s.limit for s in config.concepts.sources):
         notes.append("a hf_dataset concept source without `limit` is counted as 0 queries: its "
                      "size is known only once it is loaded")
@@ -550,6 +556,6 @@ def lane_seconds(row: Row, spec: ModelSpec, a: Assumptions) -> float:
 
 
 def plan_config(path: Path, assumptions: Assumptions | None = None,
-                overrides: dict[str, Any] | None = None) -> Plan:
+                overrides: dict[str, Any] | None = None, batch: bool = False) -> Plan:
     """The plan of a config file; API keys are not needed, so a plan can be made before they are set."""
-    return make_plan(load_checked(path, overrides, keys=False), assumptions)
+    return make_plan(load_checked(path, overrides, keys=False), assumptions, batch=batch)
