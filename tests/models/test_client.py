@@ -266,3 +266,31 @@ def test_a_rerun_resumes_polling_a_submitted_batch(tmp_path: Path, monkeypatch: 
         [result] = ask(second, request(shas, "x"))
         run(client.aclose())
         assert result.ok and len(server.state.batches) == 1
+
+
+def test_batched_requests_are_billed_at_the_batch_share(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same request costs its list price sent directly and ``prices.batch`` of it through the
+    Batch API; the cost cap counts the discounted price."""
+    prices = {"input": 1000.0, "output": 1000.0, "batch": 0.5}
+    with LoopbackServer(answer_with("ok")) as server:
+        direct, shas = make_client(tmp_path / "d", server.url, monkeypatch, prices=prices)
+        [sent] = ask(direct, request(shas, "x"))
+        batched = OpenAIClient(direct.config, direct.store, tmp_path / "b.sqlite", batch=True,
+                               batch_poll_seconds=0.02)
+        [through_batch] = ask(batched, request(shas, "x"))
+    assert sent.ok and through_batch.ok
+    full, half = direct.usage.total.cost_usd, batched.usage.total.cost_usd
+    assert full > 0 and half == pytest.approx(full / 2)
+    assert batched.spent() == pytest.approx(half)
+
+
+def test_a_batch_share_is_not_part_of_a_runs_identity() -> None:
+    """Changing what batches cost asks the models nothing different: the run folder continues."""
+    base = {"backend": "openai", "concepts": {"sources": [{"kind": "shipped", "path": "x"}]},
+            "models": {"text": {"model": "m"}, "vision": {"model": "m"}, "judges": [{"model": "m"}],
+                       "image": {"model": "i"}}}
+    cheaper = json.loads(json.dumps(base))
+    cheaper["models"]["text"]["prices"] = {"batch": 0.25}
+    assert BuildConfig.model_validate(base).generation_hash() == \
+        BuildConfig.model_validate(cheaper).generation_hash()

@@ -195,3 +195,13 @@ def test_build_above_the_threshold_stops_without_yes(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "above --confirm-above" in result.output and "--yes" in result.output
     assert not run.exists()  # nothing was started: no folder, no request
+
+
+def test_plan_with_batch_prices_chat_requests_at_the_batch_share() -> None:
+    """``plan --batch``: chat rows cost ``prices.batch`` of the list price, image rows the same."""
+    config = load_config(CONFIGS / "openai_mis_scale.yaml")
+    listed, batched = make_plan(config), make_plan(config, batch=True)
+    for row, cheap in zip(listed.rows, batched.rows, strict=True):
+        share = 1.0 if row.role == "image" else 0.5
+        assert cheap.cost_usd == pytest.approx(row.cost_usd * share, abs=1e-9), row.task
+    assert batched.cost < listed.cost and any("--batch" in note for note in batched.notes)
