@@ -32,6 +32,8 @@ class BatchResult:
 
     body: dict[str, Any] | None
     error: str | None = None
+    status: int | None = None  # the HTTP status of a request the provider answered with an error
+    error_body: dict[str, Any] | None = None  # and its body (a moderation block names itself here)
 
 
 class BatchRunner:
@@ -146,12 +148,7 @@ class BatchRunner:
                 for line in content.text.splitlines():
                     if line.strip():
                         row = json.loads(line)
-                        response = row.get("response") or {}
-                        error = row.get("error")
-                        found[row["custom_id"]] = BatchResult(
-                            body=response.get("body") if response.get("status_code") == 200 else None,
-                            error=None if response.get("status_code") == 200 else
-                            str((error or {}).get("message") or f"status {response.get('status_code')}"))
+                        found[row["custom_id"]] = line_result(row)
         self.save_batch(batch_id, keys, batch.status)
         for key in keys:
             result = found.get(key, BatchResult(body=None, error=f"batch {batch.status}: no result"))
@@ -170,6 +167,21 @@ class BatchRunner:
         resumed by the next run."""
         for task in [*self._pollers, *([self._flusher] if self._flusher else [])]:
             task.cancel()
+
+
+def line_result(row: dict[str, Any]) -> BatchResult:
+    """One line of a batch's output or error file: the completion, or why there is none, with the
+    status and error body the provider gave the request (what a direct request would have got)."""
+    response = row.get("response") or {}
+    status = response.get("status_code")
+    if status == 200:
+        return BatchResult(body=response.get("body"))
+    body = response.get("body") if isinstance(response.get("body"), dict) else None
+    nested = (body or {}).get("error")
+    message = (row.get("error") or {}).get("message") or (
+        nested.get("message") if isinstance(nested, dict) else None)
+    return BatchResult(body=None, error=str(message or f"status {status}"),
+                       status=status if isinstance(status, int) else None, error_body=body)
 
 
 def chunks(lines: list[tuple[str, bytes]]) -> list[list[tuple[str, bytes]]]:

@@ -87,14 +87,18 @@ class RequestRejected(Exception):
 
 def provider_block(error: openai.APIStatusError) -> str | None:
     """The provider's message when ``error`` is a moderation block, else None."""
-    body = error.body if isinstance(error.body, dict) else {}
+    return block_in(error.body if isinstance(error.body, dict) else {}, error.code, error.message)
+
+
+def block_in(body: dict[str, Any], code: object = None, message: str = "") -> str | None:
+    """The provider's message when an error body (sent directly or as a batch line) is a
+    moderation block, else None."""
     nested = body.get("error")
     inner = nested if isinstance(nested, dict) else body
-    codes = {str(value) for value in (error.code, inner.get("code"), inner.get("type"))
-             if value}
-    message = str(inner.get("message") or error.message)
-    if codes & BLOCK_CODES or BLOCK_WORDS.search(message):
-        return short(message)
+    codes = {str(value) for value in (code, inner.get("code"), inner.get("type")) if value}
+    text = str(inner.get("message") or message)
+    if codes & BLOCK_CODES or BLOCK_WORDS.search(text):
+        return short(text)
     return None
 
 
@@ -348,6 +352,13 @@ class OpenAIClient:
         client = lane.pool.servers[0].client  # the Batch API is a hosted service: one endpoint
         result = await self.batches[id(client)].result(key, body)
         if result.body is None:
+            # A line the provider answered with an error is what a direct request would have got:
+            # a block is a verdict (cached, never asked again), another 4xx is final.
+            if result.status in REJECTED_STATUSES:
+                blocked = block_in(result.error_body or {}, message=result.error or "")
+                if blocked is not None:
+                    return self.blocked_reply(request, spec, blocked)
+                raise RequestRejected(f"HTTP {result.status}: {short(result.error or '')}")
             raise TransportFailure(short(result.error or "batch request failed"))
         return self.to_reply(request, spec, result.body)
 

@@ -27,7 +27,7 @@ from mis_data.models.base import (
 )
 from mis_data.models.client import OpenAIClient
 from mis_data.models.limits import parse_duration, retry_delay
-from tests.support.loopback import LoopbackServer
+from tests.support.loopback import LoopbackServer, Reply
 
 KEY = "sk-test-SECRET-123"
 
@@ -294,3 +294,31 @@ def test_a_batch_share_is_not_part_of_a_runs_identity() -> None:
     cheaper["models"]["text"]["prices"] = {"batch": 0.25}
     assert BuildConfig.model_validate(base).generation_hash() == \
         BuildConfig.model_validate(cheaper).generation_hash()
+
+
+def test_a_batch_line_the_provider_blocked_is_a_blocked_reject_kept_for_reruns(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A moderation block inside a batch's output is the same verdict as on a direct request:
+    ``blocked`` (cached, so a rerun submits nothing), and another 4xx is ``request_rejected``."""
+    def responder(body: dict[str, Any]) -> Any:
+        text = body["messages"][0]["content"][2]["text"]
+        if "(blocked)" in text:
+            return Reply(status=400, error={"error": {"code": "moderation_blocked",
+                                                      "message": "Your request was flagged."}})
+        if "(odd)" in text:
+            return Reply(status=422, error={"error": {"message": "unprocessable"}})
+        return {"answer": "ok"}
+
+    with LoopbackServer(responder) as server:
+        client, shas = make_client(tmp_path, server.url, monkeypatch)
+        batched = OpenAIClient(client.config, client.store, tmp_path / "b.sqlite", batch=True,
+                               batch_poll_seconds=0.02)
+        fine, blocked, odd = ask(batched, *(request(shas, item) for item in ("fine", "blocked", "odd")))
+        assert fine.ok and blocked.reason == RejectReason.blocked and "flagged" in blocked.detail
+        assert odd.reason == RejectReason.request_rejected
+        again = OpenAIClient(client.config, client.store, tmp_path / "b.sqlite", batch=True,
+                             batch_poll_seconds=0.02)
+        _, blocked_again = ask(again, request(shas, "fine"), request(shas, "blocked"))
+        run(client.aclose())
+    assert blocked_again.reason == RejectReason.blocked
+    assert len(server.state.batches) == 1  # the block was kept: nothing submitted again

@@ -116,6 +116,15 @@ def answer(reply: dict[str, Any] | str | Reply) -> dict[str, Any]:
     return completion(reply if isinstance(reply, str) else json.dumps(reply))
 
 
+def batch_response(reply: dict[str, Any] | str | Reply, request_id: str) -> dict[str, Any]:
+    """One line's ``response`` in a batch output file: the chat completion, or the error status
+    and body a direct request would have got (a moderation block, say)."""
+    if isinstance(reply, Reply) and reply.status != 200:
+        return {"status_code": reply.status, "request_id": request_id,
+                "body": reply.error or {"error": {"message": f"status {reply.status}"}}}
+    return {"status_code": 200, "request_id": request_id, "body": answer(reply)}
+
+
 # Everyday things a twin may show instead of a risky one: their images are plain green, which
 # the loopback judges can see (a stand-in for a vision model recognizing a harmless object).
 HARMLESS_OBJECTS = ("park bench", "garden trowel", "ceramic mug", "watering can", "sleeping cat")
@@ -199,8 +208,7 @@ class Handler(BaseHTTPRequestHandler):
         if batch["status"] == "in_progress" and batch["polls"] > state.batch_polls:
             lines = [json.loads(line) for line in state.files[batch["input_file_id"]].splitlines()]
             rows = [{"id": f"req_{i}", "custom_id": line["custom_id"], "error": None,
-                     "response": {"status_code": 200, "request_id": f"r{i}",
-                                  "body": completion(json.dumps(state.responder(line["body"])))}}
+                     "response": batch_response(state.responder(line["body"]), f"r{i}")}
                     for i, line in enumerate(lines)]
             state.rng.shuffle(rows)
             output_id = f"file-out-{batch_id}"
