@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -82,7 +81,10 @@ def test_faults_lose_nothing_and_the_key_is_nowhere(tmp_path: Path) -> None:
     run = RunDir(tmp_path / "run")
     assert "api_error" not in {r.reason.value for r in run.rejects()}
     rejects = run.rejects()
-    assert Counter(r.reason.value for r in rejects)["refused"] > 0
+    # Refusals were sent; each refused item ended as a record (the prompt's research framing,
+    # asked once after a refusal, got an answer) or a final ``refused`` reject (refused twice):
+    # which one depends on the order requests arrive in, so only the invariant below is asserted.
+    assert faults.get("refusal", 0) > 0
     for stage, inputs in stage_inputs(run, rejects).items():
         item = parent_id if stage in ("instructions", "images") else (lambda record_id: record_id)
         outputs = run.output_ids(stage)
