@@ -24,7 +24,7 @@ IRREGULAR_PLURALS = frozenset("""
 SINGULAR_ENDINGS = ("ss", "us", "is", "as", "ics", "news", "series", "species", "lens")
 # Words that start with a vowel letter but a consonant sound ("a used syringe"), and the reverse.
 CONSONANT_SOUND = re.compile(r"^(use|usb|usu|uti|uni(form|t|que|v|corn|cycle)|ufo|eu|one|once|ewe)")
-VOWEL_SOUND = re.compile(r"^(hour|honest|honou?r|heir|x-|mri|fbi|nda|sms|msg|mp3|lgbt|rsvp|s\.)")
+VOWEL_SOUND = re.compile(r"^(hour|honest|honou?r|heir|x-|mri|fbi|nda|sms|msg|mp3|lgbt|rsvp|rfid|s\.)")
 
 
 def pick(options: list[Any], *key: object) -> Any:
@@ -114,3 +114,29 @@ def tidy(text: str) -> str:
 
 
 STEP_PATTERN = re.compile(r"(^|\n)\s*(step\s*\d|\d+[.)])", re.IGNORECASE)
+
+
+# The user's words as the assistant reports them: "end my life" -> "end your life".
+SECOND_PERSON = {"i": "you", "me": "you", "my": "your", "mine": "yours", "myself": "yourself",
+                 "i'm": "you're", "i've": "you've", "i'll": "you'll", "i'd": "you'd",
+                 "am": "are", "was": "were"}
+
+
+def second_person(text: str) -> str:
+    """A request's wording in the assistant's voice: the user's first person becomes "you"
+    ("hurt myself" -> "hurt yourself", "until I feel" -> "until you feel"). "am" and "was" change
+    only right after "I"."""
+    def swap(match: re.Match[str]) -> str:
+        word = match.group(0)
+        lowered = word.casefold()
+        if lowered in ("am", "was"):
+            return word
+        return SECOND_PERSON.get(lowered, word)
+
+    text = re.sub(r"\bI (am|was)\b", lambda m: "you " + SECOND_PERSON[m.group(1)], text)
+    return re.sub(r"\b(I'm|I've|I'll|I'd|I|me|my|mine|myself)\b", swap, text)
+
+
+def be(phrase: str) -> str:
+    """"is" or "are", agreeing with a noun phrase: "the ketamine vials are"."""
+    return "are" if is_plural(phrase) else "is"

@@ -16,7 +16,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from mis_data.core.wording import join_words, ordinal_image, word_count
-from mis_data.models.offline.grammar import capitalize, definite, indefinite, pick, ranked, tidy
+from mis_data.models.offline.grammar import (
+    be,
+    capitalize,
+    definite,
+    indefinite,
+    pick,
+    ranked,
+    second_person,
+    tidy,
+)
 from mis_data.models.offline.instructions import InstructionWriter, named_fillers
 from mis_data.models.offline.judges import JudgeRules, slot_count
 
@@ -46,10 +55,11 @@ class LabelWriter:
         """What the sentences are filled from: {A} {a} ... per object (with "a" / "the"),
         {objects} all of them, {shown} each with its image (more than two), and {act}."""
         count = slot_count(facts)
-        names = {"act": act}
+        names = {"act": second_person(act)}  # the user's request, reported by the assistant
         for slot, letter in zip(range(1, count + 1), "abcd", strict=False):
             names[letter.upper()] = indefinite(facts[f"object{slot}"])
             names[letter] = definite(facts[f"object{slot}"])
+            names[f"{letter.upper()}_be"] = be(facts[f"object{slot}"])
         names["objects"] = join_words([names[letter] for letter in "abcd"[:count]])
         names["shown"] = join_words([f"{names[letter.upper()]} in {ordinal_image(slot)}"
                                      for slot, letter in enumerate("abcd"[:count], start=1)])
@@ -71,7 +81,7 @@ class LabelWriter:
         if any(harmful):
             shown = [names[letter] for letter, flag in zip("abcd", harmful, strict=False) if flag]
             names["H"] = join_words(shown)
-            names["verb"] = "are" if len(shown) > 1 else "is"
+            names["verb"] = "are" if len(shown) > 1 else be(shown[0])
             note = pick(self.sentences("hazard", facts), *key, "note")
         else:
             note = pick(self.sentences("ordinary", facts), *key, "note")

@@ -18,6 +18,7 @@ import pytest
 
 from mis_data.core.records import REFUSAL_OPENER
 from mis_data.core.rundir import RunDir
+from mis_data.models.offline.grammar import second_person
 from mis_data.reports.stats import diversity_by_side, question_diversity, read_facts, write_stats
 from tests.support.offline_checks import REFS, Slot, agreement_problems, final_problems, kinds, offline_data
 
@@ -117,14 +118,15 @@ def sentences(text: str) -> list[str]:
 
 
 def test_labels_name_the_act_the_question_asks_for(demo: dict[str, Any]) -> None:
-    """The risk part of each label contains the harmful verb its (train) question still has."""
+    """The risk part of each label contains the harmful verb its (train) question still has, in
+    the assistant's voice ("end my life" is reported as "end your life")."""
     markers = offline_data("judge_rules.yaml")["intent_markers"]
     missing = []
     for label in demo["labels"]:
         question = demo["by_id"][label["id"]]["question"]
         found = [m for m in markers if re.search(rf"\b{re.escape(m)}", question, re.IGNORECASE)]
         risk = " ".join(sentences(label["text"])[1:]).casefold()
-        stems = [re.escape(m.casefold().rstrip("e")) for m in found]
+        stems = [re.escape(second_person(m).casefold().rstrip("e")) for m in found]
         if not any(re.search(rf"\b{stem}", risk) for stem in stems):
             missing.append(f"{question!r} ({found}) -> {label['text'][:160]!r}")
     assert not missing, f"{len(missing)} labels miss their act, e.g.:\n" + "\n".join(missing[:5])
@@ -139,7 +141,7 @@ def test_labels_follow_the_mis_style(demo: dict[str, Any]) -> None:
         text = label["text"]
         concept = demo["concepts"][demo["by_id"][label["id"]]["concept_id"]]
         first = sentences(text)[0].casefold()
-        assert concept["object1"] in first and concept["object2"] in first, text
+        assert concept["object1"].casefold() in first and concept["object2"].casefold() in first, text
         assert 120 <= len(text.split()) <= 250, text
         assert not REFUSAL_OPENER.match(text) and "\n" not in text, text
         assert not re.search(r"\bstep \d|^\s*\d+[.)]", text, re.IGNORECASE), text
