@@ -146,7 +146,7 @@ def build(
         resolved = load_config(config, {"seed": seed})  # the one load of this command
         check_free(run_path(resolved, run_dir))  # another build writes it: say so at once
         check_api_keys(resolved)  # a missing key is the first thing to hear about
-        plan_and_build(preflight(resolved))
+        plan_and_build(preflight(resolved, keys=False))  # the keys were just checked
 
     def plan_and_build(checked: Checked) -> None:
         from mis_data.core.rundir import write_json_atomic

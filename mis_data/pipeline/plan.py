@@ -302,8 +302,8 @@ class PromptSizes:
         return (fill * self.a.question_chars)[: self.a.question_chars]
 
     def average(self, task: ModelTask) -> float:
-        """Input tokens of the task's prompt: rendered per sampled concept, or one rendering
-        for a prompt that does not depend on the concept, or 150 when the task says nothing."""
+        """Input tokens of the task's prompt, rendered for each sampled concept; 150 for a task
+        that gives no rendering (``plan_text``)."""
         if task.name not in self.cache:
             if task.plan_text is None:
                 self.cache[task.name] = 150

@@ -15,7 +15,7 @@ import importlib
 import inspect
 import pkgutil
 
-from mis_data.core.records import Step
+from mis_data.core.records import STEP_NAMES, Step
 from mis_data.stages.base import ModelTask, Stage, WholeStage
 
 StageClass = type[Stage] | type[WholeStage]
@@ -44,7 +44,7 @@ def _in_order(found: dict[str, StageClass]) -> dict[str, StageClass]:
     missing = [step.value for step in Step if step.value not in found]
     if missing:
         raise TypeError(f"no stage class for step(s) {', '.join(missing)}")
-    order = [step.value for step in Step]
+    order = list(STEP_NAMES)
     extra = [name for name in found if name not in order]
     while extra:
         placed = [name for name in extra if found[name].after in order]
@@ -52,7 +52,7 @@ def _in_order(found: dict[str, StageClass]) -> dict[str, StageClass]:
             raise TypeError(f"stage(s) {', '.join(extra)} name no known step to run after")
         for name in placed:
             position = order.index(str(found[name].after)) + 1
-            while position < len(order) and order[position] not in [s.value for s in Step]:
+            while position < len(order) and order[position] not in STEP_NAMES:
                 position += 1  # after the stages already placed behind the same step
             order.insert(position, name)
             extra.remove(name)

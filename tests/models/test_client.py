@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from PIL import Image
 from pydantic import BaseModel
 
 from mis_data.core.config import BuildConfig
@@ -27,6 +25,7 @@ from mis_data.models.base import (
 )
 from mis_data.models.client import OpenAIClient
 from mis_data.models.limits import parse_duration, retry_delay
+from tests.support.images import two_stored_images
 from tests.support.loopback import LoopbackServer, Reply
 
 KEY = "sk-test-SECRET-123"
@@ -49,11 +48,7 @@ def make_client(tmp_path: Path, url: str, monkeypatch: pytest.MonkeyPatch, max_c
         "backend": "openai", "concepts": {"sources": [{"kind": "shipped", "path": "x"}]},
         "models": {"text": model, "vision": model, "judges": [model], "image": model}})
     store = ImageStore(tmp_path / "images")
-    shas = []
-    for color in ((200, 0, 0), (0, 0, 200)):
-        buffer = io.BytesIO()
-        Image.new("RGB", (40, 30), color).save(buffer, format="PNG")
-        shas.append(store.put(buffer.getvalue()).sha256)
+    shas = two_stored_images(store)
     client = OpenAIClient(config, store, tmp_path / "cache.sqlite", max_cost=max_cost,
                           rate_window=rate_window)
     return client, shas

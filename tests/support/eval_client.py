@@ -3,17 +3,16 @@ about them (the eval's answer call)."""
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any
 
 import pytest
-from PIL import Image
 
 from mis_data.core.config import ModelSpec
 from mis_data.images.store import ImageStore
 from mis_data.models.base import ChatMessage, ImagePart, TextPart, TextRequest
 from mis_data.models.client import OpenAIClient
+from tests.support.images import two_stored_images
 
 KEY_ENV = "MIS_EVAL_CLIENT_KEY"
 
@@ -24,11 +23,7 @@ def make_client(tmp_path: Path, url: str, monkeypatch: pytest.MonkeyPatch,
     model = ModelSpec(**{"model": "vlm", "base_url": url, "api_key_env": KEY_ENV, "max_retries": 2,
                          "timeout": 5, **spec})
     store = ImageStore(tmp_path / "images")
-    shas = []
-    for color in ((200, 0, 0), (0, 0, 200)):
-        buffer = io.BytesIO()
-        Image.new("RGB", (40, 30), color).save(buffer, format="PNG")
-        shas.append(store.put(buffer.getvalue()).sha256)
+    shas = two_stored_images(store)
     client = OpenAIClient(None, store, tmp_path / "cache.sqlite", max_cost=max_cost,
                           roles={"model": model})
     return client, shas
