@@ -93,13 +93,25 @@ class PanelVotes:
         return cast(Route, route) if self.decided(route, routes.count(route or "")) else None
 
 
-def judge_plan_text(prompt: str, with_question: bool) -> Callable[[PlanProbe], str]:
-    """A judge prompt as the plan sizes it: with the question and taxonomy, or the images alone."""
+# What each judge prompt shows besides the images: (the request and taxonomy, the image words).
+# The images-alone prompt never sees the request, so the request cannot prime that answer.
+JUDGE_SHOWS = {"judge_text": (True, False), "judge_image_harm": (False, True),
+               "judge_images": (True, True)}
+
+
+def judge_values(task: str, question: str, taxonomy: str, count: int) -> dict[str, str]:
+    """What judge prompt ``task`` is filled from, for a request with ``count`` images: the same
+    for a vote and for the plan's estimate of it."""
+    with_request, with_images = JUDGE_SHOWS[task]
+    return {**({"question": question, "taxonomy": taxonomy} if with_request else {}),
+            **(judge_image_values(count) if with_images else {})}
+
+
+def judge_plan_text(task: str, prompt: str) -> Callable[[PlanProbe], str]:
+    """A judge prompt as the plan sizes it, filled as a vote fills it."""
     def render(probe: PlanProbe) -> str:
-        values = judge_image_values(probe.subject.image_count) if prompt != "judge_text.md" else {}
-        question = {"question": probe.question, "taxonomy": probe.ctx.taxonomy.describe()} \
-            if with_question else {}
-        return probe.ctx.prompts.get(prompt).render(**question, **values)
+        return probe.ctx.prompts.get(prompt).render(**judge_values(
+            task, probe.question, probe.ctx.taxonomy.describe(), probe.subject.image_count))
     return render
 
 
@@ -111,16 +123,16 @@ def reason_and(extra: Callable[[PlanProbe], int]) -> Callable[[PlanProbe], int]:
 JUDGE_TEXT = ModelTask(
     "judge_text", "judge", "judge_text.md",
     reply_of=lambda ctx: JudgePanel(ctx, "").verdict_models[0],
-    plan_text=judge_plan_text("judge_text.md", True), reply_chars=reason_and(lambda _: 70))
+    plan_text=judge_plan_text("judge_text", "judge_text.md"), reply_chars=reason_and(lambda _: 70))
 JUDGE_IMAGE_HARM = ModelTask(
     "judge_image_harm", "judge", "judge_image_harm.md",
     reply_of=lambda ctx: JudgePanel(ctx, "").verdict_models[1],
-    plan_text=judge_plan_text("judge_image_harm.md", False),
+    plan_text=judge_plan_text("judge_image_harm", "judge_image_harm.md"),
     reply_chars=reason_and(lambda probe: 25 * probe.ctx.config.images_per_sample + 10))
 JUDGE_IMAGES = ModelTask(
     "judge_images", "judge", "judge_images.md",
     reply_of=lambda ctx: JudgePanel(ctx, "").verdict_models[2],
-    plan_text=judge_plan_text("judge_images.md", True), reply_chars=reason_and(lambda _: 100))
+    plan_text=judge_plan_text("judge_images", "judge_images.md"), reply_chars=reason_and(lambda _: 100))
 TASKS = (JUDGE_TEXT, JUDGE_IMAGE_HARM, JUDGE_IMAGES)  # what the panel asks, for whichever stage
 
 
@@ -177,19 +189,16 @@ class JudgePanel:
         facts = {**facts, "question": question, "judge_index": index,
                  "seed": self.ctx.config.seed}
         shas = [image.sha256 for image in images]
-        values = judge_image_values(len(images))
 
-        def ask(task: ModelTask, model: type[BaseModel], extra: dict[str, Any],
-                pictures: Sequence[str]) -> Any:
+        def ask(task: ModelTask, model: type[BaseModel], pictures: Sequence[str]) -> Any:
             return self.ctx.client.structured(model_request(
-                self.ctx, task, role=role, stage=self.stage, item_id=item_id, values=extra,
+                self.ctx, task, role=role, stage=self.stage, item_id=item_id,
+                values=judge_values(task.name, question, taxonomy, len(images)),
                 response_model=model, images=pictures, facts=facts, sub_category=sub_category))
 
         text, harm, combination = await asyncio.gather(
-            ask(JUDGE_TEXT, text_model, {"question": question, "taxonomy": taxonomy}, ()),
-            ask(JUDGE_IMAGE_HARM, harm_model, values, shas),
-            ask(JUDGE_IMAGES, image_model, {"question": question, "taxonomy": taxonomy, **values},
-                shas))
+            ask(JUDGE_TEXT, text_model, ()), ask(JUDGE_IMAGE_HARM, harm_model, shas),
+            ask(JUDGE_IMAGES, image_model, shas))
         for what, result in (("text", text), ("images alone", harm),
                              ("images with the request", combination)):
             if not result.ok:

@@ -116,25 +116,18 @@ def tidy(text: str) -> str:
 STEP_PATTERN = re.compile(r"(^|\n)\s*(step\s*\d|\d+[.)])", re.IGNORECASE)
 
 
-# The user's words as the assistant reports them: "end my life" -> "end your life".
-SECOND_PERSON = {"i": "you", "me": "you", "my": "your", "mine": "yours", "myself": "yourself",
-                 "i'm": "you're", "i've": "you've", "i'll": "you'll", "i'd": "you'd",
-                 "am": "are", "was": "were"}
+# The user's words as the assistant reports them: "end my life" -> "end your life". "am" and
+# "was" change only right after "I".
+SECOND_PERSON = {"i am": "you are", "i was": "you were", "i'm": "you're", "i've": "you've",
+                 "i'll": "you'll", "i'd": "you'd", "i": "you", "me": "you", "my": "your",
+                 "mine": "yours", "myself": "yourself"}
+FIRST_PERSON = re.compile(r"\b(I am|I was|I'm|I've|I'll|I'd|I|me|my|mine|myself)\b")
 
 
 def second_person(text: str) -> str:
     """A request's wording in the assistant's voice: the user's first person becomes "you"
-    ("hurt myself" -> "hurt yourself", "until I feel" -> "until you feel"). "am" and "was" change
-    only right after "I"."""
-    def swap(match: re.Match[str]) -> str:
-        word = match.group(0)
-        lowered = word.casefold()
-        if lowered in ("am", "was"):
-            return word
-        return SECOND_PERSON.get(lowered, word)
-
-    text = re.sub(r"\bI (am|was)\b", lambda m: "you " + SECOND_PERSON[m.group(1)], text)
-    return re.sub(r"\b(I'm|I've|I'll|I'd|I|me|my|mine|myself)\b", swap, text)
+    ("hurt myself" -> "hurt yourself", "until I feel" -> "until you feel")."""
+    return FIRST_PERSON.sub(lambda match: SECOND_PERSON[match.group(0).casefold()], text)
 
 
 def be(phrase: str) -> str:
