@@ -37,6 +37,7 @@ from pydantic import BaseModel
 
 from mis_data.core.config import read_yaml
 from mis_data.core.ids import parent_id, question_id
+from mis_data.core.prompts import PromptLibrary
 from mis_data.core.records import (
     MAX_IMAGES,
     RETRYABLE_REASONS,
@@ -228,11 +229,15 @@ def planned_facts(probe: PlanProbe) -> dict[str, Any]:
     return stage.facts(probe.subject)
 
 
+def category_examples(prompts: PromptLibrary, category: str) -> str:
+    """The harmful step's few-shot lines for a category (``prompts/examples/<category>.yaml``)."""
+    return examples_text(prompts.data(f"examples/{category_slug(category)}.yaml"))
+
+
 def harmful_plan_text(probe: PlanProbe) -> str:
     """The harmful-questions prompt with the category's examples, as the plan sizes it."""
-    examples = probe.ctx.prompts.data(f"examples/{category_slug(probe.subject.category)}.yaml")
-    return probe.ctx.prompts.get(PROMPTS[0]).render(**planned_facts(probe),
-                                                    examples=examples_text(examples))
+    return probe.ctx.prompts.get(PROMPTS[0]).render(
+        **planned_facts(probe), examples=category_examples(probe.ctx.prompts, probe.subject.category))
 
 
 def question_chars(probe: PlanProbe, extra: int) -> int:
@@ -334,7 +339,6 @@ class InstructionStage(Stage):
         failure of any question rejects the whole pair."""
         concept: ConceptRecord = item.payload
         facts = self.facts(concept)
-        examples = self.ctx.prompts.data(f"examples/{category_slug(concept.category)}.yaml")
         count = self.ctx.config.instructions.per_pair
 
         def enough(reply: BaseModel) -> Problem | None:
@@ -348,7 +352,7 @@ class InstructionStage(Stage):
 
         drafts = await self.ctx.client.structured(self.request(
             HARMFUL, item.id, concept.sub_category,
-            {**facts, "examples": examples_text(examples)}, enough))
+            {**facts, "examples": category_examples(self.ctx.prompts, concept.category)}, enough))
         if not drafts.ok:
             return Rejection.from_result(drafts, "harmful questions")
         drafted = cast(HarmfulQuestions, drafts.value)  # the HARMFUL task's reply model
