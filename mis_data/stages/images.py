@@ -86,11 +86,11 @@ def critique_facts(concept: ConceptRecord, question: str, prompts: list[str]) ->
 
 def critique_plan_text(probe: PlanProbe) -> str:
     """The critique prompt as the plan sizes it: the first prompts of the concept's objects."""
-    prompts, concept = probe.ctx.prompts, probe.subject
-    first = [prompts.get("t2i_prompt_text.md" if kind == "text" else "t2i_prompt.md")
-             .render(object=obj, kind=kind).strip()
+    concept = probe.subject
+    first = [image_prompt(probe.ctx, obj, kind)
              for obj, kind in zip(concept.objects, concept.kinds, strict=True)]
-    return prompts.get("image_critique.md").render(**critique_facts(concept, probe.question, first))
+    return probe.ctx.prompts.get("image_critique.md").render(
+        **critique_facts(concept, probe.question, first))
 
 
 CRITIQUE = ModelTask(

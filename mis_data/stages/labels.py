@@ -36,7 +36,7 @@ from mis_data.core.records import (
     find_template_token,
     normalize_object,
 )
-from mis_data.core.taxonomy import SubCategory
+from mis_data.core.taxonomy import SubCategory, Taxonomy
 from mis_data.core.view import Joined
 from mis_data.core.wording import image_facts, join_words, ordinal_image, word_count
 from mis_data.models.base import Problem
@@ -189,13 +189,16 @@ def planned_label_facts(probe: PlanProbe) -> dict[str, Any]:
                        f"{concept.id}-1", 1)
 
 
+def risk_categories(taxonomy: Taxonomy) -> set[str]:
+    """The names a risk statement's category may take: categories and sub-categories."""
+    return {*taxonomy.categories, *taxonomy.sub_category_names}
+
+
 def dream_plan_text(probe: PlanProbe) -> str:
     """The DREAM label prompt as the plan sizes it (no image flagged harmful)."""
-    taxonomy = probe.ctx.taxonomy
     return probe.ctx.prompts.get("label_dream.md").render(
         **planned_label_facts(probe),
-        **dream_facts((False,) * probe.subject.image_count,
-                      {*taxonomy.categories, *taxonomy.sub_category_names}))
+        **dream_facts((False,) * probe.subject.image_count, risk_categories(probe.ctx.taxonomy)))
 
 
 def answer_chars(probe: PlanProbe) -> int:
@@ -283,9 +286,8 @@ class LabelStage(Stage):
 
     @cached_property
     def categories(self) -> set[str]:
-        """The names a risk statement's category may take: categories and sub-categories."""
-        taxonomy = self.ctx.taxonomy
-        return {*taxonomy.categories, *taxonomy.sub_category_names}
+        """The names a risk statement's category may take (``risk_categories``), once a build."""
+        return risk_categories(self.ctx.taxonomy)
 
     async def _harm_check(self, item: WorkItem, images: tuple[str, ...],
                           facts: dict) -> None | Rejection:
