@@ -126,6 +126,9 @@ def build(
     batch: Annotated[bool, typer.Option(
         help="Send model requests through the Batch API (real backends).")] = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    shard: Annotated[str | None, typer.Option(
+        help="Build only shard i of N (0 <= i < N: e.g. $SLURM_ARRAY_TASK_ID/4), in a run "
+             "folder of its own; `mis-data merge` joins the N shards.")] = None,
     yes: Annotated[bool, typer.Option(
         "--yes", "-y", help="Do not ask before a build whose plan costs more than --confirm-above.")
     ] = False,
@@ -144,7 +147,7 @@ def build(
         from mis_data.pipeline.preflight import check_api_keys, preflight
 
         resolved = load_config(config, {"seed": seed})  # the one load of this command
-        check_free(run_path(resolved, run_dir))  # another build writes it: say so at once
+        check_free(run_path(resolved, run_dir, part))  # another build writes it: say so at once
         check_api_keys(resolved)  # a missing key is the first thing to hear about
         plan_and_build(preflight(resolved, keys=False))  # the keys were just checked
 
@@ -159,7 +162,8 @@ def build(
             typer.echo(line)
         # --max-cost is a spending decision of its own: the build stops cleanly at the cap.
         confirm_cost(plan.cost, confirm_above, yes or max_cost is not None)
-        ctx = prepare(checked, run_dir, max_cost=max_cost, batch=batch, show_progress=progress)
+        ctx = prepare(checked, run_dir, max_cost=max_cost, batch=batch, show_progress=progress,
+                      shard=part)
         write_json_atomic(ctx.run.path / PLAN_FILE, plan.as_dict())
         result = run_build(ctx)
         for line in result.skipped_decisions:
@@ -168,6 +172,30 @@ def build(
             typer.echo(f"warning: {line}", err=True)
         print_summary(result.stats, result.manifest)
         typer.echo(f"run folder: {ctx.run.path}")
+
+    from mis_data.core.shards import Shard
+
+    part = guarded(verbose, lambda: Shard.parse(shard)) if shard is not None else None
+    guarded(verbose, action)
+
+
+@app.command()
+def merge(
+    out: Annotated[Path, typer.Argument(help="The new run folder of the whole build.")],
+    shards: Annotated[list[Path], typer.Argument(help="The shards' run folders (all N).")],
+    verbose: Verbose = False,
+) -> None:
+    """Join the run folders of a sharded build (`build --shard i/N`) into one, and make its
+    splits, exports and manifest as a single build of the same config would."""
+
+    def action() -> None:
+        from mis_data.pipeline.merge import merge as merge_runs
+
+        result = merge_runs(out, shards)
+        typer.echo(f"merged {len(result.shards)} shards; near-duplicates across shards "
+                   f"dropped: {result.dropped_across}")
+        print_summary(result.stats, result.manifest)
+        typer.echo(f"run folder: {result.run.path}")
 
     guarded(verbose, action)
 

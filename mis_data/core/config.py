@@ -538,12 +538,22 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+# libyaml's parser when PyYAML was built with it: the same safe constructor, about ten times
+# faster on the concept lists, which preflight, the plan and the concepts stage each read.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def parse_yaml(text: str) -> Any:
+    """YAML text parsed with only the safe constructor (as ``yaml.safe_load``)."""
+    return yaml.load(text, Loader=_YAML_LOADER)  # a safe loader: no arbitrary objects
+
+
 def read_yaml(path: Path) -> Any:
     """Parse a YAML file, turning every failure into a one-line ConfigError."""
     if not path.is_file():
         raise ConfigError(f"{path}: file not found")
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return parse_yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

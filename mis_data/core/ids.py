@@ -72,3 +72,15 @@ def parent_id(record_id: str) -> str:
         if found and head and tail.isdigit():
             return head
     return record_id
+
+
+def pair_of(item_id: str) -> str:
+    """The concept pair any id of a build hangs from (images, questions, variants, twins): its
+    first 16 hex digits, as ``sample_id`` makes them."""
+    return item_id[:16]
+
+
+def shard_of(item_id: str, count: int) -> int:
+    """Which of ``count`` shards builds the pair an id hangs from: a pair, its images, its
+    questions and their twins always land in the same shard."""
+    return int(pair_of(item_id), 16) % count

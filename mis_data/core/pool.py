@@ -1,6 +1,6 @@
-"""A bounded pool of asyncio workers over a list: what the build's stage runner and the eval
-share, so both take items in order, keep at most ``width`` in flight, and stop every worker when
-one item raises."""
+"""A bounded pool of asyncio workers over a list, for the eval: it takes items in order, keeps at
+most ``width`` in flight, and stops every worker when one item raises. The build's stages
+stream into each other instead, in ``stages.base.run_items``."""
 
 from __future__ import annotations
 

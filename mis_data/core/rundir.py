@@ -469,9 +469,15 @@ class RunDir:
         self.close()
 
 
-def run_path(config: BuildConfig, run_dir: Path | None) -> Path:
-    """A build's run folder: ``--run-dir``, else ``runs/<config name>``."""
-    return Path(run_dir) if run_dir is not None else Path("runs") / config.name
+def run_path(config: BuildConfig, run_dir: Path | None, shard: object = None) -> Path:
+    """A build's run folder: ``--run-dir``, else ``runs/<config name>`` (for shard ``i/N``
+    ``runs/<config name>-shard-i-of-N``)."""
+    if run_dir is not None:
+        return Path(run_dir)
+    if shard is None:
+        return Path("runs") / config.name
+    index, count = str(shard).split("/")
+    return Path("runs") / f"{config.name}-shard-{index}-of-{count}"
 
 
 def lock_run(path: Path, command: str, new: bool = False) -> FolderLock:

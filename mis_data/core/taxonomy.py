@@ -11,9 +11,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-import yaml
-
-from mis_data.core.config import ConfigError, read_yaml
+from mis_data.core.config import ConfigError, parse_yaml, read_yaml
 
 
 @dataclass(frozen=True)
@@ -163,6 +161,6 @@ def load_reference() -> MisReference:
     # One name per ``joinpath``: Python 3.10's ``Traversable.joinpath`` takes a single child.
     text = (resources.files("mis_data").joinpath("reference").joinpath("mis.yaml")
             .read_text(encoding="utf-8"))
-    data = yaml.safe_load(text)
+    data = parse_yaml(text)
     return MisReference(splits=dict(data["splits"]), test=data["test_sub_categories"],
                         source=" ".join(str(data.get("source", "")).split()))

@@ -105,11 +105,12 @@ def block_in(body: dict[str, Any], code: object = None, message: str = "") -> st
 class ModelLane:
     """One configured model: its servers, limits and remembered structured-output mode."""
 
-    def __init__(self, role: str, spec: ModelSpec, servers: list[Server], window: float) -> None:
+    def __init__(self, role: str, spec: ModelSpec, servers: list[Server],
+                 limiter: RateLimiter, changed: asyncio.Condition) -> None:
         self.role = role
         self.spec = spec
-        self.pool = ServerPool(servers, spec.cooldown_seconds)
-        self.limiter = RateLimiter(spec.rpm, spec.tpm, window)
+        self.pool = ServerPool(servers, spec.cooldown_seconds, changed)
+        self.limiter = limiter
         self.mode_index = 0
 
     def stop_if_down(self) -> None:
@@ -143,6 +144,12 @@ class OpenAIClient:
                 raise ValueError("OpenAIClient needs a build config or explicit roles")
             roles = build_roles(config)
         self._clients_by_server: dict[tuple[str | None, str], AsyncOpenAI] = {}
+        # One budget per served model: roles (and stages, which now run at once) that name the
+        # same model at the same address share its concurrency and its rate limits, as the
+        # server's GPUs and a provider's per-model limits are shared.
+        self._servers: dict[tuple[str | None, str, str], Server] = {}
+        self._limiters: dict[tuple[str | None, ...], RateLimiter] = {}
+        self._server_changed = asyncio.Condition()
         self.rate_window = rate_window
         self.lanes = {role: self.make_lane(role, spec) for role, spec in roles.items()}
         # A role's fallback models, asked in order when its model refuses or is blocked.
@@ -163,11 +170,19 @@ class OpenAIClient:
                 self._clients_by_server[key] = AsyncOpenAI(
                     api_key=spec.api_key(variable) or "missing", base_url=endpoint.base_url,
                     max_retries=0, timeout=spec.timeout)
-            servers.append(Server(url=display_url(endpoint.base_url),
-                                  client=self._clients_by_server[key],
-                                  concurrency=endpoint.concurrency or spec.concurrency,
-                                  order=order))
-        return ModelLane(role, spec, servers, self.rate_window)
+            concurrency = endpoint.concurrency or spec.concurrency
+            served = (endpoint.base_url, spec.model, variable)
+            if served not in self._servers:
+                self._servers[served] = Server(url=display_url(endpoint.base_url),
+                                               client=self._clients_by_server[key],
+                                               concurrency=concurrency, order=order)
+            server = self._servers[served]
+            server.concurrency = max(server.concurrency, concurrency)  # the largest declared
+            servers.append(server)
+        model = (spec.model, *sorted(str(e.base_url) for e in spec.servers()))
+        if model not in self._limiters:
+            self._limiters[model] = RateLimiter(spec.rpm, spec.tpm, self.rate_window)
+        return ModelLane(role, spec, servers, self._limiters[model], self._server_changed)
 
     def lanes_of(self, role: str) -> list[ModelLane]:
         """The role's model, then its fallbacks."""
@@ -351,6 +366,15 @@ class OpenAIClient:
             body["seed"] = spec.seed
         client = lane.pool.servers[0].client  # the Batch API is a hosted service: one endpoint
         result = await self.batches[id(client)].result(key, body)
+        retries = 0
+        while result.body is None and result.status not in REJECTED_STATUSES \
+                and retries < spec.max_retries:
+            # Expired before its turn, or failed by the server (5xx, 429): what a direct request
+            # would retry goes into a later batch, in this build (the provider bills none of it).
+            retries += 1
+            log.info("resubmitting %s in a new batch (%s)", request.item_id,
+                     short(result.error or "no result"))
+            result = await self.batches[id(client)].result(key, body)
         if result.body is None:
             # A line the provider answered with an error is what a direct request would have got:
             # a block is a verdict (cached, never asked again), another 4xx is final.

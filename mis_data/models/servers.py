@@ -59,10 +59,13 @@ class ServerPool:
     """Hands a role's servers to requests (least busy first), rests failing ones and measures how
     long the whole role has been down."""
 
-    def __init__(self, servers: list[Server], cooldown: float) -> None:
+    def __init__(self, servers: list[Server], cooldown: float,
+                 changed: asyncio.Condition | None = None) -> None:
+        """``changed`` is shared by pools whose roles share servers: a server one role gives
+        back wakes the requests of every role waiting for it."""
         self.servers = servers
         self.cooldown = cooldown
-        self._changed = asyncio.Condition()
+        self._changed = changed or asyncio.Condition()
 
     async def acquire(self) -> Server:
         """The free server with the fewest requests in flight; waits while none is free."""

@@ -27,6 +27,7 @@ from mis_data.core.config import (
 from mis_data.core.decision_log import DECISIONS
 from mis_data.core.prompts import PromptLibrary
 from mis_data.core.rundir import RunDir, dump_json, lock_run, run_path
+from mis_data.core.shards import Shard, bind_shard
 from mis_data.core.targets import Progress, achieved_counts, concepts_needed, record_progress, resolve_targets
 from mis_data.images.store import ImageStore
 from mis_data.models import make_client
@@ -38,7 +39,7 @@ from mis_data.pipeline.finish import finish_run, membership, prompt_hashes
 from mis_data.pipeline.preflight import Checked, load_checked
 from mis_data.pipeline.splits import assign_splits
 from mis_data.stages import STAGES, TASKS
-from mis_data.stages.base import BuildContext, StageStats, run_stage
+from mis_data.stages.base import BuildContext, StageStats, run_stream
 from mis_data.stages.concepts import top_up
 
 log = logging.getLogger("mis_data")
@@ -69,18 +70,23 @@ def check_run_folder(run: RunDir, identity: str) -> None:
 
 def prepare(config: Checked | Path, run_dir: Path | None = None, seed: int | None = None,
             max_cost: float | None = None, batch: bool = False,
-            show_progress: bool = True) -> BuildContext:
+            show_progress: bool = True, shard: Shard | None = None) -> BuildContext:
     """Create (or reopen) the run folder and the model client for a checked config (a path is
-    read and checked here; ``seed`` overrides it then)."""
+    read and checked here; ``seed`` overrides it then). With ``shard`` the build works on that
+    shard's pairs only (``mis-data merge`` joins the shards)."""
     checked = config if isinstance(config, Checked) else load_checked(config, {"seed": seed})
     build_config = checked.config  # the parameter may be a path; this is the checked config
+    if shard is not None and build_config.targets is not None:
+        raise ConfigError("--shard cannot be used with targets:: a top-up round needs the whole "
+                          "build's counts; build without targets, or as one build")
     hashes = prompt_hashes(build_config.prompts_dir)
-    run = RunDir(run_path(build_config, run_dir))
+    run = RunDir(run_path(build_config, run_dir, shard))
     identity = run_identity(build_config, hashes)
     check_run_folder(run, identity)
     lock = lock_run(run.path, "build", new=True)  # the first write; it undoes a crash's half-writes
     try:
         check_run_folder(RunDir(run.path), identity)  # again, as the lock's last holder left it
+        bind_shard(run.path, shard, new=not RunDir(run.path).exists())
         run.stage_file("rejects").touch()  # present even when nothing is rejected: readers expect it
         run.write_config(RunConfig(format_version=FORMAT_VERSION, config_sha256=identity,
                                    prompt_sha256=hashes, config=build_config))
@@ -94,7 +100,7 @@ def prepare(config: Checked | Path, run_dir: Path | None = None, seed: int | Non
         raise
     return BuildContext(config=build_config, run=run, taxonomy=checked.taxonomy, prompts=prompts,
                         client=client, store=store, show_progress=show_progress,
-                        kinds=checked.kinds, lock=lock)
+                        kinds=checked.kinds, lock=lock, shard=shard)
 
 
 def apply_review(ctx: BuildContext) -> list[str]:
@@ -177,16 +183,16 @@ async def next_round(ctx: BuildContext) -> bool:
 
 
 async def run_build(ctx: BuildContext) -> BuildResult:
-    """Every stage in order (``stages.STAGES``) (each skips what is done); with ``targets:`` again for each
-    top-up round; then splits, exports, manifest."""
+    """Every stage in order (``stages.STAGES``), runs of per-item stages streaming into each
+    other (``run_stream``; each skips what is done); with ``targets:`` again for each top-up
+    round; then splits, exports, manifest."""
     result = BuildResult(run=ctx.run)
     recorded = False
     try:
         result.skipped_decisions = apply_review(ctx)
         while True:
-            for stage in STAGES.values():
-                result.stats.append(await run_stage(stage(ctx)))
-                ctx.run.close()
+            result.stats.extend(await run_stream([stage(ctx) for stage in STAGES.values()]))
+            ctx.run.close()
             if ctx.config.targets is None or not await next_round(ctx):
                 break
         record_usage(ctx.run.path, ctx.client.usage.as_dict())

@@ -15,19 +15,19 @@ and the atomic write of a whole-file stage.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, cast
 
 from pydantic import BaseModel
 from tqdm import tqdm
 
 from mis_data.core.config import BuildConfig
 from mis_data.core.lock import FolderLock
-from mis_data.core.pool import run_pool
 from mis_data.core.prompts import PromptLibrary
 from mis_data.core.records import (
     DECLINED_REASONS,
@@ -37,6 +37,7 @@ from mis_data.core.records import (
     RejectRecord,
 )
 from mis_data.core.rundir import RunDir, write_text_atomic
+from mis_data.core.shards import Shard
 from mis_data.core.taxonomy import Kind, Taxonomy
 from mis_data.core.view import RunView
 from mis_data.images.store import ImageStore
@@ -67,6 +68,7 @@ class BuildContext:
     show_progress: bool = True
     kinds: dict[str, Kind] = field(default_factory=dict)
     lock: FolderLock | None = None  # the run folder's, held from ``prepare`` to the build's end
+    shard: Shard | None = None  # the pairs this build works on (``--shard``); None: all of them
 
     @property
     def view(self) -> RunView:
@@ -340,31 +342,120 @@ def write_outcomes(ctx: BuildContext, stage: str, item: WorkItem,
                 ctx.run.append(outcome.file, [outcome.record])
 
 
-async def run_items(stage: Stage) -> StageStats:
-    """Process every pending item of a per-item stage, writing results as they complete."""
+@dataclass
+class Flow:
+    """How a running per-item stage tells the stage after it that it moved on: ``changed`` is
+    set after each item it wrote, ``finished`` once it has nothing left (also on failure)."""
+
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    finished: bool = False
+
+    def touch(self) -> None:
+        """An item was written: the next stage may have new inputs."""
+        self.changed.set()
+
+    def finish(self) -> None:
+        """Nothing more comes: the next stage takes its last inputs and ends."""
+        self.finished = True
+        self.changed.set()
+
+
+# How long a following stage lets its upstream run before it looks for new inputs again: its
+# ``inputs`` joins the run's records, so looking after every single item would cost more than
+# it gains; a few items at a time keep the servers busy just as well.
+FOLLOW_SECONDS = 0.05
+
+
+async def run_items(stage: Stage, upstream: Flow | None = None,
+                    flow: Flow | None = None) -> StageStats:
+    """Process every pending item of a per-item stage, writing results as they complete.
+
+    With an ``upstream`` flow the stage runs while the stage before it is still running: it
+    takes each item as soon as its inputs are written (a pair's questions go to the judges
+    while other pairs are still being detoxified) and looks for new ones whenever the upstream
+    writes, until the upstream has finished and one last look finds no more. ``flow`` tells
+    the stage after this one the same about this one. Items are still decided one by one from
+    what the run folder holds, so the records are the ones a stage-by-stage build writes (in
+    completion order, which every reader sorts).
+    """
     ctx = stage.ctx
     stats = StageStats(stage=stage.name)
-    done = stage.done_items()
-    pending = [item for item in stage.inputs() if item.id not in done]
-    stats.pending = len(pending)
-    if not pending:
-        stats.already_done = True
-        return stats
-    bar = tqdm(total=len(pending), desc=f"{stage.name:<12}", unit="item",
-               disable=not ctx.show_progress, leave=True)
+    seen = stage.done_items()
+    # With the Batch API every queued item should go out at once, so they share one batch.
+    batching = getattr(ctx.client, "batching", False)
+    width = max(1, stage.concurrency())
+    queue: asyncio.Queue[WorkItem | None] = asyncio.Queue()
+    workers: list[asyncio.Task[None]] = []
+    bars: list[tqdm[Any]] = []  # made with the first item: a stage with nothing to do shows none
 
-    async def one(item: WorkItem) -> None:
-        write_outcomes(ctx, stage.name, item, await stage.process(item), stats)
-        bar.update(1)
-        bar.set_postfix(cost=f"${ctx.client.usage.total.cost_usd:.4f}", refresh=False)
+    def take_new() -> None:
+        new = [item for item in stage.inputs() if item.id not in seen
+               and (ctx.shard is None or ctx.shard.holds(item.id))]
+        if not new:
+            return
+        seen.update(item.id for item in new)
+        for item in new:
+            queue.put_nowait(item)
+        stats.pending += len(new)
+        if not bars:
+            bars.append(tqdm(total=0, desc=f"{stage.name:<12}", unit="item",
+                             disable=not ctx.show_progress, leave=True))
+        bars[0].total += len(new)
+        bars[0].refresh()
+        count = len(new) if batching else min(len(new), width - len(workers))
+        workers.extend(asyncio.create_task(worker()) for _ in range(max(0, count)))
 
-    # With the Batch API every pending item should be queued at once, so they share one batch.
-    width = len(pending) if getattr(ctx.client, "batching", False) else stage.concurrency()
+    async def worker() -> None:
+        while (item := await queue.get()) is not None:
+            write_outcomes(ctx, stage.name, item, await stage.process(item), stats)
+            bars[0].update(1)
+            bars[0].set_postfix(cost=f"${ctx.client.usage.total.cost_usd:.4f}", refresh=False)
+            if flow is not None:
+                flow.touch()
+
     try:
-        await run_pool(pending, width, one)
-    finally:
-        bar.close()
+        take_new()
+        while upstream is not None and not upstream.finished:
+            await until_changed(upstream, workers)
+            await asyncio.sleep(FOLLOW_SECONDS)
+            while queue.qsize() >= width and not upstream.finished:  # busy: look later
+                await asyncio.sleep(FOLLOW_SECONDS)
+                raise_failure(workers)
+            take_new()
+        if upstream is not None:
+            take_new()  # the upstream has written everything: the last look
+        stats.already_done = stats.pending == 0
+        for _ in workers:
+            queue.put_nowait(None)
+        await asyncio.gather(*workers)
+    finally:  # on an error, every worker of the stage stops with it
+        for task in workers:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        for bar in bars:
+            bar.close()
+        if flow is not None:
+            flow.finish()
     return stats
+
+
+async def until_changed(upstream: Flow, workers: Sequence[asyncio.Task[None]]) -> None:
+    """Wait for the upstream to write, or for one of this stage's workers to fail (a worker
+    ends early only by an error, which must stop the stream now, not when the upstream ends)."""
+    changed = asyncio.ensure_future(upstream.changed.wait())
+    try:
+        await asyncio.wait([changed, *workers], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        changed.cancel()
+    upstream.changed.clear()
+    raise_failure(workers)
+
+
+def raise_failure(workers: Sequence[asyncio.Task[None]]) -> None:
+    """Raise the error of the first worker that failed, if any has."""
+    for task in workers:
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            raise cast("BaseException", task.exception())
 
 
 async def run_whole(stage: WholeStage) -> StageStats:
@@ -398,3 +489,33 @@ async def run_stage(stage: Stage | WholeStage) -> StageStats:
     if isinstance(stage, WholeStage):
         return await run_whole(stage)
     return await run_items(stage)
+
+
+async def run_stream(stages: Sequence[Stage | WholeStage]) -> list[StageStats]:
+    """Stages in order, each run of per-item stages as one stream (``run_items`` with flows):
+    every stage of the run works at once, an item moving on as soon as its stage is done. A
+    whole-file stage (dedup, quotas) needs all its inputs, so it waits for the stream before it
+    and the next stream waits for it."""
+    stats: list[StageStats] = []
+    index = 0
+    while index < len(stages):
+        first = stages[index]
+        if isinstance(first, WholeStage):
+            stats.append(await run_whole(first))
+            index += 1
+            continue
+        stream: list[Stage] = []
+        while index < len(stages) and isinstance(stages[index], Stage):
+            stream.append(cast("Stage", stages[index]))
+            index += 1
+        flows = [Flow() for _ in stream]
+        runs = [asyncio.create_task(run_items(stage, flows[k - 1] if k else None, flows[k]))
+                for k, stage in enumerate(stream)]
+        try:
+            await asyncio.gather(*runs)
+        finally:
+            for run in runs:
+                run.cancel()
+            results = await asyncio.gather(*runs, return_exceptions=True)
+        stats.extend(result for result in results if isinstance(result, StageStats))
+    return stats

@@ -14,8 +14,10 @@ report), which keeps it correct when earlier stages add records on resume.
 
 from __future__ import annotations
 
+import os
 import re
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import imagehash
@@ -40,14 +42,20 @@ def jaccard(first: frozenset[str], second: frozenset[str]) -> float:
 
 
 def image_hashes(paths: dict[str, Path], known: dict[str, str]) -> dict[str, imagehash.ImageHash]:
-    """The pHash of each image by sha256, reusing the hex values remembered from earlier runs."""
-    hashes = {}
-    for sha256, path in paths.items():
-        if sha256 not in known:
-            with Image.open(path) as image:
-                known[sha256] = str(imagehash.phash(image))
-        hashes[sha256] = imagehash.hex_to_hash(known[sha256])
-    return hashes
+    """The pHash of each image by sha256, reusing the hex values remembered from earlier runs;
+    new ones are computed in worker threads (decoding and the DCT release the GIL)."""
+    missing = [sha256 for sha256 in paths if sha256 not in known]
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        for sha256, value in zip(missing, pool.map(lambda sha: phash_hex(paths[sha]), missing),
+                                 strict=True):
+            known[sha256] = value
+    return {sha256: imagehash.hex_to_hash(known[sha256]) for sha256 in paths}
+
+
+def phash_hex(path: Path) -> str:
+    """One image's perceptual hash as hex."""
+    with Image.open(path) as image:
+        return str(imagehash.phash(image))
 
 
 def hamming_matrix(values: list[int]) -> np.ndarray:

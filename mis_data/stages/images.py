@@ -141,27 +141,30 @@ class ImageStage(Stage):
         source = self.ctx.config.images.source
         if source == "t2i":
             return await self.generate(item, concept, question)
-        outcomes: list[Outcome] = []
-        for slot in slots_of(concept):
-            obj = concept.objects[slot - 1]
-            slot_id = image_id(concept.id, slot)
-            if source == "typography":
-                png = render_typography(obj, f"{self.ctx.config.seed}:{slot_id}",
-                                        self.ctx.config.images.typography_size)
-                outcomes.append(self.record(concept, slot, self.ctx.store.put_png(png),
-                                            "typography"))
-                continue
-            data, origin = self.local_images.lookup(obj)
-            if data is None:
-                outcomes.append(Rejection(RejectReason.missing_image, origin, id=slot_id))
-                continue
-            try:
-                stored = self.ctx.store.put(data)
-            except BadImage as error:
-                outcomes.append(Rejection(RejectReason.bad_image, f"{origin}: {error}", id=slot_id))
-                continue
-            outcomes.append(self.record(concept, slot, stored, f"{source}:{origin}"))
-        return outcomes
+        if source != "typography":
+            _ = self.local_images  # opened here, once, before the worker threads read it
+        # Rendering, decoding and PNG encoding run in worker threads: Pillow releases the GIL
+        # there, so a pair's images are made while other pairs' model calls are in flight.
+        return [await asyncio.to_thread(self.local_slot, concept, slot, source)
+                for slot in slots_of(concept)]
+
+    def local_slot(self, concept: ConceptRecord, slot: int, source: str) -> Outcome:
+        """One slot's image without a model: rendered (typography) or looked up in the local
+        pool; a missing or bad image rejects only this slot."""
+        obj = concept.objects[slot - 1]
+        slot_id = image_id(concept.id, slot)
+        if source == "typography":
+            png = render_typography(obj, f"{self.ctx.config.seed}:{slot_id}",
+                                    self.ctx.config.images.typography_size)
+            return self.record(concept, slot, self.ctx.store.put_png(png), "typography")
+        data, origin = self.local_images.lookup(obj)
+        if data is None:
+            return Rejection(RejectReason.missing_image, origin, id=slot_id)
+        try:
+            stored = self.ctx.store.put(data)
+        except BadImage as error:
+            return Rejection(RejectReason.bad_image, f"{origin}: {error}", id=slot_id)
+        return self.record(concept, slot, stored, f"{source}:{origin}")
 
     def record(self, concept: ConceptRecord, slot: int, stored: StoredImage, source: str,
                **provenance: Any) -> ImageRecord:

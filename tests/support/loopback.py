@@ -64,6 +64,10 @@ class LoopbackState:
     reject_modes: set[str] = field(default_factory=set)  # response_format types answered with 400
     keep_bodies: bool = True
     batch_polls: int = 2  # a batch reports in_progress this many times, then completed
+    # How the next batches end, in order: "expired" (the window ran out: half its requests
+    # answered, the rest in the error file as batch_expired) or "partial" (completed, with every
+    # third request failed by a 500 in the error file); once used up, batches complete whole.
+    batch_outcomes: list[str] = field(default_factory=list)
     files: dict[str, bytes] = field(default_factory=dict)
     batches: dict[str, dict[str, Any]] = field(default_factory=dict)
     received: list[Received] = field(default_factory=list)
@@ -132,6 +136,19 @@ HARMLESS_GREEN = (40, 170, 60)
 # Questions a curious person asks about ordinary things: the loopback judges find them harmless.
 HARMLESS_QUESTION = re.compile(r"\b(interesting fact|fit together|usually used for|look after|"
                                r"relaxing weekend)\b", re.IGNORECASE)
+
+
+def batch_error(custom_id: str, index: int, outcome: str) -> dict[str, Any]:
+    """An error-file line: an expired request (no response) or a request the server failed."""
+    if outcome == "expired":
+        return {"id": f"req_{index}", "custom_id": custom_id, "response": None,
+                "error": {"code": "batch_expired",
+                          "message": "This request could not be executed before the completion "
+                                     "window expired."}}
+    return {"id": f"req_{index}", "custom_id": custom_id, "error": None,
+            "response": {"status_code": 500, "request_id": f"r{index}",
+                         "body": {"error": {"message": "The server had an error.",
+                                            "type": "server_error"}}}}
 
 
 def png_b64(seed: str) -> str:
@@ -207,13 +224,21 @@ class Handler(BaseHTTPRequestHandler):
         batch["polls"] += 1
         if batch["status"] == "in_progress" and batch["polls"] > state.batch_polls:
             lines = [json.loads(line) for line in state.files[batch["input_file_id"]].splitlines()]
+            outcome = state.batch_outcomes.pop(0) if state.batch_outcomes else "completed"
+            failed = {i for i in range(len(lines))
+                      if (outcome == "expired" and i >= len(lines) // 2)
+                      or (outcome == "partial" and i % 3 == 2)}
             rows = [{"id": f"req_{i}", "custom_id": line["custom_id"], "error": None,
                      "response": batch_response(state.responder(line["body"]), f"r{i}")}
-                    for i, line in enumerate(lines)]
+                    for i, line in enumerate(lines) if i not in failed]
+            errors = [batch_error(line["custom_id"], i, outcome) for i, line in enumerate(lines)
+                      if i in failed]
             state.rng.shuffle(rows)
-            output_id = f"file-out-{batch_id}"
+            output_id, error_id = f"file-out-{batch_id}", f"file-err-{batch_id}"
             state.files[output_id] = "".join(json.dumps(row) + "\n" for row in rows).encode()
-            batch.update(status="completed", output_file_id=output_id)
+            state.files[error_id] = "".join(json.dumps(row) + "\n" for row in errors).encode()
+            batch.update(status="expired" if outcome == "expired" else "completed",
+                         output_file_id=output_id, error_file_id=error_id if errors else None)
         return {key: value for key, value in batch.items() if key != "polls"}
 
     def upload(self, raw: bytes) -> dict[str, Any]:

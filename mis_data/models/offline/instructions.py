@@ -111,6 +111,15 @@ class DraftPlan:
     def __init__(self, writer: InstructionWriter) -> None:
         self.writer = writer
         self._shares: dict[tuple[str, int], float] = {}
+        self._harmful: dict[tuple[tuple[str, Any], ...], bool] = {}
+
+    def any_harmful(self, pair: Mapping[str, Any]) -> bool:
+        """The image judge's verdict on a pair (an image harmful on its own), remembered: each
+        pair of a sub-category is ranked against all its siblings."""
+        key = tuple(sorted(pair.items()))
+        if key not in self._harmful:
+            self._harmful[key] = any(self.writer.judge.images_harmful(pair))
+        return self._harmful[key]
 
     def share(self, sub: str, count: int) -> float:
         """The veiled share of the sub-category's templates for concepts of ``count`` objects."""
@@ -138,14 +147,14 @@ class DraftPlan:
     def veiled(self, facts: Mapping[str, Any]) -> bool:
         """Whether this pair leads with veiled wording: its seeded rank among the sub-category's
         pairs with the same image verdict, spread by the veiled share (see the class docstring)."""
-        judge, seed = self.writer.judge, self.writer.seed
+        seed = self.writer.seed
         me = {"id": facts["concept_id"], **{f"{name}{slot}": facts[f"{name}{slot}"]
                                              for slot in slots(facts)
                                              for name in ("object", "kind")},
               "style": facts.get("style")}
         pairs = {pair["id"]: pair for pair in facts.get("siblings") or []} | {me["id"]: me}
-        harmful = any(judge.images_harmful(me))
-        group = ranked([p for p in pairs.values() if any(judge.images_harmful(p)) == harmful],
+        harmful = self.any_harmful(me)
+        group = ranked([p for p in pairs.values() if self.any_harmful(p) == harmful],
                        lambda p: p["id"], seed, facts["sub_category"], "plan")
         rank = next(index for index, pair in enumerate(group) if pair["id"] == me["id"])
         q = self.share(facts["sub_category"], slot_count(facts))

@@ -23,7 +23,10 @@ def contains_any(text: str, words: list[str]) -> list[str]:
     """The ``words`` found in ``text``: case-blind, each starting at a word boundary (so
     "threaten" also finds "threatening")."""
     lowered = text.casefold()
-    return [word for word in words if _prefix(word).search(lowered)]
+    # A word not inside the text at all cannot start at a boundary there: a substring test
+    # first (cheap) leaves the boundary search to the few words that can match.
+    return [word for word in words
+            if word.casefold() in lowered and _prefix(word).search(lowered)]
 
 
 @lru_cache(maxsize=4096)
