@@ -17,13 +17,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import openai
 from openai import AsyncOpenAI
 
 from mis_data.core.rundir import dump_json, read_json_or_none, write_text_atomic
+from mis_data.models.base import ServersDown
 
 log = logging.getLogger("mis_data")
 MAX_LINES = 50_000
 MAX_BYTES = 190 * 2**20
+POLL_FAILURES = 10  # polls of one batch that may fail in a row before the build stops
+# What a poll or a download may meet on the way and survive by trying again.
+PASSING_FAULTS = (openai.APIConnectionError, openai.APITimeoutError, openai.InternalServerError,
+                  openai.RateLimitError)
 
 
 @dataclass
@@ -135,12 +141,40 @@ class BatchRunner:
 
     # -- collecting ----------------------------------------------------------------------------
     async def _poll(self, batch_id: str) -> None:
+        """Wait for one batch and hand out its results. A poll or download that fails on the
+        way (a timeout, a dropped connection, a 5xx or 429) is tried again at the next poll:
+        the batch is paid for and keeps running. After ``POLL_FAILURES`` failures in a row the
+        requests waiting for it stop the build with ``ServersDown`` (the batch stays in
+        ``batches.json``, so running the same command again resumes polling it)."""
         keys = self.load_state()["batches"][batch_id]["keys"]
+        failures = 0
         while True:
-            batch = await self.client.batches.retrieve(batch_id)
-            if batch.status in ("completed", "failed", "expired", "cancelled"):
-                break
+            try:
+                batch = await self.client.batches.retrieve(batch_id)
+                if batch.status in ("completed", "failed", "expired", "cancelled"):
+                    found = await self._download(batch)
+                    break
+                failures = 0
+            except PASSING_FAULTS as error:
+                failures += 1
+                if failures >= POLL_FAILURES:
+                    self._stop(keys, ServersDown(
+                        f"the Batch API did not answer {failures} polls of {batch_id} in a row "
+                        f"({type(error).__name__}); the batch is kept in batches.json: run the "
+                        "same command again to resume polling it"))
+                    return
+                log.warning("polling %s failed (%s); trying again", batch_id,
+                            type(error).__name__)
             await asyncio.sleep(self.poll_seconds)
+        self.save_batch(batch_id, keys, batch.status)
+        for key in keys:
+            result = found.get(key, BatchResult(body=None, error=f"batch {batch.status}: no result"))
+            future = self.waiting.pop(key, None)
+            if future is not None and not future.done():
+                future.set_result(result)
+
+    async def _download(self, batch: Any) -> dict[str, BatchResult]:
+        """Each request's result in a finished batch, from its output and error files."""
         found: dict[str, BatchResult] = {}
         for file_id in (batch.output_file_id, batch.error_file_id):
             if file_id:
@@ -149,12 +183,14 @@ class BatchRunner:
                     if line.strip():
                         row = json.loads(line)
                         found[row["custom_id"]] = line_result(row)
-        self.save_batch(batch_id, keys, batch.status)
+        return found
+
+    def _stop(self, keys: list[str], error: Exception) -> None:
+        """Raise ``error`` in every request still waiting for one of ``keys``."""
         for key in keys:
-            result = found.get(key, BatchResult(body=None, error=f"batch {batch.status}: no result"))
             future = self.waiting.pop(key, None)
             if future is not None and not future.done():
-                future.set_result(result)
+                future.set_exception(error)
 
     def _fail(self, keys: list[str], message: str) -> None:
         for key in keys:

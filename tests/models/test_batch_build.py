@@ -34,7 +34,7 @@ async def batch_build(config: Path, run: Path, stop_after: float | None = None) 
     for runner in ctx.client.batches.values():  # poll the loopback often, not every 10 s
         runner.poll_seconds = 0.02
     if stop_after is None:
-        await run_build(ctx)
+        await asyncio.wait_for(run_build(ctx), 300)  # a stuck poller fails here, not in CI's limit
         return
     with pytest.raises(TimeoutError):
         await asyncio.wait_for(run_build(ctx), stop_after)
@@ -72,6 +72,17 @@ def test_an_expired_and_a_partly_failed_batch_still_give_the_whole_dataset(
     assert max(submitted.values()) > 1 and set(answered) == set(submitted)
     assert max(answered.values()) == 1 and server.state.chat_requests == 0
     assert exported(tmp_path / "a" / "run") == exported(tmp_path / "b" / "run")
+
+
+def test_polls_that_fail_for_a_while_are_tried_again(tmp_path: Path, monkeypatch: Any) -> None:
+    """A provider's bad minute while polling (500s): the build keeps polling the batches it
+    paid for and finishes, submitting nothing twice."""
+    monkeypatch.setenv("MIS_LOOPBACK_KEY", KEY)
+    with LoopbackServer(batch_polls=1, poll_failures=4) as server:
+        asyncio.run(batch_build(batch_config(tmp_path, server.url), tmp_path / "run"))
+        assert server.state.poll_failures == 0  # every failing poll was met
+        assert max(submitted_ids(server).values()) == 1
+    assert (tmp_path / "run" / "export").is_dir()
 
 
 def test_a_build_stopped_while_polling_resumes_without_submitting_twice(

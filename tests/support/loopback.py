@@ -68,6 +68,7 @@ class LoopbackState:
     # answered, the rest in the error file as batch_expired) or "partial" (completed, with every
     # third request failed by a 500 in the error file); once used up, batches complete whole.
     batch_outcomes: list[str] = field(default_factory=list)
+    poll_failures: int = 0  # the next batch polls answered with a 500, as a provider's bad minute
     files: dict[str, bytes] = field(default_factory=dict)
     batches: dict[str, dict[str, Any]] = field(default_factory=dict)
     received: list[Received] = field(default_factory=list)
@@ -212,6 +213,11 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
+        elif "batches" in parts and state.poll_failures > 0:
+            with state.lock:
+                state.poll_failures -= 1
+            self.send_json(500, {"error": {"message": "The server had an error.",
+                                           "type": "server_error"}})
         elif "batches" in parts:
             self.send_json(200, self.poll_batch(parts[-1]))
         else:
