@@ -140,6 +140,9 @@ class ModelsConfig(Strict):
     vision: ModelSpec = ModelSpec(model="gpt-4o")
     judges: list[ModelSpec] = Field(default_factory=lambda: [ModelSpec(model="gpt-4o")])
     image: ModelSpec = ModelSpec(model="gpt-image-1")
+    # The model the rewrite stage's unsafe answers and quality gate ask (``rewrite:``); None:
+    # the vision model answers. Off the generation hash while None.
+    responder: ModelSpec | None = None
 
     @field_validator("judges")
     @classmethod
@@ -424,6 +427,21 @@ class SplitsConfig(Strict):
     quotas: dict[str, int] | None = None
 
 
+class RewriteConfig(Strict):
+    """VLMGuard-R1 rewrite data (arXiv 2504.12661): for every labelled train sample, what made an
+    unsafe answer unsafe (hindsight), the risks by source (causal analysis) and a rewritten
+    prompt that a quality gate checked with the responder and the judges; benign twins join
+    with their prompt unchanged (``twins``). ``eval_run``: take the unsafe answers from a
+    finished ``mis-data eval`` folder whose judge marked them Unsafe instead of asking the
+    responder (``models.responder``, or the vision model when not set)."""
+
+    eval_run: Path | None = None
+    twins: bool = True
+
+
+ExportFormat = Literal["mis", "internvl", "llamafactory", "hf", "vlmguard"]
+
+
 class BuildConfig(Strict):
     """A whole build, as its YAML file gives it; only ``concepts`` has no default. Read it with
     ``load_config``, which also applies overrides and makes its paths absolute."""
@@ -449,22 +467,26 @@ class BuildConfig(Strict):
     decontaminate: DecontaminateConfig | None = None
     targets: TargetsConfig | None = None
     splits: SplitsConfig = SplitsConfig()
-    exports: list[Literal["mis", "internvl", "llamafactory", "hf"]] = Field(
-        default_factory=lambda: cast(list[Literal["mis", "internvl", "llamafactory", "hf"]],
-                                     ["mis", "internvl", "llamafactory", "hf"])
+    exports: list[ExportFormat] = Field(
+        default_factory=lambda: cast(list[ExportFormat], ["mis", "internvl", "llamafactory", "hf"])
     )
     license: str = "cc-by-nc-4.0"
+    rewrite: RewriteConfig | None = None  # VLMGuard-R1 rewrite data (export ``vlmguard``)
 
     @model_validator(mode="after")
     def _targets_or_quotas(self) -> BuildConfig:
         if self.targets is not None and self.targets.test is not None and self.splits.quotas:
             raise ValueError("give the test size per sub-category in targets.test or in "
                              "splits.quotas, not both")
+        if "vlmguard" in self.exports and self.rewrite is None:
+            raise ValueError("the vlmguard export needs `rewrite:` (the rewrite data it writes)")
         return self
 
     def model_specs(self) -> list[ModelSpec]:
         """Every model this build may call, for key checks and cost reports."""
-        return [self.models.text, self.models.vision, *self.models.judges, self.models.image]
+        responder = [self.models.responder] if self.models.responder is not None else []
+        return [self.models.text, self.models.vision, *self.models.judges, self.models.image,
+                *responder]
 
     def models_summary(self) -> dict[str, Any]:
         """Which model plays which role, as the manifest and the dataset card report it."""
@@ -472,7 +494,9 @@ class BuildConfig(Strict):
             return {"all": "offline (templates and rules, no language model)"}
         return {"text": self.models.text.model, "vision": self.models.vision.model,
                 "judges": [judge.model for judge in self.models.judges],
-                "image": self.models.image.model}
+                "image": self.models.image.model,
+                **({"responder": self.models.responder.model}
+                   if self.models.responder is not None else {})}
 
     def generation_hash(self) -> str:
         """Hash of everything that changes what the models are asked.
@@ -484,6 +508,13 @@ class BuildConfig(Strict):
                                                      "decontaminate", "targets"})
         if data["images_per_sample"] == 2:  # runs made before the option existed still match
             del data["images_per_sample"]
+        for absent, parent in (("rewrite", data), ("responder", data["models"])):
+            if parent[absent] is None:  # runs made before the option existed still match
+                del parent[absent]
+        if data["models"].get("responder"):
+            del data["models"]["responder"]["fallback"]
+            del data["models"]["responder"]["all_down_seconds"]
+            del data["models"]["responder"]["prices"]["batch"]
         # Fallback models answer only what the first model declined, and a rerun asks them for
         # what is still declined: adding one to a run's config continues the run.
         for role in ("text", "vision", "image"):
@@ -612,6 +643,9 @@ def resolve_paths(config: BuildConfig, base: Path) -> BuildConfig:
     if config.general is not None:
         update["general"] = config.general.model_copy(
             update={"path": _resolve(base, config.general.path)})
+    if config.rewrite is not None and config.rewrite.eval_run is not None:
+        update["rewrite"] = config.rewrite.model_copy(
+            update={"eval_run": _resolve(base, config.rewrite.eval_run)})
     if config.decontaminate is not None:  # a folder made absolute; a Hub name (kind: hf) kept
         update["decontaminate"] = config.decontaminate.model_copy(update={"against": [
             bench.model_copy(update={"path": str((base / bench.path).resolve())})

@@ -120,6 +120,9 @@ class RejectReason(str, Enum):
     near_duplicate = "near_duplicate"
     contaminated = "contaminated"
     dropped_by_reviewer = "dropped_by_reviewer"
+    no_unsafe_response = "no_unsafe_response"
+    rewrite_unsafe = "rewrite_unsafe"
+    rewrite_refused = "rewrite_refused"
 
 
 # Reasons given to a sample after it was judged (a benchmark overlap, a reviewer's decision):
