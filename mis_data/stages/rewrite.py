@@ -32,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from typing import Any, Literal
 
@@ -61,7 +61,14 @@ from mis_data.models.base import (
     TextResult,
 )
 from mis_data.models.offline.verdicts import offline_judgement
-from mis_data.stages.base import ModelTask, Rejection, Stage, WorkItem, model_request
+from mis_data.stages.base import (
+    ModelTask,
+    PlanProbe,
+    Rejection,
+    Stage,
+    WorkItem,
+    model_request,
+)
 from mis_data.stages.panel import needed
 
 MAX_REWRITE_CHARS = 1200
@@ -149,16 +156,34 @@ def plan_count(counts: dict[str, int]) -> int:
     return counts.get("rewrite", 0)
 
 
+def plan_text(prompt: str) -> Callable[[PlanProbe], str]:
+    """A rewrite prompt as the plan sizes it: the planned concept's images, a question of the
+    assumed length, the label's length for each response, a few lines for features and risks."""
+    def render(probe: PlanProbe) -> str:
+        concept = probe.subject
+        lines = "\n".join(["- " + "r" * probe.assumptions.reason_chars] * 4)
+        return probe.ctx.prompts.get(prompt).render(**{
+            **image_facts(concept.objects, concept.kinds), "question": probe.question,
+            "both_images": all_of(concept.image_count, "images"),
+            "safe_response": "s" * probe.label_chars, "unsafe_response": "u" * probe.label_chars,
+            "features": lines, "risks": lines, "sources": ", ".join(sources(concept.image_count)),
+            "response": "a" * probe.label_chars, "image_count_capital": "Two",
+            "all_images": "both images"})
+    return render
+
+
 HINDSIGHT = ModelTask("rewrite_hindsight", "vision", "rewrite_hindsight.md", Hindsight,
-                      reply_chars=lambda probe: 400, offline=offline_hindsight,
-                      plan_requests=plan_count)
+                      plan_text=plan_text("rewrite_hindsight.md"), reply_chars=lambda probe: 400,
+                      offline=offline_hindsight, plan_requests=plan_count)
 CAUSAL = ModelTask("rewrite_causal", "vision", "rewrite_causal.md", RiskReport,
-                   reply_chars=lambda probe: 500, offline=offline_causal, plan_requests=plan_count)
+                   plan_text=plan_text("rewrite_causal.md"), reply_chars=lambda probe: 500,
+                   offline=offline_causal, plan_requests=plan_count)
 REWRITE = ModelTask("rewrite_prompt", "vision", "rewrite_prompt.md", Rewrite,
-                    reply_chars=lambda probe: 600, offline=offline_rewrite,
-                    plan_requests=plan_count)
+                    plan_text=plan_text("rewrite_prompt.md"), reply_chars=lambda probe: 600,
+                    offline=offline_rewrite, plan_requests=plan_count)
 GATE_JUDGE = ModelTask("rewrite_judge", "judge", JUDGE_PROMPT, JudgeOutput,
-                       reply_chars=lambda probe: 80, offline=offline_gate_judge)
+                       plan_text=plan_text(JUDGE_PROMPT), reply_chars=lambda probe: 80,
+                       offline=offline_gate_judge)
 
 
 def eval_sha256(question: str, images: Sequence[str]) -> str:
