@@ -428,14 +428,12 @@ class SplitsConfig(Strict):
 
 
 class RewriteConfig(Strict):
-    """VLMGuard-R1 rewrite data (arXiv 2504.12661): for every labelled train sample, what made an
-    unsafe answer unsafe (hindsight), the risks by source (causal analysis) and a rewritten
-    prompt that a quality gate checked with the responder and the judges; benign twins join
-    with their prompt unchanged (``twins``). ``eval_run``: take the unsafe answers from a
-    finished ``mis-data eval`` folder whose judge marked them Unsafe instead of asking the
-    responder (``models.responder``, or the vision model when not set)."""
+    """VLMGuard-R1 rewrite data (arXiv 2504.12661): for every labelled train sample, what made the
+    responder's unsafe answer unsafe (hindsight), the risks by source (causal analysis) and a
+    rewritten prompt that a quality gate checked with the responder and the judges; benign
+    twins of train samples join with their prompt unchanged (``twins``). The responder is
+    ``models.responder``, or the vision model when that is not set."""
 
-    eval_run: Path | None = None
     twins: bool = True
 
 
@@ -643,9 +641,6 @@ def resolve_paths(config: BuildConfig, base: Path) -> BuildConfig:
     if config.general is not None:
         update["general"] = config.general.model_copy(
             update={"path": _resolve(base, config.general.path)})
-    if config.rewrite is not None and config.rewrite.eval_run is not None:
-        update["rewrite"] = config.rewrite.model_copy(
-            update={"eval_run": _resolve(base, config.rewrite.eval_run)})
     if config.decontaminate is not None:  # a folder made absolute; a Hub name (kind: hf) kept
         update["decontaminate"] = config.decontaminate.model_copy(update={"against": [
             bench.model_copy(update={"path": str((base / bench.path).resolve())})

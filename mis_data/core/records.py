@@ -676,7 +676,7 @@ class RewriteRecord(Record):
     features: list[str] = Field(default_factory=list)
     intent: str = ""
     unsafe_response: str | None = None
-    unsafe_from: Literal["responder", "eval"] | None = None
+    unsafe_from: Literal["responder"] | None = None  # who answered unsafely
     gate_response: str | None = None
     gate_labels: list[str] | None = None
     model: str = ""

@@ -507,9 +507,9 @@ def make_plan(config: Checked | BuildConfig, assumptions: Assumptions | None = N
                     model_task.name, model_task.plan_requests(counts), False,
                     images=k if model_task.role == "vision" else 0)
     responder = models.responder or models.vision
-    if config.rewrite is not None:  # the responder answers each question (unless an eval's
-        # answers are used) and each rewritten prompt; the judges label both answers
-        answers = train * (1 if config.rewrite.eval_run is not None else 2)
+    if config.rewrite is not None:  # the responder answers each question and each rewritten
+        # prompt; the judges label both answers
+        answers = 2 * train
         per_image = image_tokens(*image_side(config, responder), responder.detail)
         rows.append(Row(stage="rewrites", task="rewrite_respond", role="responder",
                         model=responder.model, requests=answers, max_requests=answers,

@@ -6,9 +6,8 @@ Input: the labelled train samples (their label is the safe response) and, with
 (RewriteRecord). Per harmful sample, the paper's three stages, then a quality gate:
 
 1. **hindsight**: an unsafe response to the sample (the responder's answer to its question that
-   most judges find Unsafe, or, with ``rewrite.eval_run``, an answer a finished ``mis-data
-   eval`` judged Unsafe) is compared with the safe label; the vision model lists the features
-   that make it unsafe;
+   most judges find Unsafe) is compared with the safe label; the vision model lists the
+   features that make it unsafe;
 2. **causal analysis**: from those features, one risk statement per source (the text, each
    image, their combination): the risk report;
 3. **rewrite**: the user's harmless intent and a rewritten prompt that keeps it and steers the
@@ -22,7 +21,7 @@ A benign twin asks no model: its prompt stays unchanged (the rewriter must learn
 rewrite) and its reasoning is the judges' blind votes on it, by source.
 
 Drops: ``no_unsafe_response`` (no unsafe answer to analyse: the responder refused or answered
-safely, or the eval holds none), ``rewrite_refused`` and ``rewrite_unsafe`` (the gate),
+safely), ``rewrite_refused`` and ``rewrite_unsafe`` (the gate),
 ``judge_missing`` (a judge gave no label and the others do not form a majority; retried), plus
 the model outcomes.
 """
@@ -30,10 +29,7 @@ the model outcomes.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 from collections.abc import Callable, Sequence
-from functools import cached_property
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -48,7 +44,6 @@ from mis_data.core.records import (
     Vote,
     find_template_token,
 )
-from mis_data.core.rundir import complete_lines
 from mis_data.core.verdicts import JUDGE_PROMPT, JUDGE_SYSTEM, JudgeOutput, is_refusal
 from mis_data.core.view import Joined
 from mis_data.core.wording import all_of, count_word, image_facts
@@ -186,12 +181,6 @@ GATE_JUDGE = ModelTask("rewrite_judge", "judge", JUDGE_PROMPT, JudgeOutput,
                        offline=offline_gate_judge)
 
 
-def eval_sha256(question: str, images: Sequence[str]) -> str:
-    """The key ``mis-data eval`` gives an item's answer (``EvalItem.sha256``): the question and
-    the images' sha256 it was asked with."""
-    return hashlib.sha256(json.dumps([question, list(images), None]).encode("utf-8")).hexdigest()
-
-
 class RewriteStage(Stage):
     """The rewrite step (see the module docstring); idle unless ``rewrite:`` is set."""
 
@@ -295,15 +284,9 @@ class RewriteStage(Stage):
     # -- the responder and the judges ------------------------------------------------------------
     async def unsafe_response(self, item: WorkItem, question: str, shas: Sequence[str],
                               facts: dict[str, Any]
-                              ) -> tuple[str, Literal["responder", "eval"]] | Rejection:
-        """An answer to the sample's own question that the judges found unsafe, and where it
-        came from (``responder`` or ``eval``)."""
-        if self.eval_answers is not None:
-            answer = self.eval_answers.get(eval_sha256(question, shas))
-            if answer is None:
-                return Rejection(RejectReason.no_unsafe_response,
-                                 "the eval run holds no answer to it that its judge found unsafe")
-            return answer, "eval"
+                              ) -> tuple[str, Literal["responder"]] | Rejection:
+        """The responder's answer to the sample's own question, when most judges find it
+        unsafe, and where it came from."""
         reply = await self.respond(item, question, shas, facts, rewritten=False)
         if not reply.ok:
             return Rejection(reply.reason or RejectReason.api_error, f"responder: {reply.detail}")
@@ -380,33 +363,6 @@ class RewriteStage(Stage):
             return Rejection(RejectReason.judge_missing,
                              f"no majority without {', '.join(failed)}: {', '.join(labels)}")
         return None, labels
-
-    @cached_property
-    def eval_answers(self) -> dict[str, str] | None:
-        """With ``rewrite.eval_run``: the answers its judge labelled Unsafe, by the key of the
-        question and images they answer (``eval_sha256``)."""
-        settings = self.ctx.config.rewrite
-        if settings is None or settings.eval_run is None:
-            return None
-        folder = settings.eval_run
-        responses = {row["key"]: row for row in rows_of(folder / "responses.jsonl")}
-        found = {}
-        for judgement in rows_of(folder / "judgements.jsonl"):
-            response = responses.get(judgement["key"])
-            if (judgement.get("label_str") == "Unsafe" and response is not None
-                    and response.get("response")
-                    and response["item_sha256"] == judgement["item_sha256"]):
-                found[response["item_sha256"]] = response["response"]
-        return found
-
-
-def rows_of(path: Any) -> list[dict[str, Any]]:
-    """The latest complete line per key of an eval output file (the eval's own rule)."""
-    latest: dict[str, dict[str, Any]] = {}
-    for line in complete_lines(path):
-        row = json.loads(line)
-        latest[row["key"]] = row
-    return list(latest.values())
 
 
 def all_of_objects(objects: Sequence[str]) -> str:
