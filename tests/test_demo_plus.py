@@ -1,8 +1,9 @@
 """configs/demo_plus.yaml: the offline demo with twins, DREAM labels, three images per sample and
 rewrite data builds, and every export passes `mis-data validate` with three images per row and
-loads (twins' rows have no risk statements; rewrite rows think before they rewrite); its decontamination step drops exactly the train samples whose
-images benchmarks/demo_overlap copied (one exact, one re-encoded), and a check against its own
-test export finds nothing in train (the splits keep images apart)."""
+loads (twins' rows have no risk statements; rewrite rows think before they rewrite); its
+decontamination step drops exactly the train samples whose images benchmarks/demo_overlap
+copied (one exact, one re-encoded), and a check against its own test export finds nothing in
+train (the splits keep images apart)."""
 
 from __future__ import annotations
 

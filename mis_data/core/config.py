@@ -154,6 +154,14 @@ class ModelsConfig(Strict):
                              "decide (list another model as a judge instead)")
         return judges
 
+    @field_validator("responder")
+    @classmethod
+    def _responder_alone(cls, responder: ModelSpec | None) -> ModelSpec | None:
+        if responder is not None and responder.fallback:
+            raise ValueError("the responder has no fallback: its refusal is an answer the "
+                             "rewrite stage records")
+        return responder
+
     def untried_fallback(self, declined_by: list[str]) -> bool:
         """Whether a request that these models declined (first the role's own model, then its
         fallbacks in order) has a fallback in today's config that was not asked yet."""
