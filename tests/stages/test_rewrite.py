@@ -14,7 +14,7 @@ import pytest
 import yaml
 from datasets import load_dataset
 
-from mis_data.core.config import ConfigError, load_config
+from mis_data.core.config import ConfigError, RewriteConfig, load_config
 from mis_data.core.records import LabelRecord, RewriteRecord, TwinRecord
 from mis_data.core.rundir import RunDir
 from mis_data.core.verdicts import is_refusal
@@ -48,6 +48,12 @@ def test_the_stage_runs_right_after_twins_and_is_off_by_default(tmp_path: Path) 
     assert not any(row.stage == "rewrites" for row in make_plan(demo).rows)
     with pytest.raises(ConfigError, match="vlmguard export needs `rewrite:`"):
         load_config(write_config(tmp_path, exports=["vlmguard"]))
+    with pytest.raises(ConfigError, match="responder has no fallback"):
+        load_config(write_config(tmp_path, rewrite={}, models={"responder": {
+            "model": "a", "fallback": [{"model": "b"}]}}))
+    unset = demo.model_copy(update={"rewrite": None})
+    assert demo.model_copy(update={"rewrite": RewriteConfig()}).generation_hash() \
+        != unset.generation_hash()  # the option is part of a run's identity once set
 
 
 def test_offline_rows_follow_the_three_stages_and_the_gate(offline_run: Path) -> None:
