@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal, TypeVar, cast
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mis_data.core.records import OptionalFields
 from mis_data.starter import shipped_path
 
 # The version of the run-folder layout; a folder of another version is refused, never mixed.
@@ -132,9 +133,12 @@ class ModelSpec(Strict):
         return os.environ.get(variable or self.api_key_env) or None
 
 
-class ModelsConfig(Strict):
+class ModelsConfig(OptionalFields, Strict):
     """The model behind each role. The judges vote, so there is at least one, and none has a
     fallback: a judge that gives no vote leaves the decision to the others."""
+
+    # left out of a run's config.yaml while unset: as written before the option existed
+    optional_fields = ("responder",)
 
     text: ModelSpec = ModelSpec(model="gpt-4o-mini")
     vision: ModelSpec = ModelSpec(model="gpt-4o")
@@ -448,9 +452,13 @@ class RewriteConfig(Strict):
 ExportFormat = Literal["mis", "internvl", "llamafactory", "hf", "vlmguard"]
 
 
-class BuildConfig(Strict):
+class BuildConfig(OptionalFields, Strict):
     """A whole build, as its YAML file gives it; only ``concepts`` has no default. Read it with
     ``load_config``, which also applies overrides and makes its paths absolute."""
+
+    # left out of a run's config.yaml and the generation hash while unset: a run folder is
+    # written, and bound to its config, as before the option existed
+    optional_fields = ("rewrite",)
 
     name: str = "mis"
     seed: int = 0
@@ -514,9 +522,6 @@ class BuildConfig(Strict):
                                                      "decontaminate", "targets"})
         if data["images_per_sample"] == 2:  # runs made before the option existed still match
             del data["images_per_sample"]
-        for absent, parent in (("rewrite", data), ("responder", data["models"])):
-            if parent[absent] is None:  # runs made before the option existed still match
-                del parent[absent]
         if data["models"].get("responder"):
             del data["models"]["responder"]["fallback"]
             del data["models"]["responder"]["all_down_seconds"]
