@@ -445,7 +445,8 @@ def split(
 def export(
     run_dir: RunDirArg,
     format: Annotated[str | None, typer.Option(
-        "--format", "-f", help="Comma-separated: mis,internvl,llamafactory,hf (default: all).")] = None,
+        "--format", "-f", help="Comma-separated: mis,internvl,llamafactory,hf,vlmguard "
+        "(default: all; vlmguard with `rewrite:`).")] = None,
     absolute_paths: Annotated[bool, typer.Option(
         "--absolute-paths", help="Write absolute image paths (and InternVL root/annotation) into the "
         "InternVL and LLaMA-Factory/ms-swift files, to train from any folder.")] = False,
@@ -457,8 +458,9 @@ def export(
         from mis_data.export import EXPORTERS
         from mis_data.pipeline.finish import finish_run, open_finished_run
 
-        formats = parse_formats(format) or list(EXPORTERS)
         run, config, store = open_finished_run(run_dir)
+        formats = parse_formats(format) or [  # vlmguard only for a run with rewrite data
+            name for name in EXPORTERS if name != "vlmguard" or config.rewrite is not None]
         manifest = finish_run(run, config, store, formats=formats, resplit=False,
                               absolute_paths=absolute_paths)
         print_exported(manifest, formats)
@@ -509,7 +511,7 @@ def validate(
     path: Annotated[Path, typer.Argument(help="An export folder (or a run folder with --format).",
                                          exists=True)],
     format: Annotated[str | None, typer.Option(
-        "--format", "-f", help="mis | internvl | llamafactory | hf (default: guessed).")] = None,
+        "--format", "-f", help="mis | internvl | llamafactory | hf | vlmguard (default: guessed).")] = None,
     taxonomy: Annotated[Path | None, typer.Option(
         help="Taxonomy for MIS category checks (default: the shipped configs/taxonomy.yaml).")] = None,
     media_dir: Annotated[Path | None, typer.Option(

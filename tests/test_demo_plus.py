@@ -1,8 +1,9 @@
-"""configs/demo_plus.yaml: the offline demo with twins, DREAM labels and three images per sample
-builds, and every export passes `mis-data validate` with three images per row and loads (twins'
-rows have no risk statements); its decontamination step drops exactly the train samples whose
-images benchmarks/demo_overlap copied (one exact, one re-encoded), and a check against its own
-test export finds nothing in train (the splits keep images apart)."""
+"""configs/demo_plus.yaml: the offline demo with twins, DREAM labels, three images per sample and
+rewrite data builds, and every export passes `mis-data validate` with three images per row and
+loads (twins' rows have no risk statements; rewrite rows think before they rewrite); its
+decontamination step drops exactly the train samples whose images benchmarks/demo_overlap
+copied (one exact, one re-encoded), and a check against its own test export finds nothing in
+train (the splits keep images apart)."""
 
 from __future__ import annotations
 
@@ -25,10 +26,14 @@ def test_demo_plus_builds_and_every_export_validates(tmp_path: Path) -> None:
                      "--no-progress", "--yes")
     assert result.exit_code == 0, result.output
     assert (run / "splits/twins.jsonl").read_text().strip()
-    for fmt in ("hf", "internvl", "llamafactory", "mis"):
+    for fmt in ("hf", "internvl", "llamafactory", "mis", "vlmguard"):
         checked = run_cli("validate", run / "export" / fmt, "--format", fmt)
         assert checked.exit_code == 0, checked.output
         assert "3 images each" in checked.output
+    rewrites = load_dataset("json", data_files=str(run / "export/vlmguard/vlmguard_train.jsonl"),
+                            cache_dir=str(tmp_path / "c"))["train"]  # rewrite: (VLMGuard-R1)
+    assert rewrites.num_rows and all(row["messages"][2]["content"].startswith("<think>\n")
+                                     and row["gate_response"] for row in rewrites)
     train = load_dataset(str(run / "export/hf"), "train", cache_dir=str(tmp_path / "c"))["train"]
     assert all(len(row["images"]) == 3 for row in train)
     assert all(not row["risks"] for row in train if row["twin_of"])  # a twin has no risks

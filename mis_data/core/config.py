@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal, TypeVar, cast
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mis_data.core.records import OptionalFields
 from mis_data.starter import shipped_path
 
 # The version of the run-folder layout; a folder of another version is refused, never mixed.
@@ -132,14 +133,20 @@ class ModelSpec(Strict):
         return os.environ.get(variable or self.api_key_env) or None
 
 
-class ModelsConfig(Strict):
+class ModelsConfig(OptionalFields, Strict):
     """The model behind each role. The judges vote, so there is at least one, and none has a
     fallback: a judge that gives no vote leaves the decision to the others."""
+
+    # left out of a run's config.yaml while unset: as written before the option existed
+    optional_fields = ("responder",)
 
     text: ModelSpec = ModelSpec(model="gpt-4o-mini")
     vision: ModelSpec = ModelSpec(model="gpt-4o")
     judges: list[ModelSpec] = Field(default_factory=lambda: [ModelSpec(model="gpt-4o")])
     image: ModelSpec = ModelSpec(model="gpt-image-1")
+    # The model the rewrite stage's unsafe answers and quality gate ask (``rewrite:``); None:
+    # the vision model answers. Off the generation hash while None.
+    responder: ModelSpec | None = None
 
     @field_validator("judges")
     @classmethod
@@ -150,6 +157,14 @@ class ModelsConfig(Strict):
             raise ValueError("a judge has no fallback: when it gives no vote the other judges "
                              "decide (list another model as a judge instead)")
         return judges
+
+    @field_validator("responder")
+    @classmethod
+    def _responder_alone(cls, responder: ModelSpec | None) -> ModelSpec | None:
+        if responder is not None and responder.fallback:
+            raise ValueError("the responder has no fallback: its refusal is an answer the "
+                             "rewrite stage records")
+        return responder
 
     def untried_fallback(self, declined_by: list[str]) -> bool:
         """Whether a request that these models declined (first the role's own model, then its
@@ -424,9 +439,26 @@ class SplitsConfig(Strict):
     quotas: dict[str, int] | None = None
 
 
-class BuildConfig(Strict):
+class RewriteConfig(Strict):
+    """VLMGuard-R1 rewrite data (arXiv 2504.12661): for every labelled train sample, what made the
+    responder's unsafe answer unsafe (hindsight), the risks by source (causal analysis) and a
+    rewritten prompt that a quality gate checked with the responder and the judges; benign
+    twins of train samples join with their prompt unchanged (``twins``). The responder is
+    ``models.responder``, or the vision model when that is not set."""
+
+    twins: bool = True
+
+
+ExportFormat = Literal["mis", "internvl", "llamafactory", "hf", "vlmguard"]
+
+
+class BuildConfig(OptionalFields, Strict):
     """A whole build, as its YAML file gives it; only ``concepts`` has no default. Read it with
     ``load_config``, which also applies overrides and makes its paths absolute."""
+
+    # left out of a run's config.yaml and the generation hash while unset: a run folder is
+    # written, and bound to its config, as before the option existed
+    optional_fields = ("rewrite",)
 
     name: str = "mis"
     seed: int = 0
@@ -449,22 +481,26 @@ class BuildConfig(Strict):
     decontaminate: DecontaminateConfig | None = None
     targets: TargetsConfig | None = None
     splits: SplitsConfig = SplitsConfig()
-    exports: list[Literal["mis", "internvl", "llamafactory", "hf"]] = Field(
-        default_factory=lambda: cast(list[Literal["mis", "internvl", "llamafactory", "hf"]],
-                                     ["mis", "internvl", "llamafactory", "hf"])
+    exports: list[ExportFormat] = Field(
+        default_factory=lambda: cast(list[ExportFormat], ["mis", "internvl", "llamafactory", "hf"])
     )
     license: str = "cc-by-nc-4.0"
+    rewrite: RewriteConfig | None = None  # VLMGuard-R1 rewrite data (export ``vlmguard``)
 
     @model_validator(mode="after")
     def _targets_or_quotas(self) -> BuildConfig:
         if self.targets is not None and self.targets.test is not None and self.splits.quotas:
             raise ValueError("give the test size per sub-category in targets.test or in "
                              "splits.quotas, not both")
+        if "vlmguard" in self.exports and self.rewrite is None:
+            raise ValueError("the vlmguard export needs `rewrite:` (the rewrite data it writes)")
         return self
 
     def model_specs(self) -> list[ModelSpec]:
         """Every model this build may call, for key checks and cost reports."""
-        return [self.models.text, self.models.vision, *self.models.judges, self.models.image]
+        responder = [self.models.responder] if self.models.responder is not None else []
+        return [self.models.text, self.models.vision, *self.models.judges, self.models.image,
+                *responder]
 
     def models_summary(self) -> dict[str, Any]:
         """Which model plays which role, as the manifest and the dataset card report it."""
@@ -472,7 +508,9 @@ class BuildConfig(Strict):
             return {"all": "offline (templates and rules, no language model)"}
         return {"text": self.models.text.model, "vision": self.models.vision.model,
                 "judges": [judge.model for judge in self.models.judges],
-                "image": self.models.image.model}
+                "image": self.models.image.model,
+                **({"responder": self.models.responder.model}
+                   if self.models.responder is not None else {})}
 
     def generation_hash(self) -> str:
         """Hash of everything that changes what the models are asked.
@@ -484,6 +522,10 @@ class BuildConfig(Strict):
                                                      "decontaminate", "targets"})
         if data["images_per_sample"] == 2:  # runs made before the option existed still match
             del data["images_per_sample"]
+        if data["models"].get("responder"):
+            del data["models"]["responder"]["fallback"]
+            del data["models"]["responder"]["all_down_seconds"]
+            del data["models"]["responder"]["prices"]["batch"]
         # Fallback models answer only what the first model declined, and a rerun asks them for
         # what is still declined: adding one to a run's config continues the run.
         for role in ("text", "vision", "image"):

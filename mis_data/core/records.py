@@ -120,6 +120,9 @@ class RejectReason(str, Enum):
     near_duplicate = "near_duplicate"
     contaminated = "contaminated"
     dropped_by_reviewer = "dropped_by_reviewer"
+    no_unsafe_response = "no_unsafe_response"
+    rewrite_unsafe = "rewrite_unsafe"
+    rewrite_refused = "rewrite_refused"
 
 
 # Reasons given to a sample after it was judged (a benchmark overlap, a reviewer's decision):
@@ -641,6 +644,45 @@ class TwinRecord(SlotValues, Record):
     optional_fields = ("object3", "object4", "image3", "image4", "votes", "missing")
 
     @field_validator("question", "answer")
+    @classmethod
+    def _no_tokens(cls, value: str) -> str:
+        return _no_template_tokens(value)
+
+
+# One source's risk in the rewrite stage's causal report (a reply schema's part: a comment, not
+# a docstring, since a docstring would be sent as the schema's description).
+class SourceRisk(BaseModel):  # noqa: D101
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    source: Literal["text", "image1", "image2", "image3", "image4", "combination"]
+    risk: str = Field(min_length=1, max_length=400)
+
+
+class RewriteRecord(Record):
+    """One row of VLMGuard-R1 rewrite data (``rewrites.jsonl``), for a labelled train sample or
+    a benign twin (``kind: keep``, whose prompt stays as it is).
+
+    ``reasoning`` is what the rewriter learns to think before it rewrites (the risk report by
+    source and the user's intent); ``features`` (the hindsight analysis), both responses and
+    the responder's answer to the rewritten prompt that the judges found safe
+    (``gate_response``, with their labels) are kept beside it."""
+
+    kind: Literal["rewrite", "keep"]
+    question: str = Field(min_length=1)
+    rewritten: str = Field(min_length=1)
+    reasoning: str = Field(min_length=1)
+    risks: list[SourceRisk]
+    safe_response: str
+    features: list[str] = Field(default_factory=list)
+    intent: str = ""
+    unsafe_response: str | None = None
+    unsafe_from: Literal["responder"] | None = None  # who answered unsafely
+    gate_response: str | None = None
+    gate_labels: list[str] | None = None
+    model: str = ""
+    responder: str | None = None
+
+    @field_validator("rewritten")
     @classmethod
     def _no_tokens(cls, value: str) -> str:
         return _no_template_tokens(value)

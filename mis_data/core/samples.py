@@ -6,7 +6,14 @@ from pathlib import Path
 
 from pydantic import ConfigDict
 
-from mis_data.core.records import ImageRef, OptionalFields, RiskStatement, SlotValues, Vote
+from mis_data.core.records import (
+    ImageRef,
+    OptionalFields,
+    RewriteRecord,
+    RiskStatement,
+    SlotValues,
+    Vote,
+)
 from mis_data.core.rundir import RunDir
 
 SPLITS = ("train", "val", "easy", "hard", "real", "twins")
@@ -41,8 +48,10 @@ class Sample(SlotValues, OptionalFields):
     image3: ImageRef | None = None
     object4: str | None = None
     image4: ImageRef | None = None
+    rewrite: RewriteRecord | None = None  # rewrite: (VLMGuard-R1), a train-side sample's row
 
-    optional_fields = ("risks", "cell", "twin_of", "object3", "image3", "object4", "image4")
+    optional_fields = ("risks", "cell", "twin_of", "object3", "image3", "object4", "image4",
+                       "rewrite")
 
     @property
     def side(self) -> str:

@@ -15,6 +15,7 @@ from mis_data.export.hf import export_hf
 from mis_data.export.internvl import export_internvl
 from mis_data.export.llamafactory import export_llamafactory
 from mis_data.export.mis import export_mis
+from mis_data.export.vlmguard import export_vlmguard
 from mis_data.images.store import ImageStore
 
 Exporter = Callable[[dict[str, list[Sample]], ImageStore, Path, RunInfo | None], None]
@@ -24,6 +25,7 @@ EXPORTERS: dict[str, Exporter] = {
     "internvl": export_internvl,
     "llamafactory": export_llamafactory,
     "hf": export_hf,
+    "vlmguard": export_vlmguard,  # rewrite: (VLMGuard-R1 rewriter data)
 }
 
 

@@ -18,13 +18,14 @@ from mis_data.export.internvl_check import validate_internvl
 from mis_data.export.llamafactory_check import validate_llamafactory
 from mis_data.export.mis_check import validate_mis
 
-FORMATS = ("mis", "internvl", "llamafactory", "hf")
+FORMATS = ("mis", "internvl", "llamafactory", "hf", "vlmguard")
 
 VALIDATORS: dict[str, Callable[..., Report]] = {
     "mis": validate_mis,
     "internvl": validate_internvl,
     "llamafactory": validate_llamafactory,
     "hf": validate_hf,
+    "vlmguard": validate_llamafactory,  # the same chat rows and dataset_info.json
 }
 
 

@@ -278,6 +278,10 @@ class ModelClient(Protocol):
         only the build-stopping errors (``BudgetExceeded``, ``ProviderUnusable``, ``ServersDown``)
         are raised."""
 
+    async def complete(self, request: TextRequest) -> TextResult:
+        """Answer free text as a user would be answered (the rewrite stage's responder); a
+        refusal is an answer (``refused`` set), not a failure."""
+
     async def generate_image(self, request: ImageRequest) -> ImageResult:
         """Draw one image; a block or a failure is an ``ImageResult`` reason, not an exception."""
 

@@ -548,9 +548,12 @@ class OpenAIClient:
 
 
 def build_roles(config: BuildConfig) -> dict[str, ModelSpec]:
-    """The models of a build by role: text, vision, image and ``judge:<i>``."""
+    """The models of a build by role: text, vision, image, ``judge:<i>`` and, with ``rewrite:``,
+    the responder (the vision model when ``models.responder`` is not set)."""
     roles = {"text": config.models.text, "vision": config.models.vision,
              "image": config.models.image}
+    if config.rewrite is not None:
+        roles["responder"] = config.models.responder or config.models.vision
     roles.update({f"judge:{i}": spec for i, spec in enumerate(config.models.judges)})
     return roles
 

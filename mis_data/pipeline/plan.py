@@ -497,7 +497,8 @@ def make_plan(config: Checked | BuildConfig, assumptions: Assumptions | None = N
             add("twins", f"judge:{index}", spec, "judge_images", twins, False, images=k)
         add("twins", "vision", models.vision, "twin_label", twins, True, images=k)
     counts = {"concepts": pairs, "questions": questions, "kept_by_modify": kept,
-              "judged": judged, "routed": routed, "train": train, "labelled": labelled}
+              "judged": judged, "routed": routed, "train": train, "labelled": labelled,
+              "rewrite": train if config.rewrite is not None else 0}
     for stage_name, stage in STAGES.items():  # stages beyond the built-in flow plan themselves
         for model_task in stage.tasks:
             if model_task.plan_requests is not None and model_task.role in ("text", "vision"):
@@ -505,8 +506,20 @@ def make_plan(config: Checked | BuildConfig, assumptions: Assumptions | None = N
                     models.text if model_task.role == "text" else models.vision,
                     model_task.name, model_task.plan_requests(counts), False,
                     images=k if model_task.role == "vision" else 0)
+    responder = models.responder or models.vision
+    if config.rewrite is not None:  # the responder answers each question and each rewritten
+        # prompt; the judges label both answers
+        answers = 2 * train
+        per_image = image_tokens(*image_side(config, responder), responder.detail)
+        rows.append(Row(stage="rewrites", task="rewrite_respond", role="responder",
+                        model=responder.model, requests=answers, max_requests=answers,
+                        input_tokens=answers * (tokens_of(sizes.question()) + k * per_image),
+                        image_tokens=answers * k * per_image,
+                        output_tokens=answers * responder.max_tokens // 2))
+        for index, spec in enumerate(models.judges):
+            add("rewrites", f"judge:{index}", spec, "rewrite_judge", answers, False, images=k)
     roles = {"text": models.text, "vision": models.vision, "image": models.image,
-             **{f"judge:{i}": spec for i, spec in enumerate(models.judges)}}
+             "responder": responder, **{f"judge:{i}": spec for i, spec in enumerate(models.judges)}}
     for row in rows:
         spec = roles[row.role]
         if config.backend != "offline":

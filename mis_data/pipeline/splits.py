@@ -39,6 +39,7 @@ from mis_data.core.records import (
     AFTER_JUDGING_REASONS,
     BENIGN_CELL,
     ImageRef,
+    RewriteRecord,
     Step,
     concept_key,
     seeded_rank,
@@ -120,6 +121,10 @@ def join_samples(run: RunDir) -> list[Sample]:
             question=record.question, **slot_fields([""] * len(record.images), record.images),
             label=record.answer, source="general",
             concept_source=record.source))
+    if run.config().config.rewrite is not None:  # each row joins its own sample, never a copy's
+        rewrites = run.records("rewrites", RewriteRecord)
+        samples = [sample.model_copy(update={"rewrite": rewrites.get(sample.id)})
+                   for sample in samples]
     # A dropped source was skipped above, so its twin never joined; a twin or a general-mix
     # row dropped on its own (a decontamination match) leaves here.
     return sorted((sample for sample in samples if sample.id not in dropped),

@@ -20,7 +20,7 @@ def stage_counts(run: RunDir) -> dict[str, Any]:
     for stage in (*STEP_NAMES, *sorted(set(rejects) - set(STEP_NAMES))):
         if stage == Step.dedup:  # a filter with no file of its own: what passed it
             records = counts[Step.instructions.value]["records"] - sum(rejects[stage].values())
-        elif stage in STEP_NAMES:
+        elif stage in STEP_NAMES or run.stage_file(stage).is_file():  # a stage, or one after a step
             records = sum(1 for _ in complete_lines(run.stage_file(stage)))
         else:  # a step after the build (decontamination): it only rejects
             records = 0

@@ -11,7 +11,8 @@ from mis_data.pipeline.plan import make_plan
 from mis_data.stages import STAGES, TASKS
 from tests.support.paths import CONFIGS
 
-PLAN_ONLY = {"generate_image", "twin_object_or_question"}  # image rows; twins' two text tasks as one
+# image rows; twins' two text tasks as one; the rewrite responder's free-text answers
+PLAN_ONLY = {"generate_image", "twin_object_or_question", "rewrite_respond"}
 
 
 def test_every_declared_task_has_an_offline_answer_and_no_other() -> None:

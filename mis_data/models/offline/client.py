@@ -15,6 +15,7 @@ from functools import cached_property
 from typing import Any
 
 from mis_data.core.prompts import PromptLibrary
+from mis_data.core.verdicts import is_refusal
 from mis_data.images.typography import render_typography
 from mis_data.models.base import (
     ChatMessage,
@@ -23,11 +24,13 @@ from mis_data.models.base import (
     ModelResult,
     RawReply,
     StructuredRequest,
+    TextRequest,
+    TextResult,
     Usage,
     UsageMeter,
     answer_with_feedback,
 )
-from mis_data.models.offline import concepts, twins
+from mis_data.models.offline import concepts, responder, twins
 from mis_data.models.offline.detox import DetoxRules
 from mis_data.models.offline.grammar import STEP_PATTERN
 from mis_data.models.offline.instructions import InstructionWriter
@@ -41,7 +44,7 @@ UNSEEN_CLAIM = re.compile(r"\b(shows?|depicts?|features?|contains?)\b[^.]{0,30}?
                           r"\b(forged|stolen|counterfeit|smuggled|illegal)\b", re.IGNORECASE)
 DATA = {"instructions": "offline/instructions.yaml", "detox": "offline/detox_rules.yaml",
         "judge": "offline/judge_rules.yaml", "labels": "offline/labels.yaml",
-        "twins": "offline/twins.yaml"}
+        "twins": "offline/twins.yaml", "responder": "offline/responder.yaml"}
 
 
 class OfflineClient:
@@ -125,6 +128,13 @@ class OfflineClient:
             return RawReply(parsed=request.response_model.model_validate(answer))
 
         return await answer_with_feedback(request, attempt, OFFLINE_MODEL)
+
+    async def complete(self, request: TextRequest) -> TextResult:
+        """The rewrite stage's responder: a free-text answer picked from
+        ``prompts/offline/responder.yaml`` by the request's facts (``models/offline/responder.py``)."""
+        self.usage.record(request.stage or "respond", OFFLINE_MODEL, Usage(requests=1))
+        text = responder.answer(self.prompts.data(DATA["responder"]), request.facts, self.seed)
+        return TextResult(text=text, refused=is_refusal(text), model=OFFLINE_MODEL)
 
     async def generate_image(self, request: ImageRequest) -> ImageResult:
         """A typography picture of the slot's object, styled by ``style_seed``: there is no image
