@@ -12,7 +12,7 @@ from PIL import Image
 from mis_data.core.taxonomy import load_taxonomy
 from tests.support.builds import tree_hashes
 from tests.support.cli import run_cli, write_config
-from tests.support.paths import CONFIGS
+from tests.support.paths import CONFIGS, PROMPTS
 
 RUN_FILES = ("config.yaml", "concepts.jsonl", "images.jsonl", "pairs.jsonl", "instructions.jsonl",
              "judgements.jsonl", "labels.jsonl", "rejects.jsonl", "manifest.json")
@@ -125,6 +125,27 @@ def test_a_run_folder_refuses_another_config(tmp_path: Path) -> None:
                      "--no-progress")
     assert result.exit_code == 2
     assert "different config" in result.output
+
+
+def test_a_new_prompt_file_does_not_orphan_a_run_folder(tmp_path: Path) -> None:
+    """A new version ships prompt files for new options: a run folder built before continues
+    (nothing is redone); a changed or removed prompt it was built with is refused."""
+    prompts = tmp_path / "prompts"
+    shutil.copytree(PROMPTS, prompts)
+    config = write_config(tmp_path, prompts_dir=str(prompts))
+    run = tmp_path / "run"
+    assert run_cli("build", "--config", config, "--run-dir", run, "--no-progress").exit_code == 0
+    before = tree_hashes(run / "export")
+    (prompts / "a_new_option.md").write_text("A prompt for an option this build does not use.\n")
+    again = run_cli("build", "--config", config, "--run-dir", run, "--no-progress")
+    assert again.exit_code == 0, again.output
+    assert "ran " not in again.output.split("stage")[-1]  # every stage already done
+    changed = tree_hashes(run / "export")
+    assert {name for name in before if before[name] != changed.get(name)} <= {
+        name for name in before if name.endswith("README.md")}  # the card lists the prompts
+    (prompts / "label.md").write_text((prompts / "label.md").read_text() + "\nBe brief.\n")
+    refused = run_cli("build", "--config", config, "--run-dir", run, "--no-progress")
+    assert refused.exit_code == 2 and "different config or prompts" in refused.output
 
 
 def test_info_lists_counts_and_rejects(demo_run: Path) -> None:

@@ -61,9 +61,17 @@ def run_identity(config: BuildConfig, hashes: dict[str, str]) -> str:
     return sha256_text(config.generation_hash() + dump_json(hashes))
 
 
-def check_run_folder(run: RunDir, identity: str) -> None:
-    """Refuse to mix: a run folder continues only the build that started it."""
-    if run.exists() and run.config().config_sha256 != identity:
+def check_run_folder(run: RunDir, config: BuildConfig, hashes: dict[str, str]) -> None:
+    """Refuse to mix: a run folder continues only the build that started it. A prompt file
+    added to the folder since (a new version's prompt for an option the build does not use)
+    cannot have shaped its data, so only the files the run recorded are compared; a changed
+    or removed one, or another config, is refused."""
+    if not run.exists():
+        return
+    recorded = run.config()
+    kept = {name: hashes[name] for name in recorded.prompt_sha256 if name in hashes}
+    if len(kept) != len(recorded.prompt_sha256) or \
+            run_identity(config, kept) != recorded.config_sha256:
         raise ConfigError(f"{run.path}: this run folder was built from a different config or "
                           "prompts; use a new --run-dir, or restore the original config")
 
@@ -82,10 +90,10 @@ def prepare(config: Checked | Path, run_dir: Path | None = None, seed: int | Non
     hashes = prompt_hashes(build_config.prompts_dir)
     run = RunDir(run_path(build_config, run_dir, shard))
     identity = run_identity(build_config, hashes)
-    check_run_folder(run, identity)
+    check_run_folder(run, build_config, hashes)
     lock = lock_run(run.path, "build", new=True)  # the first write; it undoes a crash's half-writes
     try:
-        check_run_folder(RunDir(run.path), identity)  # again, as the lock's last holder left it
+        check_run_folder(RunDir(run.path), build_config, hashes)  # as the lock's last holder left it
         bind_shard(run.path, shard, new=not RunDir(run.path).exists())
         run.stage_file("rejects").touch()  # present even when nothing is rejected: readers expect it
         run.write_config(RunConfig(format_version=FORMAT_VERSION, config_sha256=identity,
