@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mis_data.core.samples import Sample
+from mis_data.export.awareness import export_awareness
 from mis_data.export.common import RunInfo, build_atomically
 from mis_data.export.hf import export_hf
 from mis_data.export.internvl import export_internvl
@@ -24,6 +25,7 @@ EXPORTERS: dict[str, Exporter] = {
     "internvl": export_internvl,
     "llamafactory": export_llamafactory,
     "hf": export_hf,
+    "awareness": export_awareness,
 }
 
 
