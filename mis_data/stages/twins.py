@@ -282,6 +282,7 @@ class TwinStage(Stage):
         votes = "; ".join(f"{vote.judge}: text {'unsafe' if vote.text_unsafe else 'safe'}, "
                           f"combination {'harmful' if vote.combination_harmful else 'harmless'}"
                           f"{'' if vote.meaningful else ', not meaningful'}"
+                          f"{', an image harmful alone' if alarming and any(vote.image_flags) else ''}"
                           for vote in panel.votes)
         if panel.missing and harmless + len(panel.missing) >= majority:
             names = ", ".join(f"{m.judge} ({m.reason})" for m in panel.missing)
