@@ -141,6 +141,7 @@ def recount(responses: list[dict[str, Any]], group: Any) -> dict[Any, Counter[st
 def test_awareness_eval_over_http_scores_what_was_answered(seeds: Path, tmp_path: Path,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(KEY_ENV, "sk-test")
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)  # the default judge's key: not needed
     export = seeds / "runs/demo_seeds/export/awareness"
     spec = {"base_url": "", "api_key_env": KEY_ENV, "max_retries": 1, "timeout": 10}
     with LoopbackServer(awareness_model) as server:
@@ -148,7 +149,7 @@ def test_awareness_eval_over_http_scores_what_was_answered(seeds: Path, tmp_path
         config = tmp_path / "eval.yaml"
         config.write_text(yaml.safe_dump({
             "name": "aware", "backend": "openai", "out": str(tmp_path / "out"),
-            "model": {"model": "vlm-under-test", **spec}, "judge": {"model": "unused", **spec},
+            "model": {"model": "vlm-under-test", **spec},
             "test_sets": [{"path": str(export), "name": "seeds"}]}))
         result = run_cli("eval", "--config", config, "--protocol", "awareness", "--no-progress")
         assert result.exit_code == 0, result.output

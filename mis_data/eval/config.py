@@ -129,7 +129,8 @@ def check_keys(config: EvalConfig, source: Path) -> None:
     """A real eval never falls back to offline: a missing key fails before any file is written."""
     if config.backend == "offline":
         return
-    specs = {"model": config.model, "judge": config.judge}
+    specs = {"model": config.model,  # the awareness protocol asks no judge
+             "judge": config.judge if config.protocol == "mis" else None}
     for role, spec in specs.items():
         if spec is None:
             continue

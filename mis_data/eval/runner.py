@@ -265,8 +265,9 @@ def evaluate(config: EvalConfig, prompt: Prompt, folder: Path, progress: bool) -
         client = make_client(config, store, folder)
         usage = UsageLog(folder)
         worker = Worker(config, client, prompt, folder, usage)
-        width = 8 if config.backend == "offline" else (
-            config.judge.capacity + (config.model.capacity if config.model else 0))
+        model = config.model.capacity if config.model else 0
+        width = 8 if config.backend == "offline" else model if config.protocol == "awareness" \
+            else config.judge.capacity + model
         try:
             await run_items(worker, worker.pending(items), width, progress)
         finally:
