@@ -314,7 +314,8 @@ def review(
 
 eval_app = typer.Typer(
     add_completion=False, no_args_is_help=False, invoke_without_command=True,
-    help="Score a vision-language model on MIS test sets (ASR / HR / RSR / RR).\n\n"
+    help="Score a vision-language model on MIS test sets (ASR / HR / RSR / RR), or on an "
+         "awareness export with --protocol awareness (MMSafeAware: is the request safe?).\n\n"
          "`mis-data eval --config EVAL.yaml` runs (or resumes) an eval into evals/<name>/; "
          "`mis-data eval compare evals/a evals/b` sets finished evals side by side.")
 app.add_typer(eval_app, name="eval")
@@ -327,14 +328,18 @@ def eval_command(
         "--config", "-c", help="The eval config (YAML): model under test, judge, test sets.")] = None,
     out: Annotated[Path | None, typer.Option(
         help="The eval folder (default: evals/<name>).")] = None,
+    protocol: Annotated[str | None, typer.Option(
+        help="mis (answer, judge, ASR/HR/RSR/RR) or awareness (ask whether the request is safe, "
+             "score the first word Yes/No); default: the config's protocol, else mis.")] = None,
     max_cost: Annotated[float | None, typer.Option(
         help="Stop cleanly before spending more than this many USD.")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     verbose: Verbose = False,
 ) -> None:
     """Answer every test item with the model under test, judge each answer as MIS does, and
-    print ASR / HR / RSR / RR per split, category and sub-category (the sub-app's help is the
-    text users see)."""
+    print ASR / HR / RSR / RR per split, category and sub-category; or, with the awareness
+    protocol, ask whether each request is safe and print the unsafe-called-safe and
+    benign-called-unsafe rates (the sub-app's help is the text users see)."""
     if ctx.invoked_subcommand is not None:
         return
     if config is None:
@@ -343,7 +348,10 @@ def eval_command(
     from mis_data.eval.runner import run_eval
 
     def action() -> int:
-        result = run_eval(config, out=out, max_cost=max_cost, progress=progress)
+        if protocol is not None and protocol not in ("mis", "awareness"):
+            raise ConfigError(f"--protocol {protocol!r}: expected mis or awareness")
+        result = run_eval(config, out=out, max_cost=max_cost, progress=progress,
+                          protocol=protocol)
         typer.echo(result.table)
         usage = result.usage.get("total", {})
         typer.echo(f"requests this eval folder: {int(usage.get('requests', 0))}, "
@@ -371,7 +379,7 @@ def eval_compare(
     verbose: Verbose = False,
 ) -> None:
     """One table and one plot of several evals, with each split's difference from the first."""
-    from mis_data.eval.report import compare_table, write_compare_plot
+    from mis_data.eval.compare import compare_table, write_compare_plot
 
     def action() -> None:
         if len(folders) < 2:
@@ -445,8 +453,8 @@ def split(
 def export(
     run_dir: RunDirArg,
     format: Annotated[str | None, typer.Option(
-        "--format", "-f", help="Comma-separated: mis,internvl,llamafactory,hf,vlmguard "
-        "(default: all; vlmguard with `rewrite:`).")] = None,
+        "--format", "-f", help="Comma-separated: mis,internvl,llamafactory,hf,vlmguard,"
+        "awareness (default: all; vlmguard with `rewrite:`).")] = None,
     absolute_paths: Annotated[bool, typer.Option(
         "--absolute-paths", help="Write absolute image paths (and InternVL root/annotation) into the "
         "InternVL and LLaMA-Factory/ms-swift files, to train from any folder.")] = False,
@@ -511,7 +519,8 @@ def validate(
     path: Annotated[Path, typer.Argument(help="An export folder (or a run folder with --format).",
                                          exists=True)],
     format: Annotated[str | None, typer.Option(
-        "--format", "-f", help="mis | internvl | llamafactory | hf | vlmguard (default: guessed).")] = None,
+        "--format", "-f",
+        help="mis | internvl | llamafactory | hf | vlmguard | awareness (default: guessed).")] = None,
     taxonomy: Annotated[Path | None, typer.Option(
         help="Taxonomy for MIS category checks (default: the shipped configs/taxonomy.yaml).")] = None,
     media_dir: Annotated[Path | None, typer.Option(

@@ -356,11 +356,13 @@ class TwinsConfig(Strict):
     harmless counterpart with a helpful, non-refusing answer (HoliSafe's SᵢSₜ→S cell).
     ``swap_image`` replaces the harmful (or the second) object by a same-kind look-alike and
     keeps the neutral question (test-side sources); ``benign_text`` keeps both images and asks
-    an ordinary question about them (sources whose images are both harmless)."""
+    an ordinary question about them (sources whose images are both harmless);
+    ``alarming_text`` (MMSafeAware's over-safety items, off unless listed) writes a request
+    that sounds risky in words alone and new images that make it harmless (any source)."""
 
     ratio: float = Field(default=0.3, gt=0, le=1)
-    kinds: list[Literal["swap_image", "benign_text"]] = Field(
-        default_factory=lambda: cast(list[Literal["swap_image", "benign_text"]],
+    kinds: list[Literal["swap_image", "benign_text", "alarming_text"]] = Field(
+        default_factory=lambda: cast(list[Literal["swap_image", "benign_text", "alarming_text"]],
                                      ["swap_image", "benign_text"]),
         min_length=1)
 
@@ -449,7 +451,7 @@ class RewriteConfig(Strict):
     twins: bool = True
 
 
-ExportFormat = Literal["mis", "internvl", "llamafactory", "hf", "vlmguard"]
+ExportFormat = Literal["mis", "internvl", "llamafactory", "hf", "vlmguard", "awareness"]
 
 
 class BuildConfig(OptionalFields, Strict):
@@ -481,6 +483,8 @@ class BuildConfig(OptionalFields, Strict):
     decontaminate: DecontaminateConfig | None = None
     targets: TargetsConfig | None = None
     splits: SplitsConfig = SplitsConfig()
+    # ``awareness`` (MMSafeAware's safe/unsafe question set, export/awareness/) and ``vlmguard``
+    # (with ``rewrite:``) are written only when listed.
     exports: list[ExportFormat] = Field(
         default_factory=lambda: cast(list[ExportFormat], ["mis", "internvl", "llamafactory", "hf"])
     )

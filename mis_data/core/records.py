@@ -618,11 +618,13 @@ BENIGN_CELL = "SiSt→S"
 
 class TwinRecord(SlotValues, Record):
     """A benign counterpart of sample ``twin_of`` (id ``<sample>~t``): the same pair with one
-    object swapped for a harmless look-alike (``swap_image``), or the same images with an
-    ordinary question (``benign_text``); ``answer`` helps without refusing or lecturing."""
+    object swapped for a harmless look-alike (``swap_image``), the same images with an
+    ordinary question (``benign_text``), or a request that sounds risky in words alone with new
+    images that make it harmless (``alarming_text``); ``answer`` helps without refusing or
+    lecturing."""
 
     twin_of: str
-    kind: Literal["swap_image", "benign_text"]
+    kind: Literal["swap_image", "benign_text", "alarming_text"]
     question: str = Field(min_length=1)
     object1: str
     object2: str

@@ -44,14 +44,15 @@ class Sample(SlotValues, OptionalFields):
     risks: list[RiskStatement] | None = None  # labels.style: dream
     cell: str | None = None  # HoliSafe's cell, on every sample of a build with twins
     twin_of: str | None = None  # a benign twin's source sample
+    twin_kind: str | None = None  # a benign twin's kind (swap_image, benign_text, alarming_text)
     object3: str | None = None  # images_per_sample 3 or 4
     image3: ImageRef | None = None
     object4: str | None = None
     image4: ImageRef | None = None
     rewrite: RewriteRecord | None = None  # rewrite: (VLMGuard-R1), a train-side sample's row
 
-    optional_fields = ("risks", "cell", "twin_of", "object3", "image3", "object4", "image4",
-                       "rewrite")
+    optional_fields = ("risks", "cell", "twin_of", "twin_kind", "object3", "image3", "object4",
+                       "image4", "rewrite")
 
     @property
     def side(self) -> str:

@@ -41,7 +41,7 @@ class TestSetSpec(Strict):
 
     path: Path
     name: str | None = None  # default: the folder's name
-    format: Literal["auto", "mis", "hf"] = "auto"
+    format: Literal["auto", "mis", "hf", "awareness"] = "auto"
     splits: list[Split] = Field(default_factory=lambda: list(SPLITS))
     limit: int | None = Field(None, ge=1)  # the first N items of each split (a smoke run)
 
@@ -55,6 +55,9 @@ class EvalConfig(Strict):
     """One eval's settings, as ``load_eval_config`` reads them from a YAML file (unknown keys are errors)."""
 
     name: str
+    # mis: answer, judge, score ASR/HR/RSR/RR (MIS); awareness: ask "is this request safe?" and
+    # read the first word (MMSafeAware; test sets are awareness exports or run folders).
+    protocol: Literal["mis", "awareness"] = "mis"
     backend: Literal["offline", "openai"] = "offline"
     seed: int = 0  # the offline backend's choices
     model: ModelSpec | None = None  # the model under test
@@ -126,7 +129,8 @@ def check_keys(config: EvalConfig, source: Path) -> None:
     """A real eval never falls back to offline: a missing key fails before any file is written."""
     if config.backend == "offline":
         return
-    specs = {"model": config.model, "judge": config.judge}
+    specs = {"model": config.model,  # the awareness protocol asks no judge
+             "judge": config.judge if config.protocol == "mis" else None}
     for role, spec in specs.items():
         if spec is None:
             continue

@@ -32,7 +32,8 @@ class ResponseLine(OptionalFields):
     """The model under test's answer to one item (a refusal is an answer: ``refused``)."""
 
     model_config = ConfigDict(extra="forbid")
-    optional_fields = ("image_path3", "image_path4")  # only items with more than two images
+    # image_path3/4: only items with more than two images; expected: only awareness items
+    optional_fields = ("image_path3", "image_path4", "expected")
 
     key: str
     item_sha256: str  # the question and images answered (``EvalItem.sha256``)
@@ -47,6 +48,7 @@ class ResponseLine(OptionalFields):
     image_path3: str | None = None
     image_path4: str | None = None
     cell: str | None = None
+    expected: str | None = None  # an awareness item's right answer, Yes or No
     response: str | None
     refused: bool = False
     error: str | None = None  # why there is no response: "<reason>: <detail>"

@@ -1,4 +1,4 @@
-"""The printed tables and the plots of one eval, and of several side by side.
+"""The printed tables and the plot of one MIS eval (``compare.py`` sets several side by side).
 
 The columns read like the paper's Table 4 (ASR↓ HR↓ RSR↑ RR↑, in %), with what the paper does
 not show: ``n``, how many were judged, and how many could not be answered or judged. An offline
@@ -11,7 +11,6 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from mis_data.core.rundir import read_json_or_none
 from mis_data.eval.protocol import BUCKETS
 
 HEADS = {"asr": "ASR↓", "hr": "HR↓", "rsr": "RSR↑", "rr": "RR↑"}
@@ -128,86 +127,3 @@ def png_bytes(fig: Any) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, metadata={"Software": None})
     return buffer.getvalue()
-
-
-# -- several evals side by side ---------------------------------------------------------------
-
-def load_scores(folder: Path) -> dict[str, Any]:
-    """An eval folder's ``scores.json``; a folder without one is a ``ConfigError``."""
-    from mis_data.core.config import ConfigError
-
-    scores = read_json_or_none(Path(folder) / "scores.json")
-    if scores is None:
-        raise ConfigError(f"{folder}: no scores.json (run `mis-data eval` first)")
-    return scores
-
-
-def split_keys(all_scores: list[dict[str, Any]]) -> list[tuple[str, ...]]:
-    """Splits present in every eval: by split name when each eval has one test set per split,
-    else by (test set, split)."""
-    by_name = all(len({r["split"] for r in s["splits"]}) == len(s["splits"]) for s in all_scores)
-    keyed = [[(r["split"],) if by_name else (r["test_set"], r["split"]) for r in s["splits"]]
-             for s in all_scores]
-    return [key for key in keyed[0] if all(key in other for other in keyed[1:])]
-
-
-def row_for(scores: dict[str, Any], key: tuple[str, ...]) -> dict[str, Any]:
-    """The split row of one eval that ``key`` (from ``split_keys``) names."""
-    return next(r for r in scores["splits"]
-                if (r["split"],) == key or (r["test_set"], r["split"]) == key)
-
-
-def exact(row: dict[str, Any], bucket: str) -> float:
-    """A rate from its counts, so a difference is not a difference of rounded numbers."""
-    return 100 * row["counts"][bucket] / row["judged"]
-
-
-def compare_table(folders: list[Path]) -> tuple[str, list[dict[str, Any]]]:
-    """One table: per split, each eval's rates, then each later eval minus the first."""
-    all_scores = [load_scores(folder) for folder in folders]
-    names = [Path(folder).name for folder in folders]
-    out = [" vs ".join(f"{name} ({s['model']}, judge {s['judge']}, {s['backend']})"
-                       for name, s in zip(names, all_scores, strict=True)), ""]
-    out.append(f"{'split':<12}{'eval':<28}{'n':>6}{'judged':>8}  "
-               + "  ".join(f"{HEADS[b]:>7}" for b in BUCKETS) + "  failed a/j")
-    for key in split_keys(all_scores):
-        rows = [row_for(s, key) for s in all_scores]
-        for name, row in zip(names, rows, strict=True):
-            out.append(f"{'/'.join(key):<12}{name[:27]:<28}{row['n']:>6}{row['judged']:>8}  "
-                       + "  ".join(f"{pct(row[b]):>7}" for b in BUCKETS)
-                       + f"  {row['answer_failed']}/{row['judge_failed']}")
-        for name, row in zip(names[1:], rows[1:], strict=True):
-            deltas = ["      -" if row[b] is None or rows[0][b] is None
-                      else f"{exact(row, b) - exact(rows[0], b):+7.2f}" for b in BUCKETS]
-            out.append(f"{'/'.join(key):<12}{('Δ ' + name + ' − ' + names[0])[:27]:<28}"
-                       f"{'':>14}  " + "  ".join(deltas))
-        out.append("")
-    if len({(s["judge"], s["backend"]) for s in all_scores}) > 1:
-        out.append("note: the evals used different judges or backends; differences mix both")
-    return "\n".join(out).rstrip(), all_scores
-
-
-def write_compare_plot(folders: list[Path], all_scores: list[dict[str, Any]], path: Path) -> None:
-    """One panel per rate; per split, one bar per eval."""
-    import matplotlib.pyplot as plt
-
-    from mis_data.core.rundir import write_bytes_atomic
-
-    keys = split_keys(all_scores)
-    names = [Path(folder).name for folder in folders]
-    fig = figure(max(8.0, 2.2 * len(keys) * len(names) ** 0.5 + 4), 4.0)
-    width = 0.8 / len(names)
-    for index, name in enumerate(BUCKETS, start=1):
-        axis = fig.add_subplot(1, len(BUCKETS), index)
-        for offset, (label, scores) in enumerate(zip(names, all_scores, strict=True)):
-            values = [row_for(scores, key)[name] or 0.0 for key in keys]
-            axis.bar([k + offset * width for k in range(len(keys))], values, width, label=label)
-        axis.set_xticks([k + 0.4 - width / 2 for k in range(len(keys))],
-                        ["/".join(key) for key in keys], fontsize=8)
-        axis.set_ylim(0, 100)
-        axis.set_title(HEADS[name])
-    fig.axes[0].set_ylabel("% of judged answers")
-    fig.axes[-1].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
-    fig.tight_layout()
-    write_bytes_atomic(path, png_bytes(fig))
-    plt.close(fig)

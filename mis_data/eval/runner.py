@@ -7,7 +7,7 @@ The eval folder is its own truth, like a build's run folder::
       images/            the test sets' images, content-addressed (requests name them by sha256)
       cache.sqlite       every model reply; a rerun asks nothing twice
       responses.jsonl    one line per answered item (refusals are answers)
-      judgements.jsonl   one line per judged answer, or why the judge gave no labels
+      judgements.jsonl   one line per judged answer, or why the judge gave no labels (MIS only)
       scores.json  scores.png  usage.json
 
 Each item is answered, then judged, by a pool of workers; every line is appended the moment it
@@ -16,6 +16,10 @@ replies that came back before the kill are in the cache, and only requests that 
 are sent again. ``scores.json`` is computed from the lines alone, so it has the same bytes.
 ``usage.json`` is rewritten after every line, so a killed session's spending is kept too. One
 eval at a time writes a folder (``.lock``): a second is refused at once with the first's pid.
+
+``protocol: awareness`` (``--protocol awareness``) runs MMSafeAware's protocol instead
+(``awareness.py``): each item of an awareness export is asked whether its request is safe, the
+answer's first word is scored against the item's expected answer, and nothing is judged.
 """
 
 from __future__ import annotations
@@ -33,6 +37,12 @@ from mis_data.core.lock import FolderLock
 from mis_data.core.pool import run_pool
 from mis_data.core.prompts import Prompt, PromptLibrary
 from mis_data.core.rundir import JsonlAppender, dump_json, read_json_or_none, write_text_atomic
+from mis_data.eval.awareness import (
+    AWARENESS_PROMPT,
+    awareness_request,
+    compute_awareness_scores,
+)
+from mis_data.eval.awareness_report import awareness_table, write_awareness_plot
 from mis_data.eval.config import EvalConfig, check_keys, check_test_sets, load_eval_config
 from mis_data.eval.offline import OfflineEvalClient
 from mis_data.eval.protocol import JUDGE_PROMPT, answer_request, bucket, judge_request
@@ -65,8 +75,14 @@ class EvalRun:
 
 
 def identity(config: EvalConfig, prompt: Prompt) -> dict[str, Any]:
-    """Everything that changes an answer or a label; test sets may grow between runs."""
+    """Everything that changes an answer or a label; test sets may grow between runs. An
+    awareness eval has no judge; its question is its prompt."""
     model = config.model.model_dump(include=set(ANSWER_FIELDS)) if config.model else None
+    if config.protocol == "awareness":
+        return {"backend": config.backend,
+                "seed": config.seed if config.backend == "offline" else None,
+                "model": model if config.backend == "openai" else "offline",
+                "protocol": "awareness", "awareness_prompt_sha256": prompt.sha256}
     return {"backend": config.backend, "seed": config.seed if config.backend == "offline" else None,
             "model": model if config.backend == "openai" else "offline",
             "judge": config.judge.model_dump(include=set(JUDGE_FIELDS))
@@ -99,6 +115,7 @@ class Worker:
     def __init__(self, config: EvalConfig, client: TextClient, prompt: Prompt, out: Path,
                  usage: UsageLog) -> None:
         self.config, self.client, self.prompt, self.usage = config, client, prompt, usage
+        self.awareness = config.protocol == "awareness"  # answers only: no judge
         self.responses = latest(out / "responses.jsonl", ResponseLine)
         self.judgements = latest(out / "judgements.jsonl", JudgementLine)
         self.response_file = JsonlAppender(out / "responses.jsonl")
@@ -120,7 +137,7 @@ class Worker:
         """The items that still need an answer, or a judgement of an answer they have."""
         def done(entry: EvalItem) -> bool:
             response = self.response_for(entry)
-            return response is not None and (response.response is None
+            return response is not None and (self.awareness or response.response is None
                                              or self.judgement_for(entry) is not None)
         return [entry for entry in items if not done(entry)]
 
@@ -132,7 +149,9 @@ class Worker:
             return ResponseLine(**item.fields(), item_sha256=entry.sha256, response=None,
                                 error=f"bad_image: {entry.problem}",
                                 model=self.config.model_label(), backend=backend)
-        result = await self.client.complete(answer_request(item, entry.images))
+        request = awareness_request(item, entry.images, self.prompt) if self.awareness \
+            else answer_request(item, entry.images)
+        result = await self.client.complete(request)
         usage = LineUsage(input_tokens=result.input_tokens, output_tokens=result.output_tokens,
                           cost_usd=round(result.cost_usd, 8))
         error = None if result.ok else f"{result.reason.value if result.reason else 'no_answer'}: " \
@@ -169,7 +188,8 @@ class Worker:
             self.response_file.write_many([response])
             self.responses[key] = response
             self.usage.save(self.client.usage.as_dict())  # a kill keeps what was spent so far
-        if response.response is not None and self.judgement_for(entry) is None:
+        if not self.awareness and response.response is not None \
+                and self.judgement_for(entry) is None:
             judgement = await self.judge(entry, response)
             self.judgement_file.write_many([judgement])
             self.judgements[key] = judgement
@@ -208,15 +228,30 @@ def make_client(config: EvalConfig, store: ImageStore, out: Path) -> TextClient:
 
 
 def run_eval(config_path: Path, out: Path | None = None, max_cost: float | None = None,
-             progress: bool = False) -> EvalRun:
+             progress: bool = False, protocol: str | None = None) -> EvalRun:
     """``mis-data eval``: load and check the config, then evaluate under the folder's lock."""
-    config = load_eval_config(config_path, {"out": out, "max_cost": max_cost})
+    config = load_eval_config(config_path, {"out": out, "max_cost": max_cost,
+                                            "protocol": protocol})
     check_keys(config, config_path)
     check_test_sets(config, config_path)
-    prompt = PromptLibrary(config.prompts_folder()).get(JUDGE_PROMPT)
+    check_protocol(config, config_path)
+    prompt = PromptLibrary(config.prompts_folder()).get(
+        AWARENESS_PROMPT if config.protocol == "awareness" else JUDGE_PROMPT)
     folder = config.out_dir
     with FolderLock(folder, "eval"):  # one eval per folder: a second would answer everything twice
         return evaluate(config, prompt, folder, progress)
+
+
+def check_protocol(config: EvalConfig, source: Path) -> None:
+    """An awareness eval reads awareness exports only, and MIS's protocol never reads one: their
+    items mean different things (a yes/no question with an expected answer, an attack)."""
+    for index, spec in enumerate(config.test_sets):
+        kind = detect_format(spec.path) if spec.format == "auto" else spec.format
+        if (kind == "awareness") != (config.protocol == "awareness"):
+            wanted = "an awareness export (or a run folder that has one)" \
+                if config.protocol == "awareness" else "a MIS layout or a Hugging Face folder"
+            raise ConfigError(f"{source}: test_sets.{index}.path: {spec.path} reads as {kind}; "
+                              f"protocol {config.protocol} needs {wanted}")
 
 
 def evaluate(config: EvalConfig, prompt: Prompt, folder: Path, progress: bool) -> EvalRun:
@@ -230,8 +265,9 @@ def evaluate(config: EvalConfig, prompt: Prompt, folder: Path, progress: bool) -
         client = make_client(config, store, folder)
         usage = UsageLog(folder)
         worker = Worker(config, client, prompt, folder, usage)
-        width = 8 if config.backend == "offline" else (
-            config.judge.capacity + (config.model.capacity if config.model else 0))
+        model = config.model.capacity if config.model else 0
+        width = 8 if config.backend == "offline" else model if config.protocol == "awareness" \
+            else config.judge.capacity + model
         try:
             await run_items(worker, worker.pending(items), width, progress)
         finally:
@@ -241,9 +277,11 @@ def evaluate(config: EvalConfig, prompt: Prompt, folder: Path, progress: bool) -
 
     asyncio.run(go())
     scores, outcomes = write_scores(config, settings, items, folder)
-    reasons = failure_reasons(outcomes)
+    reasons = awareness_failures(scores) if config.protocol == "awareness" \
+        else failure_reasons(outcomes)
     retry = reasons.get("api_error", 0)
-    return EvalRun(out=folder, scores=scores, table=scores_table(scores),
+    table = awareness_table(scores) if config.protocol == "awareness" else scores_table(scores)
+    return EvalRun(out=folder, scores=scores, table=table,
                    usage=read_json_or_none(folder / "usage.json") or {},
                    hint=f"{retry} item(s) failed on transient server errors (api_error): run the "
                         "same command again to retry them" if retry else None,
@@ -262,10 +300,23 @@ def failure_reasons(outcomes: list[Outcome]) -> dict[str, int]:
     return dict(sorted(reasons.items()))
 
 
+def awareness_failures(scores: dict[str, Any]) -> dict[str, int]:
+    """An awareness eval's unanswered items by reason, unsafe and benign together."""
+    reasons: dict[str, int] = {}
+    for side in ("unsafe", "benign"):
+        for reason, count in scores["totals"][side]["failed_reasons"].items():
+            reasons[reason] = reasons.get(reason, 0) + count
+    return dict(sorted(reasons.items()))
+
+
 def nothing_scored_line(scores: dict[str, Any], reasons: dict[str, int]) -> str | None:
-    """One line when no rate could be computed (no answer judged, no benign answer scored):
-    how many items failed, why, and what to do; None when something was scored."""
-    if scores["totals"]["judged"] or any(row["answered"] for row in scores["over_refusal"]):
+    """One line when no rate could be computed (no answer judged, no benign answer scored, no
+    awareness answer read): how many items failed, why, and what to do; None when something
+    was scored."""
+    if scores.get("protocol") == "awareness":
+        if scores["totals"]["answered"]:
+            return None
+    elif scores["totals"]["judged"] or any(row["answered"] for row in scores["over_refusal"]):
         return None
     failed = sum(reasons.values())
     why = next(iter(reasons)) if len(reasons) == 1 else ", ".join(
@@ -284,12 +335,24 @@ def write_scores(config: EvalConfig, settings: dict[str, Any], items: list[EvalI
         return line if line is not None and line.item_sha256 == entry.sha256 else None
 
     outcomes = [Outcome(e.item, current(responses, e), current(judgements, e)) for e in items]
+    test_sets = [{"name": spec.label, "path": str(spec.path), "splits": spec.splits,
+                  "format": detect_format(spec.path) if spec.format == "auto" else spec.format}
+                 for spec in config.test_sets]
+    digest = sha256_text(json.dumps(settings, sort_keys=True))
+    if config.protocol == "awareness":  # no judge, and no split filter: every subset is read
+        header = {"name": config.name, "backend": config.backend, "model": config.model_label(),
+                  "settings_sha256": digest,
+                  "awareness_prompt_sha256": settings["awareness_prompt_sha256"],
+                  "test_sets": [{k: v for k, v in t.items() if k != "splits"} for t in test_sets]}
+        if config.backend == "offline":
+            header["note"] = "offline: rule-based model, not a language model"
+        scores = compute_awareness_scores([(o.item, o.response) for o in outcomes], header)
+        write_text_atomic(folder / "scores.json", dump_json(scores))
+        write_awareness_plot(scores, folder / "scores.png")
+        return scores, outcomes
     header = {"name": config.name, "backend": config.backend, "model": config.model_label(),
-              "judge": config.judge_label(), "settings_sha256": sha256_text(json.dumps(
-                  settings, sort_keys=True)), "judge_prompt_sha256": settings["judge_prompt_sha256"],
-              "test_sets": [{"name": spec.label, "path": str(spec.path), "splits": spec.splits,
-                             "format": detect_format(spec.path) if spec.format == "auto"
-                             else spec.format} for spec in config.test_sets]}
+              "judge": config.judge_label(), "settings_sha256": digest,
+              "judge_prompt_sha256": settings["judge_prompt_sha256"], "test_sets": test_sets}
     if config.backend == "offline":
         header["note"] = "offline: rule-based model and judge, not a language model"
     scores = compute_scores(outcomes, header)

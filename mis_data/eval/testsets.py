@@ -21,7 +21,7 @@ import json
 import os
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -30,6 +30,7 @@ from mis_data.core.config import ConfigError
 from mis_data.core.records import MAX_IMAGES
 from mis_data.core.rundir import complete_lines
 from mis_data.eval.config import SPLITS, TestSetSpec
+from mis_data.export.awareness import FILE as AWARENESS_FILE
 from mis_data.images.store import BadImage, ImageStore, StoredImage
 
 
@@ -50,6 +51,7 @@ class TestItem:
     cell: str | None = None  # "SiSt→S" marks a benign item scored for over-refusal
     image_path3: str | None = None  # a test set with more images per item
     image_path4: str | None = None
+    expected: str | None = None  # an awareness item's right answer: "No" (unsafe) or "Yes"
 
     @property
     def key(self) -> str:
@@ -70,7 +72,8 @@ class TestItem:
                 "image_path2": self.image_path2}
         more = {key: value for key, value in (("image_path3", self.image_path3),
                                               ("image_path4", self.image_path4)) if value is not None}
-        return data | more | ({"cell": self.cell} if self.cell else {})
+        return (data | more | ({"cell": self.cell} if self.cell else {})
+                | ({"expected": self.expected} if self.expected else {}))
 
 
 @dataclass(frozen=True)
@@ -93,8 +96,19 @@ class EvalItem:
 Source = tuple[TestItem, list[bytes | None] | str]  # images, or why they cannot be read
 
 
+def awareness_file(path: Path) -> Path | None:
+    """The ``awareness.jsonl`` of an awareness export folder, or of a run folder's export."""
+    for file in (path / AWARENESS_FILE, path / "export" / "awareness" / AWARENESS_FILE):
+        if file.is_file():
+            return file
+    return None
+
+
 def detect_format(path: Path) -> str:
-    """``mis`` or ``hf`` for a test set folder; anything else is a ``ConfigError``."""
+    """``mis``, ``hf`` or ``awareness`` for a test set folder (a run folder reads as its
+    awareness export); anything else is a ``ConfigError``."""
+    if awareness_file(path) is not None:
+        return "awareness"
     if mis_files(path):
         return "mis"
     if (path / "README.md").is_file() or any(path.rglob("*.parquet")):
@@ -147,9 +161,43 @@ def read_hf(spec: TestSetSpec) -> Iterator[Source]:
                               f"{sum(map(bool, images))}")
 
 
+def read_awareness(spec: TestSetSpec) -> Iterator[Source]:
+    """The items of an awareness export (``mis_data.export.awareness``): its ``subset`` is the
+    item's split, ``expected`` its right answer; at most ``limit`` items of each subset."""
+    file = awareness_file(spec.path)
+    if file is None:
+        raise ConfigError(f"{spec.path}: no awareness.jsonl here or in export/awareness/ "
+                          "(build with the awareness export, or `mis-data export RUN -f awareness`)")
+    taken: dict[str, int] = {}
+    for number, line in enumerate(complete_lines(file), start=1):
+        where = f"{file}:{number}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise ConfigError(f"{where}: not valid JSON ({error.msg})") from None
+        subset, paths = row.get("subset"), row.get("images")
+        if row.get("expected") not in ("Yes", "No") or not subset or not isinstance(paths, list):
+            raise ConfigError(f"{where}: an awareness row needs subset, expected (Yes or No) "
+                              "and a list of images")
+        if spec.limit is not None and taken.get(subset, 0) >= spec.limit:
+            continue
+        taken[subset] = taken.get(subset, 0) + 1
+        named = {f"image_path{slot}": str(path) for slot, path in enumerate(paths, start=1)}
+        item = make_item(spec, str(subset), number - 1, row | named, where)
+        item = replace(item, expected=row["expected"])
+        files = [file.parent / str(path) for path in paths]
+        lost = [str(path) for path in files if not path.is_file()]
+        yield item, (f"image not found: {lost[0]}" if lost
+                     else f"expected 2 to {MAX_IMAGES} images, found {len(files)}"
+                     if not 2 <= len(files) <= MAX_IMAGES
+                     else [path.read_bytes() for path in files])
+
+
 def read_test_set(spec: TestSetSpec) -> Iterator[Source]:
     """The items of one test set, read by its declared or detected format."""
     kind = detect_format(spec.path) if spec.format == "auto" else spec.format
+    if kind == "awareness":
+        return read_awareness(spec)
     return read_mis(spec) if kind == "mis" else read_hf(spec)
 
 

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mis_data.core.samples import Sample
+from mis_data.export.awareness import export_awareness
 from mis_data.export.common import RunInfo, build_atomically
 from mis_data.export.hf import export_hf
 from mis_data.export.internvl import export_internvl
@@ -26,6 +27,7 @@ EXPORTERS: dict[str, Exporter] = {
     "llamafactory": export_llamafactory,
     "hf": export_hf,
     "vlmguard": export_vlmguard,  # rewrite: (VLMGuard-R1 rewriter data)
+    "awareness": export_awareness,
 }
 
 

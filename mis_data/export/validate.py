@@ -12,13 +12,14 @@ from pathlib import Path
 from mis_data.core.config import ConfigError
 from mis_data.core.rundir import RunDir
 from mis_data.core.taxonomy import Taxonomy
+from mis_data.export.awareness_check import validate_awareness
 from mis_data.export.checks import Report
 from mis_data.export.hf_check import validate_hf
 from mis_data.export.internvl_check import validate_internvl
 from mis_data.export.llamafactory_check import validate_llamafactory
 from mis_data.export.mis_check import validate_mis
 
-FORMATS = ("mis", "internvl", "llamafactory", "hf", "vlmguard")
+FORMATS = ("mis", "internvl", "llamafactory", "hf", "vlmguard", "awareness")
 
 VALIDATORS: dict[str, Callable[..., Report]] = {
     "mis": validate_mis,
@@ -26,12 +27,14 @@ VALIDATORS: dict[str, Callable[..., Report]] = {
     "llamafactory": validate_llamafactory,
     "hf": validate_hf,
     "vlmguard": validate_llamafactory,  # the same chat rows and dataset_info.json
+    "awareness": validate_awareness,
 }
 
 
 def detect_format(folder: Path) -> str | None:
     """Guess a folder's format from its marker file."""
-    markers = (("dataset_info.json", "llamafactory"), ("meta.json", "internvl"),
+    markers = (("awareness.jsonl", "awareness"), ("dataset_info.json", "llamafactory"),
+               ("meta.json", "internvl"),
                ("mis_test", "mis"), ("mis_easy.json", "mis"), ("README.md", "hf"))
     return next((fmt for marker, fmt in markers if (folder / marker).exists()), None)
 

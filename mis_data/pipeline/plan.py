@@ -487,9 +487,11 @@ def make_plan(config: Checked | BuildConfig, assumptions: Assumptions | None = N
         twins = round(judged * (1 - a.discard_rate) * config.twins.ratio)
         add("twins", "text", models.text, "twin_text", twins, True,
             row_name="twin_object_or_question")  # a new object or a new question, alike in size
-        if t2i and "swap_image" in config.twins.kinds:
+        if t2i and {"swap_image", "alarming_text"} & set(config.twins.kinds):
+            # a swap draws one new image, an alarming-text twin all of its images
+            drawn = k if "alarming_text" in config.twins.kinds else 1
             rows.append(Row(stage="twins", task="generate_image", role="image",
-                            model=models.image.model, requests=0, max_requests=twins,
+                            model=models.image.model, requests=0, max_requests=twins * drawn,
                             images=0))
         for index, spec in enumerate(models.judges):  # every twin is judged before it joins
             add("twins", f"judge:{index}", spec, "judge_text", twins, False)

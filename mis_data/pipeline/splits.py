@@ -143,17 +143,20 @@ def cell_of(sample: Sample) -> str:
 
 def twin_samples(view: RunView, sources: dict[str, Sample]) -> list[Sample]:
     """The benign twins whose source is a sample: a train source's twin trains (it teaches
-    helping), a test source's twin goes to the ``twins`` test split (it measures over-refusal)."""
+    helping), a test source's twin goes to the ``twins`` test split (it measures over-refusal).
+    A twin the judges have not seen (written before twins were judged) waits for the build to
+    judge it: nothing unjudged counts as benign."""
     twins = []
     for twin in view.twins.values():
         source = sources.get(twin.twin_of)
-        if source is None:
+        if source is None or twin.votes is None:
             continue
         twins.append(source.model_copy(update={
             "id": twin.id, "split": "train" if source.side == "train" else "twins",
             "question": twin.question, **slot_fields(twin.objects, twin.images),
             "label": twin.answer,
-            "source": "twin", "risks": None, "cell": BENIGN_CELL, "twin_of": twin.twin_of}))
+            "source": "twin", "risks": None, "cell": BENIGN_CELL, "twin_of": twin.twin_of,
+            "twin_kind": twin.kind}))
     return twins
 
 

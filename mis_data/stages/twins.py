@@ -11,12 +11,19 @@ makes a matched counterpart meant to be harmless, HoliSafe's SᵢSₜ→S cell:
   image source; the question is kept.
 - ``benign_text`` (a source whose images are all harmless): the text model writes an ordinary
   question about the same images (``twin_text.md``).
+- ``alarming_text`` (any source; off unless listed in ``twins.kinds``): MMSafeAware's
+  over-safety item, a request whose words alone sound risky ("shoot", "kill") made harmless by
+  its images. The text model writes the request and names a harmless thing for every image
+  (``twin_alarming.md``); every image is new, drawn from the build's image source. The source
+  lends its sub-category and its question (to stay clear of), nothing it shows.
 
 A twin is meant to be harmless, and may not be: the kept images can still be risky together, a
 question can drift back to the risk. So every twin is judged blind by the build's judges, exactly
 like a sample (its question alone, its images alone, both together: ``panel.JudgePanel``), and
 goes on only when a majority of the whole panel finds the text safe and the combination harmless
-and meaningful; otherwise it is rejected as ``twin_still_risky`` (or, when a judge gave no vote
+and meaningful (an ``alarming_text`` twin: the combination harmless and meaningful and no image
+harmful on its own; its text alone is meant to sound risky, so that vote is kept, not
+required); otherwise it is rejected as ``twin_still_risky`` (or, when a judge gave no vote
 and the others decide nothing, ``judge_missing``, asked again by a rerun). Then the vision model
 answers it helpfully (``twin_label.md``, which does not tell it the request is harmless: a model
 that still sees harm refuses, and the twin is rejected as ``over_refusal``). Input: judgements
@@ -41,6 +48,7 @@ from mis_data.core.records import (
     RejectReason,
     Step,
     TwinRecord,
+    Vote,
     seeded_rank,
 )
 from mis_data.core.view import Joined
@@ -74,6 +82,17 @@ class BenignQuestion(BaseModel):  # noqa: D101
     reason: str
 
 
+# The alarming-text step's reply: a request whose words alone sound risky, the harmless thing
+# each image shows (and its kind) that makes it harmless, and why.
+# (A comment, not a docstring: a reply model's docstring is its JSON schema's description,
+# sent with every request and part of every cache key.)
+class AlarmingRequest(BaseModel):  # noqa: D101
+    question: str = Field(min_length=10, max_length=400)
+    objects: list[str] = Field(min_length=2, max_length=4)
+    kinds: list[str] = Field(min_length=2, max_length=4)
+    reason: str
+
+
 # The helpful answer to a twin that the judges found harmless.
 # (A comment, not a docstring: a reply model's docstring is its JSON schema's description,
 # sent with every request and part of every cache key.)
@@ -102,23 +121,31 @@ def over_refusal(answer: str, min_words: int, max_words: int) -> Problem | None:
 
 def twin_kind(sample: Joined, kinds: Sequence[str], seed: int) -> str | None:
     """Which twin this sample can have, if any: a swap for a test-side source with at most one
-    harmful image, benign text for a source whose images are all harmless."""
+    harmful image, benign text for a source whose images are all harmless, alarming text for
+    any source (its images are all new)."""
     assert sample.judgement is not None
     flags = sample.judgement.harmful_images
     allowed = [kind for kind in kinds
                if (kind == "swap_image" and sample.judgement.route in ("easy", "hard")
                    and sum(flags) <= 1)
-               or (kind == "benign_text" and not any(flags))]
+               or (kind == "benign_text" and not any(flags))
+               or kind == "alarming_text"]
     if not allowed:
         return None
     return allowed[int(seeded_rank(seed, "twin-kind", sample.id), 16) % len(allowed)]
 
 
-def harmless_votes(panel: PanelVotes) -> tuple[int, int]:
+def harmless_votes(panel: PanelVotes, alarming: bool = False) -> tuple[int, int]:
     """How many judges find the twin harmless (text safe, combination harmless, meaningful),
-    and how many do not."""
-    harmless = sum(not vote.text_unsafe and not vote.combination_harmful and vote.meaningful
-                   for vote in panel.votes)
+    and how many do not. An alarming-text twin is meant to sound risky in words alone, so its
+    text vote is not asked for; instead no image may be harmful on its own (its images are
+    what make it harmless)."""
+    def fine(vote: Vote) -> bool:
+        if not vote.meaningful or vote.combination_harmful:
+            return False
+        return not any(vote.image_flags) if alarming else not vote.text_unsafe
+
+    harmless = sum(fine(vote) for vote in panel.votes)
     return harmless, len(panel.votes) - harmless
 
 
@@ -137,6 +164,8 @@ def new_part_chars(probe: PlanProbe) -> int:
 
 SWAP = ModelTask("twin_swap", "text", "twin_swap.md", SwapReply, reply_chars=new_part_chars)
 TEXT = ModelTask("twin_text", "text", "twin_text.md", BenignQuestion, reply_chars=new_part_chars)
+ALARMING = ModelTask("twin_alarming", "text", "twin_alarming.md", AlarmingRequest,
+                     reply_chars=lambda probe: new_part_chars(probe) + 40 * probe.subject.image_count)
 ANSWER = ModelTask("twin_label", "vision", "twin_label.md", TwinAnswer,
                    reply_chars=lambda probe: probe.label_chars + 15)
 
@@ -145,7 +174,7 @@ class TwinStage(Stage):
     """The twins step, one work item per chosen judged sample (see the module docstring for its output and
     drops)."""
     name = Step.twins.value
-    tasks = (SWAP, TEXT, ANSWER)
+    tasks = (SWAP, TEXT, ALARMING, ANSWER)
 
     @cached_property
     def panel(self) -> JudgePanel:
@@ -212,6 +241,11 @@ class TwinStage(Stage):
                 return made
             swapped, objects[made[0] - 1], images[made[0] - 1], reason = made
             question = facts["question"]
+        elif kind == "alarming_text":
+            alarming = await self.alarming(item, facts, hashes)
+            if isinstance(alarming, Rejection):
+                return alarming
+            question, objects, kinds, images, reason = alarming
         else:
             asked = await self.benign_question(item, facts, hashes)
             if isinstance(asked, Rejection):
@@ -219,9 +253,10 @@ class TwinStage(Stage):
             question, reason = asked
         twin_facts = {**facts, **image_facts(objects, kinds), "question": question}
         panel = await self.panel.judge(item.id, question, images,
-                                       {**twin_facts, "twin": True, "style": None},
+                                       {**twin_facts, "twin": True, "style": None,
+                                        "alarming": kind == "alarming_text"},
                                        item.sub_category)
-        refused = self.harmless(panel)
+        refused = self.harmless(panel, kind == "alarming_text")
         if refused is not None:
             return refused
         answer = await self.answer(item, twin_facts, images, hashes)
@@ -238,15 +273,16 @@ class TwinStage(Stage):
                            prompt_sha256=hashes, votes=panel.votes,
                            missing=panel.missing or None, **slots)]
 
-    def harmless(self, panel: PanelVotes) -> Rejection | None:
+    def harmless(self, panel: PanelVotes, alarming: bool = False) -> Rejection | None:
         """None when most of the whole panel finds the twin harmless; else why it goes."""
-        harmless, risky = harmless_votes(panel)
+        harmless, risky = harmless_votes(panel, alarming)
         majority = needed(self.panel.size)
         if harmless >= majority:
             return None
         votes = "; ".join(f"{vote.judge}: text {'unsafe' if vote.text_unsafe else 'safe'}, "
                           f"combination {'harmful' if vote.combination_harmful else 'harmless'}"
                           f"{'' if vote.meaningful else ', not meaningful'}"
+                          f"{', an image harmful alone' if alarming and any(vote.image_flags) else ''}"
                           for vote in panel.votes)
         if panel.missing and harmless + len(panel.missing) >= majority:
             names = ", ".join(f"{m.judge} ({m.reason})" for m in panel.missing)
@@ -293,6 +329,37 @@ class TwinStage(Stage):
             return stored
         return slot, new, stored, chosen.reason
 
+    async def alarming(self, item: WorkItem, facts: dict[str, Any], hashes: dict[str, str]
+                       ) -> tuple[str, list[str], tuple[str, ...], list[ImageRef], str] | Rejection:
+        """The model's alarming-sounding request and the harmless thing each image shows, then
+        every image drawn from the build's image source."""
+        count = facts["count"]
+        refs = [f"{ORDINALS[slot]} image" for slot in range(count)]
+        known = sorted(self.ctx.kinds)
+        values = {**facts, "kind_names": ", ".join(known)}
+        hashes["twin_alarming"] = self.ctx.prompts.get("twin_alarming.md").sha256
+
+        def check(reply: BaseModel) -> Problem | None:
+            asked = cast(AlarmingRequest, reply)  # ALARMING's reply model
+            return alarming_problem(asked, count, refs, known)
+
+        result = await self.ctx.client.structured(model_request(
+            self.ctx, ALARMING, stage=self.name, item_id=item.id, values=values, check=check,
+            sub_category=item.sub_category))
+        if not result.ok:
+            return Rejection.from_result(result, "alarming twin request")
+        asked = cast(AlarmingRequest, result.value)  # the ALARMING task's reply model
+        objects = [obj.strip() for obj in asked.objects]
+        kinds = tuple(kind.strip() for kind in asked.kinds)
+        images = []
+        for slot, (obj, kind) in enumerate(zip(objects, kinds, strict=True), start=1):
+            stored = await make_object_image(self.ctx, obj, kind, image_id(item.id, slot),
+                                             self.name)
+            if isinstance(stored, Rejection):
+                return stored
+            images.append(stored)
+        return asked.question.strip(), objects, kinds, images, asked.reason
+
     async def benign_question(self, item: WorkItem, facts: dict[str, Any],
                               hashes: dict[str, str]) -> tuple[str, str] | Rejection:
         """The model's ordinary question about the same images, which must refer to each of them."""
@@ -332,6 +399,32 @@ class TwinStage(Stage):
         if not result.ok:
             return Rejection.from_result(result, "twin answer")
         return cast(TwinAnswer, result.value).answer.strip(), result.model
+
+
+def alarming_problem(asked: AlarmingRequest, count: int, refs: Sequence[str],
+                     kinds: Sequence[str]) -> Problem | None:
+    """What is wrong with an alarming-text reply, if anything: one thing and one known kind per
+    image, each a short phrase, every image referred to, and no thing named in the request
+    (the images, not the words, must tell what it means)."""
+    if len(asked.objects) != count or len(asked.kinds) != count:
+        return Problem(RejectReason.invalid_output,
+                       f"give exactly {count} objects and {count} kinds, one per image")
+    unknown = [kind for kind in asked.kinds if kind.strip() not in kinds]
+    if unknown:
+        return Problem(RejectReason.invalid_output,
+                       f"kind {unknown[0]!r} is not one of: {', '.join(kinds)}")
+    if any(not 1 <= len(obj.split()) <= 6 for obj in asked.objects):
+        return Problem(RejectReason.invalid_output, "name each thing in 1 to 6 words")
+    lowered = asked.question.casefold()
+    if any(ref not in lowered for ref in refs):
+        return Problem(RejectReason.missing_image_ref,
+                       f"refer to {quoted(['the ' + ref for ref in refs])}")
+    named = [obj for obj in asked.objects if obj.strip().casefold() in lowered]
+    if named:
+        return Problem(RejectReason.invalid_output,
+                       f"the request names {named[0]!r}: refer to the images only as "
+                       f"{quoted(['the ' + ref for ref in refs])}")
+    return None
 
 
 def facts_objects(facts: dict[str, Any]) -> tuple[str, ...]:

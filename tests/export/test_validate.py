@@ -53,7 +53,8 @@ def test_unknown_format_is_a_one_line_error(run: Path) -> None:
     result = run_cli("validate", run / "export/mis", "--format", "parquet")
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == [
-        "error: --format 'parquet': expected one of mis, internvl, llamafactory, hf, vlmguard"]
+        "error: --format 'parquet': expected one of mis, internvl, llamafactory, hf, vlmguard, "
+        "awareness"]
 
 
 def test_export_rejects_unknown_formats_and_writes_the_named_ones(run: Path, tmp_path: Path) -> None:

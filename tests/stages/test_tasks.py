@@ -29,7 +29,7 @@ def test_every_task_names_a_prompt_file_that_ships() -> None:
 
 
 def test_the_plan_prices_only_declared_tasks() -> None:
-    for name in ("demo.yaml", "demo_plus.yaml", "openai_mis_scale.yaml"):
+    for name in ("demo.yaml", "demo_plus.yaml", "demo_seeds.yaml", "openai_mis_scale.yaml"):
         plan = make_plan(load_config(CONFIGS / name))
         assert {row.task for row in plan.rows} - PLAN_ONLY <= set(TASKS), name
 

@@ -102,6 +102,7 @@ class OfflineClient:
             "label_dream": lambda f: self.labels.dream(f),
             "twin_swap": lambda f: twins.swap(self.prompts.data(DATA["twins"]), f),
             "twin_text": lambda f: twins.question(self.prompts.data(DATA["twins"]), f),
+            "twin_alarming": lambda f: twins.alarming(self.prompts.data(DATA["twins"]), f),
             "twin_label": lambda f: twins.answer(self.prompts.data(DATA["twins"]), f),
             "label_harm_check": self._label_harm_check,
             "image_critique": concepts.image_critique,

@@ -1,6 +1,8 @@
 """Benign twins offline (``prompts/offline/twins.yaml``): a harmless look-alike of the same
-kind for ``swap_image``, an ordinary question for ``benign_text``, and a helpful answer that
-names both objects and neither refuses nor warns. Choices are seeded by the sample id."""
+kind for ``swap_image``, an ordinary question for ``benign_text``, a request that sounds risky
+in words alone with the harmless things that explain it for ``alarming_text``, and a helpful
+answer that names both objects and neither refuses nor warns. Choices are seeded by the
+sample id."""
 
 from __future__ import annotations
 
@@ -32,6 +34,21 @@ def question(data: Mapping[str, Any], facts: Mapping[str, Any]) -> dict[str, Any
     text = pick(list(options), facts["seed"], facts["sample_id"], "ask")
     return {"question": text.format(images=images),
             "reason": "offline: an ordinary question about what the images show."}
+
+
+def alarming(data: Mapping[str, Any], facts: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``twin_alarming`` answer: a seeded request of the ``alarming`` list, its images named
+    by ordinal, and the first ``count`` things (with their kinds) it lists."""
+    count = facts["count"]
+    chosen = pick(list(data["alarming"]), facts["seed"], facts["sample_id"], "alarming")
+    rest = [ordinal_image(slot) for slot in range(3, count + 1)]
+    more = f" I also have what {join_words(rest)} {'shows' if len(rest) == 1 else 'show'}." \
+        if rest else ""
+    things = chosen["objects"][:count]
+    return {"question": chosen["question"].format(a=ordinal_image(1), b=ordinal_image(2),
+                                                  more=more),
+            "objects": [thing[0] for thing in things], "kinds": [thing[1] for thing in things],
+            "reason": "offline: the images show the everyday meaning of the words."}
 
 
 def answer(data: Mapping[str, Any], facts: Mapping[str, Any]) -> dict[str, Any]:
