@@ -286,14 +286,6 @@ def test_the_shipped_triples_pass_the_audit(check: str, triples: dict[str, list[
     assert triples[check] == [], f"{len(triples[check])} problems:\n" + "\n".join(triples[check])
 
 
-def test_the_package_ships_the_audited_lists() -> None:
-    """``mis-data init`` copies ``mis_data/starter/configs``: its lists are these lists."""
-    for folder in ("concepts", "concepts_k3"):
-        for file in sorted((CONFIGS / folder).glob("*.yaml")):
-            shipped = CONFIGS.parent / "mis_data" / "starter" / "configs" / folder / file.name
-            assert shipped.read_bytes() == file.read_bytes(), shipped
-
-
 # The examples of issue #32, and what the judge's prompt itself says: each must fail.
 NOT_HARMFUL_ALONE = [
     "bottle of bleach",  # the judge: "a bottle of bleach under a sink: false"
