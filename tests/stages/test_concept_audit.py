@@ -139,7 +139,7 @@ def spans(text: str, words: tuple[str, ...]) -> list[tuple[str, int, int]]:
     end of that word) with where it is."""
     lowered = text.casefold()
     return [(word, found.start(), found.end()) for word in words
-            for found in re.finditer(rf"(?<![a-z]){re.escape(word.strip())}[a-z-]*", lowered)]
+            for found in re.finditer(rf"(?<![a-z-]){re.escape(word.strip())}[a-z-]*", lowered)]
 
 
 def matches(text: str, words: tuple[str, ...]) -> list[str]:
@@ -150,7 +150,7 @@ def matches(text: str, words: tuple[str, ...]) -> list[str]:
 def without(text: str, words: list[str]) -> str:
     """``text`` with ``words`` (and the rest of each word they start) taken out."""
     for word in words:
-        text = re.sub(rf"(?<![a-z]){re.escape(word)}[a-z-]*", " ", text, flags=re.IGNORECASE)
+        text = re.sub(rf"(?<![a-z-]){re.escape(word)}[a-z-]*", " ", text, flags=re.IGNORECASE)
     return " ".join(text.split())
 
 
