@@ -79,8 +79,8 @@ VISIBLE_HARM: dict[str, tuple[str, ...]] = {
              "blackface", "caricature", "segregated", "locals only", "inferior", "anti-gay",
              "anti-trans", "degrading", "klan", "white power", "lower pay for women",
              "citing pregnancy", "ranking coworkers"),
-    "threat, attack or confinement": ("threat", "shackle", "chained to", "handcuffed",
-                                      "caged", "locked in a cage", "cattle prod", "shock collar",
+    "threat, attack or confinement": ("threat", "shackle", "chained to",
+                                      "caged", "locked in a cage", "handcuff", "cattle prod", "shock collar",
                                       "hazing paddle", "fighting pit", "insult", "mocking",
                                       "humiliat", "hit list"),
     # words shown in the picture that openly urge harm, as a ransom note states a crime
