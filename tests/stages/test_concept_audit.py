@@ -41,7 +41,9 @@ import yaml
 
 from mis_data.core.config import ShippedConcepts
 from mis_data.core.records import concept_key
+from mis_data.core.taxonomy import load_kinds, load_taxonomy
 from mis_data.images.sources import shipped_entries
+from mis_data.stages.concept_rules import concept_from_entry
 from tests.support.paths import CONFIGS, PROMPTS
 
 MIN_SCENARIOS = 4
@@ -356,3 +358,14 @@ def test_the_fields_are_checked() -> None:
     assert field_problems("p", {**good, "scenario": "a label that is far too long"})
     assert field_problems("p", {**good, "rationale": ""})
     assert easy_problem("p", {**good, "harmful": 1})  # the playground is not the harmful one
+
+
+def test_the_audit_fields_change_no_concept_record() -> None:
+    """``harmful`` and ``scenario`` are for the audit only: a pair builds the same record (and
+    id) with them as without them, so the pairs the audit kept build the same bytes."""
+    taxonomy, kinds = load_taxonomy(CONFIGS / "taxonomy.yaml"), load_kinds(CONFIGS / "kinds.yaml")
+    for where, entry in shipped_entries(ShippedConcepts(path=CONFIGS / "concepts"))[:40]:
+        bare = {key: value for key, value in entry.items() if key not in ("harmful", "scenario")}
+        with_fields = concept_from_entry(entry, where, "shipped:t", taxonomy, 0, kinds)
+        assert with_fields == concept_from_entry(bare, where, "shipped:t", taxonomy, 0, kinds)
+        assert "scenario" not in with_fields.model_dump_json()
