@@ -17,7 +17,7 @@ from tests.support.builds import read_jsonl
 from tests.support.cli import run_cli
 from tests.support.paths import CONFIGS
 
-COPIED_INTO_THE_BENCHMARK = {"bicycle parking garage", "bank branch counter"}
+COPIED_INTO_THE_BENCHMARK = {"bicycle parking garage", "electronics shop checkout"}
 
 
 def test_demo_plus_builds_and_every_export_validates(tmp_path: Path) -> None:
