@@ -71,6 +71,7 @@ class Template:
     help: str
     fallback: bool = False
     topics: tuple[str, ...] = ()  # word starts one of the pair's objects must contain; () = any
+    avoid: tuple[str, ...] = ()  # word starts none of the pair's objects may contain
 
     @property
     def roles(self) -> tuple[str, ...]:
@@ -86,6 +87,8 @@ class Template:
         """Whether the pair's object names are on this template's topic (a kinds match alone
         would put an eating-disorder question on a gambling pair)."""
         lowered = names.casefold()
+        if any(re.search(rf"\b{re.escape(word)}", lowered) for word in self.avoid):
+            return False
         return not self.topics or any(re.search(rf"\b{re.escape(topic)}", lowered)
                                       for topic in self.topics)
 
@@ -227,7 +230,8 @@ class TemplateBook:
             template = Template(id=str(entry["id"]), sub_category=sub, slots=slots,
                                 body=str(entry["body"]), act=str(entry["act"]),
                                 help=str(entry["help"]), fallback=fallback,
-                                topics=tuple(str(topic) for topic in entry.get("topics", [])))
+                                topics=tuple(str(topic) for topic in entry.get("topics", [])),
+                                avoid=tuple(str(word) for word in entry.get("avoid", [])))
         except (KeyError, TypeError) as error:
             raise ConfigError(f"{where}: missing or malformed field {error}") from None
         for role in template.roles:
