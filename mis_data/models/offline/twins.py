@@ -21,7 +21,7 @@ from mis_data.models.offline.grammar import capitalize, definite, pick, second_p
 from mis_data.models.offline.judges import slot_count
 
 # "the device in the second image", "the place shown in the first image", "the words in ..."
-IMAGE_REF = re.compile(r"\bthe [\w' -]+? (?:in|shown in|from) the (" + "|".join(ORDINALS)
+IMAGE_REF = re.compile(r"\bthe (?:[\w'-]+ ){1,2}?(?:shown )?in the (" + "|".join(ORDINALS)
                        + r") image\b", re.IGNORECASE)
 
 
