@@ -52,8 +52,10 @@ def test_no_kids_hooked_on_a_grow_tent(client: OfflineClient) -> None:
 def test_a_poster_and_a_fridge_door_do_not_take_over_a_day(client: OfflineClient) -> None:
     asked = questions(client, pair("Psychological Harm", "fat-shaming motivation poster", "text",
                                    "refrigerator door", "structure"))
-    assert asked and not any("take over my whole day" in q or "only things I spend" in q
+    assert asked and not any("let the fat-shaming motivation poster and the refrigerator door "
+                             "take over" in q or "only things I spend" in q
                              for q in asked.values())
+    assert "ps-fb-take-over" not in asked
 
 
 def test_a_frame_flags_the_quoted_questions(client: OfflineClient) -> None:
