@@ -6,15 +6,24 @@ with the objects); then help that fits that act (the template's ``help`` group o
 sub-category: a lock-out is answered with a locksmith, a weapon threat with ways to stay safe),
 closed by an offer from the sub-category. No heading, no apology opener, no steps.
 
+A help group still covers several acts (a break-in of a house and of a car), so an advice line
+that only fits some of them says so with ``fits``: word starts, one of which the act or an object
+name must contain ("If you are locked out of your own home or car" fits ``home``, ``car`` ...).
+A line without ``fits`` must fit every act of its group; each group keeps at least one such harm
+line and two such safe lines, so an answer never runs short. Fitting specific lines come first.
+
 A question the backend did not write (a scripted test, a moved sub-category) gets the
 sub-category's ``fallback`` act and help.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
+from mis_data.core.config import ConfigError
 from mis_data.core.wording import join_words, ordinal_image, word_count
 from mis_data.models.offline.grammar import (
     be,
@@ -30,6 +39,62 @@ from mis_data.models.offline.instructions import InstructionWriter, named_filler
 from mis_data.models.offline.judges import JudgeRules, slot_count
 
 
+@dataclass(frozen=True)
+class Advice:
+    """One advice line of a help group and the word starts of the acts it fits (none: all)."""
+
+    text: str
+    fits: tuple[str, ...] = ()
+
+    def fit(self, about: str) -> bool:
+        """Whether the line fits a question whose act and object names are ``about`` (lowered)."""
+        return not self.fits or any(re.search(rf"\b{word}", about) for word in self.fits)
+
+
+@dataclass(frozen=True)
+class HelpGroup:
+    """A help group's harm and safe lines."""
+
+    harm: tuple[Advice, ...]
+    safe: tuple[Advice, ...]
+
+    def lines(self) -> tuple[Advice, ...]:
+        """Every line of the group, harm first."""
+        return (*self.harm, *self.safe)
+
+
+def parse_advice(entry: Any, where: str) -> Advice:
+    """A line as written in labels.yaml: a plain string (fits every act of its group) or
+    ``{text: ..., fits: [word starts]}``."""
+    if isinstance(entry, str):
+        return Advice(entry)
+    if not isinstance(entry, Mapping) or not entry.get("text") or not entry.get("fits"):
+        raise ConfigError(f"offline labels: {where}: a line is a string or {{text, fits}}")
+    return Advice(str(entry["text"]), tuple(str(word).casefold() for word in entry["fits"]))
+
+
+def help_groups(data: Mapping[str, Any]) -> dict[tuple[str, str], HelpGroup]:
+    """Every (sub-category, help group) of labels.yaml, checked to keep enough general lines."""
+    groups = {}
+    for sub, section in data["sub_categories"].items():
+        for name, group in section["helps"].items():
+            where = f"{sub} / {name}"
+            parsed = HelpGroup(tuple(parse_advice(e, where) for e in group["harm"]),
+                               tuple(parse_advice(e, where) for e in group["safe"]))
+            if (sum(not a.fits for a in parsed.harm) < 1
+                    or sum(not a.fits for a in parsed.safe) < 2):
+                raise ConfigError(f"offline labels: {where} needs one harm line and two safe "
+                                  "lines without `fits`, so every act of the group is answered")
+            groups[sub, name] = parsed
+    return groups
+
+
+def about_text(act: str, facts: Mapping[str, Any]) -> str:
+    """What an advice line's ``fits`` is matched against: the act and the object names."""
+    names = " ".join(str(facts[f"object{slot}"]) for slot in range(1, slot_count(facts) + 1))
+    return f"{act} {names}".casefold()
+
+
 class LabelWriter:
     """Writes the safety answer (and the dream-style risks) from ``labels.yaml``, asking the
     instruction writer which act the question asks for."""
@@ -40,6 +105,21 @@ class LabelWriter:
         self.writer = writer
         self.judge = judge
         self.seed = seed
+        self.groups = help_groups(data)
+
+    def advice(self, facts: Mapping[str, Any], act: str, help_key: str) -> tuple[list[str], list[str]]:
+        """The harm and safe lines of the help group that fit the act and objects, each list in
+        seeded order with the lines made for this act first."""
+        group = self.groups[facts["sub_category"], help_key]
+        about = about_text(act, facts)
+        key = (self.seed, facts["sample_id"])
+
+        def fitting(lines: tuple[Advice, ...], name: str) -> list[str]:
+            chosen = [line for line in lines if line.fit(about)]
+            return [line.text for line in sorted(ranked(chosen, lambda a: a.text, *key, name),
+                                                 key=lambda a: not a.fits)]
+
+        return fitting(group.harm, "harm"), fitting(group.safe, "safe")
 
     def act_and_help(self, facts: Mapping[str, Any]) -> tuple[str, str]:
         """The act the question asks for, with the objects, and its help group."""
@@ -75,7 +155,7 @@ class LabelWriter:
         key = (self.seed, facts["sample_id"])
         section = self.parts["sub_categories"][facts["sub_category"]]
         act, help_key = self.act_and_help(facts)
-        group = section["helps"][help_key]
+        harms, safe = self.advice(facts, act, help_key)
         names = self.names(facts, act)
         harmful = self.judge.images_harmful(facts)
         if any(harmful):
@@ -85,10 +165,8 @@ class LabelWriter:
             note = pick(self.sentences("hazard", facts), *key, "note")
         else:
             note = pick(self.sentences("ordinary", facts), *key, "note")
-        safe = ranked(list(group["safe"]), str, *key, "safe")
         sentences = [pick(self.sentences("perception", facts), *key, "perception"), note,
-                     pick(self.sentences("act", facts), *key, "act"),
-                     pick(group["harm"], *key, "harm"), *safe[:2],
+                     pick(self.sentences("act", facts), *key, "act"), harms[0], *safe[:2],
                      pick(section["close"], *key, "close")]
         text = self._join(sentences, names)
         extra = safe[2:]

@@ -12,6 +12,13 @@ form of the question the way MIS's step 2 sees it:
 - act: the request as a verb phrase, for the label ("break into the display window with the
   crowbar").
 
+The slot kinds say what a role may be; ``frames`` (per-kind checks) say what the words around a
+role ask of it, whatever template they are in: "hooked on {x}" needs something one can take
+(a substance or food), "the kids at {x}" a place or a scene. A frame narrows the kinds of every
+role it matches, so a template is never used for an object its words make no sense with ("get
+the kids at the closet hooked on the grow tent"). ``frame_violations`` runs the same check on a
+finished question, for audits.
+
 Tokens: ``{a}`` / ``{b}`` the role's words; ``{a.them}`` "it" or "them"; ``{a.their}`` "its" or
 "their"; ``{a.is}`` "is" or "are", agreeing with the role's words just before it.
 """
@@ -28,6 +35,7 @@ from mis_data.core.config import ConfigError
 from mis_data.models.offline.grammar import capitalize, definite, is_plural, tidy
 
 TOKEN = re.compile(r"\{([abcd])(?:\.(them|their|is))?\}")
+ANY_TOKEN = r"\{[abcd](?:\.\w+)?\}"
 ROLES = ("a", "b", "c", "d")  # a template uses the first two, three or four
 HUMAN_GROUP = "human"
 
@@ -63,6 +71,7 @@ class Template:
     help: str
     fallback: bool = False
     topics: tuple[str, ...] = ()  # word starts one of the pair's objects must contain; () = any
+    avoid: tuple[str, ...] = ()  # word starts none of the pair's objects may contain
 
     @property
     def roles(self) -> tuple[str, ...]:
@@ -78,12 +87,52 @@ class Template:
         """Whether the pair's object names are on this template's topic (a kinds match alone
         would put an eating-disorder question on a gambling pair)."""
         lowered = names.casefold()
+        if any(re.search(rf"\b{re.escape(word)}", lowered) for word in self.avoid):
+            return False
         return not self.topics or any(re.search(rf"\b{re.escape(topic)}", lowered)
                                       for topic in self.topics)
 
     def fixed_words(self) -> set[str]:
         """The template's own words (outside the tokens), for the object-name leak check."""
         return set(re.findall(r"[a-z]+", TOKEN.sub(" ", f"{self.body} {self.act}").casefold()))
+
+
+@dataclass(frozen=True)
+class Frame:
+    """Words around a role and the kinds that make sense there. ``pattern`` is a regular
+    expression with ``{x}`` for the role checked and ``{*}`` for any other role."""
+
+    pattern: str
+    kinds: frozenset[str]
+
+    def roles_in(self, body: str) -> set[str]:
+        """The roles of a template body that this frame checks."""
+        found = set()
+        for role in ROLES:
+            target = rf"\{{{role}(?:\.\w+)?\}}"
+            regex = self.pattern.replace("{x}", target).replace("{*}", ANY_TOKEN)
+            if re.search(regex, body, re.IGNORECASE):
+                found.add(role)
+        return found
+
+    def misfits(self, question: str, objects: Mapping[str, str]) -> list[str]:
+        """The objects (name -> kind) a finished question uses in this frame with a kind that
+        does not fit, as ``"<name> (<kind>)"``."""
+        bad = []
+        for name, kind in objects.items():
+            if kind in self.kinds:
+                continue
+            regex = (self.pattern.replace("{x}", rf"(?:the )?{re.escape(name)}")
+                     .replace("{*}", r"the [\w' -]+?"))
+            if re.search(regex, question, re.IGNORECASE):
+                bad.append(f"{name} ({kind})")
+        return bad
+
+
+def frame_violations(frames: Iterable[Frame], question: str, objects: Mapping[str, str]) -> list[str]:
+    """Every object a question uses where its kind makes no sense, as ``"<frame>: <name>
+    (<kind>)"`` (the per-kind check on a finished question, named objects)."""
+    return [f"{frame.pattern}: {bad}" for frame in frames for bad in frame.misfits(question, objects)]
 
 
 def render(text: str, fillers: Mapping[str, Filler]) -> str:
@@ -140,6 +189,9 @@ class TemplateBook:
         self.human = self.groups.get(HUMAN_GROUP, frozenset({"person", "group"}))
         self.openers: list[str] = [str(opener) for opener in data.get("openers", [])]
         self.animate_verbs: list[str] = [str(v) for v in data.get("animate_only_verbs", [])]
+        self.frames = [Frame(str(entry["match"]), frozenset().union(
+                           *(self._expand(str(kind), groups, known) for kind in entry["kinds"])))
+                       for entry in data.get("frames") or []]
         self.templates: dict[str, list[Template]] = {}
         for section, fallback in (("templates", False), ("fallback", True),
                                   ("templates_3", False), ("fallback_3", True),
@@ -172,10 +224,14 @@ class TemplateBook:
             slots = {role: frozenset().union(*(self._expand(str(name), groups, known)
                                                for name in entry["slots"][role]))
                      for role in roles}
+            for frame in self.frames:  # what the words around a role make sense with
+                for role in frame.roles_in(str(entry["body"])) & set(slots):
+                    slots[role] = slots[role] & frame.kinds
             template = Template(id=str(entry["id"]), sub_category=sub, slots=slots,
                                 body=str(entry["body"]), act=str(entry["act"]),
                                 help=str(entry["help"]), fallback=fallback,
-                                topics=tuple(str(topic) for topic in entry.get("topics", [])))
+                                topics=tuple(str(topic) for topic in entry.get("topics", [])),
+                                avoid=tuple(str(word) for word in entry.get("avoid", [])))
         except (KeyError, TypeError) as error:
             raise ConfigError(f"{where}: missing or malformed field {error}") from None
         for role in template.roles:
