@@ -23,7 +23,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ import yaml
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
 
+from bench import host_servers  # noqa: E402
 from bench_common import KEY_ENV, bench_config  # noqa: E402
 from openai import AsyncOpenAI  # noqa: E402
 
@@ -84,19 +84,9 @@ def whole_vs_bare(latency: float, concurrency: int) -> None:
           f"{sent / bare:.1f} calls/s; ratio {bare / seconds:.2f}")
 
 
-def host(count: int, latency: float, slots: int, pipe: Any) -> None:
-    """Run ``count`` loopback servers until told to stop; send back the requests each got."""
-    with ExitStack() as stack:
-        servers = [stack.enter_context(LoopbackServer(latency=latency, keep_bodies=False,
-                                                      capacity=slots)) for _ in range(count)]
-        pipe.send([server.url for server in servers])
-        pipe.recv()
-        pipe.send([server.state.chat_requests for server in servers])
-
-
 def servers_build(count: int, latency: float, slots: int, per_sub: int) -> tuple[float, list[int]]:
     ours, theirs = multiprocessing.Pipe()
-    process = multiprocessing.Process(target=host, args=(count, latency, slots, theirs))
+    process = multiprocessing.Process(target=host_servers, args=(count, latency, slots, theirs))
     process.start()
     try:
         urls = ours.recv()

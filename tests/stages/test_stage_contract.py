@@ -23,6 +23,7 @@ from mis_data.stages.base import (
     WorkItem,
     run_stage,
 )
+from tests.support.stage_context import bare_context
 
 
 class Note(BaseModel):
@@ -67,15 +68,7 @@ class CountingWhole(WholeStage):
 
 
 def context(tmp_path: Path) -> BuildContext:
-    class Usage:
-        class total:  # noqa: N801 - mimics UsageMeter.total
-            cost_usd = 0.0
-
-    class Client:
-        usage = Usage()
-
-    return BuildContext(config=None, run=RunDir(tmp_path), taxonomy=None, prompts=None,  # type: ignore[arg-type]
-                        client=Client(), store=None, show_progress=False)  # type: ignore[arg-type]
+    return bare_context(tmp_path)
 
 
 def test_every_step_has_one_stage_class_named_after_it() -> None:

@@ -27,6 +27,7 @@ from mis_data.stages.base import (
 from tests.support.api import KEY, api_config
 from tests.support.cli import run_cli
 from tests.support.loopback import LoopbackServer
+from tests.support.stage_context import bare_context
 
 ITEMS = [f"i{n:02d}" for n in range(12)]
 
@@ -37,15 +38,7 @@ class Row(BaseModel):
 
 
 def context(tmp_path: Path) -> BuildContext:
-    class Usage:
-        class total:  # noqa: N801 - mimics UsageMeter.total
-            cost_usd = 0.0
-
-    class Client:
-        usage = Usage()
-
-    return BuildContext(config=None, run=RunDir(tmp_path), taxonomy=None, prompts=None,  # type: ignore[arg-type]
-                        client=Client(), store=None, show_progress=False)  # type: ignore[arg-type]
+    return bare_context(tmp_path)
 
 
 class Slow(Stage):
