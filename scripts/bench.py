@@ -8,7 +8,8 @@
 5. ``mis-data eval`` (answer + judge per item, cache and resume on) vs a bare AsyncOpenAI loop
    making the same two calls per item, against the loopback server;
 6. the label stage over 1, 2 and 4 loopback servers that each serve 16 requests at once, against
-   the ideal servers x 16 / latency.
+   the ideal servers x 16 / latency;
+7-10. see scripts/README.md (the gallery, and the streaming build's figures in bench_stream.py).
 
     python scripts/bench.py [--n 2000] [--concurrency 64] [--latency 0.2] [--mem-n 10000]
 """
