@@ -98,6 +98,9 @@ for consumer in "${WANTED[@]}"; do
     llamafactory)
       if py=$(venv "llamafactory-$LLAMAFACTORY" "$TORCH" "llamafactory==$LLAMAFACTORY"); then
         run_check "llamafactory $LLAMAFACTORY" "$RUN/export/llamafactory" "$py" "$HERE/check_llamafactory.py" "$RUN/export/llamafactory"
+        if [ -f "$RUN/export/vlmguard/dataset_info.json" ]; then  # rewrite: the same sharegpt rows
+          run_check "llamafactory $LLAMAFACTORY (vlmguard)" "$RUN/export/vlmguard" "$py" "$HERE/check_llamafactory.py" "$RUN/export/vlmguard"
+        fi
       else install_failed "llamafactory $LLAMAFACTORY" "llamafactory-$LLAMAFACTORY"; fi ;;
     ms-swift)
       if py=$(venv "ms-swift-$MS_SWIFT" "$TORCH" "ms-swift==$MS_SWIFT"); then
