@@ -173,7 +173,7 @@ def build(
         print_summary(result.stats, result.manifest)
         typer.echo(f"run folder: {ctx.run.path}")
 
-    from mis_data.core.shards import Shard
+    from mis_data.core.ids import Shard
 
     part = guarded(verbose, lambda: Shard.parse(shard)) if shard is not None else None
     guarded(verbose, action)

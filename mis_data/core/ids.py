@@ -12,7 +12,9 @@ or beneath it, and every file of a run joins by id alone:
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 
+from mis_data.core.config import ConfigError
 from mis_data.core.records import normalize_object
 
 REAL_SUFFIX = ".real"
@@ -84,3 +86,30 @@ def shard_of(item_id: str, count: int) -> int:
     """Which of ``count`` shards builds the pair an id hangs from: a pair, its images, its
     questions and their twins always land in the same shard."""
     return int(pair_of(item_id), 16) % count
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Shard ``index`` of ``count`` (0-based, as Slurm array and Kubernetes job indexes are)."""
+
+    index: int
+    count: int
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        """``"i/N"`` with 0 <= i < N, else a ``ConfigError`` saying what is wrong."""
+        head, slash, tail = text.partition("/")
+        try:
+            index, count = int(head), int(tail)
+        except ValueError:
+            index = count = -1
+        if not slash or count < 1 or not 0 <= index < count:
+            raise ConfigError(f"--shard {text!r}: expected i/N with 0 <= i < N (e.g. 0/4 ... 3/4)")
+        return cls(index, count)
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+    def holds(self, item_id: str) -> bool:
+        """Whether this shard builds the item (a pair, or anything that hangs from one)."""
+        return shard_of(item_id, self.count) == self.index

@@ -1,13 +1,13 @@
-"""A bounded pool of asyncio workers over a list, for the eval: it takes items in order, keeps at
-most ``width`` in flight, and stops every worker when one item raises. The build's stages
-stream into each other instead, in ``stages.base.run_items``."""
+"""Asyncio tasks that live and die together: ``gather_all`` waits for a group and stops every
+task of it when one raises; ``run_pool`` is a bounded pool of workers over a list (for the
+eval), built on it. The build's stages stream into each other instead (``stages.base``)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 ItemT = TypeVar("ItemT")
 
@@ -22,10 +22,21 @@ async def run_pool(items: Sequence[ItemT], width: int,
         while queue:
             await handle(queue.popleft())
 
-    workers = [asyncio.create_task(worker()) for _ in range(max(1, min(width, len(items))))]
+    await gather_all([asyncio.create_task(worker())
+                      for _ in range(max(1, min(width, len(items))))])
+
+
+async def gather_all(tasks: Sequence[asyncio.Task[Any]]) -> list[Any]:
+    """Every task's result, in order; the first error (or a cancellation of this wait) cancels
+    the other tasks, waits until they have stopped, and is raised."""
     try:
-        await asyncio.gather(*workers)
+        return list(await asyncio.gather(*tasks))
     finally:
-        for task in workers:
-            task.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
+        await stop_all(tasks)
+
+
+async def stop_all(tasks: Sequence[asyncio.Task[Any]]) -> None:
+    """Cancel the tasks not done yet and wait until every one has stopped."""
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

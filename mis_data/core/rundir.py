@@ -22,7 +22,7 @@ import yaml
 from pydantic import BaseModel
 
 from mis_data.core.config import BuildConfig, ConfigError, RunConfig, read_run_config
-from mis_data.core.ids import parent_id
+from mis_data.core.ids import Shard, parent_id
 from mis_data.core.lock import FolderLock
 from mis_data.core.records import RejectRecord
 
@@ -469,15 +469,14 @@ class RunDir:
         self.close()
 
 
-def run_path(config: BuildConfig, run_dir: Path | None, shard: object = None) -> Path:
+def run_path(config: BuildConfig, run_dir: Path | None, shard: Shard | None = None) -> Path:
     """A build's run folder: ``--run-dir``, else ``runs/<config name>`` (for shard ``i/N``
     ``runs/<config name>-shard-i-of-N``)."""
     if run_dir is not None:
         return Path(run_dir)
     if shard is None:
         return Path("runs") / config.name
-    index, count = str(shard).split("/")
-    return Path("runs") / f"{config.name}-shard-{index}-of-{count}"
+    return Path("runs") / f"{config.name}-shard-{shard.index}-of-{shard.count}"
 
 
 def lock_run(path: Path, command: str, new: bool = False) -> FolderLock:

@@ -9,41 +9,14 @@ backend's wording plan, are the ones a single build makes) and only works on its
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from mis_data.core.config import ConfigError
-from mis_data.core.ids import shard_of
+from mis_data.core.ids import Shard
 from mis_data.core.rundir import read_json_or_none, write_json_atomic
 
 SHARD_FILE = "shard.json"
-
-
-@dataclass(frozen=True)
-class Shard:
-    """Shard ``index`` of ``count`` (0-based, as Slurm array and Kubernetes job indexes are)."""
-
-    index: int
-    count: int
-
-    @classmethod
-    def parse(cls, text: str) -> Shard:
-        """``"i/N"`` with 0 <= i < N, else a ``ConfigError`` saying what is wrong."""
-        head, slash, tail = text.partition("/")
-        try:
-            index, count = int(head), int(tail)
-        except ValueError:
-            index = count = -1
-        if not slash or count < 1 or not 0 <= index < count:
-            raise ConfigError(f"--shard {text!r}: expected i/N with 0 <= i < N (e.g. 0/4 ... 3/4)")
-        return cls(index, count)
-
-    def __str__(self) -> str:
-        return f"{self.index}/{self.count}"
-
-    def holds(self, item_id: str) -> bool:
-        """Whether this shard builds the item (a pair, or anything that hangs from one)."""
-        return shard_of(item_id, self.count) == self.index
+__all__ = ["SHARD_FILE", "Shard", "bind_shard", "read_shard"]  # Shard lives in core/ids
 
 
 def read_shard(run_path: Path) -> Shard | None:

@@ -186,6 +186,11 @@ def record_files(run: RunDir) -> set[str]:
     return {path.stem for path in run.path.glob("*.jsonl") if path.stem != "rejects"}
 
 
+def read_usage(run: RunDir) -> dict[str, Any]:
+    """A shard's ``usage.json`` (its sessions; empty when it has none)."""
+    return read_json_or_none(run.path / "usage.json") or {"sessions": []}
+
+
 async def merge_runs(out_path: Path, shard_paths: list[Path],
                      show_progress: bool = False) -> MergeResult:
     """Join the shards into ``out_path`` (see the module docstring)."""
@@ -209,9 +214,9 @@ async def merge_runs(out_path: Path, shard_paths: list[Path],
         copy_images(runs, out)
         write_lines(out.stage_file(Step.concepts.value),
                     list(complete_lines(first.stage_file(Step.concepts.value))))
-        concept_rejects = reject_lines([first], {Step.concepts.value}, set())
         write_lines(out.stage_file("rejects"),
-                    concept_rejects + reject_lines(runs, BEFORE_DEDUP, set()))
+                    reject_lines([first], {Step.concepts.value}, set())
+                    + reject_lines(runs, BEFORE_DEDUP, set()))
         join_stage_files(runs, out, BEFORE_DEDUP & set().union(*map(record_files, runs)), set())
         out = RunDir(out.path)
         taxonomy = load_taxonomy(config.taxonomy)
@@ -233,10 +238,8 @@ async def merge_runs(out_path: Path, shard_paths: list[Path],
                  and name not in DECIDED_AGAIN}
         join_stage_files(runs, out, later, dropped)
         later_stages = set(STAGES) - BEFORE_DEDUP - {Step.concepts.value, *DECIDED_AGAIN}
-        current = out.stage_file("rejects").read_text(encoding="utf-8")
-        write_text_atomic(out.stage_file("rejects"), current + "".join(
-            line if line.endswith("\n") else line + "\n"
-            for line in reject_lines(runs, later_stages, dropped)))
+        write_lines(out.stage_file("rejects"), list(complete_lines(out.stage_file("rejects")))
+                    + reject_lines(runs, later_stages, dropped))  # after dedup's own
         out = RunDir(out.path)
         ctx.run = out
         for name in DECIDED_AGAIN:
@@ -248,11 +251,6 @@ async def merge_runs(out_path: Path, shard_paths: list[Path],
         out.close()
         lock.release()
     return result
-
-
-def read_usage(run: RunDir) -> dict[str, Any]:
-    """A shard's ``usage.json`` (its sessions; empty when it has none)."""
-    return read_json_or_none(run.path / "usage.json") or {"sessions": []}
 
 
 def merge(out_path: Path, shard_paths: list[Path], show_progress: bool = False) -> MergeResult:

@@ -94,7 +94,7 @@ def prepare(config: Checked | Path, run_dir: Path | None = None, seed: int | Non
     lock = lock_run(run.path, "build", new=True)  # the first write; it undoes a crash's half-writes
     try:
         check_run_folder(RunDir(run.path), build_config, hashes)  # as the lock's last holder left it
-        bind_shard(run.path, shard, new=not RunDir(run.path).exists())
+        bind_shard(run.path, shard, new=not run.exists())
         run.stage_file("rejects").touch()  # present even when nothing is rejected: readers expect it
         run.write_config(RunConfig(format_version=FORMAT_VERSION, config_sha256=identity,
                                    prompt_sha256=hashes, config=build_config))

@@ -21,13 +21,16 @@ from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
+from itertools import groupby
 from typing import Any, ClassVar, Protocol, cast
 
 from pydantic import BaseModel
 from tqdm import tqdm
 
 from mis_data.core.config import BuildConfig
+from mis_data.core.ids import Shard
 from mis_data.core.lock import FolderLock
+from mis_data.core.pool import gather_all, stop_all
 from mis_data.core.prompts import PromptLibrary
 from mis_data.core.records import (
     DECLINED_REASONS,
@@ -37,7 +40,6 @@ from mis_data.core.records import (
     RejectRecord,
 )
 from mis_data.core.rundir import RunDir, write_text_atomic
-from mis_data.core.shards import Shard
 from mis_data.core.taxonomy import Kind, Taxonomy
 from mis_data.core.view import RunView
 from mis_data.images.store import ImageStore
@@ -429,9 +431,7 @@ async def run_items(stage: Stage, upstream: Flow | None = None,
             queue.put_nowait(None)
         await asyncio.gather(*workers)
     finally:  # on an error, every worker of the stage stops with it
-        for task in workers:
-            task.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
+        await stop_all(workers)
         for bar in bars:
             bar.close()
         if flow is not None:
@@ -497,25 +497,14 @@ async def run_stream(stages: Sequence[Stage | WholeStage]) -> list[StageStats]:
     whole-file stage (dedup, quotas) needs all its inputs, so it waits for the stream before it
     and the next stream waits for it."""
     stats: list[StageStats] = []
-    index = 0
-    while index < len(stages):
-        first = stages[index]
-        if isinstance(first, WholeStage):
-            stats.append(await run_whole(first))
-            index += 1
+    for whole, group in groupby(stages, key=lambda stage: isinstance(stage, WholeStage)):
+        if whole:
+            for stage in group:
+                stats.append(await run_whole(cast("WholeStage", stage)))
             continue
-        stream: list[Stage] = []
-        while index < len(stages) and isinstance(stages[index], Stage):
-            stream.append(cast("Stage", stages[index]))
-            index += 1
+        stream = [cast("Stage", stage) for stage in group]
         flows = [Flow() for _ in stream]
-        runs = [asyncio.create_task(run_items(stage, flows[k - 1] if k else None, flows[k]))
-                for k, stage in enumerate(stream)]
-        try:
-            await asyncio.gather(*runs)
-        finally:
-            for run in runs:
-                run.cancel()
-            results = await asyncio.gather(*runs, return_exceptions=True)
-        stats.extend(result for result in results if isinstance(result, StageStats))
+        stats += await gather_all([
+            asyncio.create_task(run_items(stage, flows[k - 1] if k else None, flows[k]))
+            for k, stage in enumerate(stream)])
     return stats
