@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -127,7 +128,8 @@ class BatchRunner:
                     input_file_id=uploaded.id, endpoint="/v1/chat/completions",
                     completion_window="24h", metadata={"tool": "mis-data"})
             except Exception as error:  # any failure to submit fails these items, not the build
-                self._fail(keys, f"batch submission failed: {type(error).__name__}")
+                self._settle(keys, BatchResult(
+                    body=None, error=f"batch submission failed: {type(error).__name__}"))
                 continue
             self.save_batch(batch.id, keys, batch.status)
             self.submitted += 1
@@ -158,7 +160,7 @@ class BatchRunner:
             except PASSING_FAULTS as error:
                 failures += 1
                 if failures >= POLL_FAILURES:
-                    self._stop(keys, ServersDown(
+                    self._settle(keys, ServersDown(
                         f"the Batch API did not answer {failures} polls of {batch_id} in a row "
                         f"({type(error).__name__}); the batch is kept in batches.json: run the "
                         "same command again to resume polling it"))
@@ -167,11 +169,8 @@ class BatchRunner:
                             type(error).__name__)
             await asyncio.sleep(self.poll_seconds)
         self.save_batch(batch_id, keys, batch.status)
-        for key in keys:
-            result = found.get(key, BatchResult(body=None, error=f"batch {batch.status}: no result"))
-            future = self.waiting.pop(key, None)
-            if future is not None and not future.done():
-                future.set_result(result)
+        missing = BatchResult(body=None, error=f"batch {batch.status}: no result")
+        self._settle(keys, lambda key: found.get(key, missing))
 
     async def _download(self, batch: Any) -> dict[str, BatchResult]:
         """Each request's result in a finished batch, from its output and error files."""
@@ -185,18 +184,18 @@ class BatchRunner:
                         found[row["custom_id"]] = line_result(row)
         return found
 
-    def _stop(self, keys: list[str], error: Exception) -> None:
-        """Raise ``error`` in every request still waiting for one of ``keys``."""
+    def _settle(self, keys: list[str],
+                outcome: BatchResult | Callable[[str], BatchResult] | BaseException) -> None:
+        """Give every request still waiting for one of ``keys`` its result (``outcome``, or
+        ``outcome`` of its key), or raise ``outcome`` in it."""
         for key in keys:
             future = self.waiting.pop(key, None)
-            if future is not None and not future.done():
-                future.set_exception(error)
-
-    def _fail(self, keys: list[str], message: str) -> None:
-        for key in keys:
-            future = self.waiting.pop(key, None)
-            if future is not None and not future.done():
-                future.set_result(BatchResult(body=None, error=message))
+            if future is None or future.done():
+                continue
+            if isinstance(outcome, BaseException):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome if isinstance(outcome, BatchResult) else outcome(key))
 
     async def aclose(self) -> None:
         """Stop polling and flushing; batches already submitted keep running on the server and are
