@@ -356,12 +356,20 @@ class OpenAIClient:
     async def send_in_batch(self, lane: ModelLane, request: StructuredRequest,
                             messages: list[ChatMessage], schema: dict[str, Any], key: str) -> CachedReply:
         """The same request through the Batch API; the result arrives when the batch completes."""
+        return await self.in_batch(lane, request, messages, key, response_format(
+            "json_schema", request.response_model))
+
+    async def in_batch(self, lane: ModelLane, request: StructuredRequest | TextRequest,
+                       messages: list[ChatMessage], key: str, wanted: Any = None) -> CachedReply:
+        """A chat request (structured when ``wanted`` names a response format, free text
+        otherwise) through the Batch API, billed at the batch price because it was sent there."""
         spec = lane.spec
         wire, _ = self.wire(messages, spec)
         body: dict[str, Any] = {
             "model": spec.model, "messages": wire, "temperature": spec.temperature,
-            "max_tokens": spec.max_tokens,
-            "response_format": response_format("json_schema", request.response_model)}
+            "max_tokens": spec.max_tokens}
+        if wanted is not None:
+            body["response_format"] = wanted
         if spec.seed is not None:
             body["seed"] = spec.seed
         client = lane.pool.servers[0].client  # the Batch API is a hosted service: one endpoint
@@ -453,8 +461,9 @@ class OpenAIClient:
         spec = lane.spec
         key = request_key(spec, request.messages, kind="text")
         try:
-            reply = await self.session.once(key, request.stage, spec.model,
-                                            lambda: self.send_text(lane, request))
+            reply = await self.session.once(key, request.stage, spec.model, lambda: (
+                self.in_batch(lane, request, request.messages, key) if self.batching
+                else self.send_text(lane, request)))
         except TransportFailure as error:
             return TextResult(reason=RejectReason.api_error, detail=str(error), model=spec.model)
         except RequestRejected as error:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -183,6 +184,10 @@ class Plan:
                    f"{total['cost_usd']:>10.2f}{duration(total['seconds']):>9}")
         out.append(f"  requests with every checked reply sent back once: up to "
                    f"{total['max_requests']}")
+        if "batch_rounds" in counts:
+            out.append(f"  --batch: {counts['batch_rounds']} sequential batch rounds, up to "
+                       f"{counts['batch_rounds_max']} with every checked reply sent back once "
+                       "(each round waits for a whole batch: up to 24 h at a provider)")
         out.append("assumptions (change with --assume NAME=VALUE): " + ", ".join(
             f"{key}={value}" for key, value in asdict(self.assumptions).items()))
         out += [f"note: {note}" for note in self.notes]
@@ -217,7 +222,9 @@ class ConceptCount:
     concepts: list[ConceptRecord]  # shipped ones, exactly as the concept stage keeps them
     per_sub: dict[str, int]        # final count per sub-category (shipped + generated, capped)
     requests: dict[str, tuple[int, int, str]]  # task -> (requests, max requests, role)
-    generated_rounds: int = 0
+    # sequential rounds of requests (sources are read one after another): a generated
+    # source's rounds, one for a source whose entries are extracted
+    rounds: int = 0
 
 
 def count_concepts(ctx: BuildContext) -> ConceptCount:
@@ -228,6 +235,7 @@ def count_concepts(ctx: BuildContext) -> ConceptCount:
     extra: dict[str, int] = defaultdict(int)
     requests: dict[str, tuple[int, int, str]] = {}
     unknown_size = False  # a Hugging Face source without a limit: its size is only known once loaded
+    concept_rounds = 0
     for source in config.concepts.sources:
         if isinstance(source, ShippedConcepts):
             label = f"shipped:{source.path.name}"
@@ -244,6 +252,7 @@ def count_concepts(ctx: BuildContext) -> ConceptCount:
             low, high, _ = requests.get("concept_generate", (0, 0, "text"))
             requests["concept_generate"] = (low + rounds * len(subs), high + 2 * rounds * len(subs),
                                             "text")
+            concept_rounds += rounds
         else:
             if isinstance(source, QueryFileConcepts):
                 with open(source.path, encoding="utf-8") as handle:
@@ -260,6 +269,7 @@ def count_concepts(ctx: BuildContext) -> ConceptCount:
             count = min(count, source.limit) if source.limit else count
             low, high, _ = requests.get(task, (0, 0, role))
             requests[task] = (low + count, high + 2 * count, role)
+            concept_rounds += 1
             extra["(extracted)"] += count
     kept, _ = apply_filters(candidates, ctx)
     per_sub: dict[str, int] = defaultdict(int)
@@ -273,7 +283,8 @@ def count_concepts(ctx: BuildContext) -> ConceptCount:
     if not any(per_sub.values()) and not unknown_size:
         raise ConfigError(f"{source_names(config)}: no concept pair is left to build from (every "
                           "entry was rejected or filtered out by concepts.sub_categories)")
-    return ConceptCount(concepts=kept, per_sub=dict(per_sub), requests=requests)
+    return ConceptCount(concepts=kept, per_sub=dict(per_sub), requests=requests,
+                        rounds=concept_rounds)
 
 
 def source_names(config: BuildConfig) -> str:
@@ -531,6 +542,10 @@ def make_plan(config: Checked | BuildConfig, assumptions: Assumptions | None = N
                 + row.images * spec.prices.per_image
         row.seconds = lane_seconds(row, spec, a)
     notes = []
+    batch_counts: dict[str, int] = {}
+    if batch:
+        low, high = batch_rounds(rows, concepts.rounds, targets.rounds if targets else 1)
+        batch_counts = {"batch_rounds": low, "batch_rounds_max": high}
     if batch and config.backend != "offline":
         notes.append("--batch: chat requests billed at each model's `prices.batch` share of the "
                      "list price (default 0.5), image generations at full price; the times "
@@ -553,9 +568,64 @@ def make_plan(config: Checked | BuildConfig, assumptions: Assumptions | None = N
     return Plan(rows=rows, assumptions=a, notes=notes,
                 counts={"concepts": pairs, "questions": questions, "kept_by_modify": kept,
                         "judged": judged, "train": train, "labelled": labelled,
-                        "refined_pairs": refined,
+                        "refined_pairs": refined, **batch_counts,
                         **({"rounds": targets.rounds,
                             "top_up_concepts": sum(targets.top_up.values())} if targets else {})})
+
+
+# -- batch rounds ------------------------------------------------------------------------------
+
+JUDGED = ("judge_text", "judge_image_harm", "judge_images")
+
+# The steps whose requests wait for the answers of another step: with ``--batch`` each is a
+# sequential batch (the requests of pairs that are ready early join a batch that is going out
+# anyway). Each step: its name, the step it waits for, the stage and tasks of its plan rows. A
+# step with no rows in a build passes its wait on (the critique between detox and the judges is
+# there only with t2i images and a critic). Measured against the loopback batch server
+# (tests/models/test_batch_build.py checks the plan's figure against a real --batch build).
+BATCH_STEPS: tuple[tuple[str, str | None, str, tuple[str, ...]], ...] = (
+    ("harmful", "concepts", "instructions", ("instruction_harmful",)),
+    ("modify", "harmful", "instructions", ("instruction_modify",)),
+    ("detox", "modify", "instructions", ("instruction_detox",)),
+    ("critique", "detox", "images", ("image_critique",)),
+    ("judges", "critique", "judgements", JUDGED),
+    ("label", "judges", "labels", ("label", "label_dream")),
+    ("harm check", "label", "labels", ("label_harm_check",)),
+    ("twin", "harm check", "twins", ("twin_object_or_question",)),
+    ("twin judges", "twin", "twins", JUDGED),
+    ("twin label", "twin judges", "twins", ("twin_label",)),
+    # a rewrite: the responder's answer, judged, the hindsight, the causal analysis, the
+    # rewritten prompt, the responder's answer to it and the judges' gate
+    ("answer", "harm check", "rewrites", ("rewrite_respond",)),
+    ("answer judged", "answer", "rewrites", ("rewrite_judge",)),
+    ("hindsight", "answer judged", "rewrites", ("rewrite_hindsight",)),
+    ("causal", "hindsight", "rewrites", ("rewrite_causal",)),
+    ("rewrite", "causal", "rewrites", ("rewrite_prompt",)),
+    ("gate answer", "rewrite", "rewrites", ("rewrite_respond",)),
+    ("gate", "gate answer", "rewrites", ("rewrite_judge",)),
+)
+
+
+def batch_rounds(rows: Sequence[Row], concept_rounds: int, build_rounds: int) -> tuple[int, int]:
+    """The sequential batches of a ``--batch`` build: the longest chain of waiting steps, at
+    least and at most (when a step's checked replies are sent back once, each such step is
+    two rounds, as is each round of concept generation). A step of a stage the table does not
+    know (a new stage's task) counts as one round after everything else; a top-up round of
+    ``targets`` goes through the whole chain again."""
+    ends: dict[str, tuple[int, int]] = {"concepts": (concept_rounds, 2 * concept_rounds)}
+    known: set[tuple[str, str]] = set()
+    for step, after, stage, tasks in BATCH_STEPS:
+        low, high = ends[after or "concepts"]
+        mine = [row for row in rows if row.stage == stage and row.task in tasks and row.requests]
+        known |= {(stage, task) for task in tasks}
+        if mine:
+            low, high = low + 1, high + (2 if any(r.max_requests > r.requests for r in mine) else 1)
+        ends[step] = (low, high)
+    low, high = max(end[0] for end in ends.values()), max(end[1] for end in ends.values())
+    if any((row.stage, row.task) not in known and row.requests and row.role != "image"
+           and row.stage != "concepts" for row in rows):
+        low, high = low + 1, high + 2
+    return low * build_rounds, high * build_rounds
 
 
 def lane_seconds(row: Row, spec: ModelSpec, a: Assumptions) -> float:

@@ -21,7 +21,7 @@ from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from itertools import groupby
+from itertools import groupby, pairwise
 from typing import Any, ClassVar, Protocol, cast
 
 from pydantic import BaseModel
@@ -346,15 +346,21 @@ def write_outcomes(ctx: BuildContext, stage: str, item: WorkItem,
 
 @dataclass
 class Flow:
-    """How a running per-item stage tells the stage after it that it moved on: ``changed`` is
-    set after each item it wrote, ``finished`` once it has nothing left (also on failure)."""
+    """How a running per-item stage tells the stages after it that it moved on: ``changed`` is
+    set after each item it or a stage before it wrote, ``finished`` once it has nothing left
+    (also on failure). ``later`` is the next stage's flow."""
 
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     finished: bool = False
+    later: Flow | None = None
 
     def touch(self) -> None:
-        """An item was written: the next stage may have new inputs."""
-        self.changed.set()
+        """An item was written: every later stage of the stream may have new inputs, not only
+        the next one (the rewrites take labelled samples while the twins are still drawn)."""
+        flow: Flow | None = self
+        while flow is not None:
+            flow.changed.set()
+            flow = flow.later
 
     def finish(self) -> None:
         """Nothing more comes: the next stage takes its last inputs and ends."""
@@ -504,6 +510,8 @@ async def run_stream(stages: Sequence[Stage | WholeStage]) -> list[StageStats]:
             continue
         stream = [cast("Stage", stage) for stage in group]
         flows = [Flow() for _ in stream]
+        for flow, later in pairwise(flows):
+            flow.later = later
         stats += await gather_all([
             asyncio.create_task(run_items(stage, flows[k - 1] if k else None, flows[k]))
             for k, stage in enumerate(stream)])

@@ -15,7 +15,9 @@ from typing import Any
 import pytest
 import yaml
 
+from mis_data.pipeline.plan import plan_config
 from mis_data.pipeline.runner import prepare, run_build
+from tests.stages.test_rewrite import rewrite_responder
 from tests.support.api import KEY, api_config
 from tests.support.builds import tree_hashes
 from tests.support.loopback import LoopbackServer
@@ -99,3 +101,49 @@ def test_a_build_stopped_while_polling_resumes_without_submitting_twice(
         assert max(submitted_ids(server).values()) == 1  # no request submitted twice
         assert server.state.chat_requests == 0
     assert (tmp_path / "run" / "export").is_dir()
+
+
+def sequential_rounds(server: LoopbackServer) -> int:
+    """How many batches had to wait for one another: a batch submitted after the last poll of
+    the batch before it in the chain starts a new round."""
+    submitted = [r.at for r in server.state.received
+                 if r.path.endswith("/batches") and isinstance(r.body, dict) and r.body]
+    last_poll: dict[str, float] = {}
+    for r in server.state.received:
+        name = r.path.rstrip("/").rsplit("/", 1)[-1]
+        if "/batches/" in r.path and name.startswith("batch_"):
+            last_poll[name] = r.at
+    ids = sorted(server.state.batches, key=lambda name: int(name.split("_")[1]))
+    rounds, end = 0, -1.0
+    for start, finish in sorted(zip(submitted, (last_poll[i] for i in ids), strict=True), key=lambda x: x[1]):
+        if start >= end:
+            rounds, end = rounds + 1, finish
+    return rounds
+
+
+@pytest.mark.parametrize("extra", [
+    {},
+    {"images": {"source": "t2i", "critique": True}},  # the critic waits for the detox
+    {"twins": {"ratio": 1.0}, "rewrite": {}},  # the twins and the rewrites after the labels
+], ids=["recipe", "critic", "twins-rewrites"])
+def test_the_plan_says_how_many_sequential_batches_a_build_waits_for(
+        tmp_path: Path, monkeypatch: Any, extra: dict[str, Any]) -> None:
+    """``plan --batch`` prints the rounds a real ``--batch`` build takes (each can take up to
+    24 h at a provider), and every chat request of the build goes through the Batch API: the
+    responder's free-text answers of the rewrites too, which were sent directly (at full price
+    but billed at the batch price)."""
+    monkeypatch.setenv("MIS_LOOPBACK_KEY", KEY)
+    with LoopbackServer(rewrite_responder, batch_polls=1) as server:
+        config = batch_config(tmp_path, server.url)
+        data = yaml.safe_load(config.read_text())
+        data.update(extra)
+        if "rewrite" in extra:
+            data["models"]["responder"] = dict(data["models"]["text"], model="loopback-responder")
+        config.write_text(yaml.safe_dump(data))
+        asyncio.run(batch_build(config, tmp_path / "run"))
+        measured = sequential_rounds(server)
+        assert server.state.chat_requests == 0
+    plan = plan_config(config, batch=True)
+    assert plan.counts["batch_rounds"] == measured
+    assert plan.counts["batch_rounds_max"] > measured
+    assert any(f"{measured} sequential batch rounds" in line for line in plan.lines())
