@@ -451,6 +451,16 @@ class RewriteConfig(Strict):
     twins: bool = True
 
 
+class RayConfig(Strict):
+    """Where ``executor: ray`` runs the stages' per-item work: a running cluster at ``address``
+    (``ray://host:10001``, ``auto``), or, left out, a local Ray started for the build.
+    ``num_workers`` is the number of worker actors (each holds a model client and the cache);
+    the run folder must be on a file system every node of the cluster sees."""
+
+    address: str | None = None
+    num_workers: int = Field(default=2, ge=1, le=1024)
+
+
 ExportFormat = Literal["mis", "internvl", "llamafactory", "hf", "vlmguard", "awareness"]
 
 
@@ -460,7 +470,7 @@ class BuildConfig(OptionalFields, Strict):
 
     # left out of a run's config.yaml and the generation hash while unset: a run folder is
     # written, and bound to its config, as before the option existed
-    optional_fields = ("rewrite",)
+    optional_fields = ("rewrite", "executor", "ray")
 
     name: str = "mis"
     seed: int = 0
@@ -490,6 +500,10 @@ class BuildConfig(OptionalFields, Strict):
     )
     license: str = "cc-by-nc-4.0"
     rewrite: RewriteConfig | None = None  # VLMGuard-R1 rewrite data (export ``vlmguard``)
+    # Where the per-item work runs: this process (left out) or Ray actors (``ray``, with the
+    # optional extra ``mis-data[ray]``). It changes where, not what: off the generation hash.
+    executor: Literal["local", "ray"] | None = None
+    ray: RayConfig | None = None
 
     @model_validator(mode="after")
     def _targets_or_quotas(self) -> BuildConfig:
@@ -498,7 +512,15 @@ class BuildConfig(OptionalFields, Strict):
                              "splits.quotas, not both")
         if "vlmguard" in self.exports and self.rewrite is None:
             raise ValueError("the vlmguard export needs `rewrite:` (the rewrite data it writes)")
+        if self.ray is not None and self.executor != "ray":
+            raise ValueError("`ray:` is set but `executor` is not `ray`: add `executor: ray`, "
+                             "or remove `ray:`")
         return self
+
+    @property
+    def on_ray(self) -> bool:
+        """Whether the per-item work runs on Ray (``executor: ray``)."""
+        return self.executor == "ray"
 
     def model_specs(self) -> list[ModelSpec]:
         """Every model this build may call, for key checks and cost reports."""
@@ -523,7 +545,8 @@ class BuildConfig(OptionalFields, Strict):
         run with no model call, so changing them must not make the run folder refuse the config.
         """
         data = self.model_dump(mode="json", exclude={"splits", "exports", "name", "license",
-                                                     "decontaminate", "targets"})
+                                                     "decontaminate", "targets", "executor",
+                                                     "ray"})
         if data["images_per_sample"] == 2:  # runs made before the option existed still match
             del data["images_per_sample"]
         if data["models"].get("responder"):

@@ -1,15 +1,38 @@
 """Asyncio tasks that live and die together: ``gather_all`` waits for a group and stops every
 task of it when one raises; ``run_pool`` is a bounded pool of workers over a list (for the
-eval), built on it. The build's stages stream into each other instead (``stages.base``)."""
+eval), built on it. The build's stages stream into each other instead (``stages.base``).
+``Mapper`` is where a build's CPU work runs: threads of this process, or Ray tasks."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol, TypeVar
 
 ItemT = TypeVar("ItemT")
+ResultT = TypeVar("ResultT")
+
+
+class Mapper(Protocol):
+    """Runs one function over many items, where the build's CPU work goes (pHash, exports)."""
+
+    def map(self, fn: Callable[[ItemT], ResultT], items: Sequence[ItemT]) -> list[ResultT]:
+        """``fn`` of every item, in the items' order."""
+
+
+class ThreadMapper:
+    """This process's threads: enough for work that releases the GIL (Pillow's decoding and
+    the DCT of a pHash); ``executor: ray`` replaces it with Ray tasks."""
+
+    def map(self, fn: Callable[[ItemT], ResultT], items: Sequence[ItemT]) -> list[ResultT]:
+        """``fn`` of every item, in the items' order, on up to one thread per core."""
+        if not items:
+            return []
+        with ThreadPoolExecutor(max_workers=min(len(items), os.cpu_count() or 1)) as pool:
+            return list(pool.map(fn, items))
 
 
 async def run_pool(items: Sequence[ItemT], width: int,

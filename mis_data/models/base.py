@@ -199,6 +199,12 @@ class ServerUsage:
     errors: int = 0
     seconds: float = 0.0
 
+    def add(self, other: ServerUsage) -> None:
+        """Fold ``other``'s counters into these."""
+        self.requests += other.requests
+        self.errors += other.errors
+        self.seconds += other.seconds
+
 
 @dataclass
 class UsageMeter:
@@ -235,6 +241,29 @@ class UsageMeter:
         """Count one refusal against the sample's sub-category (``(none)`` when it has none)."""
         key = sub_category or "(none)"
         self.refusals_by_sub_category[key] = self.refusals_by_sub_category.get(key, 0) + 1
+
+    def merge(self, other: UsageMeter) -> None:
+        """Add every counter of ``other``: a worker's meter (``executor: ray``) into the
+        build's, which ``usage.json``, the cost cap and ``stats`` read."""
+        for key, usage in other.by_stage_model.items():
+            self.by_stage_model.setdefault(key, Usage()).add(usage)
+        for sub, count in other.refusals_by_sub_category.items():
+            self.refusals_by_sub_category[sub] = self.refusals_by_sub_category.get(sub, 0) + count
+        for server, counts in other.by_server.items():
+            self.by_server.setdefault(server, ServerUsage()).add(counts)
+        for outcome, tally in other.outcomes.items():
+            mine = self.outcomes.setdefault(outcome, dict.fromkeys(OUTCOMES, 0))
+            for what, count in tally.items():
+                mine[what] = mine.get(what, 0) + count
+
+    def take(self) -> UsageMeter:
+        """Everything counted so far, moved to a new meter; this one starts again from zero
+        (how a worker hands over what its items cost)."""
+        taken = UsageMeter(self.by_stage_model, self.refusals_by_sub_category, self.by_server,
+                           self.outcomes)
+        self.by_stage_model, self.refusals_by_sub_category = {}, {}
+        self.by_server, self.outcomes = {}, {}
+        return taken
 
     @property
     def total(self) -> Usage:

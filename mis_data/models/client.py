@@ -45,7 +45,7 @@ from mis_data.models.base import (
 )
 from mis_data.models.batch import BatchRunner
 from mis_data.models.cache import CachedReply, cache_key
-from mis_data.models.limits import RateLimiter, retry_delay
+from mis_data.models.limits import RateLimiter, SharedLimits, retry_delay
 from mis_data.models.servers import Server, ServerPool, display_url
 from mis_data.models.session import Session
 from mis_data.models.wire import (
@@ -109,6 +109,8 @@ class ModelLane:
                  limiter: RateLimiter, changed: asyncio.Condition) -> None:
         self.role = role
         self.spec = spec
+        # the served model its rate limits belong to: the model at every address it lists
+        self.name = " ".join([spec.model, *sorted(str(e.base_url) for e in spec.servers())])
         self.pool = ServerPool(servers, spec.cooldown_seconds, changed)
         self.limiter = limiter
         self.mode_index = 0
@@ -131,10 +133,13 @@ class OpenAIClient:
     def __init__(self, config: BuildConfig | None, store: ImageStore, cache_path: Path,
                  max_cost: float | None = None, batch: bool = False,
                  rate_window: float = 60.0, batch_poll_seconds: float = 10.0,
-                 roles: Mapping[str, ModelSpec] | None = None) -> None:
+                 roles: Mapping[str, ModelSpec] | None = None,
+                 shared: SharedLimits | None = None) -> None:
         """``roles`` (role name -> model) replaces a build config's roles, for callers that
-        are not a build (``mis-data eval``: the model under test and its judge)."""
+        are not a build (``mis-data eval``: the model under test and its judge); ``shared``
+        are a cluster's limits, asked on top of this client's own (``executor: ray``)."""
         self.config = config
+        self.shared = shared
         self.batching = batch
         self.store = store
         self.session = Session(cache_path, max_cost)
@@ -220,7 +225,15 @@ class OpenAIClient:
         while True:
             attempt += 1
             await lane.limiter.acquire(tokens)
+            if self.shared is not None:
+                await self.shared.admit(lane.name, spec.rpm, spec.tpm, tokens)
             server = await lane.pool.acquire()
+            if self.shared is not None:
+                try:
+                    await self.shared.enter(f"{spec.model} at {server.url}", server.concurrency)
+                except BaseException:
+                    await lane.pool.release(server)
+                    raise
             started, ok, headers, failed_over = time.monotonic(), False, {}, False
             reached = usable = False  # the server answered at all; with something usable
             try:
@@ -263,6 +276,8 @@ class OpenAIClient:
                 self.usage.server(spec.model, server.url, ok, time.monotonic() - started)
                 if not usable:
                     self.usage.record(stage, spec.model, Usage(requests=1))
+                if self.shared is not None:
+                    await self.shared.leave(f"{spec.model} at {server.url}")
                 await lane.pool.release(server)
             if failed_over and lane.pool.others_awake(server):
                 log.info("retry %d for %s on another server", attempt, spec.model)

@@ -15,6 +15,7 @@ import re
 import time
 from collections import deque
 from collections.abc import Mapping
+from typing import Protocol
 
 DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -90,3 +91,18 @@ class RateLimiter:
                     self._tokens += tokens
                     return
                 await asyncio.sleep(max(0.001, self._sent[0][0] + self.window - now))
+
+
+class SharedLimits(Protocol):
+    """Limits kept for a whole cluster (``executor: ray``): every worker's client asks before
+    it sends, so a server sees the configured concurrency and a provider the configured rates
+    however many workers send. The client's own limits still apply within each worker."""
+
+    async def admit(self, model: str, rpm: int | None, tpm: int | None, tokens: int) -> None:
+        """Wait until a request of ``tokens`` fits ``model``'s rates, counted for everyone."""
+
+    async def enter(self, server: str, concurrency: int) -> None:
+        """Wait for one of the ``concurrency`` slots of ``server`` (its model at its address)."""
+
+    async def leave(self, server: str) -> None:
+        """Give the slot back."""

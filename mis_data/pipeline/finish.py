@@ -14,6 +14,7 @@ from typing import Any
 
 from mis_data.core.config import BuildConfig, ConfigError, sha256_file
 from mis_data.core.ids import without_real
+from mis_data.core.pool import Mapper
 from mis_data.core.rundir import RunDir, dump_json, read_json_or_none, write_text_atomic
 from mis_data.core.samples import Sample, read_splits
 from mis_data.core.targets import resolve_targets
@@ -106,12 +107,13 @@ def run_info(run: RunDir, config: BuildConfig, split_manifest: dict[str, Any],
 def finish_run(run: RunDir, config: BuildConfig, store: ImageStore, *, seed: int | None = None,
                val_size: float | None = None, formats: list[str] | None = None,
                taxonomy: Taxonomy | None = None, resplit: bool = True,
-               absolute_paths: bool = False) -> dict[str, Any]:
+               absolute_paths: bool = False, mapper: Mapper | None = None) -> dict[str, Any]:
     """(Re)write splits (unless ``resplit`` is off), the given exports and the manifest.
 
     ``seed`` and ``val_size`` default to the run's config. With ``resplit=False`` the current
     split files are exported as they are (``mis-data export``). ``absolute_paths`` writes
     absolute image paths into the train exports (``mis-data export --absolute-paths``).
+    ``mapper`` writes the formats side by side (Ray tasks with ``executor: ray``).
     """
     formats = list(formats or config.exports)
     if resplit:
@@ -123,7 +125,7 @@ def finish_run(run: RunDir, config: BuildConfig, store: ImageStore, *, seed: int
         splits = read_splits(run)
     split_manifest = read_json_or_none(run.splits_dir / "manifest.json") or {}
     info = replace(run_info(run, config, split_manifest, formats), absolute_paths=absolute_paths)
-    run_exports(splits, store, run.export_dir, formats, info)
+    run_exports(splits, store, run.export_dir, formats, info, mapper)
     usage = read_json_or_none(run.path / "usage.json") or {"sessions": [], "total": {}}
     manifest = build_manifest(run, config, splits, usage, run.config().prompt_sha256)
     manifest["split_plan"] = {key: split_manifest.get(key) for key in

@@ -32,6 +32,7 @@ from mis_data.core.targets import Progress, achieved_counts, concepts_needed, re
 from mis_data.images.store import ImageStore
 from mis_data.models import make_client
 from mis_data.models.session import record_usage
+from mis_data.pipeline.cluster import attach_cluster
 from mis_data.pipeline.decisions import apply_decisions
 from mis_data.pipeline.decontaminate import decontaminate_build
 from mis_data.pipeline.decontaminate import summary as decontamination_summary
@@ -84,6 +85,10 @@ def prepare(config: Checked | Path, run_dir: Path | None = None, seed: int | Non
     shard's pairs only (``mis-data merge`` joins the shards)."""
     checked = config if isinstance(config, Checked) else load_checked(config, {"seed": seed})
     build_config = checked.config  # the parameter may be a path; this is the checked config
+    if batch and build_config.on_ray:
+        raise ConfigError("--batch cannot be used with executor: ray: the Batch API is one queue "
+                          "at the provider, which Ray workers cannot share; build --batch with "
+                          "the local executor")
     if shard is not None and build_config.targets is not None:
         raise ConfigError("--shard cannot be used with targets:: a top-up round needs the whole "
                           "build's counts; build without targets, or as one build")
@@ -106,9 +111,16 @@ def prepare(config: Checked | Path, run_dir: Path | None = None, seed: int | Non
     except BaseException:
         lock.release()
         raise
-    return BuildContext(config=build_config, run=run, taxonomy=checked.taxonomy, prompts=prompts,
-                        client=client, store=store, show_progress=show_progress,
-                        kinds=checked.kinds, lock=lock, shard=shard)
+    ctx = BuildContext(config=build_config, run=run, taxonomy=checked.taxonomy, prompts=prompts,
+                       client=client, store=store, show_progress=show_progress,
+                       kinds=checked.kinds, lock=lock, shard=shard)
+    if build_config.on_ray:
+        try:
+            attach_cluster(ctx, max_cost)
+        except BaseException:
+            lock.release()
+            raise
+    return ctx
 
 
 def apply_review(ctx: BuildContext) -> list[str]:
@@ -130,17 +142,19 @@ def finish(ctx: BuildContext, formats: list[str] | None = None,
     What it skipped (unreadable benchmark items) is added to ``warnings``, one line each.
     """
     apply_review(ctx)
-    manifest = finish_run(ctx.run, ctx.config, ctx.store, formats=formats, taxonomy=ctx.taxonomy)
+    mapper = ctx.cpu if ctx.remote is not None else None  # exports side by side on a cluster
+    manifest = finish_run(ctx.run, ctx.config, ctx.store, formats=formats, taxonomy=ctx.taxonomy,
+                          mapper=mapper)
     settings = ctx.config.decontaminate
     if settings is None:
         return manifest
     while decontaminate_build(ctx.run, settings, warnings):
         manifest = finish_run(ctx.run, ctx.config, ctx.store, formats=formats,
-                              taxonomy=ctx.taxonomy)
+                              taxonomy=ctx.taxonomy, mapper=mapper)
     if manifest.get("decontamination") != decontamination_summary(ctx.run):
         # a first check that dropped nothing: the manifest and card must still say it ran
         manifest = finish_run(ctx.run, ctx.config, ctx.store, formats=formats,
-                              taxonomy=ctx.taxonomy)
+                              taxonomy=ctx.taxonomy, mapper=mapper)
     return manifest
 
 
@@ -211,6 +225,8 @@ async def run_build(ctx: BuildContext) -> BuildResult:
         if not recorded:  # a build that stopped keeps what its requests cost and met
             record_usage(ctx.run.path, ctx.client.usage.as_dict())
         await ctx.client.aclose()
+        if ctx.remote is not None:
+            ctx.remote.close()
         if ctx.lock is not None:
             ctx.lock.release()
     return result

@@ -30,7 +30,7 @@ from tqdm import tqdm
 from mis_data.core.config import BuildConfig
 from mis_data.core.ids import Shard
 from mis_data.core.lock import FolderLock
-from mis_data.core.pool import gather_all, stop_all
+from mis_data.core.pool import Mapper, ThreadMapper, gather_all, stop_all
 from mis_data.core.prompts import PromptLibrary
 from mis_data.core.records import (
     DECLINED_REASONS,
@@ -71,6 +71,8 @@ class BuildContext:
     kinds: dict[str, Kind] = field(default_factory=dict)
     lock: FolderLock | None = None  # the run folder's, held from ``prepare`` to the build's end
     shard: Shard | None = None  # the pairs this build works on (``--shard``); None: all of them
+    cpu: Mapper = field(default_factory=ThreadMapper)  # where CPU work runs (pHash, exports)
+    remote: ItemRunner | None = None  # where ``process`` runs when not here (``executor: ray``)
 
     @property
     def view(self) -> RunView:
@@ -344,6 +346,20 @@ def write_outcomes(ctx: BuildContext, stage: str, item: WorkItem,
                 ctx.run.append(outcome.file, [outcome.record])
 
 
+class ItemRunner(Protocol):
+    """Where per-item stages do their work when it is not this process (``executor: ray``):
+    the runner still decides what to do and writes every outcome; only ``process`` moves."""
+
+    def new_stream(self) -> None:
+        """A stream starts: the stages' inputs of the run folder have moved on since the last."""
+
+    async def process(self, stage: Stage, item: WorkItem) -> Sequence[Outcome] | Rejection:
+        """``stage.process(item)``, done elsewhere."""
+
+    def close(self) -> None:
+        """Stop the workers (the build ended)."""
+
+
 @dataclass
 class Flow:
     """How a running per-item stage tells the stages after it that it moved on: ``changed`` is
@@ -415,7 +431,9 @@ async def run_items(stage: Stage, upstream: Flow | None = None,
 
     async def worker() -> None:
         while (item := await queue.get()) is not None:
-            write_outcomes(ctx, stage.name, item, await stage.process(item), stats)
+            outcomes = await (stage.process(item) if ctx.remote is None
+                              else ctx.remote.process(stage, item))
+            write_outcomes(ctx, stage.name, item, outcomes, stats)
             bars[0].update(1)
             bars[0].set_postfix(cost=f"${ctx.client.usage.total.cost_usd:.4f}", refresh=False)
             if flow is not None:
@@ -509,6 +527,8 @@ async def run_stream(stages: Sequence[Stage | WholeStage]) -> list[StageStats]:
                 stats.append(await run_whole(cast("WholeStage", stage)))
             continue
         stream = [cast("Stage", stage) for stage in group]
+        if stream[0].ctx.remote is not None:
+            stream[0].ctx.remote.new_stream()
         flows = [Flow() for _ in stream]
         for flow, later in pairwise(flows):
             flow.later = later

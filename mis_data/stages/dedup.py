@@ -14,16 +14,15 @@ report), which keeps it correct when earlier stages add records on resume.
 
 from __future__ import annotations
 
-import os
 import re
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import imagehash
 import numpy as np
 from PIL import Image
 
+from mis_data.core.pool import Mapper
 from mis_data.core.records import RejectReason, RejectRecord, Step
 from mis_data.core.rundir import dump_json, read_json_or_none
 from mis_data.stages.base import Decision, WholeStage
@@ -41,14 +40,15 @@ def jaccard(first: frozenset[str], second: frozenset[str]) -> float:
     return len(first & second) / len(first | second)
 
 
-def image_hashes(paths: dict[str, Path], known: dict[str, str]) -> dict[str, imagehash.ImageHash]:
+def image_hashes(paths: dict[str, Path], known: dict[str, str],
+                 mapper: Mapper) -> dict[str, imagehash.ImageHash]:
     """The pHash of each image by sha256, reusing the hex values remembered from earlier runs;
-    new ones are computed in worker threads (decoding and the DCT release the GIL)."""
+    new ones are computed by ``mapper`` (threads, as decoding and the DCT release the GIL, or
+    Ray tasks)."""
     missing = [sha256 for sha256 in paths if sha256 not in known]
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        for sha256, value in zip(missing, pool.map(lambda sha: phash_hex(paths[sha]), missing),
-                                 strict=True):
-            known[sha256] = value
+    for sha256, value in zip(missing, mapper.map(phash_hex, [paths[sha] for sha in missing]),
+                             strict=True):
+        known[sha256] = value
     return {sha256: imagehash.hex_to_hash(known[sha256]) for sha256 in paths}
 
 
@@ -95,7 +95,8 @@ class DedupStage(WholeStage):
         report_path = ctx.run.path / "dedup.json"
         known: dict[str, str] = dict((read_json_or_none(report_path) or {}).get("phash", {}))
         shas = {ref.sha256 for i in instructions for ref in pairs[i.concept_id].images}
-        hashes = image_hashes({sha: ctx.store.path_for(sha) for sha in sorted(shas)}, known)
+        hashes = image_hashes({sha: ctx.store.path_for(sha) for sha in sorted(shas)}, known,
+                              ctx.cpu)
         words = [tokens(i.question) for i in instructions]
         flags: list[dict] = []
         dropped: dict[str, str] = {}
