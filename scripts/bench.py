@@ -9,7 +9,9 @@
    making the same two calls per item, against the loopback server;
 6. the label stage over 1, 2 and 4 loopback servers that each serve 16 requests at once, against
    the ideal servers x 16 / latency;
-7-10. see scripts/README.md (the gallery, and the streaming build's figures in bench_stream.py).
+7-10. see scripts/README.md (the gallery, and the streaming build's figures in bench_stream.py);
+11. ``executor: ray`` on a local Ray (this machine's cores) vs the single process: the offline
+   demo build, each built ``--ray-runs`` times, alternating, each in a fresh run folder.
 
     python scripts/bench.py [--n 2000] [--concurrency 64] [--latency 0.2] [--mem-n 10000]
 """
@@ -230,6 +232,33 @@ def resume_cost(latency: float, concurrency: int) -> None:
               f"= {100 * again / first:.1f}% of the first, {again_requests} requests to the server")
 
 
+def ray_overhead(runs: int) -> None:
+    """Figure 11: the offline demo built by one process and by ``executor: ray`` (a local Ray
+    started by the build, two workers), alternating; wall time of the whole command, Ray's
+    start and stop included."""
+    import subprocess
+
+    from tests.support.builds import ray_demo_config
+    from tests.support.paths import CONFIGS
+
+    with tempfile.TemporaryDirectory(prefix="mis-bench-ray-") as temp:
+        root = Path(temp)
+        configs = {"local": CONFIGS / "demo.yaml", "ray": ray_demo_config(root)}
+        seconds: dict[str, list[float]] = {"local": [], "ray": []}
+        for run in range(runs):
+            for kind, config in configs.items():
+                start = time.perf_counter()
+                subprocess.run([sys.executable, "-m", "mis_data", "build", "--config", str(config),
+                                "--run-dir", str(root / f"{kind}-{run}"), "--no-progress"],
+                               check=True, capture_output=True)
+                seconds[kind].append(time.perf_counter() - start)
+    local, ray = min(seconds["local"]), min(seconds["ray"])
+    print(f"11. offline demo build, {os.cpu_count()} cores: single process "
+          f"{', '.join(f'{s:.1f}' for s in seconds['local'])} s; executor: ray (2 workers) "
+          f"{', '.join(f'{s:.1f}' for s in seconds['ray'])} s; overhead (best of each) "
+          f"{ray - local:+.1f} s, ratio {ray / local:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--n", type=int, default=2000)
@@ -239,8 +268,9 @@ def main() -> None:
     parser.add_argument("--export-n", type=int, default=5000)
     parser.add_argument("--eval-n", type=int, default=2000)
     parser.add_argument("--servers-n", type=int, default=2000)
+    parser.add_argument("--ray-runs", type=int, default=2)
     parser.add_argument("--only", choices=["speed", "memory", "resume", "export", "eval",
-                                           "servers"], action="append")
+                                           "servers", "ray"], action="append")
     parser.add_argument("--child", choices=["label", "bare", "eval", "bare-eval", "servers"],
                         help=argparse.SUPPRESS)
     parser.add_argument("--servers", type=int, default=1, help=argparse.SUPPRESS)
@@ -255,7 +285,7 @@ def main() -> None:
     if args.child:
         child(args.child, args.n, args.concurrency, args.latency)
         return
-    parts = args.only or ["speed", "memory", "resume", "export", "eval", "servers"]
+    parts = args.only or ["speed", "memory", "resume", "export", "eval", "servers", "ray"]
     common = ["--concurrency", str(args.concurrency), "--latency", str(args.latency)]
     if "speed" in parts:
         ideal = args.n * args.latency / args.concurrency
@@ -282,6 +312,8 @@ def main() -> None:
         print("4. export speed:")
         subprocess.run([sys.executable, str(HERE / "bench_export.py"), "--n", str(args.export_n)],
                        check=True)
+    if "ray" in parts:
+        ray_overhead(args.ray_runs)
     if "eval" in parts:
         n = args.eval_n
         results = {kind: run_child([__file__, "--child", kind, "--n", str(n), *common])

@@ -23,22 +23,8 @@ from mis_data.core.config import ConfigError
 from mis_data.pipeline.cluster import RayItems
 from mis_data.pipeline.runner import prepare, run_build
 from tests.support.api import KEY, api_config
-from tests.support.builds import tree_hashes
+from tests.support.builds import ray_demo_config, tree_hashes
 from tests.support.loopback import LoopbackServer
-from tests.support.paths import CONFIGS, PROMPTS
-
-
-def ray_demo_config(folder: Path, workers: int = 2) -> Path:
-    """The shipped demo config with ``executor: ray``, its paths made absolute."""
-    data = yaml.safe_load((CONFIGS / "demo.yaml").read_text(encoding="utf-8"))
-    data.update(taxonomy=str(CONFIGS / "taxonomy.yaml"), prompts_dir=str(PROMPTS),
-                executor="ray", ray={"num_workers": workers})
-    data["concepts"]["sources"][0]["path"] = str(CONFIGS / "concepts")
-    data["instructions"]["giveaway_phrases"] = str(CONFIGS / "giveaway_phrases.yaml")
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "demo_ray.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-    return path
 
 
 def total_requests(run: Path) -> float:

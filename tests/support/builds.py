@@ -92,3 +92,16 @@ def shared_run(factory: Any) -> Path:
         root = factory.mktemp("shared")
         _SHARED["run"] = build(write_config(root), root / "run")
     return _SHARED["run"]
+
+
+def ray_demo_config(folder: Path, workers: int = 2) -> Path:
+    """The shipped demo config with ``executor: ray``, its paths made absolute."""
+    data = yaml.safe_load((CONFIGS / "demo.yaml").read_text(encoding="utf-8"))
+    data.update(taxonomy=str(CONFIGS / "taxonomy.yaml"), prompts_dir=str(PROMPTS),
+                executor="ray", ray={"num_workers": workers})
+    data["concepts"]["sources"][0]["path"] = str(CONFIGS / "concepts")
+    data["instructions"]["giveaway_phrases"] = str(CONFIGS / "giveaway_phrases.yaml")
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "demo_ray.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
