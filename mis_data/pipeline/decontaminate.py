@@ -23,9 +23,10 @@ from __future__ import annotations
 import re
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from hashlib import sha256
+from itertools import islice
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -33,6 +34,7 @@ import imagehash
 
 from mis_data.benchmarks import hf_tables, image_bytes, mis_files, mis_root, read_array
 from mis_data.core.config import ConfigError, DecontaminateConfig
+from mis_data.core.pool import Mapper, ThreadMapper
 from mis_data.core.records import LateStep, RejectReason, RejectRecord
 from mis_data.core.rundir import RunDir, dump_json, read_json_or_none, write_text_atomic
 from mis_data.core.samples import read_splits
@@ -64,6 +66,18 @@ class Fingerprint:
                    int(str(imagehash.dhash(image)), 16))
 
 
+def fingerprint_or_problem(data: bytes) -> Fingerprint | str:
+    """``Fingerprint.of``, with the reason as text for an image that cannot be read (what a
+    worker thread or Ray task hands back)."""
+    try:
+        return Fingerprint.of(data)
+    except BadImage as error:
+        return str(error)
+
+
+FILL_CHUNK = 64  # images read into memory at once while hashing in parallel
+
+
 class FingerprintCache:
     """Perceptual hashes by the image bytes' sha256, kept in the run folder.
 
@@ -75,11 +89,28 @@ class FingerprintCache:
 
     FILE = "decontamination_fingerprints.json"
 
-    def __init__(self, run: RunDir) -> None:
+    def __init__(self, run: RunDir, mapper: Mapper | None = None) -> None:
         self.path = run.path / self.FILE
         stored = read_json_or_none(self.path)
         self.hashes: dict[str, list[str]] = stored if isinstance(stored, dict) else {}
+        self.problems: dict[str, str] = {}  # sha256 -> why the image cannot be read
         self.computed = 0
+        self.mapper = mapper or ThreadMapper()
+
+    def fill(self, wanted: Iterable[tuple[str, Callable[[], bytes]]]) -> None:
+        """Hash, side by side (``mapper``: threads, or Ray tasks on a cluster), every image of
+        ``wanted`` (sha256, how to read its bytes) that the cache does not hold; ``of_sha``
+        then finds them. Read ``FILL_CHUNK`` images at a time, so memory stays bounded."""
+        missing = list(dict(item for item in wanted if item[0] not in self.hashes).items())
+        for start in range(0, len(missing), FILL_CHUNK):
+            chunk = missing[start:start + FILL_CHUNK]
+            results = self.mapper.map(fingerprint_or_problem, [read() for _, read in chunk])
+            for (digest, _), result in zip(chunk, results, strict=True):
+                if isinstance(result, str):
+                    self.problems[digest] = result
+                    continue
+                self.hashes[digest] = [f"{result.phash:016x}", f"{result.dhash:016x}"]
+                self.computed += 1
 
     def of_bytes(self, data: bytes) -> Fingerprint:
         """The fingerprint of an image given by its bytes (a benchmark image), hashed only when its sha256
@@ -89,6 +120,8 @@ class FingerprintCache:
     def of_sha(self, digest: str, read: Callable[[], bytes]) -> Fingerprint:
         """The fingerprint of the image whose sha256 is ``digest``; ``read`` is called for its bytes only
         when the cache has no entry. Raises ``BadImage`` for bytes that cannot be decoded."""
+        if digest in self.problems:
+            raise BadImage(self.problems[digest])
         if digest not in self.hashes:
             fingerprint = Fingerprint.of(read())
             self.hashes[digest] = [f"{fingerprint.phash:016x}", f"{fingerprint.dhash:016x}"]
@@ -233,7 +266,7 @@ def read_benchmark(against: str, kind: str, cache: FingerprintCache) -> Benchmar
     readers = {"mis": lambda: read_mis(Path(against)), "folder": lambda: read_folder(Path(against)),
                "hf": lambda: read_hf(against)}
     benchmark = Benchmark()
-    for entry in readers[kind]():
+    for entry in read_ahead(readers[kind](), cache):
         if entry.problem is not None:
             benchmark.unreadable[entry.name] = entry.problem
         elif entry.data is not None:
@@ -248,6 +281,19 @@ def read_benchmark(against: str, kind: str, cache: FingerprintCache) -> Benchmar
         why = f" ({len(benchmark.unreadable)} unreadable, e.g. {first[0]}: {first[1]})" if first else ""
         raise ConfigError(f"{against}: no readable benchmark images{why}")
     return benchmark
+
+
+def given(data: bytes) -> Callable[[], bytes]:
+    """A reader of bytes already in memory."""
+    return lambda: data
+
+
+def read_ahead(entries: Iterator[Entry], cache: FingerprintCache) -> Iterator[Entry]:
+    """The entries as they come, their images hashed ``FILL_CHUNK`` at a time beforehand."""
+    while chunk := list(islice(entries, FILL_CHUNK)):
+        cache.fill((sha256(entry.data).hexdigest(), given(entry.data))
+                   for entry in chunk if entry.problem is None and entry.data is not None)
+        yield from chunk
 
 
 # -- matching ----------------------------------------------------------------------------------
@@ -333,6 +379,8 @@ def find_matches(run: RunDir, benchmark: Benchmark, phash_distance: int, dhash_d
     store = run.images_dir
     cache: dict[str, Fingerprint] = {}
     matches = []
+    fingerprints.fill((ref.sha256, (store / ref.sha256[:2] / f"{ref.sha256}.png").read_bytes)
+                      for sample in samples for ref in sample.images)
     for sample in samples:
         for slot, ref in enumerate(sample.images, start=1):
             if ref.sha256 not in cache:
@@ -379,18 +427,19 @@ def benchmark_key(against: str) -> str:
 
 def decontaminate(run_dir: Path | RunDir, against: str, kind: str | None = None, drop: bool = False,
                   drop_text: bool = False, phash_distance: int = 4, dhash_distance: int = 4,
-                  text_threshold: float = 0.9) -> dict[str, Any]:
+                  text_threshold: float = 0.9, mapper: Mapper | None = None) -> dict[str, Any]:
     """Compare, file the result in ``decontamination.json``, and with ``drop`` reject the matches.
 
     Returns the result, whose ``newly_dropped`` says which samples this pass rejected. The
-    build passes its open ``RunDir``, so its view of the rejects stays current.
+    build passes its open ``RunDir``, so its view of the rejects stays current, and its
+    ``mapper`` (where images are hashed; threads by default).
     """
     run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
     run.config()
     kind = check_benchmark(against, kind)
     key = benchmark_key(against)
     started = time.perf_counter()
-    fingerprints = FingerprintCache(run)
+    fingerprints = FingerprintCache(run, mapper)
     benchmark = read_benchmark(against, kind, fingerprints)
     hashed = time.perf_counter() - started
     report = find_matches(run, benchmark, phash_distance, dhash_distance, text_threshold,
@@ -434,7 +483,7 @@ def decontaminate(run_dir: Path | RunDir, against: str, kind: str | None = None,
 
 
 def decontaminate_build(run: RunDir, settings: DecontaminateConfig,
-                        warnings: list[str] | None = None) -> int:
+                        warnings: list[str] | None = None, mapper: Mapper | None = None) -> int:
     """The build step (``decontaminate:`` in the config): every benchmark in turn; how many
     samples were newly dropped, so the build knows whether to split and export again. Lines
     about unreadable benchmark items are added to ``warnings`` (once each over several passes)."""
@@ -443,7 +492,7 @@ def decontaminate_build(run: RunDir, settings: DecontaminateConfig,
         result = decontaminate(
             run, bench.path, bench.kind, drop=settings.drop, drop_text=settings.drop_text,
             phash_distance=settings.phash_distance, dhash_distance=settings.dhash_distance,
-            text_threshold=settings.text_jaccard)
+            text_threshold=settings.text_jaccard, mapper=mapper)
         dropped += len(result["newly_dropped"])
         if warnings is not None:
             warnings.extend(line for line in unreadable_lines(result) if line not in warnings)

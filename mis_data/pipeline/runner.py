@@ -148,7 +148,7 @@ def finish(ctx: BuildContext, formats: list[str] | None = None,
     settings = ctx.config.decontaminate
     if settings is None:
         return manifest
-    while decontaminate_build(ctx.run, settings, warnings):
+    while decontaminate_build(ctx.run, settings, warnings, ctx.cpu):
         manifest = finish_run(ctx.run, ctx.config, ctx.store, formats=formats,
                               taxonomy=ctx.taxonomy, mapper=mapper)
     if manifest.get("decontamination") != decontamination_summary(ctx.run):

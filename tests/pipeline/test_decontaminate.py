@@ -10,13 +10,14 @@ import shutil
 import struct
 import zlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 from PIL import Image
 
 from mis_data.core.rundir import RunDir
-from mis_data.pipeline.decontaminate import Fingerprint, HashIndex
+from mis_data.pipeline.decontaminate import Fingerprint, HashIndex, decontaminate
 from tests.support.api import KEY, api_config
 from tests.support.builds import copy_run, read_jsonl, shared_run, tree_hashes
 from tests.support.cli import run_cli, write_config
@@ -106,6 +107,29 @@ def test_finds_every_copied_train_image_and_nothing_else_then_drops(photo_run: P
     again = run_cli("split", run)  # a re-split keeps them out
     assert again.exit_code == 0 and not {s["id"] for s in read_jsonl(
         run / "splits/train.jsonl")} & copied
+
+
+class CountingMapper:
+    """A ``core.pool.Mapper`` that counts what it was given (in this thread, in order)."""
+
+    def __init__(self) -> None:
+        self.items = 0
+
+    def map(self, fn: Any, items: Any) -> list[Any]:
+        self.items += len(items)
+        return [fn(item) for item in items]
+
+
+def test_images_are_hashed_where_the_build_says(photo_run: Path, tmp_path: Path) -> None:
+    """Hashing is the slow part (decoding): a build hands it to its mapper (threads, or Ray
+    tasks with ``executor: ray``), and the matches are the same."""
+    run = tmp_path / "run"
+    shutil.copytree(photo_run, run)
+    copied = benchmark_with_copies(run, tmp_path / "bench")
+    mapper = CountingMapper()
+    result = decontaminate(run, str(tmp_path / "bench"), mapper=mapper)
+    assert mapper.items == result["images_hashed"] > 0
+    assert {m["id"] for m in result["matches"]} == copied
 
 
 def only_report(run: Path) -> dict:
