@@ -192,8 +192,8 @@ def merge(
         from mis_data.pipeline.merge import merge as merge_runs
 
         result = merge_runs(out, shards)
-        typer.echo(f"merged {len(result.shards)} shards; near-duplicates across shards "
-                   f"dropped: {result.dropped_across}")
+        typer.echo(f"merged {len(result.shards)} shards; near-duplicates dropped over all "
+                   f"pairs: {result.dropped_across}")
         print_summary(result.stats, result.manifest)
         typer.echo(f"run folder: {result.run.path}")
 

@@ -7,9 +7,10 @@ of ``i/N`` once, each finished), then writes the new run folder step by step:
 
 1. the config, the concept list (identical in every shard) and the images;
 2. the records of the steps before dedup (questions, images, pairs) and their rejects, joined;
-3. dedup again over all pairs: near-duplicates in different shards were invisible to each
-   shard's own dedup. A sample it drops now would never have been judged in a single build, so
-   its judgements, labels, twins and their rejects are left out of the next step;
+3. dedup over all pairs: a shard only flags its near-duplicates (which of two goes depends on
+   every pair, and one in another shard is invisible to it), so its samples are all judged.
+   A sample dedup drops now would never have been judged in a single build, so its
+   judgements, labels, twins and their rejects are left out of the next step;
 4. the records of the later per-item steps and their rejects, joined;
 5. the other whole-file steps (MIS-real picks, the general mix), decided over the union;
 6. splits, exports and the manifest (``runner.finish``).
@@ -64,7 +65,7 @@ class MergeResult:
     shards: list[Path]
     stats: list[StageStats] = field(default_factory=list)
     manifest: dict[str, Any] = field(default_factory=dict)
-    dropped_across: int = 0
+    dropped_across: int = 0  # samples the shards judged that dedup over all pairs dropped
 
 
 class NoModels:
@@ -231,8 +232,7 @@ async def merge_runs(out_path: Path, shard_paths: list[Path],
         result.stats.append(await run_whole(STAGES[Step.dedup.value](ctx)))  # type: ignore[arg-type]
         dropped = {sample_of(reject.id) for reject in out.rejects()
                    if reject.stage == Step.dedup.value}
-        result.dropped_across = sum(1 for run in runs for reject in run.rejects()
-                                    if reject.stage == Step.dedup.value) - len(dropped)
+        result.dropped_across = len(dropped)
         later = {name for name in set().union(*map(record_files, runs))
                  if name not in BEFORE_DEDUP and name != Step.concepts.value
                  and name not in DECIDED_AGAIN}

@@ -128,5 +128,13 @@ class DedupStage(WholeStage):
         })
         rejects = [RejectRecord(stage=self.name, id=item_id, reason=RejectReason.near_duplicate,
                                 detail=detail) for item_id, detail in sorted(dropped.items())]
+        if ctx.shard is not None:
+            # Which of two near-duplicates goes depends on every pair (a sample is dropped only
+            # for one that is kept), and a shard sees its own: a sample this shard would drop
+            # can be kept by the whole build. So a shard reports and judges them all, and
+            # ``mis-data merge`` decides over every pair, as a single build does.
+            return Decision(files={"dedup.json": report}, considered=len(instructions),
+                            note=f"checked {len(instructions)}, {len(rejects)} flagged for the "
+                                 "merge")
         return Decision(rejects=rejects, files={"dedup.json": report},
                         considered=len(instructions), note=f"checked {len(instructions)}")

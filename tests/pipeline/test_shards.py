@@ -97,3 +97,24 @@ def test_a_later_record_follows_the_sample_it_hangs_from() -> None:
     assert sample_of(f"{pair}-2~t.1") == sample_of(f"{pair}-2") == f"{pair}-2"
     assert sample_of(f"{pair}-2.real") == f"{pair}-2" and sample_of(pair) == pair
     assert line_id(json.dumps({"id": f"{pair}-1", "text": "x"})) == f"{pair}-1"
+
+
+def test_near_duplicates_in_different_shards_are_dropped_as_in_a_single_build(
+        tmp_path: Path) -> None:
+    """Each shard sees only its own pairs, so a question whose near-duplicate lives in another
+    shard passes the shard's dedup and is judged and labelled there; the merge's dedup over
+    every pair drops it again, with everything that hangs from it, as a single build does."""
+    config = write_config(tmp_path, dedup={"image_hash_distance": 64, "text_jaccard": 0.4})
+    single = build(config, tmp_path / "single")
+    shards = [build(config, tmp_path / f"shard{i}", "--shard", f"{i}/2") for i in range(2)]
+    result = run_cli("merge", tmp_path / "merged", *shards)
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "single" / "dedup.json").read_text())
+    across = [flag for flag in report["flags"] if "text" in flag["signals"]
+              and flag["other"] in report["rejected"]
+              and shard_of(flag["kept"], 2) != shard_of(flag["other"], 2)]
+    assert across  # the case under test happens in this build
+    judged_in_shards = {json.loads(line)["id"] for shard in shards
+                        for line in (shard / "judgements.jsonl").read_text().splitlines()}
+    assert {flag["other"] for flag in across} & judged_in_shards  # a shard did judge one
+    assert tree_hashes(tmp_path / "merged" / "export") == tree_hashes(single / "export")
