@@ -43,7 +43,8 @@ class ResponseCache:
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.connection = sqlite3.connect(path, isolation_level=None)
+        # several processes may write (Ray workers): wait for another's write, do not fail
+        self.connection = sqlite3.connect(path, isolation_level=None, timeout=60)
         self.connection.execute("PRAGMA journal_mode=WAL")
         self.connection.execute("PRAGMA synchronous=NORMAL")
         self.connection.execute(

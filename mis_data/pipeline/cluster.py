@@ -31,7 +31,7 @@ from types import ModuleType
 from typing import Any, TypeVar
 
 from mis_data.core.config import BuildConfig, ConfigError, RayConfig
-from mis_data.core.ids import Shard
+from mis_data.core.ids import Shard, shard_of
 from mis_data.core.prompts import PromptLibrary
 from mis_data.core.rundir import RunDir
 from mis_data.core.taxonomy import Kind, Taxonomy
@@ -190,14 +190,15 @@ def unwrapped(error: BaseException) -> BaseException:
 
 
 class RayItems:
-    """The build's side of the workers (``stages.base.ItemRunner``): each item goes to the
-    worker with the fewest items in flight, and what it cost joins the build's meter."""
+    """The build's side of the workers (``stages.base.ItemRunner``): every item of a concept
+    pair goes to the same worker (its questions share requests, such as the judges' look at
+    the pair's images, which a worker's client asks once and then answers from its cache), and
+    what an item cost joins the build's meter."""
 
     def __init__(self, ray: ModuleType, ctx: BuildContext, workers: list[Any], limits: Any,
                  started: bool) -> None:
         self.ray, self.ctx, self.workers, self.limits = ray, ctx, workers, limits
         self.started = started
-        self.in_flight = [0] * len(workers)
         self.sent = [0] * len(workers)  # items each worker took
         self.last_peaks: dict[str, int] = {}  # the servers' peaks, kept when the build ends
         self.stream = 0
@@ -211,16 +212,13 @@ class RayItems:
         session = getattr(self.ctx.client, "session", None)
         if session is not None:
             session.check_budget(0.0)  # the whole cluster's spending, before the next item
-        index = min(range(len(self.workers)), key=self.in_flight.__getitem__)
-        self.in_flight[index] += 1
+        index = shard_of(item.id, len(self.workers))
         self.sent[index] += 1
         try:
             outcomes, usage = await self.workers[index].process.remote(stage.name, self.stream,
                                                                          item)
         except self.ray.exceptions.RayTaskError as error:
             raise unwrapped(error) from None
-        finally:
-            self.in_flight[index] -= 1
         self.ctx.client.usage.merge(usage)
         return outcomes
 

@@ -97,6 +97,9 @@ def test_the_cluster_keeps_a_servers_concurrency_over_every_worker(tmp_path: Pat
         asyncio.run(run_build(ctx))
         assert (tmp_path / "run" / "export").is_dir()
         assert min(runner.sent) > 10  # both workers sent requests
+        bodies = [json.dumps(r.body, sort_keys=True) for r in server.state.received
+                  if r.path.endswith("/chat/completions")]
+        assert len(bodies) == len(set(bodies))  # nothing asked twice (a pair's items share)
         assert server.state.peak_in_flight == 2
         assert max(runner.last_peaks.values()) == 2
 
