@@ -257,6 +257,42 @@ def ray_overhead(runs: int) -> None:
           f"{', '.join(f'{s:.1f}' for s in seconds['local'])} s; executor: ray (2 workers) "
           f"{', '.join(f'{s:.1f}' for s in seconds['ray'])} s; overhead (best of each) "
           f"{ray - local:+.1f} s, ratio {ray / local:.2f}")
+    api = {kind: api_build_seconds(kind == "ray") for kind in ("local", "ray")}
+    print(f"    API build of 4 pairs per sub-category against the loopback server (0.5 s a "
+          f"reply, 16 at once): single process {api['local']:.1f} s; executor: ray "
+          f"{api['ray']:.1f} s; ratio {api['ray'] / api['local']:.2f}")
+
+
+def api_build_seconds(on_ray: bool, latency: float = 0.5, slots: int = 16) -> float:
+    """Seconds for a whole API build (56 pairs, typography images) in this process, the stages
+    run here or by Ray workers; the loopback server runs in a process of its own."""
+    import multiprocessing
+
+    import yaml
+
+    ours, theirs = multiprocessing.Pipe()
+    process = multiprocessing.Process(target=host_servers, args=(1, latency, slots, theirs))
+    process.start()
+    try:
+        urls = ours.recv()
+        with tempfile.TemporaryDirectory(prefix="mis-bench-ray-api-") as temp:
+            root = Path(temp)
+            config = bench_config(root, urls, slots)
+            data = yaml.safe_load(config.read_text())
+            data["concepts"]["max_per_sub_category"] = 4
+            data["images"] = {"source": "typography"}
+            if on_ray:
+                data.update(executor="ray", ray={"num_workers": 2})
+            config.write_text(yaml.safe_dump(data))
+            start = time.perf_counter()
+            asyncio.run(run_build(prepare(config, root / "run", show_progress=False)))
+            seconds = time.perf_counter() - start
+        ours.send("stop")
+        ours.recv()
+        return seconds
+    finally:
+        process.join(timeout=10)
+        process.kill()
 
 
 def main() -> None:
