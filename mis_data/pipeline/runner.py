@@ -32,7 +32,7 @@ from mis_data.core.targets import Progress, achieved_counts, concepts_needed, re
 from mis_data.images.store import ImageStore
 from mis_data.models import make_client
 from mis_data.models.session import record_usage
-from mis_data.pipeline.cluster import attach_cluster
+from mis_data.pipeline.cluster import attach_cluster, ray_module
 from mis_data.pipeline.decisions import apply_decisions
 from mis_data.pipeline.decontaminate import decontaminate_build
 from mis_data.pipeline.decontaminate import summary as decontamination_summary
@@ -85,6 +85,8 @@ def prepare(config: Checked | Path, run_dir: Path | None = None, seed: int | Non
     shard's pairs only (``mis-data merge`` joins the shards)."""
     checked = config if isinstance(config, Checked) else load_checked(config, {"seed": seed})
     build_config = checked.config  # the parameter may be a path; this is the checked config
+    if build_config.on_ray:
+        ray_module()  # installed? (a clear error before any file is written)
     if batch and build_config.on_ray:
         raise ConfigError("--batch cannot be used with executor: ray: the Batch API is one queue "
                           "at the provider, which Ray workers cannot share; build --batch with "

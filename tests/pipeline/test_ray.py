@@ -108,3 +108,11 @@ def test_batch_is_refused_on_ray(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="--batch cannot be used with executor: ray"):
         prepare(ray_demo_config(tmp_path), tmp_path / "run", batch=True)
     assert not (tmp_path / "run").exists()
+
+
+def test_without_ray_installed_the_build_says_which_extra_to_install(
+        tmp_path: Path, monkeypatch: Any) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` meets when it is absent
+    with pytest.raises(ConfigError, match=r"pip install 'mis-data\[ray\]'"):
+        prepare(ray_demo_config(tmp_path), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
