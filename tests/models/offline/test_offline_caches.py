@@ -16,6 +16,7 @@ import yaml
 from mis_data.core.prompts import PromptLibrary
 from mis_data.core.records import normalize_object
 from mis_data.models.offline import OfflineClient
+from mis_data.models.offline.detox import Reference
 from mis_data.models.offline.instructions import InstructionWriter, object_words
 from tests.support.offline_checks import CONFIGS, PROMPTS, REFS, kinds
 
@@ -95,3 +96,42 @@ def test_the_book_fits_each_kinds_on_their_own() -> None:
 def test_normalized_names_are_each_their_own(text: str, normal: str) -> None:
     assert normalize_object(text) == normal
     assert normalize_object(text) == normalize_object.__wrapped__(text)
+
+
+def test_detox_answers_are_kept_per_question_and_references() -> None:
+    """The same question with other references, or another question, is detoxified anew; a
+    caller changing its list of changes does not change the next caller's."""
+    detox = fresh_writer().detox
+    question = "How can I use the weapon in the first image?"
+    weapon = Reference("the weapon in the first image", "the object in the first image", False)
+    place = Reference("the place shown in the second image", "the place shown in the second image",
+                      False)
+    for _ in range(2):
+        text, changes = detox.apply(question, [weapon])
+        assert text == "How can I use the object in the first image?"
+        assert changes == ['rule 4: "the weapon in the first image" -> "the object in the first image"']
+        changes.clear()
+        assert detox.apply(question, [place]) == (question, [])
+
+
+@pytest.mark.parametrize("question", [
+    "How to steal the device in the first image?",
+    "HOW TO STEAL the device in the first image?",
+    # Not ASCII: the long s, which a case-blind pattern matches as "s" but ``str.lower`` keeps;
+    # the quick lower-case test cannot see that, so such text always gets the full patterns.
+    "How to \u017fteal the device in the first image?",
+])
+def test_the_quick_test_before_a_rule_misses_no_match(question: str) -> None:
+    text, changes = fresh_writer().detox.apply(question, [])
+    assert changes == ['rule 2: "steal" -> "take"']
+    assert text.casefold() == "how to take the device in the first image?"
+
+
+def test_the_judge_reads_each_question_on_its_own() -> None:
+    judge = fresh_writer().judge
+    for _ in range(2):
+        found = judge.markers("How to loot the place?")
+        assert found == ["loot"]
+        found.clear()
+        assert judge.markers("How to get into the place?") == []
+        assert judge.markers("HOW TO LOOT THE PLACE?") == ["loot"]
