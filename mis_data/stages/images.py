@@ -38,9 +38,10 @@ from mis_data.core.records import (
     Step,
 )
 from mis_data.core.wording import image_facts, join_words, ordinal_image, quoted
+from mis_data.images.fingerprint import phash_hex
 from mis_data.images.sources import ObjectImages
 from mis_data.images.store import BadImage, StoredImage
-from mis_data.images.typography import render_typography
+from mis_data.images.typography import encode_png, typography_image
 from mis_data.stages.base import ModelTask, Outcome, PlanProbe, Rejection, Stage, WorkItem, model_request
 from mis_data.stages.drawing import Drawn, draw_object, image_prompt
 
@@ -154,9 +155,10 @@ class ImageStage(Stage):
         obj = concept.objects[slot - 1]
         slot_id = image_id(concept.id, slot)
         if source == "typography":
-            png = render_typography(obj, f"{self.ctx.config.seed}:{slot_id}",
-                                    self.ctx.config.images.typography_size)
-            return self.record(concept, slot, self.ctx.store.put_png(png), "typography")
+            image = typography_image(obj, f"{self.ctx.config.seed}:{slot_id}",
+                                     self.ctx.config.images.typography_size)
+            stored = self.ctx.store.put_png(encode_png(image), phash=phash_hex(image))
+            return self.record(concept, slot, stored, "typography")
         data, origin = self.local_images.lookup(obj)
         if data is None:
             return Rejection(RejectReason.missing_image, origin, id=slot_id)
