@@ -29,6 +29,7 @@ from mis_data.images.typography import encode_png, typography_image
 
 _POOL: ProcessPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()
+_STARTING: list[threading.Thread] = []  # the one background start, once begun
 
 
 def draw(text: str, style_seed: str, size: int) -> tuple[bytes, str]:
@@ -55,6 +56,27 @@ def process_pool() -> ProcessPoolExecutor | None:
             except (ImportError, OSError, NotImplementedError):  # no semaphores (some sandboxes)
                 return None
         return _POOL
+
+
+def start_workers() -> None:
+    """Start the pool's processes now, in a background thread, so that a build's first pictures
+    do not wait for them (the server's imports take about half a second): the command calls it
+    as soon as it knows the build draws typography, while its own libraries still load. Calling
+    it again does nothing."""
+    pool = process_pool()
+    with _POOL_LOCK:
+        if pool is None or _STARTING:
+            return
+        _STARTING.append(threading.Thread(target=_touch, args=(pool,), daemon=True))
+    _STARTING[0].start()
+
+
+def _touch(pool: ProcessPoolExecutor) -> None:
+    try:
+        for started in [pool.submit(os.getpid) for _ in range(os.cpu_count() or 1)]:
+            started.result()
+    except (BrokenProcessPool, RuntimeError):  # a pool that broke or shut down: drawing says so
+        return
 
 
 async def draw_typography(text: str, style_seed: str, size: int) -> tuple[bytes, str]:

@@ -30,3 +30,11 @@ def test_one_core_draws_in_a_thread(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(workers.os, "cpu_count", lambda: 1)
     assert workers.process_pool() is None
     assert asyncio.run(draw_all())[0][0] == render_typography(*PICTURES[0])
+
+
+def test_workers_started_early_draw_the_same_pictures() -> None:
+    workers.start_workers()
+    workers.start_workers()  # a second call starts nothing more
+    assert len(workers._STARTING) == 1
+    workers._STARTING[0].join(timeout=60)
+    assert asyncio.run(draw_all())[1][0] == render_typography(*PICTURES[1])
