@@ -110,6 +110,17 @@ def _draft_words(fixed: frozenset[str], opener: str) -> frozenset[str]:
     return frozenset(normalize_object(" ".join(sorted(words))).split())
 
 
+PAIRS_KEPT = 8192  # pairs whose drafts the writer keeps; a later request for an older one redoes them
+
+
+def remember(kept: dict[Any, Any], key: Any, value: Any) -> None:
+    """Keep ``value`` under ``key``, dropping the oldest entry beyond ``PAIRS_KEPT``: a pair's
+    requests come close together, and a build of many pairs must not keep them all."""
+    kept[key] = value
+    if len(kept) > PAIRS_KEPT:
+        del kept[next(iter(kept))]
+
+
 class DraftPlan:
     """Which pairs of a sub-category lead with veiled wording.
 
@@ -188,6 +199,7 @@ class InstructionWriter:
         # candidates() per (sub-category, concept, objects, kinds): the harmful draft, the modify
         # step and the label all look for the same pair's drafts.
         self._candidates: dict[tuple[Any, ...], tuple[Draft, ...]] = {}
+        self._named: dict[tuple[Any, ...], dict[str, Draft]] = {}  # find(): harmful form -> draft
 
     # -- choosing drafts ---------------------------------------------------------------------
     def opener(self, template: Template, concept_id: str) -> str:
@@ -198,11 +210,16 @@ class InstructionWriter:
 
     def candidates(self, facts: Mapping[str, Any]) -> list[Draft]:
         """The templates that fit the pair and name none of its objects by accident."""
-        key = (facts["sub_category"], facts["concept_id"], kinds_of(facts),
-               tuple(facts[f"object{slot}"] for slot in slots(facts)))
+        key = self._pair_key(facts)
         if key not in self._candidates:
-            self._candidates[key] = tuple(self._candidates_of(facts))
+            remember(self._candidates, key, tuple(self._candidates_of(facts)))
         return list(self._candidates[key])
+
+    @staticmethod
+    def _pair_key(facts: Mapping[str, Any]) -> tuple[Any, ...]:
+        """What a pair's candidates and their named questions depend on."""
+        return (facts["sub_category"], facts["concept_id"], kinds_of(facts),
+                tuple(facts[f"object{slot}"] for slot in slots(facts)))
 
     def _candidates_of(self, facts: Mapping[str, Any]) -> list[Draft]:
         names = set().union(*(object_words(facts[f"object{slot}"]) for slot in slots(facts)))
@@ -251,11 +268,14 @@ class InstructionWriter:
 
     def find(self, facts: Mapping[str, Any], harmful: str) -> Draft | None:
         """The draft whose harmful form is ``harmful`` (the steps after the first see only text)."""
-        named = named_fillers(self.book, facts)
-        for draft in self.candidates(facts):
-            if draft.question(*named) == harmful:
-                return draft
-        return None
+        key = self._pair_key(facts)
+        if key not in self._named:  # the modify step and the label both look, for each draft
+            named = named_fillers(self.book, facts)
+            questions: dict[str, Draft] = {}
+            for draft in self.candidates(facts):
+                questions.setdefault(draft.question(*named), draft)  # the first draft wins
+            remember(self._named, key, questions)
+        return self._named[key].get(harmful)
 
     # -- the three answers -------------------------------------------------------------------
     def harmful(self, facts: Mapping[str, Any]) -> dict[str, Any]:

@@ -69,6 +69,10 @@ class JudgeRules:
         # text judge and the label read the final wording): its markers are kept by its text.
         self._markers_in = lru_cache(maxsize=16384)(
             lambda question: tuple(self._markers.found_in(question)))
+        # An object's name is read for every request about its pair (image judges, the plan,
+        # the label): its hazard words are kept by the name.
+        self._hazards_in = lru_cache(maxsize=16384)(
+            lambda name: bool(self._hazards.found_in(name)))
 
     def markers(self, question: str) -> list[str]:
         """The intent markers the question contains; any at all makes it Unsafe."""
@@ -81,7 +85,7 @@ class JudgeRules:
     def hazardous(self, name: str, kind: str) -> bool:
         """Whether one object is harmful on its own: a hazardous kind, or a hazardous word in its
         name."""
-        return kind in self.hazard_kinds or bool(self._hazards.found_in(name))
+        return kind in self.hazard_kinds or self._hazards_in(name)
 
     def images_harmful(self, facts: Mapping[str, Any]) -> tuple[bool, ...]:
         """Whether each image, in slot order, is harmful on its own (by kind or name)."""

@@ -15,7 +15,7 @@ import yaml
 
 from mis_data.core.prompts import PromptLibrary
 from mis_data.core.records import normalize_object
-from mis_data.models.offline import OfflineClient
+from mis_data.models.offline import OfflineClient, instructions
 from mis_data.models.offline.detox import Reference
 from mis_data.models.offline.instructions import InstructionWriter, object_words
 from tests.support.offline_checks import CONFIGS, PROMPTS, REFS, kinds
@@ -135,3 +135,31 @@ def test_the_judge_reads_each_question_on_its_own() -> None:
         found.clear()
         assert judge.markers("How to get into the place?") == []
         assert judge.markers("HOW TO LOOT THE PLACE?") == ["loot"]
+
+
+def test_find_gives_each_pair_its_own_draft_even_once_forgotten(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The drafts of a pair by their harmful wording are kept per pair: a question of one pair is
+    not found for another, and a pair dropped from the kept ones is worked out again."""
+    monkeypatch.setattr(instructions, "PAIRS_KEPT", 2)
+    writer, fresh = fresh_writer(), fresh_writer()
+    pairs = shipped_pairs(6)
+    asked = [(pair, question["question"]) for pair in pairs
+             for question in writer.harmful(pair)["questions"]]
+    for _ in range(2):  # the second round finds pairs the first round pushed out
+        for pair, question in asked:
+            draft = writer.find(pair, question)
+            assert draft is not None
+            assert draft.question(*instructions.named_fillers(writer.book, pair)) == question
+            other = {**pair, "concept_id": "another"}  # other openers: maybe no such question
+            assert writer.find(other, question) == fresh.find(other, question)
+        assert writer.find(pairs[0], "How do I bake bread?") is None
+    assert len(writer._named) <= 2 and len(writer._candidates) <= 2
+
+
+def test_the_image_judge_reads_each_name_on_its_own() -> None:
+    judge = fresh_writer().judge
+    for _ in range(2):
+        assert judge.hazardous("loaded handgun", "object")
+        assert not judge.hazardous("tote bag", "object")
+        assert judge.hazardous("tote bag", "weapon")
