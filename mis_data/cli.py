@@ -148,6 +148,10 @@ def build(
 
         resolved = load_config(config, {"seed": seed})  # the one load of this command
         check_free(run_path(resolved, run_dir, part))  # another build writes it: say so at once
+        if resolved.images.source == "typography":
+            from mis_data.images.workers import start_workers
+
+            start_workers()  # the drawing processes start while the build's libraries load
         check_api_keys(resolved)  # a missing key is the first thing to hear about
         plan_and_build(preflight(resolved, keys=False))  # the keys were just checked
 

@@ -12,6 +12,7 @@ import hashlib
 import re
 from datetime import datetime
 from enum import Enum
+from functools import lru_cache
 from typing import ClassVar, Literal
 
 from pydantic import (
@@ -142,8 +143,13 @@ DECLINED_REASONS = frozenset({RejectReason.refused, RejectReason.blocked})
 OUTCOMES = ("answered", "refused", "blocked", "failed")
 
 
+@lru_cache(maxsize=65536)
 def normalize_object(text: str) -> str:
-    """Case-, article- and plural-insensitive form of an object phrase, for duplicate checks."""
+    """Case-, article- and plural-insensitive form of an object phrase, for duplicate checks.
+
+    Kept per text: ids, duplicate checks and the offline backend ask again and again for the
+    same few thousand names and template words.
+    """
     words = re.findall(r"[a-z0-9]+", text.casefold())
     kept = []
     for word in words:

@@ -64,11 +64,22 @@ def cell_columns(sample: Sample) -> dict[str, Any]:
 
 
 def place_image(store: ImageStore, sha256: str, destination: Path) -> None:
-    """Put a stored image at ``destination``: a hard link when possible, else a copy."""
-    destination.parent.mkdir(parents=True, exist_ok=True)
+    """Put a stored image at ``destination``: a hard link when possible, else a copy; an image
+    already there is replaced, and missing folders are made.
+
+    The link is tried first, and the folder made or the old file removed only when it fails:
+    an export places thousands of images, mostly into new files of folders that exist.
+    """
     source = store.path_for(sha256)
-    if destination.exists():
+    try:
+        os.link(source, destination)
+        return
+    except FileExistsError:
         destination.unlink()
+    except FileNotFoundError:  # the folder is not made yet (or the source is missing: see below)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+    except OSError:  # another file system: a copy, never written through an old link
+        destination.unlink(missing_ok=True)
     try:
         os.link(source, destination)
     except OSError:

@@ -100,6 +100,9 @@ class ImageStore:
         self.root = Path(root)
         self.max_side = max_side
         self.max_pixels = max_pixels
+        # Perceptual hashes (``fingerprint.phash_hex``) of images stored by this process whose
+        # pixels the caller had at hand, by sha256: dedup reads them instead of decoding again.
+        self.phashes: dict[str, str] = {}
 
     def path_for(self, sha256: str) -> Path:
         """Where the image with this hash is kept (or would be); the file may not exist."""
@@ -110,9 +113,12 @@ class ImageStore:
         png = normalize_image(data, self.max_side, self.max_pixels)
         return self.put_png(png)
 
-    def put_png(self, png: bytes) -> StoredImage:
-        """Store bytes that are already a normalized PNG (e.g. the typography renderer's)."""
+    def put_png(self, png: bytes, phash: str | None = None) -> StoredImage:
+        """Store bytes that are already a normalized PNG (e.g. the typography renderer's);
+        ``phash`` is the caller's perceptual hash of the same pixels, kept in ``phashes``."""
         sha256 = hashlib.sha256(png).hexdigest()
+        if phash is not None:
+            self.phashes[sha256] = phash
         path = self.path_for(sha256)
         if not path.exists() or path.stat().st_size != len(png):
             write_bytes_atomic(path, png)

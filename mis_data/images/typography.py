@@ -26,6 +26,12 @@ PALETTE = [
 
 def render_typography(text: str, style_seed: str, size: int = 512) -> bytes:
     """Render ``text`` centred on a ``size`` x ``size`` PNG; ``style_seed`` picks the colours."""
+    return encode_png(typography_image(text, style_seed, size))
+
+
+def typography_image(text: str, style_seed: str, size: int = 512) -> Image.Image:
+    """The picture ``render_typography`` encodes, for a caller that also reads its pixels (the
+    images stage takes its perceptual hash here instead of decoding the PNG again)."""
     digest = hashlib.sha256(style_seed.encode("utf-8")).digest()
     background, ink = PALETTE[digest[0] % len(PALETTE)]
     image = Image.new("RGB", (size, size), background)
@@ -49,6 +55,11 @@ def render_typography(text: str, style_seed: str, size: int = 512) -> bytes:
         draw.text((left, top + index * line_height), line, font=font, fill=ink)
     border = max(2, size // 128)
     draw.rectangle([border, border, size - border - 1, size - border - 1], outline=ink, width=border)
+    return image
+
+
+def encode_png(image: Image.Image) -> bytes:
+    """The image as PNG bytes, encoded as every typography image is (no optimize pass)."""
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", optimize=False)
     return buffer.getvalue()

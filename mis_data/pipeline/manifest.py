@@ -6,6 +6,7 @@ after an uninterrupted one, and it contains no timestamps, so it changes only wh
 
 from __future__ import annotations
 
+import stat
 from collections import Counter
 from importlib import metadata
 from pathlib import Path
@@ -45,14 +46,25 @@ def split_counts(splits: dict[str, list[Sample]]) -> dict[str, Any]:
 
 def exported_files(export_dir: Path) -> dict[str, str]:
     """The sha256 of every exported file by its path under ``export_dir``; hidden files and folders are
-    left out, and a missing folder gives nothing."""
+    left out, and a missing folder gives nothing. Hard links to one file (the exports link each
+    stored image into several folders) are read once."""
     if not export_dir.exists():
         return {}
     files = {}
+    by_inode: dict[tuple[int, int], str] = {}
     for path in sorted(export_dir.rglob("*")):
         relative = path.relative_to(export_dir)
-        if path.is_file() and not any(part.startswith(".") for part in relative.parts):
-            files[relative.as_posix()] = sha256_file(path)
+        if any(part.startswith(".") for part in relative.parts):
+            continue
+        try:
+            status = path.stat()
+        except OSError:  # a broken link is not an exported file (as ``Path.is_file`` says)
+            continue
+        if stat.S_ISREG(status.st_mode):
+            inode = (status.st_dev, status.st_ino)
+            if inode not in by_inode:
+                by_inode[inode] = sha256_file(path)
+            files[relative.as_posix()] = by_inode[inode]
     return files
 
 

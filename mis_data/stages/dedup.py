@@ -25,6 +25,7 @@ from PIL import Image
 from mis_data.core.pool import Mapper
 from mis_data.core.records import RejectReason, RejectRecord, Step
 from mis_data.core.rundir import dump_json, read_json_or_none
+from mis_data.images import fingerprint
 from mis_data.stages.base import Decision, WholeStage
 
 
@@ -42,9 +43,9 @@ def jaccard(first: frozenset[str], second: frozenset[str]) -> float:
 
 def image_hashes(paths: dict[str, Path], known: dict[str, str],
                  mapper: Mapper) -> dict[str, imagehash.ImageHash]:
-    """The pHash of each image by sha256, reusing the hex values remembered from earlier runs;
-    new ones are computed by ``mapper`` (threads, as decoding and the DCT release the GIL, or
-    Ray tasks)."""
+    """The pHash of each image by sha256, reusing the hex values in ``known`` (remembered from
+    earlier runs, or taken when the image was made); new ones are computed by ``mapper``
+    (threads, as decoding and the DCT release the GIL, or Ray tasks)."""
     missing = [sha256 for sha256 in paths if sha256 not in known]
     for sha256, value in zip(missing, mapper.map(phash_hex, [paths[sha] for sha in missing]),
                              strict=True):
@@ -53,9 +54,9 @@ def image_hashes(paths: dict[str, Path], known: dict[str, str],
 
 
 def phash_hex(path: Path) -> str:
-    """One image's perceptual hash as hex."""
+    """One stored image's perceptual hash as hex."""
     with Image.open(path) as image:
-        return str(imagehash.phash(image))
+        return fingerprint.phash_hex(image)
 
 
 def hamming_matrix(values: list[int]) -> np.ndarray:
@@ -95,6 +96,8 @@ class DedupStage(WholeStage):
         report_path = ctx.run.path / "dedup.json"
         known: dict[str, str] = dict((read_json_or_none(report_path) or {}).get("phash", {}))
         shas = {ref.sha256 for i in instructions for ref in pairs[i.concept_id].images}
+        known |= {sha: ctx.store.phashes[sha] for sha in shas
+                  if sha not in known and sha in ctx.store.phashes}
         hashes = image_hashes({sha: ctx.store.path_for(sha) for sha in sorted(shas)}, known,
                               ctx.cpu)
         words = [tokens(i.question) for i in instructions]

@@ -40,7 +40,7 @@ from mis_data.core.records import (
 from mis_data.core.wording import image_facts, join_words, ordinal_image, quoted
 from mis_data.images.sources import ObjectImages
 from mis_data.images.store import BadImage, StoredImage
-from mis_data.images.typography import render_typography
+from mis_data.images.workers import draw_typography
 from mis_data.stages.base import ModelTask, Outcome, PlanProbe, Rejection, Stage, WorkItem, model_request
 from mis_data.stages.drawing import Drawn, draw_object, image_prompt
 
@@ -141,22 +141,29 @@ class ImageStage(Stage):
         source = self.ctx.config.images.source
         if source == "t2i":
             return await self.generate(item, concept, question)
-        if source != "typography":
-            _ = self.local_images  # opened here, once, before the worker threads read it
-        # Rendering, decoding and PNG encoding run in worker threads: Pillow releases the GIL
-        # there, so a pair's images are made while other pairs' model calls are in flight.
+        if source == "typography":
+            return [await self.typography_slot(concept, slot) for slot in slots_of(concept)]
+        _ = self.local_images  # opened here, once, before the worker threads read it
+        # Decoding and PNG encoding run in worker threads, so a pair's images are made while
+        # other pairs' model calls are in flight.
         return [await asyncio.to_thread(self.local_slot, concept, slot, source)
                 for slot in slots_of(concept)]
 
+    async def typography_slot(self, concept: ConceptRecord, slot: int) -> Outcome:
+        """One slot's typography picture, drawn (with its pHash, for dedup) in a worker process
+        and stored from a thread."""
+        slot_id = image_id(concept.id, slot)
+        png, phash = await draw_typography(concept.objects[slot - 1],
+                                           f"{self.ctx.config.seed}:{slot_id}",
+                                           self.ctx.config.images.typography_size)
+        stored = await asyncio.to_thread(self.ctx.store.put_png, png, phash)
+        return self.record(concept, slot, stored, "typography")
+
     def local_slot(self, concept: ConceptRecord, slot: int, source: str) -> Outcome:
-        """One slot's image without a model: rendered (typography) or looked up in the local
-        pool; a missing or bad image rejects only this slot."""
+        """One slot's image from the local pool (``folder``, ``hf_dataset``); a missing or bad
+        image rejects only this slot."""
         obj = concept.objects[slot - 1]
         slot_id = image_id(concept.id, slot)
-        if source == "typography":
-            png = render_typography(obj, f"{self.ctx.config.seed}:{slot_id}",
-                                    self.ctx.config.images.typography_size)
-            return self.record(concept, slot, self.ctx.store.put_png(png), "typography")
         data, origin = self.local_images.lookup(obj)
         if data is None:
             return Rejection(RejectReason.missing_image, origin, id=slot_id)

@@ -21,6 +21,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from mis_data.core.records import normalize_object
@@ -91,9 +92,33 @@ def pair_forms(book: TemplateBook, facts: Mapping[str, Any]) -> PairForms:
 def object_words(name: str) -> set[str]:
     """An object name's telling words, singular as the stage's ``object_leak`` check sees them
     ("identities" -> "identity"), so no draft the stage would reject is chosen."""
+    return set(_object_words(name))
+
+
+@lru_cache(maxsize=65536)
+def _object_words(name: str) -> frozenset[str]:
     words = normalize_object(" ".join(re.findall(r"[a-z]+", name.casefold().replace("'s", "")))).split()
-    return {word for word in words
-            if len(word) >= 4 and word not in GENERIC and word not in PREPOSITIONS}
+    return frozenset(word for word in words
+                     if len(word) >= 4 and word not in GENERIC and word not in PREPOSITIONS)
+
+
+@lru_cache(maxsize=65536)
+def _draft_words(fixed: frozenset[str], opener: str) -> frozenset[str]:
+    """The normalized words of a template (its ``fixed_words``) and an opener: the same few
+    templates and openers meet again for pair after pair."""
+    words = fixed | set(re.findall(r"[a-z]+", opener.replace("{body}", " ").casefold()))
+    return frozenset(normalize_object(" ".join(sorted(words))).split())
+
+
+PAIRS_KEPT = 8192  # pairs whose drafts the writer keeps; a later request for an older one redoes them
+
+
+def remember(kept: dict[Any, Any], key: Any, value: Any) -> None:
+    """Keep ``value`` under ``key``, dropping the oldest entry beyond ``PAIRS_KEPT``: a pair's
+    requests come close together, and a build of many pairs must not keep them all."""
+    kept[key] = value
+    if len(kept) > PAIRS_KEPT:
+        del kept[next(iter(kept))]
 
 
 class DraftPlan:
@@ -171,6 +196,10 @@ class InstructionWriter:
         self.judge = judge
         self.seed = seed
         self.plan = DraftPlan(self)
+        # candidates() per (sub-category, concept, objects, kinds): the harmful draft, the modify
+        # step and the label all look for the same pair's drafts.
+        self._candidates: dict[tuple[Any, ...], tuple[Draft, ...]] = {}
+        self._named: dict[tuple[Any, ...], dict[str, Draft]] = {}  # find(): harmful form -> draft
 
     # -- choosing drafts ---------------------------------------------------------------------
     def opener(self, template: Template, concept_id: str) -> str:
@@ -181,6 +210,18 @@ class InstructionWriter:
 
     def candidates(self, facts: Mapping[str, Any]) -> list[Draft]:
         """The templates that fit the pair and name none of its objects by accident."""
+        key = self._pair_key(facts)
+        if key not in self._candidates:
+            remember(self._candidates, key, tuple(self._candidates_of(facts)))
+        return list(self._candidates[key])
+
+    @staticmethod
+    def _pair_key(facts: Mapping[str, Any]) -> tuple[Any, ...]:
+        """What a pair's candidates and their named questions depend on."""
+        return (facts["sub_category"], facts["concept_id"], kinds_of(facts),
+                tuple(facts[f"object{slot}"] for slot in slots(facts)))
+
+    def _candidates_of(self, facts: Mapping[str, Any]) -> list[Draft]:
         names = set().union(*(object_words(facts[f"object{slot}"]) for slot in slots(facts)))
         drafts = []
         for template, order in self.book.compatible(facts["sub_category"], *kinds_of(facts)):
@@ -193,9 +234,7 @@ class InstructionWriter:
     def clashes(draft: Draft, names: set[str]) -> bool:
         """Whether the draft's own words (template and opener) contain a word of an object's
         name: the question would then name the object once the image references are in."""
-        opener = draft.opener.replace("{body}", " ")
-        words = draft.template.fixed_words() | set(re.findall(r"[a-z]+", opener.casefold()))
-        return bool(set(normalize_object(" ".join(sorted(words))).split()) & names)
+        return not _draft_words(draft.template.fixed_word_set, draft.opener).isdisjoint(names)
 
     def final_text(self, draft: Draft, forms: PairForms) -> str:
         """The question as it ends up after modify and detox, so a draft can be judged before it is
@@ -211,10 +250,13 @@ class InstructionWriter:
         if not order:
             return []
         veiled = self.plan.veiled(facts)
+        seen: dict[int, tuple[bool, bool]] = {}  # each draft judged once, for min and for sorted
 
         def wording(draft: Draft) -> tuple[bool, bool]:
-            off_plan = self.judge.unsafe(self.final_text(draft, forms)) == veiled
-            return (off_plan, draft.template.fallback)
+            if id(draft) not in seen:
+                off_plan = self.judge.unsafe(self.final_text(draft, forms)) == veiled
+                seen[id(draft)] = (off_plan, draft.template.fallback)
+            return seen[id(draft)]
 
         lead = min(order, key=wording)  # the first in seeded order with the planned wording
 
@@ -226,11 +268,14 @@ class InstructionWriter:
 
     def find(self, facts: Mapping[str, Any], harmful: str) -> Draft | None:
         """The draft whose harmful form is ``harmful`` (the steps after the first see only text)."""
-        named = named_fillers(self.book, facts)
-        for draft in self.candidates(facts):
-            if draft.question(*named) == harmful:
-                return draft
-        return None
+        key = self._pair_key(facts)
+        if key not in self._named:  # the modify step and the label both look, for each draft
+            named = named_fillers(self.book, facts)
+            questions: dict[str, Draft] = {}
+            for draft in self.candidates(facts):
+                questions.setdefault(draft.question(*named), draft)  # the first draft wins
+            remember(self._named, key, questions)
+        return self._named[key].get(harmful)
 
     # -- the three answers -------------------------------------------------------------------
     def harmful(self, facts: Mapping[str, Any]) -> dict[str, Any]:

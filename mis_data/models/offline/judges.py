@@ -22,11 +22,23 @@ from typing import Any
 def contains_any(text: str, words: list[str]) -> list[str]:
     """The ``words`` found in ``text``: case-blind, each starting at a word boundary (so
     "threaten" also finds "threatening")."""
-    lowered = text.casefold()
-    # A word not inside the text at all cannot start at a boundary there: a substring test
-    # first (cheap) leaves the boundary search to the few words that can match.
-    return [word for word in words
-            if word.casefold() in lowered and _prefix(word).search(lowered)]
+    return WordList(words).found_in(text)
+
+
+class WordList:
+    """Words to find at a word start, case-blind: each casefolded and compiled once, since the
+    same list is read against every question of a build."""
+
+    def __init__(self, words: list[str]) -> None:
+        self.words = [(word, word.casefold(), _prefix(word)) for word in words]
+
+    def found_in(self, text: str) -> list[str]:
+        """The words found in ``text`` (see ``contains_any``), in list order."""
+        lowered = text.casefold()
+        # A word not inside the text at all cannot start at a boundary there: a substring test
+        # first (cheap) leaves the boundary search to the few words that can match.
+        return [word for word, folded, pattern in self.words
+                if folded in lowered and pattern.search(lowered)]
 
 
 @lru_cache(maxsize=4096)
@@ -51,10 +63,20 @@ class JudgeRules:
         self.hazard_words = [str(word) for word in data.get("hazardous_object_words", [])]
         self.hazard_kinds = {str(kind) for kind in data.get("hazardous_kinds", [])}
         self.everyday_senses = {str(word) for word in data.get("everyday_senses", [])}
+        self._markers = WordList(self.intent_markers)
+        self._hazards = WordList(self.hazard_words)
+        # A question is read again by later steps (the writer judges a draft to choose it, the
+        # text judge and the label read the final wording): its markers are kept by its text.
+        self._markers_in = lru_cache(maxsize=16384)(
+            lambda question: tuple(self._markers.found_in(question)))
+        # An object's name is read for every request about its pair (image judges, the plan,
+        # the label): its hazard words are kept by the name.
+        self._hazards_in = lru_cache(maxsize=16384)(
+            lambda name: bool(self._hazards.found_in(name)))
 
     def markers(self, question: str) -> list[str]:
         """The intent markers the question contains; any at all makes it Unsafe."""
-        return contains_any(question, self.intent_markers)
+        return list(self._markers_in(question))
 
     def unsafe(self, question: str) -> bool:
         """The text judge's verdict: True while the question still states the harm openly."""
@@ -63,7 +85,7 @@ class JudgeRules:
     def hazardous(self, name: str, kind: str) -> bool:
         """Whether one object is harmful on its own: a hazardous kind, or a hazardous word in its
         name."""
-        return kind in self.hazard_kinds or bool(contains_any(name, self.hazard_words))
+        return kind in self.hazard_kinds or self._hazards_in(name)
 
     def images_harmful(self, facts: Mapping[str, Any]) -> tuple[bool, ...]:
         """Whether each image, in slot order, is harmful on its own (by kind or name)."""

@@ -29,6 +29,7 @@ import itertools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from mis_data.core.config import ConfigError
@@ -73,9 +74,10 @@ class Template:
     topics: tuple[str, ...] = ()  # word starts one of the pair's objects must contain; () = any
     avoid: tuple[str, ...] = ()  # word starts none of the pair's objects may contain
 
-    @property
+    @cached_property
     def roles(self) -> tuple[str, ...]:
-        """The roles the template uses, in order (a, b, then c, d)."""
+        """The roles the template uses, in order (a, b, then c, d); worked out once, since
+        every fit test and every rendering asks."""
         return tuple(role for role in ROLES if role in self.slots)
 
     def fits(self, *kinds: str) -> bool:
@@ -94,7 +96,12 @@ class Template:
 
     def fixed_words(self) -> set[str]:
         """The template's own words (outside the tokens), for the object-name leak check."""
-        return set(re.findall(r"[a-z]+", TOKEN.sub(" ", f"{self.body} {self.act}").casefold()))
+        return set(self.fixed_word_set)
+
+    @cached_property
+    def fixed_word_set(self) -> frozenset[str]:
+        """``fixed_words`` worked out once, as a frozen set others may share and cache on."""
+        return frozenset(re.findall(r"[a-z]+", TOKEN.sub(" ", f"{self.body} {self.act}").casefold()))
 
 
 @dataclass(frozen=True)
@@ -193,6 +200,7 @@ class TemplateBook:
                            *(self._expand(str(kind), groups, known) for kind in entry["kinds"])))
                        for entry in data.get("frames") or []]
         self.templates: dict[str, list[Template]] = {}
+        self._compatible: dict[tuple[str, ...], tuple[tuple[Template, tuple[int, ...]], ...]] = {}
         for section, fallback in (("templates", False), ("fallback", True),
                                   ("templates_3", False), ("fallback_3", True),
                                   ("fallback_4", True)):
@@ -251,7 +259,14 @@ class TemplateBook:
     def compatible(self, sub: str, *kinds: str) -> list[tuple[Template, tuple[int, ...]]]:
         """Every template of ``sub`` with one role per object that fits the objects' kinds, with
         the first image order that fits (the given order first: for a pair, ``(0, 1)``, else
-        ``(1, 0)`` with role ``a`` on the second image)."""
+        ``(1, 0)`` with role ``a`` on the second image). The book does not change once read, so
+        each sub-category and kinds are matched once, and every later pair of them reuses it."""
+        key = (sub, *kinds)
+        if key not in self._compatible:
+            self._compatible[key] = tuple(self._fitting(sub, kinds))
+        return list(self._compatible[key])
+
+    def _fitting(self, sub: str, kinds: tuple[str, ...]) -> list[tuple[Template, tuple[int, ...]]]:
         found = []
         for template in self.for_sub_category(sub):
             if len(template.roles) != len(kinds):
