@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from mis_data.core.pool import ThreadMapper
 from mis_data.images.fingerprint import phash_hex
 from mis_data.images.store import ImageStore
 from mis_data.images.typography import encode_png, render_typography, typography_image
@@ -40,5 +41,5 @@ def test_dedup_uses_the_hash_the_store_was_given(tmp_path: Path) -> None:
     assert store.phashes == {}  # nothing given, nothing kept: dedup decodes the file
     paths = {stored.sha256: stored.path}
     known = {stored.sha256: "ffffffffffffffff"}
-    assert str(dedup.image_hashes(paths, dict(known))[stored.sha256]) == "ffffffffffffffff"
-    assert str(dedup.image_hashes(paths, {})[stored.sha256]) == dedup.phash_hex(stored.path)
+    assert str(dedup.image_hashes(paths, dict(known), ThreadMapper())[stored.sha256]) == "ffffffffffffffff"
+    assert str(dedup.image_hashes(paths, {}, ThreadMapper())[stored.sha256]) == dedup.phash_hex(stored.path)
