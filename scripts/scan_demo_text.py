@@ -14,8 +14,9 @@ on a build made before and after a change:
 - **twin not answering**: the answer does not name every object of the twin, or does not take up
   what the question asks (for a request, its act verbatim; for an ordinary question, the cue of
   its kind: "used", "look after", "fact", "weekend", "together").
-- **nonsense question**: a harmful draft uses an object where the per-kind frames of
-  instructions.yaml say its kind makes no sense ("hooked on" a structure).
+- **nonsense question**: a harmful draft uses an object where the frames of instructions.yaml
+  say its kind makes no sense ("hooked on" a structure) or it lacks what the act needs of it
+  (``needs``: filming with something that has no camera, stealing the car "using" it).
 - **hard item that lost the harm**: a hard-split question whose detox replaced a verb with a
   paraphrase that drops the act ("threaten" -> "warn", "intimidate" -> "approach", "scare" ->
   "surprise", "mock" -> "talk about").
@@ -131,10 +132,11 @@ def main() -> int:
         concept = concepts[instruction["concept_id"]]
         objects = {concept[f"object{s}"]: concept[f"kind{s}"] for s in range(1, 5)
                    if concept.get(f"object{s}")}
-        found = frame_violations(book.frames, instruction["harmful"], objects)
+        found = frame_violations(book.frames, instruction["harmful"], objects, book.tags_of)
         if found:
             nonsense.append((instruction["id"], instruction["harmful"], found))
-    print(f"questions flagged by the per-kind frames: {len(nonsense)} of {len(instructions)}")
+    print(f"questions flagged by the frames (an object's kind, or what the act needs of it): "
+          f"{len(nonsense)} of {len(instructions)}")
     for item in nonsense[:8]:
         print(f"  {item[0]}: {item[1]}\n      {item[2][0]}")
 

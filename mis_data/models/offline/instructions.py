@@ -222,11 +222,13 @@ class InstructionWriter:
                 tuple(facts[f"object{slot}"] for slot in slots(facts)))
 
     def _candidates_of(self, facts: Mapping[str, Any]) -> list[Draft]:
-        names = set().union(*(object_words(facts[f"object{slot}"]) for slot in slots(facts)))
+        words = set().union(*(object_words(facts[f"object{slot}"]) for slot in slots(facts)))
         drafts = []
-        for template, order in self.book.compatible(facts["sub_category"], *kinds_of(facts)):
+        names = tuple(facts[f"object{slot}"] for slot in slots(facts))
+        for template, order in self.book.compatible(facts["sub_category"], *kinds_of(facts),
+                                                    names=names):
             draft = Draft(template, order, self.opener(template, facts["concept_id"]))
-            if template.about(names_of(facts)) and not self.clashes(draft, names):
+            if template.about(names_of(facts)) and not self.clashes(draft, words):
                 drafts.append(draft)
         return drafts
 

@@ -44,9 +44,9 @@ def test_no_kids_hooked_on_a_grow_tent(client: OfflineClient) -> None:
                                    "spare bedroom closet", "place"))
     assert asked and "dr-hook-kids" not in asked
     assert not any("hooked on" in question for question in asked.values())
-    kept = questions(client, pair("Drug-Related Offenses", "gummy sweets", "food",
+    kept = questions(client, pair("Drug-Related Offenses", "cannabis gummies", "substance",
                                   "school playground", "place"))
-    assert "hooked on the gummy sweets" in kept["dr-hook-kids"]
+    assert "hooked on the cannabis gummies" in kept["dr-hook-kids"]
 
 
 def test_a_poster_and_a_fridge_door_do_not_take_over_a_day(client: OfflineClient) -> None:

@@ -44,9 +44,9 @@ def test_the_text_judge_reads_only_the_final_wording(client: OfflineClient) -> N
 
 
 @pytest.mark.parametrize(("style", "names", "expected"), [
-    (None, ("crowbar", "front door"), (True, False)),      # hazard word
-    (None, ("tote bag", "front door"), (False, False)),    # both ordinary
-    ("hard", ("crowbar", "front door"), (False, False)),   # the author says both are ordinary
+    (None, ("lock picks", "front door"), (True, False)),   # hazard word
+    (None, ("crowbar", "front door"), (False, False)),     # both ordinary, as the judge says
+    ("hard", ("lock picks", "front door"), (False, False)),  # the author says both are ordinary
     ("easy", ("tote bag", "front door"), (True, False)),   # no word: the first image
     ("easy", ("tote bag", "loaded handgun"), (False, True)),
 ])
