@@ -16,7 +16,8 @@ from mis_data.models.offline.grammar import be, is_plural, second_person
 from tests.support.paths import CONFIGS
 
 # Acronyms and proper names an object name may contain: written as people write them.
-AS_WRITTEN = ("ATM", "USB", "RFID", "VIP", "DVD", "TV", "GPS", "ID", "SIM", "Holocaust",
+AS_WRITTEN = ("ATM", "USB", "RFID", "VIP", "DVD", "TV", "GPS", "ID", "SIM", "QR", "EV", "VPN",
+              "Wi-Fi", "Holocaust",
               "Chinatown", "Pride")
 
 
