@@ -33,7 +33,11 @@ def test_demo_plus_builds_and_every_export_validates(tmp_path: Path) -> None:
     rewrites = load_dataset("json", data_files=str(run / "export/vlmguard/vlmguard_train.jsonl"),
                             cache_dir=str(tmp_path / "c"))["train"]  # rewrite: (VLMGuard-R1)
     assert rewrites.num_rows and all(row["messages"][2]["content"].startswith("<think>\n")
-                                     and row["gate_response"] for row in rewrites)
+                                     for row in rewrites)
+    # a rewrite passed the gate; a kept twin asks no model (its reasoning is the judges' votes)
+    assert all(row["gate_response"] for row in rewrites if row["kind"] == "rewrite")
+    assert all(row["rewritten"] == row["question"] and row["id"].endswith("~t")
+               for row in rewrites if row["kind"] == "keep")
     train = load_dataset(str(run / "export/hf"), "train", cache_dir=str(tmp_path / "c"))["train"]
     assert all(len(row["images"]) == 3 for row in train)
     assert all(not row["risks"] for row in train if row["twin_of"])  # a twin has no risks

@@ -10,15 +10,12 @@ shipped concept lists, to the audit's definition.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 import pytest
 import yaml
 
 from mis_data.models.offline.judges import JudgeRules
 from tests.support.image_harm import harm_problem
-from tests.support.paths import CONFIGS, PROMPTS
+from tests.support.paths import PROMPTS, shipped_concepts
 
 RULES = yaml.safe_load((PROMPTS / "offline" / "judge_rules.yaml").read_text(encoding="utf-8"))
 WORDS = [str(word) for word in RULES["hazardous_object_words"]]
@@ -27,14 +24,6 @@ WORDS = [str(word) for word in RULES["hazardous_object_words"]]
 @pytest.fixture(scope="module")
 def judge() -> JudgeRules:
     return JudgeRules(RULES)
-
-
-def entries() -> list[dict[str, Any]]:
-    found = []
-    for folder in ("concepts", "concepts_k3"):
-        for path in sorted(Path(CONFIGS / folder).glob("*.yaml")):
-            found += yaml.safe_load(path.read_text(encoding="utf-8"))["concepts"]
-    return found
 
 
 @pytest.mark.parametrize("word", WORDS)
@@ -70,7 +59,7 @@ def test_the_offline_judge_agrees_with_the_audit_on_the_shipped_lists(judge: Jud
     """Every object it flags is harmful by the definition, and it flags the object every easy
     pair names as its harmful one (so it marks the image the list means)."""
     flagged_ordinary, missed = set(), set()
-    for entry in entries():
+    for entry in shipped_concepts():
         for slot in range(1, 5):
             name, kind = entry.get(f"object{slot}"), entry.get(f"kind{slot}")
             if not name:

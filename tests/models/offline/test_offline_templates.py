@@ -218,7 +218,7 @@ def test_a_template_with_topics_fits_only_pairs_on_its_topic(writer: Instruction
                  "kind1": kind1, "kind2": kind2, "concept_id": "topics"}
         return {draft.template.id for draft in writer.candidates(facts)}
 
-    gambling = ids("online casino app on a phone", "device", "pile of unpaid bills", "document")
+    gambling = ids("row of slot machines", "object", "envelope of rent money", "document")
     eating = ids("starvation diet app", "text", "kitchen food scale", "device")
     assert "ps-keep-gambling" in gambling and "ps-stop-eating" not in gambling
     assert "ps-stop-eating" in eating and "ps-keep-gambling" not in eating
